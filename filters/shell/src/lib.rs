@@ -1,0 +1,298 @@
+//! The Proxy-Wasm shell shared by geomesh's network filters.
+//!
+//! A filter crate implements [`Protocol`] (a name, its settings, a session constructor) and calls
+//! [`install`] from `proxy_wasm::main!`. This crate does the rest and nothing protocol-specific:
+//!
+//! * **configuration**: `on_configure` parses the Écharde configuration, rejects a bad one with
+//!   a log line that names the field, and publishes the compiled routing table in a per-VM
+//!   [`Slot`] keyed by the plugin name, with a generation number;
+//! * **live reload**: Envoy answers an xDS/ECDS update with a *new* root context, while open
+//!   connections stay bound to the old one. Every connection holds the slot and, before each
+//!   callback, compares generations: on a change it hands the new table to its session, so a
+//!   connection opened before the update routes its next request by the new table and loses
+//!   nothing in flight;
+//! * **transport**: client bytes go through the session into GMB/1 frames for the bridge, and
+//!   bridge frames through the session back to the client ([`geomesh_frame::Mux`]).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use geomesh_core::{Config, ConfigError, Millis, RoutingTable, Session, WorkloadType};
+use geomesh_frame::Mux;
+use proxy_wasm::traits::{Context, RootContext, StreamContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, PeerType};
+
+pub use proxy_wasm;
+
+/// What a network filter brings to the shell.
+pub trait Protocol: 'static {
+    /// Protocol-specific settings, parsed from the configuration section named after
+    /// `workload_type`.
+    type Settings: 'static;
+    /// The per-connection state machine.
+    type Session: Session + 'static;
+
+    /// The `workload_type` this filter serves.
+    const WORKLOAD: WorkloadType;
+
+    /// Validates the protocol's own section (`config.extension`).
+    fn settings(config: &Config) -> Result<Self::Settings, ConfigError>;
+
+    /// A session for a new client connection.
+    fn new_session(loaded: &Loaded<Self::Settings>) -> Self::Session;
+
+    /// `reply_timeout_ms` for the bridge channels of this protocol (0 = the session keeps its
+    /// own deadlines, e.g. because some commands block on purpose).
+    fn channel_reply_timeout_ms(_loaded: &Loaded<Self::Settings>) -> u32 {
+        0
+    }
+}
+
+/// A configuration as one generation of one plugin sees it.
+#[derive(Debug)]
+pub struct Loaded<S> {
+    pub generation: u64,
+    pub config: Config,
+    pub table: Rc<RoutingTable>,
+    pub settings: S,
+}
+
+/// The current configuration of one plugin (by plugin name) in this VM.
+pub struct Slot<S> {
+    generation: Cell<u64>,
+    current: RefCell<Option<Rc<Loaded<S>>>>,
+}
+
+impl<S> Slot<S> {
+    fn current(&self) -> Option<Rc<Loaded<S>>> {
+        self.current.borrow().clone()
+    }
+}
+
+thread_local! {
+    /// Slots by (plugin name, protocol): one VM runs one filter binary, so the protocol part
+    /// only guards against a mix-up; `Rc<dyn Any>` is downcast by the protocol's type.
+    static SLOTS: RefCell<HashMap<String, Rc<dyn std::any::Any>>> = RefCell::new(HashMap::new());
+}
+
+fn slot<P: Protocol>(plugin: &str) -> Rc<Slot<P::Settings>> {
+    SLOTS.with(|slots| {
+        let mut slots = slots.borrow_mut();
+        if let Some(s) = slots.get(plugin).cloned() {
+            if let Ok(s) = s.downcast::<Slot<P::Settings>>() {
+                return s;
+            }
+        }
+        let s: Rc<Slot<P::Settings>> = Rc::new(Slot {
+            generation: Cell::new(0),
+            current: RefCell::new(None),
+        });
+        slots.insert(plugin.to_owned(), s.clone());
+        s
+    })
+}
+
+/// Parses and compiles a configuration for protocol `P`, as `on_configure` does (exposed for
+/// native tests of the filters' config handling).
+pub fn load<P: Protocol>(text: &[u8], previous: Option<&RoutingTable>, generation: u64) -> Result<Loaded<P::Settings>, ConfigError> {
+    let config = Config::parse(text)?;
+    if config.workload_type != P::WORKLOAD {
+        return Err(ConfigError::new(
+            "workload_type",
+            format!(
+                "this filter serves `{}`, the configuration says `{}`",
+                P::WORKLOAD.name(),
+                config.workload_type.name()
+            ),
+        ));
+    }
+    let settings = P::settings(&config)?;
+    let table = match previous {
+        Some(prev) => RoutingTable::succeed(&config, prev)?,
+        None => RoutingTable::new(&config)?,
+    };
+    Ok(Loaded {
+        generation,
+        config,
+        table: Rc::new(table),
+        settings,
+    })
+}
+
+/// Registers the root context factory for protocol `P`. Call it from `proxy_wasm::main!`.
+pub fn install<P: Protocol>() {
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root::<P> {
+            slot: None,
+            plugin: String::new(),
+        })
+    });
+}
+
+fn now_ms(ctx: &dyn Context) -> Millis {
+    ctx.get_current_time()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Root<P: Protocol> {
+    slot: Option<Rc<Slot<P::Settings>>>,
+    plugin: String,
+}
+
+impl<P: Protocol> Context for Root<P> {}
+
+impl<P: Protocol> RootContext for Root<P> {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let plugin = self
+            .get_property(vec!["plugin_name"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| "geomesh".to_owned());
+        let text = self.get_plugin_configuration().unwrap_or_default();
+        let slot = slot::<P>(&plugin);
+        let previous = slot.current();
+        let generation = slot.generation.get() + 1;
+        match load::<P>(&text, previous.as_ref().map(|l| &*l.table), generation) {
+            Ok(loaded) => {
+                log::info!(
+                    "geomesh {plugin}: configuration generation {generation} loaded: {} routes over clusters [{}]",
+                    loaded.config.routes.len(),
+                    loaded.table.active_cluster_names().collect::<Vec<_>>().join(", ")
+                );
+                *slot.current.borrow_mut() = Some(Rc::new(loaded));
+                slot.generation.set(generation);
+                self.slot = Some(slot);
+                self.plugin = plugin;
+                true
+            }
+            Err(e) => {
+                log::error!("geomesh {plugin}: {e}");
+                false
+            }
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::StreamContext)
+    }
+
+    fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
+        // `None` would make the SDK panic; without a configuration (Envoy does not create
+        // streams after a failed on_configure) the stream closes itself on its first bytes.
+        let slot = self.slot.clone();
+        let loaded = slot.as_ref().and_then(|s| s.current());
+        let stream: Box<dyn StreamContext> = match (slot, loaded) {
+            (Some(slot), Some(loaded)) => {
+                let label = format!("{}#{}", self.plugin, context_id);
+                Box::new(Stream::<P> {
+                    session: P::new_session(&loaded),
+                    mux: Mux::new(
+                        &label,
+                        loaded.table.clone(),
+                        P::channel_reply_timeout_ms(&loaded),
+                        loaded.config.upstream_timeout_ms.min(10_000),
+                    ),
+                    generation: loaded.generation,
+                    slot,
+                })
+            }
+            _ => Box::new(Unconfigured),
+        };
+        Some(stream)
+    }
+}
+
+struct Stream<P: Protocol> {
+    session: P::Session,
+    mux: Mux,
+    generation: u64,
+    slot: Rc<Slot<P::Settings>>,
+}
+
+impl<P: Protocol> Stream<P> {
+    /// Follows a reconfiguration of the plugin.
+    fn refresh(&mut self) {
+        if self.slot.generation.get() == self.generation {
+            return;
+        }
+        if let Some(loaded) = self.slot.current() {
+            self.generation = loaded.generation;
+            self.mux.set_table(loaded.table.clone());
+            self.session.on_new_table(loaded.table.clone());
+        }
+    }
+}
+
+impl<P: Protocol> Context for Stream<P> {}
+
+impl<P: Protocol> StreamContext for Stream<P> {
+    fn on_new_connection(&mut self) -> Action {
+        Action::Continue
+    }
+
+    fn on_downstream_data(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.refresh();
+        let now = now_ms(self);
+        let data = if size > 0 {
+            self.get_downstream_data(0, size).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let frames = self.mux.on_downstream(&mut self.session, &data, now);
+        if end_of_stream {
+            self.mux.on_downstream_closed(&mut self.session, now);
+        }
+        if size > 0 || !frames.is_empty() {
+            self.set_downstream_data(0, size, &frames);
+        }
+        Action::Continue
+    }
+
+    fn on_downstream_close(&mut self, _peer: PeerType) {
+        let now = now_ms(self);
+        self.mux.on_downstream_closed(&mut self.session, now);
+    }
+
+    fn on_upstream_data(&mut self, size: usize, end_of_stream: bool) -> Action {
+        self.refresh();
+        let now = now_ms(self);
+        let data = if size > 0 {
+            self.get_upstream_data(0, size).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let out = self.mux.on_upstream(&mut self.session, &data, end_of_stream, now);
+        if size > 0 || !out.bytes.is_empty() {
+            self.set_upstream_data(0, size, &out.bytes);
+        }
+        if out.close_downstream {
+            self.close_downstream();
+        }
+        Action::Continue
+    }
+}
+
+/// The stream of a plugin whose configuration was rejected: it closes the connection rather
+/// than pass bytes through unrouted.
+struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl StreamContext for Unconfigured {
+    fn on_new_connection(&mut self) -> Action {
+        log::error!("geomesh: connection refused: the filter has no valid configuration");
+        self.close_downstream();
+        Action::Pause
+    }
+
+    fn on_downstream_data(&mut self, size: usize, _end_of_stream: bool) -> Action {
+        self.set_downstream_data(0, size, &[]);
+        self.close_downstream();
+        Action::Pause
+    }
+}

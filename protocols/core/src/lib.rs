@@ -1,0 +1,22 @@
+//! geomesh's routing core, shared by every protocol filter.
+//!
+//! * [`config`]: the Écharde configuration shape (`workload_type`, `type_proxy`,
+//!   `default_cluster`, `local_cluster`, `routing_table`), extended, validated with messages that
+//!   name the field;
+//! * [`route`]: the compiled routing table (key, prefix, value and hash routes, hash tags,
+//!   longest match, default);
+//! * [`hash`]: versioned consistent hashing;
+//! * [`session`]: the sans-IO contract a protocol implements and a host shell drives.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod config;
+pub mod hash;
+pub mod route;
+pub mod session;
+
+pub use config::{Config, ConfigError, RouteSpec, RouteTarget, RouteType, TypeProxy, WorkloadType};
+pub use hash::HashAlgorithm;
+pub use route::{ClusterId, Decision, RoutingTable};
+pub use session::{Action, DeadlineCover, Millis, Session, UpstreamFailure, UpstreamFailureKind};
