@@ -1,0 +1,722 @@
+//! One filter connection: GMB/1 frames in and out, its channels, its timers.
+//!
+//! Everything of one connection runs in ONE task, as one hand-written poll loop over the
+//! filter socket, every backend socket or tunnel of its channels, and one timer. Each pass
+//! reads all that is ready (backend bytes go straight into the filter's output buffer behind a
+//! frame header, with no intermediate buffer), then writes: every channel's queued bytes in one
+//! write, and all frames for the filter in one write. No locks, no channels between tasks on
+//! the data path; only `OPEN` spawns a short task (resolve + connect) that hands back the
+//! connected socket.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use geomesh_frame::{
+    encode_closed, encode_error, encode_wake_reply, split_frame, CloseCode, Header, Hello, Kind, Open, Wake,
+    HEADER_LEN, VERSION,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, Sleep};
+use tokio_stream::Stream;
+use tokio_util::io::poll_read_buf;
+use tokio_util::sync::PollSender;
+use tonic::Streaming;
+use tracing::{debug, info, warn};
+
+use crate::pb::{tunnel_frame::Frame, TunnelFrame};
+use crate::stats::{self, ConnCounters};
+use crate::{remote, OpenError, Route, Shared};
+
+/// Most bytes read from one socket at once (and so the largest `DATA` frame the bridge sends).
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads per socket per pass, for fairness between channels.
+const READS_PER_PASS: usize = 4;
+/// Passes over everything before the task yields to others.
+const MAX_PASSES: usize = 16;
+/// Buffers larger than this are given back once empty.
+const BIG_BUFFER: usize = 1 << 20;
+/// How long a connection that is being closed after an `ERROR` may take to flush it.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A channel's backend, once open.
+pub(crate) enum Opened {
+    Tcp(TcpStream),
+    Tunnel {
+        tx: mpsc::Sender<TunnelFrame>,
+        rx: Box<Streaming<TunnelFrame>>,
+        site: String,
+    },
+}
+
+/// Resolves `target` and connects to it (here, or through a tunnel to its site).
+async fn open_channel(
+    shared: Arc<Shared>,
+    target: Arc<str>,
+    connect_timeout: Duration,
+    reply_timeout_ms: u32,
+) -> Result<Opened, OpenError> {
+    match shared.resolve(&target, true).await? {
+        Route::Local(addrs) => shared
+            .connect_local(&target, &addrs, connect_timeout)
+            .await
+            .map(Opened::Tcp),
+        Route::Remote { site, client } => {
+            shared.stats.remote_channels_total.fetch_add(1, Relaxed);
+            let origin = shared.snapshot().config.site.clone();
+            let (tx, rx) =
+                remote::open_tunnel(client, &site, &origin, &target, connect_timeout, reply_timeout_ms).await?;
+            Ok(Opened::Tunnel {
+                tx,
+                rx: Box::new(rx),
+                site,
+            })
+        }
+    }
+}
+
+struct OpenResult {
+    chan: u16,
+    serial: u64,
+    result: Result<Opened, OpenError>,
+}
+
+enum ChanIo {
+    Connecting(AbortHandle),
+    Tcp(TcpStream),
+    Tunnel {
+        tx: PollSender<TunnelFrame>,
+        rx: Box<Streaming<TunnelFrame>>,
+        site: String,
+    },
+}
+
+struct Chan {
+    serial: u64,
+    target: Arc<str>,
+    /// `reply_timeout_ms` of the `OPEN` (plus the connect timeout for a tunnel, which has the
+    /// far bridge's own clock in front of it).
+    reply_timeout: Option<Duration>,
+    reply_timeout_ms: u32,
+    connect_timeout: Duration,
+    /// When the stall clock runs out.
+    stall_at: Option<Instant>,
+    io: ChanIo,
+    /// Bytes from the filter not yet taken by the backend.
+    wbuf: BytesMut,
+}
+
+impl Drop for Chan {
+    fn drop(&mut self) {
+        if let ChanIo::Connecting(h) = &self.io {
+            h.abort();
+        }
+    }
+}
+
+struct Limits {
+    channel_buffer: usize,
+    filter_buffer: usize,
+    max_timers: usize,
+}
+
+struct Conn<S> {
+    io: S,
+    peer: String,
+    label: String,
+    shared: Arc<Shared>,
+    limits: Limits,
+    hello: bool,
+    closing: Option<Instant>,
+    /// Our side of the connection is shut down (after an ERROR was flushed).
+    shut_down: bool,
+    inbuf: BytesMut,
+    out: BytesMut,
+    scratch: Vec<u8>,
+    chans: HashMap<u16, Chan>,
+    serial: u64,
+    events_tx: mpsc::UnboundedSender<OpenResult>,
+    events_rx: mpsc::UnboundedReceiver<OpenResult>,
+    /// (when, sequence, token): pending `WAKE`s, earliest first.
+    wakes: BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    wake_seq: u64,
+    sleep: Pin<Box<Sleep>>,
+    sleep_at: Option<Instant>,
+    closes: Vec<(u16, CloseCode, String)>,
+    stats_id: u64,
+    counters: Arc<ConnCounters>,
+}
+
+/// Serves one filter connection until either side closes it.
+pub(crate) async fn serve<S>(io: S, peer: String, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    shared.stats.filter_connections_active.fetch_add(1, Relaxed);
+    shared.stats.filter_connections_total.fetch_add(1, Relaxed);
+    let snap = shared.snapshot();
+    let d = &snap.config.defaults;
+    let limits = Limits {
+        channel_buffer: d.channel_buffer_bytes,
+        filter_buffer: d.filter_buffer_bytes,
+        max_timers: d.max_timers,
+    };
+    drop(snap);
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (stats_id, counters) = shared.stats.register();
+    let mut conn = Conn {
+        io,
+        peer,
+        label: String::new(),
+        shared: shared.clone(),
+        limits,
+        hello: false,
+        closing: None,
+        shut_down: false,
+        inbuf: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::with_capacity(READ_CHUNK),
+        scratch: Vec::with_capacity(256),
+        chans: HashMap::new(),
+        serial: 0,
+        events_tx,
+        events_rx,
+        wakes: BinaryHeap::new(),
+        wake_seq: 0,
+        sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+        sleep_at: None,
+        closes: Vec::new(),
+        stats_id,
+        counters,
+    };
+    debug!(peer = %conn.peer, "filter connected");
+    poll_fn(|cx| conn.poll_passes(cx)).await;
+    conn.teardown();
+    shared.stats.filter_connections_active.fetch_sub(1, Relaxed);
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn poll_passes(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..MAX_PASSES {
+            let mut progress = false;
+
+            while let Poll::Ready(Some(ev)) = self.events_rx.poll_recv(cx) {
+                self.on_opened(ev);
+                progress = true;
+            }
+
+            if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
+                self.inbuf.reserve(READ_CHUNK);
+            }
+            match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.inbuf) {
+                Poll::Ready(Ok(0)) => {
+                    debug!(peer = %self.peer, label = %self.label, "filter closed the connection");
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) if self.closing.is_some() => {
+                    // After an ERROR the input is drained and dropped, so that closing the
+                    // socket sends FIN, not a reset that could destroy the ERROR frame.
+                    self.inbuf.clear();
+                    progress = true;
+                }
+                Poll::Ready(Ok(_)) => {
+                    self.on_input();
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    debug!(peer = %self.peer, label = %self.label, "filter connection: {e}");
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {}
+            }
+
+            let now = Instant::now();
+            progress |= self.poll_channels(cx, now);
+            progress |= self.poll_timers(cx, now);
+            if self.closing.is_some_and(|at| at <= now) {
+                return Poll::Ready(());
+            }
+
+            while !self.out.is_empty() {
+                match Pin::new(&mut self.io).poll_write(cx, &self.out) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(n)) => {
+                        self.out.advance(n);
+                        ConnCounters::add(&self.counters.to_filter, n as u64);
+                        progress = true;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if self.out.is_empty() && self.out.capacity() > BIG_BUFFER {
+                self.out = BytesMut::with_capacity(READ_CHUNK);
+            }
+            if self.closing.is_some() && self.out.is_empty() && !self.shut_down {
+                match Pin::new(&mut self.io).poll_shutdown(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.shut_down = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Pending => {}
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Handles every complete frame in `inbuf`.
+    fn on_input(&mut self) {
+        let mut inbuf = std::mem::take(&mut self.inbuf);
+        let mut pos = 0;
+        let mut need = 0;
+        while self.closing.is_none() {
+            let rest = inbuf.get(pos..).unwrap_or_default();
+            match split_frame(rest) {
+                Ok(Some((f, n))) => {
+                    pos += n;
+                    self.on_frame(f.kind, f.chan, f.payload);
+                }
+                Ok(None) => {
+                    if let Ok(Some(h)) = Header::parse(rest) {
+                        need = HEADER_LEN + h.len;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    self.fatal(&e.to_string());
+                    break;
+                }
+            }
+        }
+        ConnCounters::add(&self.counters.from_filter, pos as u64);
+        inbuf.advance(pos);
+        if inbuf.is_empty() && inbuf.capacity() > BIG_BUFFER && need == 0 {
+            inbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        if need > inbuf.len() {
+            inbuf.reserve(need - inbuf.len());
+        }
+        self.inbuf = inbuf;
+    }
+
+    fn on_frame(&mut self, kind: Kind, chan: u16, p: &[u8]) {
+        if !self.hello && kind != Kind::Hello {
+            return self.fatal(&format!("expected HELLO as the first frame, got {kind:?}"));
+        }
+        let needs_chan = matches!(kind, Kind::Open | Kind::Data | Kind::Close);
+        if needs_chan && chan == 0 {
+            return self.fatal(&format!("{kind:?} on channel 0"));
+        }
+        if matches!(kind, Kind::Hello | Kind::Wake) && chan != 0 {
+            return self.fatal(&format!("{kind:?} on channel {chan}; it belongs on channel 0"));
+        }
+        match kind {
+            Kind::Hello => {
+                if self.hello {
+                    return self.fatal("second HELLO");
+                }
+                match Hello::parse(p) {
+                    Ok(h) if h.version == VERSION => {
+                        self.hello = true;
+                        self.label = h.label.to_owned();
+                        debug!(peer = %self.peer, label = %self.label, "HELLO");
+                    }
+                    Ok(h) => self.fatal(&format!(
+                        "unsupported GMB version {}; this bridge speaks version {VERSION}",
+                        h.version
+                    )),
+                    Err(e) => self.fatal(&e.to_string()),
+                }
+            }
+            Kind::Open => match Open::parse(p) {
+                Ok(o) => {
+                    if self.chans.contains_key(&chan) {
+                        return self.fatal(&format!("OPEN of channel {chan}, which is open"));
+                    }
+                    self.open(chan, &o);
+                }
+                Err(e) => self.fatal(&e.to_string()),
+            },
+            Kind::Data => {
+                if let Some(ch) = self.chans.get_mut(&chan) {
+                    ch.wbuf.extend_from_slice(p);
+                    if ch.wbuf.len() > self.limits.channel_buffer {
+                        let msg = format!(
+                            "more than {} bytes queued for {} before it took them",
+                            self.limits.channel_buffer, ch.target
+                        );
+                        self.close_chan(chan, CloseCode::Overflow, &msg);
+                    }
+                }
+                // Else the channel is closed and its CLOSED is on its way: drop the bytes.
+            }
+            Kind::Close => {
+                if self.chans.contains_key(&chan) {
+                    self.close_chan(chan, CloseCode::Local, "closed by the filter");
+                }
+            }
+            Kind::Wake => match Wake::parse(p) {
+                Ok(w) if w.delay_ms == 0 => self.wake_reply(w.token),
+                Ok(w) => {
+                    if self.wakes.len() >= self.limits.max_timers {
+                        return self.fatal(&format!("more than {} pending WAKE timers", self.limits.max_timers));
+                    }
+                    let at = Instant::now() + Duration::from_millis(u64::from(w.delay_ms));
+                    self.wake_seq += 1;
+                    self.wakes.push(Reverse((at, self.wake_seq, w.token)));
+                }
+                Err(e) => self.fatal(&e.to_string()),
+            },
+            other => self.fatal(&format!(
+                "{other:?} is a frame of the bridge; a filter does not send it"
+            )),
+        }
+    }
+
+    fn open(&mut self, chan: u16, o: &Open<'_>) {
+        let snap = self.shared.snapshot();
+        let connect_ms = if o.connect_timeout_ms == 0 {
+            snap.config.defaults.connect_timeout_ms
+        } else {
+            o.connect_timeout_ms
+        };
+        drop(snap);
+        let connect_timeout = Duration::from_millis(u64::from(connect_ms));
+        let target: Arc<str> = Arc::from(o.target);
+        self.serial += 1;
+        let serial = self.serial;
+        let tx = self.events_tx.clone();
+        let shared = self.shared.clone();
+        let reply_ms = o.reply_timeout_ms;
+        let t = target.clone();
+        let task = tokio::spawn(async move {
+            let result = open_channel(shared, t, connect_timeout, reply_ms).await;
+            let _ = tx.send(OpenResult { chan, serial, result });
+        });
+        debug!(peer = %self.peer, label = %self.label, chan, target = %target, "OPEN");
+        self.chans.insert(
+            chan,
+            Chan {
+                serial,
+                target,
+                reply_timeout: (reply_ms > 0).then(|| Duration::from_millis(u64::from(reply_ms))),
+                reply_timeout_ms: reply_ms,
+                connect_timeout,
+                stall_at: None,
+                io: ChanIo::Connecting(task.abort_handle()),
+                wbuf: BytesMut::new(),
+            },
+        );
+        self.shared.stats.channels_total.fetch_add(1, Relaxed);
+        self.shared.stats.channels_active.fetch_add(1, Relaxed);
+    }
+
+    fn on_opened(&mut self, ev: OpenResult) {
+        let Some(ch) = self.chans.get_mut(&ev.chan) else { return };
+        if ch.serial != ev.serial {
+            return;
+        }
+        match ev.result {
+            Ok(Opened::Tcp(s)) => {
+                debug!(label = %self.label, chan = ev.chan, target = %ch.target, "connected");
+                ch.io = ChanIo::Tcp(s);
+            }
+            Ok(Opened::Tunnel { tx, rx, site }) => {
+                debug!(label = %self.label, chan = ev.chan, target = %ch.target, %site, "tunnel open");
+                // The far bridge runs the precise stall clock; ours only covers a far bridge
+                // that stops answering altogether.
+                ch.reply_timeout = ch.reply_timeout.map(|t| t + ch.connect_timeout);
+                ch.io = ChanIo::Tunnel {
+                    tx: PollSender::new(tx),
+                    rx,
+                    site,
+                };
+            }
+            Err((code, msg)) => self.close_chan(ev.chan, code, &msg),
+        }
+    }
+
+    /// Writes queued bytes to every backend and reads what they sent. True if anything moved.
+    fn poll_channels(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let paused = self.out.len() >= self.limits.filter_buffer;
+        let mut progress = false;
+        let Self {
+            chans,
+            out,
+            scratch,
+            closes,
+            counters,
+            ..
+        } = self;
+        for (&id, ch) in chans.iter_mut() {
+            match &mut ch.io {
+                ChanIo::Connecting(_) => {}
+                ChanIo::Tcp(s) => {
+                    let mut wrote = false;
+                    while !ch.wbuf.is_empty() {
+                        match Pin::new(&mut *s).poll_write(cx, &ch.wbuf) {
+                            Poll::Ready(Ok(0)) => {
+                                closes.push((id, CloseCode::Io, format!("{}: write returned 0", ch.target)));
+                                break;
+                            }
+                            Poll::Ready(Ok(n)) => {
+                                ch.wbuf.advance(n);
+                                ConnCounters::add(&counters.to_backends, n as u64);
+                                wrote = true;
+                            }
+                            Poll::Ready(Err(e)) => {
+                                closes.push((id, CloseCode::Io, format!("{}: write: {e}", ch.target)));
+                                break;
+                            }
+                            Poll::Pending => break,
+                        }
+                    }
+                    if wrote {
+                        progress = true;
+                        if let (Some(t), None) = (ch.reply_timeout, ch.stall_at) {
+                            ch.stall_at = Some(now + t);
+                        }
+                        if ch.wbuf.is_empty() && ch.wbuf.capacity() > BIG_BUFFER {
+                            ch.wbuf = BytesMut::new();
+                        }
+                    }
+                    if paused {
+                        continue;
+                    }
+                    for _ in 0..READS_PER_PASS {
+                        let start = out.len();
+                        out.reserve(HEADER_LEN + READ_CHUNK);
+                        out.put_bytes(0, HEADER_LEN);
+                        let r = poll_read_buf(Pin::new(&mut *s), cx, &mut (&mut *out).limit(READ_CHUNK));
+                        match r {
+                            Poll::Ready(Ok(0)) => {
+                                out.truncate(start);
+                                closes.push((id, CloseCode::Eof, format!("{} closed the connection", ch.target)));
+                                break;
+                            }
+                            Poll::Ready(Ok(n)) => {
+                                scratch.clear();
+                                Header::write(scratch, Kind::BridgeData, id, n);
+                                if let Some(h) = out.get_mut(start..start + HEADER_LEN) {
+                                    h.copy_from_slice(scratch);
+                                }
+                                ConnCounters::add(&counters.from_backends, n as u64);
+                                ch.stall_at = None;
+                                progress = true;
+                            }
+                            Poll::Ready(Err(e)) => {
+                                out.truncate(start);
+                                closes.push((id, CloseCode::Io, format!("{}: read: {e}", ch.target)));
+                                break;
+                            }
+                            Poll::Pending => {
+                                out.truncate(start);
+                                break;
+                            }
+                        }
+                    }
+                }
+                ChanIo::Tunnel { tx, rx, site } => {
+                    if !ch.wbuf.is_empty() {
+                        match tx.poll_reserve(cx) {
+                            Poll::Ready(Ok(())) => {
+                                let data = ch.wbuf.split().freeze();
+                                ConnCounters::add(&counters.to_backends, data.len() as u64);
+                                if tx
+                                    .send_item(TunnelFrame {
+                                        frame: Some(Frame::Data(data)),
+                                    })
+                                    .is_err()
+                                {
+                                    closes.push((
+                                        id,
+                                        CloseCode::SiteUnreachable,
+                                        format!("tunnel to site {site} ended"),
+                                    ));
+                                    continue;
+                                }
+                                progress = true;
+                                if let (Some(t), None) = (ch.reply_timeout, ch.stall_at) {
+                                    ch.stall_at = Some(now + t);
+                                }
+                            }
+                            Poll::Ready(Err(_)) => {
+                                closes.push((id, CloseCode::SiteUnreachable, format!("tunnel to site {site} ended")));
+                                continue;
+                            }
+                            Poll::Pending => {}
+                        }
+                    }
+                    if paused {
+                        continue;
+                    }
+                    for _ in 0..READS_PER_PASS {
+                        match Pin::new(&mut **rx).poll_next(cx) {
+                            Poll::Ready(Some(Ok(TunnelFrame {
+                                frame: Some(Frame::Data(d)),
+                            }))) => {
+                                for chunk in d.chunks(READ_CHUNK) {
+                                    scratch.clear();
+                                    Header::write(scratch, Kind::BridgeData, id, chunk.len());
+                                    out.extend_from_slice(scratch);
+                                    out.extend_from_slice(chunk);
+                                }
+                                ConnCounters::add(&counters.from_backends, d.len() as u64);
+                                ch.stall_at = None;
+                                progress = true;
+                            }
+                            Poll::Ready(Some(Ok(TunnelFrame {
+                                frame: Some(Frame::Closed(c)),
+                            }))) => {
+                                let code = u8::try_from(c.code).map(CloseCode::from_u8).unwrap_or(CloseCode::Io);
+                                closes.push((id, code, c.message));
+                                break;
+                            }
+                            Poll::Ready(Some(Ok(_))) => {
+                                closes.push((
+                                    id,
+                                    CloseCode::Io,
+                                    format!("site {site} sent a tunnel message out of place"),
+                                ));
+                                break;
+                            }
+                            Poll::Ready(Some(Err(status))) => {
+                                closes.push((
+                                    id,
+                                    CloseCode::SiteUnreachable,
+                                    format!("tunnel to site {site}: {}", status.message()),
+                                ));
+                                break;
+                            }
+                            Poll::Ready(None) => {
+                                closes.push((
+                                    id,
+                                    CloseCode::SiteUnreachable,
+                                    format!("tunnel to site {site} ended without CLOSED"),
+                                ));
+                                break;
+                            }
+                            Poll::Pending => break,
+                        }
+                    }
+                }
+            }
+        }
+        self.close_pending();
+        progress
+    }
+
+    /// Fires due `WAKE`s and stall clocks, and arms the timer for the next one.
+    fn poll_timers(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        while let Some(Reverse((at, _, token))) = self.wakes.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.wakes.pop();
+            self.wake_reply(token);
+            progress = true;
+        }
+        let mut next = self.wakes.peek().map(|r| r.0 .0);
+        // While the filter is not reading, backends are not read either: no clock may blame
+        // them for that.
+        if self.out.len() < self.limits.filter_buffer {
+            for (&id, ch) in &self.chans {
+                if let Some(at) = ch.stall_at {
+                    if at <= now {
+                        let msg = format!("no reply from {} within {} ms", ch.target, ch.reply_timeout_ms);
+                        self.closes.push((id, CloseCode::Stalled, msg));
+                    } else {
+                        next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                    }
+                }
+            }
+        }
+        if !self.closes.is_empty() {
+            self.close_pending();
+            progress = true;
+        }
+        if let Some(at) = self.closing {
+            next = Some(next.map_or(at, |n: Instant| n.min(at)));
+        }
+        if let Some(at) = next {
+            if self.sleep_at != Some(at) {
+                self.sleep.as_mut().reset(at);
+                self.sleep_at = Some(at);
+            }
+            if self.sleep.as_mut().poll(cx).is_ready() {
+                self.sleep_at = None;
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    fn close_pending(&mut self) {
+        let mut closes = std::mem::take(&mut self.closes);
+        for (id, code, msg) in closes.drain(..) {
+            self.close_chan(id, code, &msg);
+        }
+        self.closes = closes;
+    }
+
+    fn close_chan(&mut self, id: u16, code: CloseCode, msg: &str) {
+        let Some(ch) = self.chans.remove(&id) else { return };
+        match code {
+            CloseCode::Local | CloseCode::Eof => {
+                debug!(label = %self.label, chan = id, target = %ch.target, code = stats::close_name(code), "{msg}")
+            }
+            _ => info!(label = %self.label, chan = id, target = %ch.target, code = stats::close_name(code), "{msg}"),
+        }
+        drop(ch);
+        self.scratch.clear();
+        encode_closed(&mut self.scratch, id, code, msg);
+        self.out.extend_from_slice(&self.scratch);
+        self.shared.stats.count_close(code);
+        self.shared.stats.channels_active.fetch_sub(1, Relaxed);
+    }
+
+    fn wake_reply(&mut self, token: u64) {
+        self.scratch.clear();
+        encode_wake_reply(&mut self.scratch, token);
+        self.out.extend_from_slice(&self.scratch);
+        ConnCounters::add(&self.counters.wakes, 1);
+    }
+
+    /// A connection-level fault: `ERROR`, then the connection closes (its channels with it).
+    fn fatal(&mut self, msg: &str) {
+        warn!(peer = %self.peer, label = %self.label, "filter connection error: {msg}");
+        self.shared.stats.errors.fetch_add(1, Relaxed);
+        self.scratch.clear();
+        encode_error(&mut self.scratch, msg);
+        self.out.extend_from_slice(&self.scratch);
+        self.closing = Some(Instant::now() + CLOSE_GRACE);
+        self.drop_channels();
+        self.wakes.clear();
+    }
+
+    fn drop_channels(&mut self) {
+        let n = self.chans.len() as u64;
+        self.chans.clear();
+        self.shared.stats.channels_active.fetch_sub(n, Relaxed);
+    }
+
+    fn teardown(&mut self) {
+        self.drop_channels();
+        self.shared.stats.retire(self.stats_id);
+        debug!(peer = %self.peer, label = %self.label, "filter connection done");
+    }
+}

@@ -1,0 +1,420 @@
+//! geomesh-bridge: the native side of GMB/1 (docs/bridge-protocol.md).
+//!
+//! A Proxy-Wasm filter cannot open connections, arm timers that write, or serve gRPC. Its
+//! Envoy `tcp_proxy` connects to this bridge instead; on that one connection the filter opens
+//! channels (backend connections, here or at another site through that site's bridge), sends
+//! and receives their bytes as frames, and asks for `WAKE` callbacks. The bridge never parses
+//! the application protocol.
+//!
+//! [`Bridge::start`] runs a bridge inside the current tokio runtime; the `geomesh-bridge`
+//! binary is a thin CLI around it.
+
+pub mod admin;
+pub mod config;
+mod conn;
+pub mod envoy_admin;
+pub mod remote;
+pub mod stats;
+
+/// The generated gRPC code of `proto/bridge.proto` (package `geomesh.bridge.v1`).
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("geomesh.bridge.v1");
+}
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use geomesh_frame::CloseCode;
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+pub use config::{Config, ConfigError, ListenAddr};
+pub use stats::Stats;
+
+use pb::bridge_client::BridgeClient;
+
+/// Why a channel could not be opened: the `CLOSED` code and message.
+pub type OpenError = (CloseCode, String);
+
+/// A gRPC client of another site's bridge (one HTTP/2 connection, made lazily, remade after a
+/// failure).
+#[derive(Clone, Debug)]
+pub struct SiteClient {
+    pub url: String,
+    pub client: BridgeClient<Channel>,
+}
+
+/// The configuration in force, with the clients of its sites. Replaced as a whole on reload.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Config,
+    pub sites: HashMap<String, SiteClient>,
+}
+
+/// Where a target resolved to.
+#[derive(Debug)]
+pub(crate) enum Route {
+    Local(Vec<String>),
+    Remote {
+        site: String,
+        client: BridgeClient<Channel>,
+    },
+}
+
+/// State shared by every task of one bridge. The data path reads none of it except to count
+/// (atomics, once per wake-up).
+#[derive(Debug)]
+pub struct Shared {
+    snapshot: RwLock<Arc<Snapshot>>,
+    pub stats: Stats,
+    ready: AtomicBool,
+    admin_cache: tokio::sync::Mutex<Option<(Instant, Arc<envoy_admin::ClusterHosts>)>>,
+    round_robin: AtomicUsize,
+}
+
+impl Shared {
+    /// The configuration in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_snapshot(&self, snap: Snapshot) {
+        match self.snapshot.write() {
+            Ok(mut s) => *s = Arc::new(snap),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(snap),
+        }
+    }
+
+    /// True once every listener is bound.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Resolves a target: this bridge's `clusters`, then Envoy's admin API. `allow_remote`:
+    /// false for channels that already come from another site (no second hop).
+    pub(crate) async fn resolve(&self, target: &str, allow_remote: bool) -> Result<Route, OpenError> {
+        let snap = self.snapshot();
+        match snap.config.placement(target) {
+            Some(config::Placement::Local(addrs)) => return Ok(Route::Local(addrs.to_vec())),
+            Some(config::Placement::Remote(site)) => {
+                if !allow_remote {
+                    return Err((
+                        CloseCode::UnknownTarget,
+                        format!(
+                            "`{target}` lives at site {site}, not at {}; tunnels make one hop only",
+                            snap.config.site
+                        ),
+                    ));
+                }
+                return match snap.sites.get(site) {
+                    Some(c) => Ok(Route::Remote {
+                        site: site.to_owned(),
+                        client: c.client.clone(),
+                    }),
+                    None => Err((CloseCode::SiteUnreachable, format!("site {site} has no gRPC address"))),
+                };
+            }
+            None => {}
+        }
+        if let Some(url) = &snap.config.envoy_admin {
+            let hosts = self.envoy_clusters(url, &snap.config).await.map_err(|e| {
+                (
+                    CloseCode::UnknownTarget,
+                    format!("`{target}` is not configured and Envoy's admin failed: {e}"),
+                )
+            })?;
+            return match hosts.get(target) {
+                Some(h) if !h.is_empty() => Ok(Route::Local(h.clone())),
+                Some(_) => Err((
+                    CloseCode::Refused,
+                    format!("Envoy cluster `{target}` has no healthy host"),
+                )),
+                None => Err((
+                    CloseCode::UnknownTarget,
+                    format!(
+                        "`{target}` is neither configured at {} nor an Envoy cluster",
+                        snap.config.site
+                    ),
+                )),
+            };
+        }
+        Err((
+            CloseCode::UnknownTarget,
+            format!("`{target}` names no cluster of bridge {}", snap.config.site),
+        ))
+    }
+
+    async fn envoy_clusters(&self, url: &str, cfg: &Config) -> Result<Arc<envoy_admin::ClusterHosts>, String> {
+        let ttl = Duration::from_millis(u64::from(cfg.defaults.envoy_admin_ttl_ms));
+        let mut cache = self.admin_cache.lock().await;
+        if let Some((at, hosts)) = cache.as_ref() {
+            if at.elapsed() < ttl {
+                return Ok(hosts.clone());
+            }
+        }
+        let (authority, prefix) = config::parse_http_url(url)?;
+        let timeout = Duration::from_millis(u64::from(cfg.defaults.connect_timeout_ms));
+        let hosts = Arc::new(envoy_admin::fetch(&authority, &prefix, timeout).await?);
+        *cache = Some((Instant::now(), hosts.clone()));
+        Ok(hosts)
+    }
+
+    /// Connects to one of `addrs` (round-robin start, then each in turn) within `timeout`.
+    pub(crate) async fn connect_local(
+        &self,
+        target: &str,
+        addrs: &[String],
+        timeout: Duration,
+    ) -> Result<TcpStream, OpenError> {
+        let deadline = Instant::now() + timeout;
+        let n = addrs.len().max(1);
+        let start = self.round_robin.fetch_add(1, Ordering::Relaxed) % n;
+        let mut last = format!("`{target}` has no address");
+        for i in 0..addrs.len() {
+            let Some(addr) = addrs.get((start + i) % n) else {
+                continue;
+            };
+            match tokio::time::timeout_at(deadline, connect_one(addr)).await {
+                Err(_) => {
+                    return Err((
+                        CloseCode::ConnectTimeout,
+                        format!("{target} ({addr}): no connection within {} ms", timeout.as_millis()),
+                    ))
+                }
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = format!("{target} ({addr}): {e}"),
+            }
+        }
+        Err((CloseCode::Refused, last))
+    }
+}
+
+async fn connect_one(addr: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for sa in tokio::net::lookup_host(addr).await? {
+        match TcpStream::connect(sa).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))
+}
+
+/// Builds the gRPC clients of a configuration's sites, keeping the ones whose URL is unchanged.
+fn site_clients(cfg: &Config, old: Option<&Snapshot>) -> anyhow::Result<HashMap<String, SiteClient>> {
+    let mut out = HashMap::new();
+    for (name, spec) in &cfg.sites {
+        if let Some(prev) = old.and_then(|o| o.sites.get(name)).filter(|p| p.url == spec.grpc) {
+            out.insert(name.clone(), prev.clone());
+            continue;
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(spec.grpc.clone())
+            .with_context(|| format!("sites.{name}.grpc"))?
+            .connect_timeout(Duration::from_millis(u64::from(cfg.defaults.connect_timeout_ms)))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(8 << 20);
+        let channel = endpoint.connect_lazy();
+        out.insert(
+            name.clone(),
+            SiteClient {
+                url: spec.grpc.clone(),
+                client: BridgeClient::new(channel),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Where the filter listener is bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundListen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for BoundListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "{a}"),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A running bridge.
+#[derive(Debug)]
+pub struct Bridge {
+    shared: Arc<Shared>,
+    /// The filter listener (port 0 in the config becomes the real port here).
+    pub listen: BoundListen,
+    /// The gRPC listener, if any.
+    pub grpc: Option<SocketAddr>,
+    /// The admin listener, if any.
+    pub admin: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Bridge {
+    /// Binds every listener of `config` and serves them on the current tokio runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Bridge> {
+        let sites = site_clients(&config, None)?;
+        let listen_cfg = config.listen_addr()?;
+        let grpc_listen = config.grpc_listen.clone();
+        let admin_listen = config.admin_listen.clone();
+        let shared = Arc::new(Shared {
+            snapshot: RwLock::new(Arc::new(Snapshot { config, sites })),
+            stats: Stats::default(),
+            ready: AtomicBool::new(false),
+            admin_cache: tokio::sync::Mutex::new(None),
+            round_robin: AtomicUsize::new(0),
+        });
+        let mut tasks = Vec::new();
+
+        let listen = match listen_cfg {
+            ListenAddr::Tcp(a) => {
+                let l = TcpListener::bind(&a)
+                    .await
+                    .with_context(|| format!("listen: cannot bind {a}"))?;
+                let bound = l.local_addr()?;
+                tasks.push(tokio::spawn(accept_tcp(l, shared.clone())));
+                BoundListen::Tcp(bound)
+            }
+            ListenAddr::Unix(p) => {
+                remove_stale_socket(&p);
+                let l = UnixListener::bind(&p).with_context(|| format!("listen: cannot bind unix:{}", p.display()))?;
+                tasks.push(tokio::spawn(accept_unix(l, shared.clone())));
+                BoundListen::Unix(p)
+            }
+        };
+        let grpc = match grpc_listen {
+            Some(a) => {
+                let l = TcpListener::bind(&a)
+                    .await
+                    .with_context(|| format!("grpc_listen: cannot bind {a}"))?;
+                let bound = l.local_addr()?;
+                tasks.push(tokio::spawn(remote::serve_grpc(l, shared.clone())));
+                Some(bound)
+            }
+            None => None,
+        };
+        let admin = match admin_listen {
+            Some(a) => {
+                let l = TcpListener::bind(&a)
+                    .await
+                    .with_context(|| format!("admin_listen: cannot bind {a}"))?;
+                let bound = l.local_addr()?;
+                tasks.push(tokio::spawn(admin::serve(l, shared.clone())));
+                Some(bound)
+            }
+            None => None,
+        };
+        tasks.push(tokio::spawn(remote::ping_sites(shared.clone())));
+        shared.ready.store(true, Ordering::Relaxed);
+        let site = shared.snapshot().config.site.clone();
+        info!(%site, %listen, grpc = ?grpc, admin = ?admin, "bridge ready");
+        Ok(Bridge {
+            shared,
+            listen,
+            grpc,
+            admin,
+            tasks,
+        })
+    }
+
+    /// Puts a new configuration in force: new channels use it. Listener addresses cannot change
+    /// without a restart (a warning says so).
+    pub fn reload(&self, config: Config) -> anyhow::Result<()> {
+        let old = self.shared.snapshot();
+        if old.config.listen != config.listen
+            || old.config.grpc_listen != config.grpc_listen
+            || old.config.admin_listen != config.admin_listen
+        {
+            warn!("listener addresses changed in the new configuration; they take effect at the next restart");
+        }
+        let sites = site_clients(&config, Some(&old))?;
+        self.shared.set_snapshot(Snapshot { config, sites });
+        if let Ok(mut cache) = self.shared.admin_cache.try_lock() {
+            *cache = None;
+        }
+        info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// The shared state (configuration in force, counters).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting and serving (open connections end with their tasks).
+    pub fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let BoundListen::Unix(p) = &self.listen {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn remove_stale_socket(p: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(m) = std::fs::symlink_metadata(p) {
+        if m.file_type().is_socket() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((s, peer)) => {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(conn::serve(s, peer.to_string(), shared.clone()));
+            }
+            Err(e) => {
+                warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn accept_unix(listener: UnixListener, shared: Arc<Shared>) {
+    let mut n = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                n += 1;
+                tokio::spawn(conn::serve(s, format!("unix#{n}"), shared.clone()));
+            }
+            Err(e) => {
+                warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

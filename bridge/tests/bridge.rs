@@ -1,0 +1,721 @@
+//! The bridge as a real process, driven by a filter-side GMB/1 client, against real
+//! redis-server processes (and a real Envoy for the admin API lookup).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use geomesh_frame::{parse_wake_reply, CloseCode, Header, Kind};
+
+const SEC: Duration = Duration::from_secs(1);
+const FIVE: Duration = Duration::from_secs(5);
+
+fn two_redis_bridge(extra: &str) -> (Redis, Redis, BridgeProc) {
+    let r1 = Redis::start();
+    let r2 = Redis::start();
+    let cfg = config(
+        "dc1",
+        &format!(
+            "clusters:\n  redis1: {{ address: \"{}\" }}\n  redis2: {{ address: \"{}\" }}\n{extra}",
+            r1.addr(),
+            r2.addr()
+        ),
+    );
+    let b = BridgeProc::start(&cfg);
+    (r1, r2, b)
+}
+
+#[test]
+fn two_channels_reach_two_servers_at_once() {
+    let (r1, r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    g.open(1, "redis1", 0, 0);
+    g.open(2, "redis2", 0, 0);
+    // Both requests in flight before either reply is read.
+    g.cmd(1, &["SET", "k1", "one"]);
+    g.cmd(2, &["SET", "k2", "two"]);
+    assert_eq!(g.read_until(2, b"\r\n", 0, FIVE), b"+OK\r\n");
+    assert_eq!(g.read_until(1, b"\r\n", 0, FIVE), b"+OK\r\n");
+    assert_eq!(g.roundtrip(1, &["GET", "k1"], b"one\r\n"), b"$3\r\none\r\n");
+    assert_eq!(g.roundtrip(2, &["GET", "k2"], b"two\r\n"), b"$3\r\ntwo\r\n");
+    assert_eq!(
+        g.roundtrip(1, &["GET", "k2"], b"\r\n"),
+        b"$-1\r\n",
+        "k2 is not on redis1"
+    );
+    assert_eq!(g.roundtrip(2, &["PING"], b"\r\n"), b"+PONG\r\n");
+    // The servers themselves agree.
+    assert_eq!(r1.cmd(&["GET", "k1"]), b"$3\r\none\r\n");
+    assert_eq!(r2.cmd(&["GET", "k2"]), b"$3\r\ntwo\r\n");
+    assert_eq!(r2.cmd(&["GET", "k1"]), b"$-1\r\n");
+    // The admin endpoint saw it.
+    let (status, text) = b.admin_get("/stats");
+    assert!(status.contains("200"), "{status}");
+    assert!(text.contains("filter_connections_active 1\n"), "{text}");
+    assert!(text.contains("channels_active 2\n"), "{text}");
+    let (_, json) = b.admin_get("/stats?format=json");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["site"], "dc1");
+    assert!(v["bytes_from_backends"].as_u64().unwrap() >= 30, "{json}");
+    assert_eq!(
+        b.admin_get("/ready"),
+        ("HTTP/1.1 200 OK".to_owned(), "ready\n".to_owned())
+    );
+}
+
+#[test]
+fn close_answers_local_and_the_id_can_be_reused() {
+    let (_r1, r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    g.open(5, "redis1", 0, 0);
+    assert_eq!(g.roundtrip(5, &["SET", "where", "r1"], b"\r\n"), b"+OK\r\n");
+    g.close(5);
+    let (code, _, _) = g.expect_closed(5, FIVE);
+    assert_eq!(code, CloseCode::Local);
+    // Same id, other cluster.
+    g.open(5, "redis2", 0, 0);
+    assert_eq!(g.roundtrip(5, &["GET", "where"], b"\r\n"), b"$-1\r\n");
+    assert_eq!(g.roundtrip(5, &["SET", "where", "r2"], b"\r\n"), b"+OK\r\n");
+    assert_eq!(r2.cmd(&["GET", "where"]), b"$2\r\nr2\r\n");
+    // DATA and CLOSE for a channel that is not open are ignored, not fatal.
+    g.send(9, b"*1\r\n$4\r\nPING\r\n");
+    g.close(9);
+    assert_eq!(g.roundtrip(5, &["PING"], b"\r\n"), b"+PONG\r\n");
+}
+
+#[test]
+fn pipelining_many_requests_in_one_frame_and_across_frames() {
+    let (r1, _r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    g.open(1, "redis1", 0, 0);
+    let mut batch = Vec::new();
+    for _ in 0..2000 {
+        batch.extend_from_slice(&resp(&["INCR", "n"]));
+    }
+    g.send(1, &batch);
+    // And more, in many small frames, before reading anything.
+    for _ in 0..500 {
+        g.cmd(1, &["INCR", "n"]);
+    }
+    let got = g.read_until(1, b":2500\r\n", 0, Duration::from_secs(10));
+    let replies = got.windows(2).filter(|w| w == b"\r\n").count();
+    assert_eq!(replies, 2500);
+    assert!(got.starts_with(b":1\r\n:2\r\n:3\r\n"));
+    assert_eq!(r1.cmd(&["GET", "n"]), b"$4\r\n2500\r\n");
+    // A value larger than one read, in one frame.
+    let big = "x".repeat(300_000);
+    g.cmd(1, &["SET", "big", &big]);
+    assert_eq!(g.read_until(1, b"\r\n", 0, FIVE), b"+OK\r\n");
+    g.cmd(1, &["GET", "big"]);
+    let got = g.read_until(1, b"\r\n", 300_000, FIVE);
+    assert_eq!(got.len(), "$300000\r\n".len() + 300_000 + 2);
+}
+
+#[test]
+fn frames_delivered_one_byte_at_a_time() {
+    let (_r1, _r2, b) = two_redis_bridge("");
+    let mut g = Gmb::connect(&b.listen);
+    let mut bytes = Vec::new();
+    geomesh_frame::encode_hello(&mut bytes, "bytewise");
+    geomesh_frame::encode_open(&mut bytes, 3, 0, 0, "redis2");
+    geomesh_frame::encode_data(&mut bytes, Kind::Data, 3, &resp(&["SET", "slow", "ok"]));
+    geomesh_frame::encode_wake(&mut bytes, 77, 0);
+    geomesh_frame::encode_data(&mut bytes, Kind::Data, 3, &resp(&["GET", "slow"]));
+    for byte in &bytes {
+        g.raw(&[*byte]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let w = g.wait_for(FIVE, |f| f.kind == Kind::WakeReply).expect("WAKE reply");
+    assert_eq!(parse_wake_reply(&w.payload).unwrap(), 77);
+    assert_eq!(g.read_until(3, b"ok\r\n", 0, FIVE), b"+OK\r\n$2\r\nok\r\n");
+}
+
+#[test]
+fn refused_connect_is_reported_fast() {
+    let (_r1, _r2, b) = {
+        let port = free_port();
+        two_redis_bridge(&format!("  dead: {{ address: \"127.0.0.1:{port}\" }}\n"))
+    };
+    let mut g = b.client();
+    let t = Instant::now();
+    g.open(1, "dead", 0, 2000);
+    g.cmd(1, &["PING"]);
+    let (code, msg, _) = g.expect_closed(1, FIVE);
+    assert_eq!(code, CloseCode::Refused, "{msg}");
+    assert!(t.elapsed() < Duration::from_millis(500), "took {:?}", t.elapsed());
+    assert!(msg.contains("dead"), "{msg}");
+}
+
+#[test]
+fn connect_timeout_and_overflow() {
+    let hole = Blackhole::new();
+    let (_r1, _r2, b) = two_redis_bridge(&format!(
+        "  hole: {{ address: \"{}\" }}\ndefaults: {{ connect_timeout_ms: 5000, channel_buffer_bytes: 1000 }}\n",
+        hole.addr
+    ));
+    let mut g = b.client();
+    // The OPEN's connect timeout wins over the default.
+    g.open(1, "hole", 0, 300);
+    let (code, msg, waited) = g.expect_closed(1, FIVE);
+    assert_eq!(code, CloseCode::ConnectTimeout, "{msg}");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1000),
+        "{waited:?}"
+    );
+    // Data queued before the connection exists is bounded.
+    g.open(2, "hole", 0, 0);
+    g.send(2, &[b'x'; 600]);
+    g.send(2, &[b'x'; 600]);
+    let (code, msg, waited) = g.expect_closed(2, FIVE);
+    assert_eq!(code, CloseCode::Overflow, "{msg}");
+    assert!(waited < Duration::from_millis(500), "{waited:?}");
+    // The connection still works.
+    g.open(3, "redis1", 0, 0);
+    assert_eq!(g.roundtrip(3, &["PING"], b"\r\n"), b"+PONG\r\n");
+}
+
+#[test]
+fn backend_killed_gives_eof_and_others_continue() {
+    let (mut r1, _r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    g.open(1, "redis1", 0, 0);
+    g.open(2, "redis2", 0, 0);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    assert_eq!(g.roundtrip(2, &["PING"], b"\r\n"), b"+PONG\r\n");
+    r1.kill();
+    let (code, msg, _) = g.expect_closed(1, FIVE);
+    assert_eq!(code, CloseCode::Eof, "{msg}");
+    assert_eq!(g.roundtrip(2, &["PING"], b"\r\n"), b"+PONG\r\n");
+    // A new channel to the dead server is refused.
+    g.open(1, "redis1", 0, 0);
+    assert_eq!(g.expect_closed(1, FIVE).0, CloseCode::Refused);
+}
+
+#[test]
+fn stalled_backend_is_closed_and_the_other_channel_keeps_working() {
+    let (r1, _r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    g.open(1, "redis1", 300, 0);
+    g.open(2, "redis2", 300, 0);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    r1.stop();
+    let t = Instant::now();
+    g.cmd(1, &["PING"]);
+    // Meanwhile channel 2 answers, several times, well inside its own 300 ms clock.
+    for i in 0..3 {
+        assert_eq!(
+            g.roundtrip(2, &["INCR", "c"], b"\r\n"),
+            format!(":{}\r\n", i + 1).into_bytes()
+        );
+    }
+    let (code, msg, _) = g.expect_closed(1, FIVE);
+    let waited = t.elapsed();
+    r1.cont();
+    assert_eq!(code, CloseCode::Stalled, "{msg}");
+    assert!(
+        waited >= Duration::from_millis(280) && waited <= Duration::from_millis(700),
+        "STALLED after {waited:?}"
+    );
+    assert_eq!(g.roundtrip(2, &["PING"], b"\r\n"), b"+PONG\r\n");
+    // An idle channel (nothing written) never stalls.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(g.roundtrip(2, &["PING"], b"\r\n"), b"+PONG\r\n");
+}
+
+#[test]
+fn wake_timers_fire_at_their_time() {
+    let (_r1, _r2, b) = two_redis_bridge("defaults: { max_timers: 4 }\n");
+    let mut g = b.client();
+    let t0 = Instant::now();
+    g.wake(1, 300);
+    g.wake(2, 100);
+    g.wake(3, 0);
+    g.wake(4, 300);
+    g.wake(2, 100); // the same token twice: both fire
+    let mut fired = Vec::new();
+    while fired.len() < 5 {
+        let f = g.wait_for(SEC, |f| f.kind == Kind::WakeReply).expect("a WAKE reply");
+        fired.push((parse_wake_reply(&f.payload).unwrap(), t0.elapsed()));
+    }
+    let tokens: Vec<u64> = fired.iter().map(|f| f.0).collect();
+    assert_eq!(tokens[0], 3);
+    assert_eq!(&tokens[1..3], &[2, 2]);
+    let mut last: Vec<u64> = tokens[3..].to_vec();
+    last.sort();
+    assert_eq!(last, [1, 4]);
+    assert!(fired[0].1 < Duration::from_millis(80), "{fired:?}");
+    for (_, at) in &fired[1..3] {
+        assert!(
+            *at >= Duration::from_millis(100) && *at < Duration::from_millis(280),
+            "{fired:?}"
+        );
+    }
+    for (_, at) in &fired[3..] {
+        assert!(
+            *at >= Duration::from_millis(300) && *at < Duration::from_millis(480),
+            "{fired:?}"
+        );
+    }
+    assert!(g.wait_for(Duration::from_millis(300), |f| f.kind == Kind::WakeReply).is_none());
+    // More pending timers than `max_timers` is a connection error.
+    let mut greedy = b.client();
+    for t in 0..5 {
+        greedy.wake(t, 10_000);
+    }
+    let f = greedy.wait_for(FIVE, |f| f.kind == Kind::Error).expect("ERROR");
+    assert!(String::from_utf8_lossy(&f.payload).contains("timers"));
+    assert!(greedy.wait_eof(FIVE));
+}
+
+#[test]
+fn several_addresses_take_turns_and_skip_a_dead_one() {
+    let port = free_port();
+    let (r1, r2, b) = two_redis_bridge("");
+    let text = std::fs::read_to_string(&b.config_path).unwrap();
+    drop(b);
+    let text = text.replace(
+        "clusters:\n",
+        &format!(
+            "clusters:\n  pair: {{ addresses: [\"127.0.0.1:{port}\", \"{}\", \"{}\"] }}\n",
+            r1.addr(),
+            r2.addr()
+        ),
+    );
+    let b = BridgeProc::start(&text);
+    let mut g = b.client();
+    for chan in 1..=6u16 {
+        g.open(chan, "pair", 0, 0);
+        assert_eq!(g.roundtrip(chan, &["INCR", "hits"], b"\r\n").first(), Some(&b':'));
+    }
+    let hits = |r: &Redis| String::from_utf8(r.cmd(&["GET", "hits"])).unwrap();
+    // Six opens starting at each of the three addresses in turn: the dead one is skipped, so
+    // redis1 gets its own two turns and the dead one's two.
+    assert_eq!(hits(&r1), "$1\r\n4\r\n");
+    assert_eq!(hits(&r2), "$1\r\n2\r\n");
+}
+
+#[test]
+fn unknown_target() {
+    let (_r1, _r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    g.open(4, "no-such-cluster", 0, 0);
+    g.cmd(4, &["PING"]);
+    let (code, msg, _) = g.expect_closed(4, FIVE);
+    assert_eq!(code, CloseCode::UnknownTarget);
+    assert!(msg.contains("no-such-cluster"), "{msg}");
+}
+
+#[test]
+fn malformed_frames_end_only_their_connection() {
+    let (_r1, _r2, b) = two_redis_bridge("");
+    let mut good = b.client();
+    good.open(1, "redis1", 0, 0);
+    assert_eq!(good.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+
+    let bad_inputs: Vec<(&str, Vec<u8>)> = vec![
+        ("unknown kind", {
+            let mut v = Vec::new();
+            geomesh_frame::encode_hello(&mut v, "x");
+            v.extend_from_slice(b"\0\0\0\0\x42\0\0");
+            v
+        }),
+        ("no HELLO first", resp(&["PING"])),
+        ("bad version", {
+            let mut v = Vec::new();
+            Header::write(&mut v, Kind::Hello, 0, 4);
+            v.extend_from_slice(b"GMB\x07");
+            v
+        }),
+        ("OPEN on channel 0", {
+            let mut v = Vec::new();
+            geomesh_frame::encode_hello(&mut v, "x");
+            geomesh_frame::encode_open(&mut v, 0, 0, 0, "redis1");
+            v
+        }),
+        ("too long", {
+            let mut v = Vec::new();
+            geomesh_frame::encode_hello(&mut v, "x");
+            Header::write(&mut v, Kind::Data, 1, 0x7fff_ffff);
+            v
+        }),
+        ("a bridge frame from the filter", {
+            let mut v = Vec::new();
+            geomesh_frame::encode_hello(&mut v, "x");
+            geomesh_frame::encode_wake_reply(&mut v, 1);
+            v
+        }),
+        ("OPEN twice", {
+            let mut v = Vec::new();
+            geomesh_frame::encode_hello(&mut v, "x");
+            geomesh_frame::encode_open(&mut v, 1, 0, 0, "redis1");
+            geomesh_frame::encode_open(&mut v, 1, 0, 0, "redis1");
+            v
+        }),
+    ];
+    for (what, bytes) in bad_inputs {
+        let mut bad = Gmb::connect(&b.listen);
+        bad.raw(&bytes);
+        let f = bad
+            .wait_for(FIVE, |f| f.kind == Kind::Error)
+            .unwrap_or_else(|| panic!("{what}: no ERROR frame"));
+        assert!(!f.payload.is_empty(), "{what}: empty ERROR");
+        assert!(bad.wait_eof(FIVE), "{what}: the connection stayed open");
+        // The other connection is unaffected.
+        assert_eq!(good.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n", "after {what}");
+    }
+    let (_, stats) = b.admin_get("/stats");
+    assert!(stats.contains("errors 7\n"), "{stats}");
+}
+
+#[test]
+fn pubsub_messages_arrive_unasked() {
+    let (r1, _r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    // No reply clock on a subscription channel.
+    g.open(1, "redis1", 0, 0);
+    let sub = g.roundtrip(1, &["SUBSCRIBE", "news"], b":1\r\n");
+    assert!(
+        sub.starts_with(b"*3\r\n$9\r\nsubscribe\r\n"),
+        "{}",
+        String::from_utf8_lossy(&sub)
+    );
+    for i in 0..3 {
+        let body = format!("hello-{i}");
+        assert_eq!(r1.cmd(&["PUBLISH", "news", &body]), b":1\r\n");
+        let expected = format!("*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n${}\r\n{body}\r\n", body.len());
+        assert_eq!(
+            g.read_until(1, format!("{body}\r\n").as_bytes(), 0, FIVE),
+            expected.into_bytes()
+        );
+    }
+}
+
+#[test]
+fn unix_socket_listener() {
+    let r = Redis::start();
+    let dir = TempDir::new("unix");
+    let sock = dir.path("bridge.sock");
+    let cfg = format!(
+        "site: dc1\nlisten: unix:{}\nclusters:\n  r: {{ address: \"{}\" }}\n",
+        sock.display(),
+        r.addr()
+    );
+    let b = BridgeProc::start_in(&dir.0, &cfg);
+    assert_eq!(b.listen, format!("unix:{}", sock.display()));
+    let mut g = b.client();
+    g.open(1, "r", 0, 0);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+}
+
+#[test]
+fn sighup_reloads_the_config_for_new_channels() {
+    let (_r1, r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    g.open(1, "late", 0, 0);
+    assert_eq!(g.expect_closed(1, FIVE).0, CloseCode::UnknownTarget);
+    let text = std::fs::read_to_string(&b.config_path).unwrap();
+    std::fs::write(
+        &b.config_path,
+        format!("{text}  late: {{ address: \"{}\" }}\n", r2.addr()),
+    )
+    .unwrap();
+    b.sighup();
+    let deadline = Instant::now() + FIVE;
+    loop {
+        g.open(1, "late", 0, 0);
+        g.cmd(1, &["PING"]);
+        let f = g
+            .wait_for(FIVE, |f| {
+                f.chan == 1 && matches!(f.kind, Kind::BridgeData | Kind::Closed)
+            })
+            .unwrap();
+        if f.kind == Kind::BridgeData {
+            assert_eq!(f.payload, b"+PONG\r\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reload never took effect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A broken config on SIGHUP keeps the one in force.
+    std::fs::write(&b.config_path, "site: [\n").unwrap();
+    b.sighup();
+    std::thread::sleep(Duration::from_millis(200));
+    g.open(2, "redis1", 0, 0);
+    assert_eq!(g.roundtrip(2, &["PING"], b"\r\n"), b"+PONG\r\n");
+    assert!(b.log_text().contains("keeping the configuration in force"));
+}
+
+#[test]
+fn check_flag_validates_configs() {
+    let dir = TempDir::new("check");
+    let good = dir.path("good.yaml");
+    std::fs::write(
+        &good,
+        "site: dc1\nlisten: 127.0.0.1:15000\nclusters:\n  a: { address: 127.0.0.1:6379 }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_geomesh-bridge"))
+        .args(["--check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    let bad = dir.path("bad.yaml");
+    std::fs::write(
+        &bad,
+        "site: dc1\nlisten: 127.0.0.1:15000\nclusters:\n  a: { site: dc9 }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_geomesh-bridge"))
+        .args(["--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("clusters.a.site") && err.contains("dc9"), "{err}");
+}
+
+/// dc2's bridge serves redis "far"; dc1's bridge reaches it through gRPC.
+fn two_sites() -> (Redis, Redis, BridgeProc, BridgeProc) {
+    let near = Redis::start();
+    let far = Redis::start();
+    let dc2 = BridgeProc::start(&format!(
+        "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nclusters:\n  far: {{ address: \"{}\" }}\n",
+        far.addr()
+    ));
+    let dc1 = BridgeProc::start(&format!(
+        "site: dc1\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefaults: {{ ping_interval_ms: 100 }}\nclusters:\n  near: {{ address: \"{}\" }}\n  far: {{ site: dc2 }}\n  ghost: {{ site: dc2 }}\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
+        near.addr(),
+        dc2.grpc.as_ref().unwrap()
+    ));
+    (near, far, dc1, dc2)
+}
+
+#[test]
+fn a_channel_reaches_another_sites_redis_through_grpc() {
+    let (near, far, dc1, dc2) = two_sites();
+    let mut g = dc1.client();
+    g.open(1, "near", 0, 0);
+    g.open(2, "far", 300, 0);
+    g.cmd(2, &["SET", "where", "far"]);
+    g.cmd(1, &["SET", "where", "near"]);
+    assert_eq!(g.read_until(2, b"\r\n", 0, FIVE), b"+OK\r\n");
+    assert_eq!(g.read_until(1, b"\r\n", 0, FIVE), b"+OK\r\n");
+    assert_eq!(far.cmd(&["GET", "where"]), b"$3\r\nfar\r\n");
+    assert_eq!(near.cmd(&["GET", "where"]), b"$4\r\nnear\r\n");
+    // Pipelined through the tunnel.
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        batch.extend_from_slice(&resp(&["INCR", "n"]));
+    }
+    g.send(2, &batch);
+    g.read_until(2, b":1000\r\n", 0, FIVE);
+    // Push through the tunnel.
+    g.open(3, "far", 0, 0);
+    g.roundtrip(3, &["SUBSCRIBE", "alerts"], b":1\r\n");
+    assert_eq!(far.cmd(&["PUBLISH", "alerts", "fire"]), b":1\r\n");
+    assert_eq!(
+        g.read_until(3, b"fire\r\n", 0, FIVE),
+        b"*3\r\n$7\r\nmessage\r\n$6\r\nalerts\r\n$4\r\nfire\r\n"
+    );
+    // A target dc2 does not know.
+    g.open(4, "ghost", 0, 0);
+    let (code, msg, _) = g.expect_closed(4, FIVE);
+    assert_eq!(code, CloseCode::UnknownTarget, "{msg}");
+    assert!(msg.contains("dc2"), "{msg}");
+    // A stall at dc2 is reported by dc2's clock (300 ms), through the tunnel.
+    far.stop();
+    let t = Instant::now();
+    g.cmd(2, &["PING"]);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    let (code, msg, _) = g.expect_closed(2, FIVE);
+    let waited = t.elapsed();
+    far.cont();
+    assert_eq!(code, CloseCode::Stalled, "{msg}");
+    assert!(
+        waited >= Duration::from_millis(280) && waited < Duration::from_millis(800),
+        "{waited:?}"
+    );
+    assert!(msg.contains("dc2"), "{msg}");
+    // The stats of both sides.
+    let (_, s2) = dc2.admin_get("/stats");
+    assert!(s2.contains("tunnels_in_total 3\n"), "{s2}");
+    let (_, s1) = dc1.admin_get("/stats");
+    assert!(s1.contains("remote_channels_total 3\n"), "{s1}");
+    assert!(s1.contains("site.dc2.rtt_us "), "{s1}");
+    // CLOSE of a remote channel ends the far connection.
+    let before = far.cmd(&["INFO", "clients"]);
+    assert!(
+        String::from_utf8_lossy(&before).contains("connected_clients:2"),
+        "{}",
+        String::from_utf8_lossy(&before)
+    );
+    g.close(3);
+    assert_eq!(g.expect_closed(3, FIVE).0, CloseCode::Local);
+    let deadline = Instant::now() + FIVE;
+    while !String::from_utf8_lossy(&far.cmd(&["INFO", "clients"])).contains("connected_clients:1") {
+        assert!(
+            Instant::now() < deadline,
+            "dc2 kept the backend connection of a closed channel"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn unreachable_site_and_a_site_that_dies() {
+    let (_near, far, dc1, mut dc2) = two_sites();
+    let mut g = dc1.client();
+    g.open(1, "far", 0, 0);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    g.open(2, "near", 0, 0);
+    dc2.kill();
+    // The open tunnel breaks...
+    let (code, msg, _) = g.expect_closed(1, FIVE);
+    assert_eq!(code, CloseCode::SiteUnreachable, "{msg}");
+    // ...new channels to dc2 fail within the connect timeout...
+    let t = Instant::now();
+    g.open(3, "far", 0, 500);
+    let (code, msg, _) = g.expect_closed(3, FIVE);
+    assert_eq!(code, CloseCode::SiteUnreachable, "{msg}");
+    assert!(t.elapsed() < Duration::from_millis(700), "{:?}", t.elapsed());
+    // ...and the local channel is fine.
+    assert_eq!(g.roundtrip(2, &["PING"], b"\r\n"), b"+PONG\r\n");
+    // dc2 comes back at the same address: dc1 reconnects by itself.
+    let grpc = dc2.grpc.clone().unwrap();
+    let _dc2 = BridgeProc::start(&format!(
+        "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: {grpc}\nclusters:\n  far: {{ address: \"{}\" }}\n",
+        far.addr()
+    ));
+    let deadline = Instant::now() + FIVE;
+    loop {
+        g.open(4, "far", 0, 500);
+        g.cmd(4, &["PING"]);
+        let f = g
+            .wait_for(FIVE, |f| {
+                f.chan == 4 && matches!(f.kind, Kind::BridgeData | Kind::Closed)
+            })
+            .unwrap();
+        if f.kind == Kind::BridgeData {
+            assert_eq!(f.payload, b"+PONG\r\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "dc1 never reached dc2 again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_blackholed_site_fails_within_the_connect_timeout() {
+    let hole = Blackhole::new();
+    let r = Redis::start();
+    let b = BridgeProc::start(&config(
+        "dc1",
+        &format!(
+            "clusters:\n  far: {{ site: dc2 }}\n  near: {{ address: \"{}\" }}\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
+            r.addr(),
+            hole.addr
+        ),
+    ));
+    let mut g = b.client();
+    g.open(1, "near", 0, 0);
+    let t = Instant::now();
+    g.open(2, "far", 0, 400);
+    g.cmd(2, &["PING"]);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    let (code, msg, _) = g.expect_closed(2, FIVE);
+    assert_eq!(code, CloseCode::SiteUnreachable, "{msg}");
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350) && waited < Duration::from_millis(1500),
+        "{waited:?}"
+    );
+}
+
+/// Envoy's admin API resolves clusters the bridge config does not name.
+#[test]
+fn clusters_from_envoys_admin_api() {
+    let envoy = std::env::var("GEOMESH_ENVOY")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/envoy/bin/envoy").to_owned());
+    assert!(
+        std::path::Path::new(&envoy).exists(),
+        "Envoy not found at {envoy}: run scripts/bootstrap.sh or set GEOMESH_ENVOY"
+    );
+    let r = Redis::start();
+    let dir = TempDir::new("envoy");
+    let admin_port = free_port();
+    let envoy_cfg = format!(
+        r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
+static_resources:
+  clusters:
+  - name: "outbound|6379||redis.test.svc.cluster.local"
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: "outbound|6379||redis.test.svc.cluster.local"
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+  - name: nobody_home
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: nobody_home
+      endpoints: []
+"#,
+        r.port
+    );
+    let cfg_path = dir.path("envoy.yaml");
+    std::fs::write(&cfg_path, envoy_cfg).unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let base_id = 40000 + (std::process::id() % 10000);
+    let _envoy = Kill(
+        std::process::Command::new(&envoy)
+            .arg("-c")
+            .arg(&cfg_path)
+            .args([
+                "--base-id",
+                &base_id.to_string(),
+                "--log-level",
+                "warn",
+                "--concurrency",
+                "1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_err() {
+        assert!(Instant::now() < deadline, "Envoy's admin did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let b = BridgeProc::start(&config(
+        "dc1",
+        &format!(
+            "envoy_admin: http://127.0.0.1:{admin_port}\nclusters:\n  local: {{ address: \"{}\" }}\n",
+            r.addr()
+        ),
+    ));
+    let mut g = b.client();
+    g.open(1, "outbound|6379||redis.test.svc.cluster.local", 0, 0);
+    assert_eq!(g.roundtrip(1, &["SET", "via", "envoy"], b"\r\n"), b"+OK\r\n");
+    assert_eq!(r.cmd(&["GET", "via"]), b"$5\r\nenvoy\r\n");
+    g.open(2, "nobody_home", 0, 0);
+    assert_eq!(g.expect_closed(2, FIVE).0, CloseCode::Refused);
+    g.open(3, "not_in_envoy", 0, 0);
+    let (code, msg, _) = g.expect_closed(3, FIVE);
+    assert_eq!(code, CloseCode::UnknownTarget, "{msg}");
+}
