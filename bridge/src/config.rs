@@ -68,6 +68,10 @@ pub struct Defaults {
     pub envoy_admin_ttl_ms: u32,
     /// Interval of the `Ping` to every site (ms); 0 = no pings.
     pub ping_interval_ms: u32,
+    /// On SIGTERM: how long open filter connections and tunnels may go on before they are cut
+    /// (ms); 0 = cut at once. Keep it below the orchestrator's grace period (Kubernetes
+    /// `terminationGracePeriodSeconds`, Swarm `stop_grace_period`).
+    pub drain_timeout_ms: u32,
 }
 
 impl Default for Defaults {
@@ -79,6 +83,7 @@ impl Default for Defaults {
             max_timers: 65536,
             envoy_admin_ttl_ms: 2000,
             ping_interval_ms: 5000,
+            drain_timeout_ms: 20_000,
         }
     }
 }

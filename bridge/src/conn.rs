@@ -33,6 +33,7 @@ use tokio_util::sync::PollSender;
 use tonic::Streaming;
 use tracing::{debug, info, warn};
 
+use crate::drain::StopSignal;
 use crate::pb::{tunnel_frame::Frame, TunnelFrame};
 use crate::stats::{self, ConnCounters};
 use crate::{remote, OpenError, Route, Shared};
@@ -46,7 +47,7 @@ const MAX_PASSES: usize = 16;
 /// Buffers larger than this are given back once empty.
 const BIG_BUFFER: usize = 1 << 20;
 /// How long a connection that is being closed after an `ERROR` may take to flush it.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// A channel's backend, once open.
 pub(crate) enum Opened {
@@ -154,6 +155,9 @@ struct Conn<S> {
     closes: Vec<(u16, CloseCode, String)>,
     stats_id: u64,
     counters: Arc<ConnCounters>,
+    /// Fires at the end of a drain (SIGTERM).
+    stop: StopSignal,
+    stopped: bool,
 }
 
 /// Serves one filter connection until either side closes it.
@@ -196,6 +200,8 @@ where
         closes: Vec::new(),
         stats_id,
         counters,
+        stop: shared.stop.signal(),
+        stopped: false,
     };
     debug!(peer = %conn.peer, "filter connected");
     poll_fn(|cx| conn.poll_passes(cx)).await;
@@ -205,6 +211,12 @@ where
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     fn poll_passes(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.stopped && self.stop.poll_stop(cx).is_ready() {
+            self.stopped = true;
+            if self.closing.is_none() {
+                self.shutting_down();
+            }
+        }
         for _ in 0..MAX_PASSES {
             let mut progress = false;
 
@@ -702,6 +714,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.shared.stats.errors.fetch_add(1, Relaxed);
         self.scratch.clear();
         encode_error(&mut self.scratch, msg);
+        self.out.extend_from_slice(&self.scratch);
+        self.closing = Some(Instant::now() + CLOSE_GRACE);
+        self.drop_channels();
+        self.wakes.clear();
+    }
+
+    /// The drain period is over: like a fatal error, but expected (logged at `info`).
+    fn shutting_down(&mut self) {
+        info!(peer = %self.peer, label = %self.label, channels = self.chans.len(), "cut by the end of the drain period");
+        self.scratch.clear();
+        encode_error(
+            &mut self.scratch,
+            "geomesh-bridge is shutting down (drain period over); reconnect",
+        );
         self.out.extend_from_slice(&self.scratch);
         self.closing = Some(Instant::now() + CLOSE_GRACE);
         self.drop_channels();

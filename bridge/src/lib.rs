@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod config;
 mod conn;
+pub mod drain;
 pub mod envoy_admin;
 pub mod remote;
 pub mod stats;
@@ -38,6 +39,7 @@ use tonic::transport::Channel;
 use tracing::{info, warn};
 
 pub use config::{Config, ConfigError, ListenAddr};
+pub use drain::DrainReport;
 pub use stats::Stats;
 
 use pb::bridge_client::BridgeClient;
@@ -77,6 +79,9 @@ pub struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     pub stats: Stats,
     ready: AtomicBool,
+    draining: AtomicBool,
+    /// Fires at the end of a drain: every filter connection and tunnel still open is cut.
+    pub(crate) stop: Arc<drain::StopHub>,
     admin_cache: tokio::sync::Mutex<Option<(Instant, Arc<envoy_admin::ClusterHosts>)>>,
     round_robin: AtomicUsize,
 }
@@ -97,9 +102,14 @@ impl Shared {
         }
     }
 
-    /// True once every listener is bound.
+    /// True once every listener is bound, until a drain starts.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// True once a drain (SIGTERM) has started: no new connections are accepted.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Resolves a target: this bridge's `clusters`, then Envoy's admin API. `allow_remote`:
@@ -269,6 +279,12 @@ pub struct Bridge {
     pub grpc: Option<SocketAddr>,
     /// The admin listener, if any.
     pub admin: Option<SocketAddr>,
+    /// The filter listener's accept loop.
+    accept: JoinHandle<()>,
+    /// The gRPC server, and what makes it stop accepting (graceful: open tunnels go on).
+    grpc_task: Option<JoinHandle<()>>,
+    grpc_stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Admin endpoint and pings.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -283,34 +299,39 @@ impl Bridge {
             snapshot: RwLock::new(Arc::new(Snapshot { config, sites })),
             stats: Stats::default(),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            stop: Arc::new(drain::StopHub::default()),
             admin_cache: tokio::sync::Mutex::new(None),
             round_robin: AtomicUsize::new(0),
         });
         let mut tasks = Vec::new();
 
-        let listen = match listen_cfg {
+        let (listen, accept) = match listen_cfg {
             ListenAddr::Tcp(a) => {
                 let l = TcpListener::bind(&a)
                     .await
                     .with_context(|| format!("listen: cannot bind {a}"))?;
                 let bound = l.local_addr()?;
-                tasks.push(tokio::spawn(accept_tcp(l, shared.clone())));
-                BoundListen::Tcp(bound)
+                (BoundListen::Tcp(bound), tokio::spawn(accept_tcp(l, shared.clone())))
             }
             ListenAddr::Unix(p) => {
                 remove_stale_socket(&p);
                 let l = UnixListener::bind(&p).with_context(|| format!("listen: cannot bind unix:{}", p.display()))?;
-                tasks.push(tokio::spawn(accept_unix(l, shared.clone())));
-                BoundListen::Unix(p)
+                let task = tokio::spawn(accept_unix(l, shared.clone()));
+                (BoundListen::Unix(p), task)
             }
         };
+        let mut grpc_stop = None;
+        let mut grpc_task = None;
         let grpc = match grpc_listen {
             Some(a) => {
                 let l = TcpListener::bind(&a)
                     .await
                     .with_context(|| format!("grpc_listen: cannot bind {a}"))?;
                 let bound = l.local_addr()?;
-                tasks.push(tokio::spawn(remote::serve_grpc(l, shared.clone())));
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                grpc_stop = Some(tx);
+                grpc_task = Some(tokio::spawn(remote::serve_grpc(l, shared.clone(), rx)));
                 Some(bound)
             }
             None => None,
@@ -329,12 +350,16 @@ impl Bridge {
         tasks.push(tokio::spawn(remote::ping_sites(shared.clone())));
         shared.ready.store(true, Ordering::Relaxed);
         let site = shared.snapshot().config.site.clone();
-        info!(%site, %listen, grpc = ?grpc, admin = ?admin, "bridge ready");
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        info!(%site, %listen, grpc = %show(grpc), admin = %show(admin), "bridge ready");
         Ok(Bridge {
             shared,
             listen,
             grpc,
             admin,
+            accept,
+            grpc_task,
+            grpc_stop: std::sync::Mutex::new(grpc_stop),
             tasks,
         })
     }
@@ -368,8 +393,96 @@ impl Bridge {
         &self.shared
     }
 
-    /// Stops accepting and serving (open connections end with their tasks).
+    /// Graceful stop, step by step:
+    ///
+    /// 1. `/ready` answers `503 draining` (Kubernetes and Swarm health checks stop sending new
+    ///    work) and the filter listener is closed: new connections are refused;
+    /// 2. the gRPC server stops accepting: new tunnels from other sites are refused, open ones go
+    ///    on;
+    /// 3. the bridge waits, at most `timeout`, for every filter connection and incoming tunnel to
+    ///    end on its own (a client that closes its connection ends one);
+    /// 4. what is still open then is cut: a filter connection gets `ERROR "geomesh-bridge is
+    ///    shutting down ..."` (the filter answers its pending requests with it), a tunnel gets
+    ///    `Closed(IO)` with the same message; after at most 2.5 s more the bridge stops waiting.
+    ///
+    /// The admin endpoint keeps answering throughout. Call [`shutdown`](Self::shutdown)
+    /// afterwards.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        let started = Instant::now();
+        self.shared.ready.store(false, Ordering::Relaxed);
+        self.shared.draining.store(true, Ordering::Relaxed);
+        self.accept.abort();
+        if let BoundListen::Unix(p) = &self.listen {
+            let _ = std::fs::remove_file(p);
+        }
+        let stop = match self.grpc_stop.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(tx) = stop {
+            let _ = tx.send(());
+        }
+        let stats = &self.shared.stats;
+        let open = || {
+            (
+                stats.filter_connections_active.load(Ordering::Relaxed),
+                stats.tunnels_in_active.load(Ordering::Relaxed),
+            )
+        };
+        let (c, t) = open();
+        info!(
+            connections = c,
+            tunnels = t,
+            timeout_ms = timeout.as_millis() as u64,
+            "draining: no new connections; waiting for open ones to end"
+        );
+        let deadline = started + timeout;
+        let mut last_log = started;
+        while open() != (0, 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            if last_log.elapsed() >= Duration::from_secs(5) {
+                last_log = Instant::now();
+                let (c, t) = open();
+                info!(connections = c, tunnels = t, "draining");
+            }
+        }
+        let waited = started.elapsed();
+        let (connections_cut, tunnels_cut) = open();
+        let mut left_over = 0;
+        if connections_cut + tunnels_cut > 0 {
+            warn!(
+                connections = connections_cut,
+                tunnels = tunnels_cut,
+                "drain period over: cutting what is still open"
+            );
+            self.shared.stop.stop();
+            let cut_deadline = Instant::now() + conn::CLOSE_GRACE + Duration::from_millis(500);
+            while open() != (0, 0) && Instant::now() < cut_deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let (c, t) = open();
+            left_over = c + t;
+        }
+        let report = DrainReport {
+            waited,
+            connections_cut,
+            tunnels_cut,
+            left_over,
+        };
+        info!(
+            waited_ms = waited.as_millis() as u64,
+            connections_cut, tunnels_cut, left_over, "drained"
+        );
+        report
+    }
+
+    /// Stops accepting and serving at once (open connections end with their tasks, or with the
+    /// runtime).
     pub fn shutdown(self) {
+        self.accept.abort();
+        if let Some(t) = &self.grpc_task {
+            t.abort();
+        }
         for t in &self.tasks {
             t.abort();
         }

@@ -86,7 +86,9 @@ fn describe(status: &Status) -> String {
 }
 
 /// Serves the gRPC service on `listener` until the task is aborted.
-pub(crate) async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>) {
+/// Serves the gRPC service until `stop` fires; then it accepts nothing more, sends HTTP/2
+/// `GOAWAY` on its connections and returns once their open tunnels have ended.
+pub(crate) async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>, stop: tokio::sync::oneshot::Receiver<()>) {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let svc = BridgeServer::new(Service { shared });
     let r = tonic::transport::Server::builder()
@@ -95,7 +97,9 @@ pub(crate) async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>) {
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
         .add_service(svc)
-        .serve_with_incoming(incoming)
+        .serve_with_incoming_shutdown(incoming, async {
+            let _ = stop.await;
+        })
         .await;
     if let Err(e) = r {
         warn!("gRPC server ended: {e}");
@@ -200,6 +204,7 @@ async fn serve_tunnel(
     let mut inbound_open = true;
     let mut backend_eof = false;
     let mut stall_at: Option<Instant> = None;
+    let mut stop = shared.stop.signal();
     let end: (CloseCode, String) = loop {
         if backend_eof && rbuf.is_empty() {
             break (CloseCode::Eof, format!("{target} closed the connection"));
@@ -253,6 +258,12 @@ async fn serve_tunnel(
                 );
             }
             _ = tx.closed() => return,
+            _ = &mut stop => {
+                break (
+                    CloseCode::Io,
+                    "geomesh-bridge is shutting down (drain period over)".to_owned(),
+                );
+            }
         }
     };
     debug!(origin = %open.origin_site, %target, code = stats::close_name(end.0), "tunnel: {}", end.1);

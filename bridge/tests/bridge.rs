@@ -719,3 +719,164 @@ static_resources:
     let (code, msg, _) = g.expect_closed(3, FIVE);
     assert_eq!(code, CloseCode::UnknownTarget, "{msg}");
 }
+
+/// GET `/ready` until it answers `want` (the drain starts asynchronously after the signal).
+fn wait_ready_body(b: &BridgeProc, want: &str) {
+    let deadline = Instant::now() + FIVE;
+    loop {
+        let (status, body) = b.admin_get("/ready");
+        if body == want {
+            if want == "draining\n" {
+                assert!(status.contains("503"), "{status}");
+            }
+            return;
+        }
+        assert!(Instant::now() < deadline, "/ready stayed {status} {body:?}, wanted {want:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigterm_drains_open_connections_then_cuts_them() {
+    let (_r1, _r2, mut b) = two_redis_bridge("defaults: { drain_timeout_ms: 1500 }\n");
+    let mut g = b.client();
+    g.open(1, "redis1", 0, 0);
+    assert_eq!(g.roundtrip(1, &["SET", "k", "v"], b"\r\n"), b"+OK\r\n");
+    let t0 = Instant::now();
+    b.sigterm();
+    wait_ready_body(&b, "draining\n");
+    // New filter connections are refused...
+    let deadline = Instant::now() + FIVE;
+    while std::net::TcpStream::connect(&b.listen).is_ok() {
+        assert!(Instant::now() < deadline, "the filter listener still accepts while draining");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ...while the open one keeps working, new channels included.
+    assert_eq!(g.roundtrip(1, &["GET", "k"], b"v\r\n"), b"$1\r\nv\r\n");
+    g.open(2, "redis2", 0, 0);
+    assert_eq!(g.roundtrip(2, &["PING"], b"\r\n"), b"+PONG\r\n");
+    // At the end of the drain period: ERROR saying why, then FIN, then exit 0.
+    let f = g
+        .wait_for(FIVE, |f| f.kind == Kind::Error)
+        .expect("ERROR at the end of the drain period");
+    let waited = t0.elapsed();
+    let msg = String::from_utf8_lossy(&f.payload).into_owned();
+    assert!(msg.contains("shutting down"), "{msg}");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(3000),
+        "{waited:?}"
+    );
+    assert!(g.wait_eof(FIVE), "the connection was not closed after ERROR");
+    let status = b.wait_exit(FIVE).expect("the bridge exits after the drain");
+    assert!(status.success(), "{status}");
+    let log = b.log_text();
+    assert!(log.contains("connections_cut=1"), "{log}");
+    assert!(log.contains("left_over=0"), "{log}");
+}
+
+#[test]
+fn sigterm_exits_as_soon_as_the_last_connection_ends() {
+    let (_r1, _r2, mut b) = two_redis_bridge("defaults: { drain_timeout_ms: 30000 }\n");
+    let mut g = b.client();
+    g.open(1, "redis1", 0, 0);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    b.sigterm();
+    wait_ready_body(&b, "draining\n");
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    let t = Instant::now();
+    drop(g);
+    let status = b.wait_exit(FIVE).expect("the bridge exits once its last connection is gone");
+    assert!(status.success(), "{status}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let log = b.log_text();
+    assert!(log.contains("connections_cut=0"), "{log}");
+}
+
+#[test]
+fn a_draining_site_ends_its_incoming_tunnels_with_a_reason() {
+    let (_near, _far, dc1, mut dc2) = {
+        let near = Redis::start();
+        let far = Redis::start();
+        let dc2 = BridgeProc::start(&format!(
+            "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefaults: {{ drain_timeout_ms: 800 }}\nclusters:\n  far: {{ address: \"{}\" }}\n",
+            far.addr()
+        ));
+        let dc1 = BridgeProc::start(&format!(
+            "site: dc1\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nclusters:\n  near: {{ address: \"{}\" }}\n  far: {{ site: dc2 }}\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
+            near.addr(),
+            dc2.grpc.as_ref().unwrap()
+        ));
+        (near, far, dc1, dc2)
+    };
+    let mut g = dc1.client();
+    g.open(1, "far", 0, 0);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    dc2.sigterm();
+    wait_ready_body(&dc2, "draining\n");
+    // The open tunnel still carries requests during the drain.
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    let (code, msg, _) = g.expect_closed(1, FIVE);
+    assert_eq!(code, CloseCode::Io, "{msg}");
+    assert!(msg.contains("shutting down") && msg.contains("dc2"), "{msg}");
+    let status = dc2.wait_exit(FIVE).expect("dc2 exits after its drain");
+    assert!(status.success(), "{status}");
+    assert!(dc2.log_text().contains("tunnels_cut=1"), "{}", dc2.log_text());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let r = Redis::start();
+    let cfg = config("dc1", &format!("clusters:\n  redis1: {{ address: \"{}\" }}\n", r.addr()));
+    let mut b = BridgeProc::start_with_env(&cfg, &[("GEOMESH_LOG_FORMAT", "json"), ("RUST_LOG", "info")]);
+    let mut g = b.client();
+    g.open(1, "nowhere", 0, 0);
+    assert_eq!(g.expect_closed(1, FIVE).0, CloseCode::UnknownTarget);
+    drop(g);
+    b.sigterm();
+    assert!(b.wait_exit(FIVE).expect("exits").success());
+    let log = b.log_text();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(events.len() >= 3, "{log}");
+    for e in &events {
+        assert!(e["timestamp"].is_string() && e["level"].is_string() && e["message"].is_string(), "{e}");
+    }
+    let ready = events
+        .iter()
+        .find(|e| e["message"] == "bridge ready")
+        .unwrap_or_else(|| panic!("no ready event: {log}"));
+    assert_eq!(ready["site"], "dc1", "{ready}");
+    let drained = events
+        .iter()
+        .find(|e| e["message"] == "drained")
+        .unwrap_or_else(|| panic!("no drained event: {log}"));
+    assert_eq!(drained["connections_cut"], 0, "{drained}");
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in a log file: {log}");
+}
+
+fn probe(addr: &str) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_geomesh-bridge"))
+        .args(["--probe", addr])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn probe_follows_ready_then_draining() {
+    let (_r1, _r2, mut b) = two_redis_bridge("defaults: { drain_timeout_ms: 3000 }\n");
+    let admin = b.admin.clone().unwrap();
+    assert_eq!(probe(&admin), (true, String::new()));
+    let g = b.client();
+    b.sigterm();
+    wait_ready_body(&b, "draining\n");
+    let (ok, err) = probe(&admin);
+    assert!(!ok && err.contains("503") && err.contains("draining"), "{err}");
+    drop(g);
+    assert!(b.wait_exit(FIVE).expect("exits").success());
+    let (ok, err) = probe(&admin);
+    assert!(!ok && err.contains(&admin), "{err}");
+}

@@ -349,6 +349,8 @@ pub struct Envoy {
     proc: Proc,
     admin_port: u16,
     config_path: PathBuf,
+    /// Log lines containing one of these are not Wasm failures (see [`Envoy::tolerate_wasm_log`]).
+    tolerated: Vec<String>,
 }
 
 impl Envoy {
@@ -403,6 +405,7 @@ impl Envoy {
             proc,
             admin_port,
             config_path: config.to_path_buf(),
+            tolerated: Vec::new(),
         })
     }
 
@@ -480,6 +483,52 @@ impl Envoy {
     pub fn stop(&mut self) -> Result<()> {
         self.proc.stop()?;
         Ok(())
+    }
+
+    /// The first sign in Envoy's log that a Wasm VM panicked or trapped, if any.
+    ///
+    /// A panic inside a Proxy-Wasm VM aborts the VM and with it every connection of that
+    /// worker, so it is never acceptable, whatever a test otherwise checks.
+    pub fn wasm_failure(&self) -> Option<String> {
+        let log = self.log();
+        let kept: Vec<&str> = log
+            .lines()
+            .filter(|l| !self.tolerated.iter().any(|t| l.contains(t.as_str())))
+            .collect();
+        wasm_failure_in(&kept.join("\n"))
+    }
+
+    /// Log lines containing `needle` no longer count as Wasm failures for this Envoy: for a test
+    /// that feeds a configuration the filter must refuse (Envoy then logs
+    /// `Wasm VM failed Failed to configure base Wasm plugin`). Panics and traps still count.
+    pub fn tolerate_wasm_log(&mut self, needle: impl Into<String>) {
+        self.tolerated.push(needle.into());
+    }
+}
+
+/// Lines that mean a Proxy-Wasm VM panicked, trapped or was failed by Envoy.
+pub fn wasm_failure_in(log: &str) -> Option<String> {
+    const SIGNS: &[&str] = &["panicked at", "Uncaught RuntimeError", "Wasm VM failed", "wasm_vm.cc"];
+    log.lines()
+        .find(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(str::to_owned)
+}
+
+impl Drop for Envoy {
+    /// Every test that runs Envoy also checks that no Wasm VM died during it.
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("GEOMESH_ALLOW_WASM_FAILURE").is_some() {
+            return;
+        }
+        if let Some(line) = self.wasm_failure() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "a Wasm VM failed in Envoy during this test:\n  {line}\n--- Envoy log tail ---\n{}",
+                tail.join("\n")
+            );
+        }
     }
 }
 

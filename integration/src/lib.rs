@@ -11,7 +11,11 @@
 //! * [`envoy`]: Envoy config builders (Wasm network/HTTP filters, tcp_proxy, HTTP router,
 //!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
 //! * [`servers`]: redis-server, json-server, native daemons.
+//! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
+//!   filter) and redis-cli.
 //! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
+//! * [`demo`]: the `make demo` topology (`geomesh-demo`): Redis sharding over two sites and
+//!   scope-lang over three, scripted traffic, checks, serving until Ctrl-C.
 //! * [`scope`]: the three-site scope-lang topology of `examples/scope/` (Envoys with the scope
 //!   filter, agents, example services), its config generator and WAN links through relays.
 //!
@@ -19,10 +23,12 @@
 //! `GEOMESH_BIN_DIR` (native binaries), `GEOMESH_TEST_TMP` (parent of test dirs),
 //! `GEOMESH_KEEP_TEST_DIRS=1` (keep test dirs of passing tests too).
 
+pub mod demo;
 pub mod envoy;
 pub mod paths;
 pub mod ports;
 pub mod process;
+pub mod redis_mesh;
 pub mod relay;
 pub mod scope;
 pub mod servers;

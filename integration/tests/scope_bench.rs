@@ -9,7 +9,8 @@
 //! filter and no scope, with a local scope, with a remote scope (DC 1's Envoy -> DC 2's Envoy ->
 //! DC 2's t). Every Envoy runs one worker (`--concurrency 1`). Writes
 //! `integration/benches/results/scope-overhead-<date>.md` (date and machine in it).
-//! `GEOMESH_BENCH_SECONDS` (default 10) and `GEOMESH_BENCH_CONNECTIONS` (default 32) tune it.
+//! `GEOMESH_BENCH_SECONDS` (per run, default 10), `GEOMESH_BENCH_CONNECTIONS` (default 32) and
+//! `GEOMESH_BENCH_ROUNDS` (interleaved rounds, medians reported; default 3) tune it.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -93,6 +94,7 @@ fn sh(cmd: &str) -> String {
 fn scope_overhead() {
     let secs: u64 = std::env::var("GEOMESH_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let conns: u32 = std::env::var("GEOMESH_BENCH_CONNECTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
+    let rounds: usize = std::env::var("GEOMESH_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let dir = TestDir::new("scope-bench").unwrap();
     let opts = EnvoyOptions { log_level: "warning".into(), ..EnvoyOptions::default() };
     let topo = ScopeTopology::start(&dir, ScopePlan::free().unwrap(), opts.clone()).unwrap();
@@ -116,32 +118,52 @@ fn scope_overhead() {
     let image = topo.url(0, "image");
     // Warm-up (V8 JIT, connection pools).
     wrk("warm-up", &format!("{image}{target}"), Some("x-scope: { image: DC 2 }"), 2, conns);
-    let rows = vec![
-        wrk("t directly (no Envoy)", &format!("http://127.0.0.1:{t_port}{target}"), None, secs, conns),
-        wrk("Envoy, no filter", &format!("http://127.0.0.1:{plain_port}{target}"), None, secs, conns),
-        wrk("Envoy -> Envoy, no filter", &format!("http://127.0.0.1:{chain_port}{target}"), None, secs, conns),
-        wrk("Envoy + scope filter, no scope", &format!("{image}{target}"), None, secs, conns),
-        wrk("Envoy + scope filter, local scope `{ image: DC 1 }`", &format!("{image}{target}"), Some("x-scope: { image: DC 1 }"), secs, conns),
-        wrk("Envoy + scope filter, remote scope `{ image: DC 2 }` (2 Envoys)", &format!("{image}{target}"), Some("x-scope: { image: DC 2 }"), secs, conns),
-        wrk(
-            "Envoy + scope filter, `around(DC 1, 50ms) ; DC 3` (local)",
-            &format!("{image}{target}"),
-            Some("x-scope: { image: around(DC 1, 50ms) ; DC 3 }"),
-            secs,
-            conns,
-        ),
+    let cases: Vec<(&'static str, String, Option<&str>)> = vec![
+        ("t directly (no Envoy)", format!("http://127.0.0.1:{t_port}{target}"), None),
+        ("Envoy, no filter", format!("http://127.0.0.1:{plain_port}{target}"), None),
+        ("Envoy -> Envoy, no filter", format!("http://127.0.0.1:{chain_port}{target}"), None),
+        ("Envoy + scope filter, no scope", format!("{image}{target}"), None),
+        ("Envoy + scope filter, local scope `{ image: DC 1 }`", format!("{image}{target}"), Some("x-scope: { image: DC 1 }")),
+        ("Envoy + scope filter, remote scope `{ image: DC 2 }` (2 Envoys)", format!("{image}{target}"), Some("x-scope: { image: DC 2 }")),
+        ("Envoy + scope filter, `around(DC 1, 50ms) ; DC 3` (local)", format!("{image}{target}"), Some("x-scope: { image: around(DC 1, 50ms) ; DC 3 }")),
     ];
+    // Rounds interleave the cases so that a burst of other work on the machine hits them alike;
+    // each figure is the median over the rounds.
+    let mut runs: Vec<Vec<Row>> = cases.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        eprintln!("round {} of {rounds}", round + 1);
+        for (i, (path, url, header)) in cases.iter().enumerate() {
+            runs[i].push(wrk(path, url, *header, secs, conns));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let rows: Vec<Row> = runs
+        .into_iter()
+        .zip(&cases)
+        .map(|(rs, (path, _, _))| Row {
+            path,
+            rps: median(rs.iter().map(|r| r.rps).collect()),
+            p50_ms: median(rs.iter().map(|r| r.p50_ms).collect()),
+            p99_ms: median(rs.iter().map(|r| r.p99_ms).collect()),
+            requests: rs.iter().map(|r| r.requests).sum(),
+        })
+        .collect();
 
     let date = sh("date -u +%Y-%m-%d");
+    let load = sh("cut -d' ' -f1-3 /proc/loadavg");
     let cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
     let mut md = String::new();
     let _ = writeln!(md, "# scope filter overhead ({date})\n");
     let _ = writeln!(
         md,
         "Machine: {} cores, {}, {}. Envoy {}, `--concurrency 1`, filter `{}` in V8. \
-         Load: `wrk -t1 -c{conns} -d{secs}s --latency`, `GET {target}` (t answers 82 bytes). \
-         Build: {}. wrk, Envoy(s), t and the agents share the cores, so compare rows of one run, \
-         not runs.\n",
+         Load: `wrk -t1 -c{conns} -d{secs}s --latency`, `GET {target}` (t answers 82 bytes), \
+         {rounds} interleaved rounds, medians. \
+         Build: {}. Load average at the end of the run: {load}. wrk, Envoy(s), t and the agents \
+         share the cores (and other jobs ran on the machine), so compare rows of one run, not runs.\n",
         sh("nproc"),
         cpu.trim(),
         sh("uname -sr"),
@@ -149,18 +171,19 @@ fn scope_overhead() {
         geomesh_integration::scope::WASM_REL,
         if cfg!(debug_assertions) { "debug (numbers are pessimistic)" } else { "release" },
     );
-    let _ = writeln!(md, "| path | requests/s | p50 (ms) | p99 (ms) | vs. Envoy without filter |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| path | requests/s | p50 (ms) | p99 (ms) | vs. Envoy without filter | requests |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     let base = rows[1].rps;
     for r in &rows {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.3} | {:.3} | {:+.1}% |",
+            "| {} | {:.0} | {:.3} | {:.3} | {:+.1}% | {} |",
             r.path,
             r.rps,
             r.p50_ms,
             r.p99_ms,
-            (r.rps / base - 1.0) * 100.0
+            (r.rps / base - 1.0) * 100.0,
+            r.requests
         );
     }
     let _ = writeln!(

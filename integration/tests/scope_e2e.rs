@@ -264,7 +264,7 @@ fn around_with_static_rtt_overrides() {
 fn around_with_real_latency_through_relays() {
     let mut plan = ScopePlan::free().unwrap();
     let wan = WanLinks::install(&mut plan).unwrap();
-    wan.set_delay(DC1, DC3, Duration::from_millis(40));
+    wan.set_delay(DC1, DC3, Duration::from_millis(60));
     let (_dir, mut topo) = start("scope-around-relay", plan);
     topo.stop_instance(DC1, "image").unwrap();
     let rtt = |d: &geomesh_scope::SitesDocument, s: &str| {
@@ -272,29 +272,29 @@ fn around_with_real_latency_through_relays() {
     };
     let d = topo
         .wait_sites(DC1, Duration::from_secs(20), "DC 3 far, DC 2 near, DC 1's image down", |d| {
-            rtt(d, "DC 3") > 60.0 && rtt(d, "DC 2") < 20.0 && service_state(d, "DC 1", "image") == Some(false)
+            rtt(d, "DC 3") > 100.0 && rtt(d, "DC 2") < 30.0 && service_state(d, "DC 1", "image") == Some(false)
         })
         .unwrap();
     eprintln!("measured RTT DC 1 -> DC 2 {:.1} ms, -> DC 3 {:.1} ms", rtt(&d, "DC 2"), rtt(&d, "DC 3"));
     assert_eq!(scoped(&topo, DC1, "{ image: around(DC 1, 500ms) }"), (200, "IMAGE cat @ DC 2".into()));
-    // Only DC 2 is within 40 ms.
-    let (st, body) = curl(&["-H", "x-scope: { image: around(DC 1, 40ms) ; DC 3 }", &format!("{}/image/x", topo.url(DC1, "image"))]);
+    // Only DC 2 is within 60 ms.
+    let (st, body) = curl(&["-H", "x-scope: { image: around(DC 1, 60ms) ; DC 3 }", &format!("{}/image/x", topo.url(DC1, "image"))]);
     assert_eq!((st, body.lines().next().unwrap_or("")), (200, "IMAGE x @ DC 2"));
 
     // The latency moves: DC 2 becomes far, DC 3 near.
     wan.set_delay(DC1, DC3, Duration::ZERO);
-    wan.set_delay(DC1, DC2, Duration::from_millis(40));
+    wan.set_delay(DC1, DC2, Duration::from_millis(60));
     let d = topo
         .wait_sites(DC1, Duration::from_secs(30), "DC 2 far, DC 3 near", |d| {
-            rtt(d, "DC 2") > 60.0 && rtt(d, "DC 3") < 20.0
+            rtt(d, "DC 2") > 100.0 && rtt(d, "DC 3") < 30.0
         })
         .unwrap();
     eprintln!("measured RTT DC 1 -> DC 2 {:.1} ms, -> DC 3 {:.1} ms", rtt(&d, "DC 2"), rtt(&d, "DC 3"));
     assert_eq!(scoped(&topo, DC1, "{ image: around(DC 1, 500ms) }"), (200, "IMAGE cat @ DC 3".into()));
-    // And a request sent to DC 2 does pay the link's latency (40 ms each way).
+    // And a request sent to DC 2 does pay the link's latency (60 ms each way).
     let t = Instant::now();
     assert_eq!(scoped(&topo, DC1, "{ image: DC 2 }"), (200, "IMAGE cat @ DC 2".into()));
-    assert!(t.elapsed() >= Duration::from_millis(80), "{:?}", t.elapsed());
+    assert!(t.elapsed() >= Duration::from_millis(120), "{:?}", t.elapsed());
 }
 
 #[test]
@@ -431,6 +431,9 @@ fn ecds_update_changes_the_registry() {
     assert_eq!(scoped(&topo, DC1, "{ image: DC 2 }"), (200, "IMAGE cat @ DC 2".into()));
 
     // Version 3 is broken: Envoy keeps version 2 and logs the field at fault.
+    topo.sites[DC1]
+        .envoy
+        .tolerate_wasm_log("Wasm VM failed Failed to configure base Wasm plugin");
     let v3 = format!("{v2}  bogus_field: 1\n");
     topo.write_image_filter_ecds(DC1, &v3).unwrap();
     topo.sites[DC1]

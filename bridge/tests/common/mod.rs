@@ -177,6 +177,18 @@ impl BridgeProc {
     }
 
     pub fn start_in(dir: &Path, config: &str) -> BridgeProc {
+        Self::start_in_with_env(dir, config, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables for the process.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> BridgeProc {
+        let dir = TempDir::new("bridge");
+        let mut b = Self::start_in_with_env(&dir.0, config, env);
+        b._dir = Some(dir);
+        b
+    }
+
+    pub fn start_in_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> BridgeProc {
         let config_path = dir.join("bridge.yaml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join("bridge.log");
@@ -188,6 +200,7 @@ impl BridgeProc {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "debug,h2=info,tower=info,hyper=info".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(logf))
             .spawn()
@@ -242,6 +255,24 @@ impl BridgeProc {
 
     pub fn sighup(&self) {
         signal(self.pid(), libc::SIGHUP);
+    }
+
+    pub fn sigterm(&self) {
+        signal(self.pid(), libc::SIGTERM);
+    }
+
+    /// Waits for the process to exit: its status, or `None` if it still runs after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn kill(&mut self) {

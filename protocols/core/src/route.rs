@@ -252,6 +252,33 @@ impl RoutingTable {
         self.decide(key, payload).cluster
     }
 
+    /// Every cluster a message published on `channel` can be routed to, whatever its payload:
+    /// the channel's own route (or the default), plus each `value` route whose NAME is long
+    /// enough to beat it. A subscriber to `channel` must listen on all of them.
+    pub fn message_clusters(&self, channel: &[u8]) -> Vec<ClusterId> {
+        let key_side = self.decide(Some(channel), None);
+        let matched_len = key_side.route.map(|name| {
+            if name == "*" {
+                0
+            } else {
+                name.len()
+            }
+        });
+        let mut out = vec![key_side.cluster];
+        for (name, _, cluster) in &self.values {
+            // A value route wins over the key side when it is longer (ties go to the key side);
+            // over no match at all it always wins.
+            let wins = match matched_len {
+                None => true,
+                Some(len) => name.len() > len,
+            };
+            if wins && !out.contains(cluster) {
+                out.push(*cluster);
+            }
+        }
+        out
+    }
+
     /// Routes and says which route matched.
     pub fn decide(&self, key: Option<&[u8]>, payload: Option<&[u8]>) -> Decision<'_> {
         // (name length, rank, route index, cluster): larger is better.
@@ -463,6 +490,25 @@ routing_table:
         assert_eq!(b.active_cluster_names().collect::<Vec<_>>(), ["z", "y"]);
         assert_eq!(b.cluster_id("x"), None, "x is no longer routed to");
         assert_eq!(b.cluster_name(b.route(b"u")), "y");
+    }
+
+    #[test]
+    fn message_clusters_cover_every_possible_payload() {
+        let t = table("workload_type: redis\ndefault_cluster: d\nrouting_table:\n  news: {cluster: k}\n  alert: {type: value, cluster: v}\n  ab: {type: value, cluster: short}\n");
+        let names = |ch: &str| -> Vec<String> {
+            t.message_clusters(ch.as_bytes()).iter().map(|c| t.cluster_name(*c).to_owned()).collect()
+        };
+        // "news" (4) is beaten by "alert" (5) but not by "ab" (2).
+        assert_eq!(names("news"), ["k", "v"]);
+        // No key route: every value route can win, else the default.
+        assert_eq!(names("other"), ["d", "v", "short"]);
+        // Whatever the payload, route_message lands in the set.
+        for payload in ["", "alert!", "ab", "x ab alert"] {
+            for ch in ["news", "other", "news:sub"] {
+                let c = t.route_message(Some(ch.as_bytes()), Some(payload.as_bytes()));
+                assert!(t.message_clusters(ch.as_bytes()).contains(&c), "{ch} {payload}");
+            }
+        }
     }
 
     #[test]

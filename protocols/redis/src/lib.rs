@@ -1,4 +1,4 @@
-//! geomesh-redis: a sans-IO RESP2/RESP3 codec and the Redis command table for a sharding proxy.
+//! geomesh-redis: a sans-IO RESP2/RESP3 codec, the Redis command table and the sharding session.
 //!
 //! Bytes in, values out; no IO, no clock, no threads, no `unsafe`. The same code runs natively
 //! under test and inside a Proxy-Wasm VM.
@@ -12,6 +12,9 @@
 //!   forwarded with [`Reply::raw`] or taken apart with [`Reply::root`] / [`Value`].
 //! * [`Frame`] is an owned RESP value for the replies a proxy builds itself, with an encoder.
 //! * [`commands`] says, for every command, where its keys are and what a router must do with it.
+//! * [`RedisSession`] is the `geomesh_core::Session` of the Redis filter: it routes, splits and
+//!   merges requests over the clusters of a routing table (settings: [`Settings`], the `redis:`
+//!   section of the configuration).
 //!
 //! Both decoders have the tokio-util `Decoder` shape without the dependency:
 //! `decode(&mut self, src: &mut BytesMut) -> Result<Option<T>, DecodeError>`, `Ok(None)` meaning
@@ -40,6 +43,8 @@ mod limits;
 mod lines;
 mod reply;
 mod request;
+mod session;
+mod settings;
 
 pub use bytes::{Bytes, BytesMut};
 pub use commands::{lookup, Category, CommandSpec, LookupError};
@@ -52,3 +57,5 @@ pub use frame::Frame;
 pub use limits::Limits;
 pub use reply::{Elements, Kind, Reply, ReplyDecoder, Value};
 pub use request::{Args, Command, RequestDecoder};
+pub use session::RedisSession;
+pub use settings::Settings;

@@ -64,12 +64,15 @@ pub use error::{
 };
 pub use parse::{parse, parse_bytes, parse_expr};
 pub use health::{Health, HeartbeatReply, SitesDocument};
-pub use request::{plan_request, Forward, Reason, RequestHeaders, Verdict};
+pub use request::{
+    plan_request, site_list_value, Forward, Reason, RequestHeaders, Verdict, HANDOVER_HEADERS,
+    X_GEOMESH_PINNED, X_GEOMESH_REPLICATE, X_GEOMESH_SCOPE, X_GEOMESH_SERVICE,
+};
 pub use resolve::{
     sanitize, ClusterPattern, Decision, Plan, Registry, RegistryBuilder, Resolution, SiteTable,
     Target, MAX_CLUSTER_NAME,
 };
-pub use settings::{AgentSettings, HttpSettings, TokenCacheSettings};
+pub use settings::{AgentSettings, HttpSettings, ReplicationSettings, TokenCacheSettings};
 pub use token::TokenSlot;
 
 /// Longest scope text accepted, in bytes (and longest canonical form).

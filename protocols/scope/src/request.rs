@@ -21,20 +21,51 @@
 //!    instance (`local_cluster`).
 //! 5. Otherwise the scope is resolved against the registry and the health:
 //!    unknown names are a 400, nothing reachable a 503 naming what was
-//!    tried, replication (`&`, issue 5) a 501. A remote target gets the
-//!    forwarded-by header, and when the scope came with the token, the token
-//!    goes on with the scope re-attached (the remote site's filter strips it
-//!    again).
+//!    tried. A remote target gets the forwarded-by header, and when the
+//!    scope came with the token, the token goes on with the scope
+//!    re-attached (the remote site's filter strips it again). Replication
+//!    (`&`) is a 501 unless the service is configured for it (rule 7).
 //! 6. When the request is served here and its token carried a scope, the
 //!    token is stripped for the application and token -> scope remembered.
+//! 7. A service with `http.replication` (docs/replication.md, "Filter ->
+//!    agent hand-over"): every request served by this site (rules 2, 4, a
+//!    scope choosing this site, and `&`) goes to the local agent's proxy
+//!    cluster instead of `local_cluster`, with the hand-over headers
+//!    [`X_GEOMESH_SERVICE`] (always), [`X_GEOMESH_REPLICATE`] (the target
+//!    sites of `&`), [`X_GEOMESH_SCOPE`] (the canonical scope) and
+//!    [`X_GEOMESH_PINNED`] (`1` when the scope chose this site or a peer
+//!    filter forwarded the request). A client's own values of these headers
+//!    are always removed. A scope choosing another site is forwarded as in
+//!    rule 5 (that site's filter hands it to its agent). Never a silent
+//!    local fallback: `&` without `http.replication` is a 501.
 
 use crate::ast::Scope;
 use crate::carrier::{auth_token_with_scope, Carriers, X_AUTH_TOKEN};
 use crate::error::{Carrier, Error};
 use crate::health::Health;
 use crate::resolve::Decision;
+use crate::resolve::Target;
 use crate::settings::HttpSettings;
 use crate::token::TokenSlot;
+
+/// Hand-over header: the service the request is for (always, to the agent).
+pub const X_GEOMESH_SERVICE: &str = "x-geomesh-service";
+/// Hand-over header: the target sites of `&`, comma-separated in the
+/// scope's order (printable ASCII as is; `%`, `,` and anything else
+/// percent-encoded).
+pub const X_GEOMESH_REPLICATE: &str = "x-geomesh-replicate";
+/// Hand-over header: the canonical scope (for logs and the agent's API).
+pub const X_GEOMESH_SCOPE: &str = "x-geomesh-scope";
+/// Hand-over header: `1` when the request must be served on this site
+/// (the scope chose it, or a peer site's filter forwarded the request).
+pub const X_GEOMESH_PINNED: &str = "x-geomesh-pinned";
+/// Every hand-over header (a client's own values are removed).
+pub const HANDOVER_HEADERS: [&str; 4] = [
+    X_GEOMESH_SERVICE,
+    X_GEOMESH_REPLICATE,
+    X_GEOMESH_SCOPE,
+    X_GEOMESH_PINNED,
+];
 
 /// The header values of one request (bytes, as the host gives them).
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,6 +110,8 @@ pub struct Forward {
     pub remove: Vec<String>,
     /// Shared-data entry to write: token memory (key, value).
     pub remember: Option<(String, Vec<u8>)>,
+    /// Handed to the local agent's proxy (a service with `http.replication`).
+    pub agent: bool,
 }
 
 /// What to do with a request.
@@ -114,6 +147,28 @@ fn site_header_value(site: &str) -> Vec<u8> {
     } else {
         crate::carrier::percent_encode(site).into_bytes()
     }
+}
+
+/// A list of sites as the value of [`X_GEOMESH_REPLICATE`]: `, `-separated;
+/// printable ASCII other than `%` and `,` as is, every other byte `%XX`.
+pub fn site_list_value(sites: &[&str]) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::new();
+    for (i, site) in sites.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        for b in site.bytes() {
+            if (b == b' ' || b.is_ascii_graphic()) && b != b'%' && b != b',' {
+                out.push(b);
+            } else {
+                out.push(b'%');
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+            }
+        }
+    }
+    out
 }
 
 /// Decides what to do with one request to `settings.service`. `lookup` is
@@ -170,9 +225,15 @@ pub fn plan_request(
         set: Vec::new(),
         remove: Vec::new(),
         remember: None,
+        agent: false,
     };
 
+    // Served here: pinned to this site (scope chose it, or a peer forwarded it).
+    let mut pinned = false;
+    // `&`: the target sites.
+    let mut replicate: Option<Vec<Target>> = None;
     let mut fwd = if forwarded {
+        pinned = true;
         let mut f = local(Reason::Forwarded);
         f.remove.push(settings.forwarded_header.clone());
         f
@@ -184,7 +245,10 @@ pub fn plan_request(
         match decision {
             Err(e) => return error_reply(&Error::Resolve(e)),
             Ok(Decision::Local) => local(Reason::NotNamed),
-            Ok(Decision::Route(t)) if t.local => local(Reason::Scoped),
+            Ok(Decision::Route(t)) if t.local => {
+                pinned = true;
+                local(Reason::Scoped)
+            }
             Ok(Decision::Route(t)) => {
                 let mut set = vec![(
                     settings.forwarded_header.clone(),
@@ -206,23 +270,54 @@ pub fn plan_request(
                     set,
                     remove: Vec::new(),
                     remember: None,
+                    agent: false,
                 }
             }
             Ok(Decision::Replicate(ts)) => {
-                let sites: Vec<&str> = ts.iter().map(|t| t.site.as_str()).collect();
-                return reply(
-                    501,
-                    format!(
-                        "scope: replication is not available yet: service '{}' at {}",
-                        settings.service,
-                        sites.join(" & ")
-                    ),
-                );
+                if settings.replication.is_none() {
+                    let sites: Vec<&str> = ts.iter().map(|t| t.site.as_str()).collect();
+                    return reply(
+                        501,
+                        format!(
+                            "scope: replication is not configured for service '{}' (no http.replication in the filter configuration): {}",
+                            settings.service,
+                            sites.join(" & ")
+                        ),
+                    );
+                }
+                replicate = Some(ts);
+                local(Reason::Scoped)
             }
         }
     } else {
         local(Reason::NoScope)
     };
+
+    if let Some(rep) = &settings.replication {
+        fwd.remove.extend(HANDOVER_HEADERS.iter().map(|h| (*h).to_owned()));
+        if !fwd.remote {
+            fwd.cluster = rep.cluster.clone();
+            fwd.agent = true;
+            fwd.set.push((
+                X_GEOMESH_SERVICE.to_owned(),
+                site_header_value(&settings.service),
+            ));
+            if let Some(scope) = &scope {
+                fwd.set.push((
+                    X_GEOMESH_SCOPE.to_owned(),
+                    crate::carrier::x_scope_value(scope).into_bytes(),
+                ));
+            }
+            if pinned {
+                fwd.set.push((X_GEOMESH_PINNED.to_owned(), b"1".to_vec()));
+            }
+            if let Some(ts) = &replicate {
+                let sites: Vec<&str> = ts.iter().map(|t| t.site.as_str()).collect();
+                fwd.set
+                    .push((X_GEOMESH_REPLICATE.to_owned(), site_list_value(&sites)));
+            }
+        }
+    }
 
     if !fwd.remote {
         if let Some((token, scope)) = &piggyback {
@@ -380,7 +475,10 @@ mod tests {
         assert_eq!(go(b"{ video: DC 2 }"), reply(400, "scope: unknown service 'video'"));
         assert_eq!(
             go(b"{ image: DC 1 & DC 2 }"),
-            reply(501, "scope: replication is not available yet: service 'image' at DC 1 & DC 2")
+            reply(
+                501,
+                "scope: replication is not configured for service 'image' (no http.replication in the filter configuration): DC 1 & DC 2"
+            )
         );
         match plan(&s, &h, RequestHeaders {
             x_scope: Some(b"{ image: DC 2 }"),
@@ -390,6 +488,86 @@ mod tests {
             Verdict::Reply { status: 400, body } => assert!(body.contains("different"), "{body}"),
             v => panic!("{v:?}"),
         }
+    }
+
+    fn replicated(service: &str) -> HttpSettings {
+        let text = format!(
+            "workload_type: http\ndefault_cluster: dc_1_{service}\nhttp:\n  service: {service}\n  site: DC 1\n  sites: [DC 1, DC 2, DC 3, \"Zürich,1\"]\n  services: [compute, image]\n  cluster_pattern: \"{{site}}_{{service}}\"\n  replication: {{cluster: geomesh_agent_proxy}}\n"
+        );
+        HttpSettings::parse(text.as_bytes()).unwrap().1
+    }
+
+    #[test]
+    fn replicated_services_are_handed_to_the_agent() {
+        let s = replicated("image");
+        let h = Health::empty();
+        let go = |hd: RequestHeaders<'_>| forward(plan(&s, &h, hd));
+        let handover_removed = |f: &Forward| {
+            HANDOVER_HEADERS.iter().all(|n| f.remove.iter().any(|r| r == n))
+        };
+
+        // `&`: the agent, with the target sites in the scope's order.
+        let f = go(RequestHeaders { x_scope: Some(b"{ image: DC 2 & DC 1 }"), ..Default::default() });
+        assert_eq!((f.cluster.as_str(), f.agent, f.remote), ("geomesh_agent_proxy", true, false));
+        assert_eq!(header(&f, X_GEOMESH_REPLICATE), Some(&b"DC 2, DC 1"[..]));
+        assert_eq!(header(&f, X_GEOMESH_SERVICE), Some(&b"image"[..]));
+        assert_eq!(header(&f, X_GEOMESH_SCOPE), Some(&b"{ image: DC 2 & DC 1 }"[..]));
+        assert_eq!(header(&f, X_GEOMESH_PINNED), None);
+        assert_eq!(header(&f, "x-geomesh-cluster"), Some(&b"geomesh_agent_proxy"[..]));
+        assert!(handover_removed(&f));
+        // Names that need it are percent-encoded (`,` and non-ASCII).
+        let f = go(RequestHeaders { x_scope: Some("{ image: \"Zürich,1\" & DC 3 }".as_bytes()), ..Default::default() });
+        assert_eq!(header(&f, X_GEOMESH_REPLICATE), Some(&b"Z%C3%BCrich%2C1, DC 3"[..]));
+
+        // No scope, or one not naming the service: the agent, not pinned (it may read elsewhere).
+        for hd in [
+            RequestHeaders::default(),
+            RequestHeaders { x_scope: Some(b"{ compute: DC 2 }"), ..Default::default() },
+        ] {
+            let f = go(hd);
+            assert_eq!((f.cluster.as_str(), f.agent), ("geomesh_agent_proxy", true));
+            assert_eq!(header(&f, X_GEOMESH_PINNED), None);
+            assert_eq!(header(&f, X_GEOMESH_REPLICATE), None);
+        }
+        // This site chosen by the scope, or forwarded by a peer's filter: pinned.
+        let f = go(RequestHeaders { x_scope: Some(b"{ image: DC 1 }"), ..Default::default() });
+        assert_eq!((f.cluster.as_str(), f.reason), ("geomesh_agent_proxy", Reason::Scoped));
+        assert_eq!(header(&f, X_GEOMESH_PINNED), Some(&b"1"[..]));
+        let f = go(RequestHeaders { x_scope: Some(b"{ image: DC 3 }"), forwarded_by: Some(b"DC 3"), ..Default::default() });
+        assert_eq!((f.cluster.as_str(), f.reason), ("geomesh_agent_proxy", Reason::Forwarded));
+        assert_eq!(header(&f, X_GEOMESH_PINNED), Some(&b"1"[..]));
+        assert!(f.remove.iter().any(|r| r == "x-geomesh-forwarded-by"));
+
+        // Another site: forwarded to that site's Envoy as before (its filter hands it over),
+        // a client's hand-over headers removed.
+        let f = go(RequestHeaders { x_scope: Some(b"{ image: DC 2 }"), ..Default::default() });
+        assert_eq!((f.cluster.as_str(), f.agent, f.remote), ("dc_2_image", false, true));
+        assert_eq!(header(&f, X_GEOMESH_SERVICE), None);
+        assert!(handover_removed(&f));
+
+        // Errors stay errors, never the agent nor the local instance.
+        assert_eq!(
+            plan(&s, &h, RequestHeaders { x_scope: Some(b"{ image: DC 9 & DC 1 }"), ..Default::default() }),
+            reply(400, "scope: unknown site 'DC 9'")
+        );
+        let down = health(
+            r#"{"site":"DC 1","generated_at_ms":0,"sites":[{"name":"DC 2","up":false}]}"#,
+        );
+        match plan(&s, &down, RequestHeaders { x_scope: Some(b"{ image: DC 1 & DC 2 }"), ..Default::default() }) {
+            Verdict::Reply { status: 503, body } => assert!(body.contains("DC 2 (down)"), "{body}"),
+            v => panic!("{v:?}"),
+        }
+        // A service without `http.replication` is unchanged.
+        let plain = forward(plan(&settings("image"), &h, RequestHeaders::default()));
+        assert_eq!((plain.cluster.as_str(), plain.agent), ("dc_1_image", false));
+        assert!(plain.remove.is_empty());
+    }
+
+    #[test]
+    fn site_lists_encode_what_a_list_cannot_hold() {
+        assert_eq!(site_list_value(&["DC 1", "DC 2"]), b"DC 1, DC 2");
+        assert_eq!(site_list_value(&["a,b", "100%"]), b"a%2Cb, 100%25");
+        assert_eq!(site_list_value(&[]), b"");
     }
 
     #[test]

@@ -27,7 +27,13 @@
 //!   token_cache:                     # the X-Auth-Token piggyback memory
 //!     ttl_ms: 60000
 //!     slots: 1024
+//!   replication:                     # resources of this service may be replicated (`&`, optional)
+//!     cluster: geomesh_agent_proxy   # Envoy cluster of the local agent's proxy listener
 //! ```
+//!
+//! With `replication`, every request this site serves for the service goes
+//! through the local agent (docs/replication.md, "Filter -> agent hand-over"):
+//! see [`crate::request`].
 //!
 //! `routing_table` is refused (it means nothing for HTTP). Every error names
 //! the field (`http.agent.tick_ms`).
@@ -65,6 +71,15 @@ pub struct TokenCacheSettings {
     pub slots: u32,
 }
 
+/// Where requests for a service whose resources may be replicated go: the
+/// local agent's proxy listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// Envoy cluster of the local agent's proxy listener (`replication.listen`
+    /// in the agent's configuration).
+    pub cluster: String,
+}
+
 /// A validated `workload_type: http` configuration.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -84,6 +99,9 @@ pub struct HttpSettings {
     pub forwarded_header: String,
     /// Token memory.
     pub token_cache: TokenCacheSettings,
+    /// `Some` when the service's resources may be replicated (`&`): requests
+    /// served by this site go through the local agent.
+    pub replication: Option<ReplicationSettings>,
 }
 
 const HTTP_FIELDS: &[&str] = &[
@@ -96,6 +114,7 @@ const HTTP_FIELDS: &[&str] = &[
     "agent",
     "headers",
     "token_cache",
+    "replication",
 ];
 const AGENT_FIELDS: &[&str] = &[
     "cluster",
@@ -107,6 +126,7 @@ const AGENT_FIELDS: &[&str] = &[
 ];
 const HEADER_FIELDS: &[&str] = &["cluster", "forwarded_by"];
 const TOKEN_FIELDS: &[&str] = &["ttl_ms", "slots"];
+const REPLICATION_FIELDS: &[&str] = &["cluster"];
 const CLUSTER_ENTRY_FIELDS: &[&str] = &["service", "site", "cluster"];
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -387,6 +407,27 @@ impl HttpSettings {
                 as u32;
         }
 
+        let replication = match map.get("replication") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let m = as_map(v, "http.replication")?;
+                check_fields(m, REPLICATION_FIELDS, "http.replication")?;
+                let cluster = req_str(m, "cluster", "http.replication")?;
+                if cluster.is_empty()
+                    || cluster.len() > crate::resolve::MAX_CLUSTER_NAME
+                    || cluster.bytes().any(|b| !b.is_ascii_graphic())
+                {
+                    return Err(err(
+                        "http.replication.cluster",
+                        "expected an Envoy cluster name (printable ASCII, no spaces)",
+                    ));
+                }
+                Some(ReplicationSettings {
+                    cluster: cluster.to_owned(),
+                })
+            }
+        };
+
         Ok(HttpSettings {
             service,
             site,
@@ -396,6 +437,7 @@ impl HttpSettings {
             cluster_header,
             forwarded_header,
             token_cache,
+            replication,
         })
     }
 }
@@ -424,6 +466,8 @@ http:
   token_cache:
     ttl_ms: 5000
     slots: 16
+  replication:
+    cluster: geomesh_agent_proxy
 "#;
 
     #[test]
@@ -442,6 +486,7 @@ http:
         assert_eq!(s.cluster_header, "x-route-to");
         assert_eq!(s.forwarded_header, "x-geomesh-forwarded-by");
         assert_eq!(s.token_cache, TokenCacheSettings { ttl_ms: 5000, slots: 16 });
+        assert_eq!(s.replication.unwrap().cluster, "geomesh_agent_proxy");
     }
 
     #[test]
@@ -452,6 +497,7 @@ http:
         .unwrap();
         assert_eq!(s.registry.cluster("image", "A").unwrap(), "local_img");
         assert!(s.agent.is_none());
+        assert!(s.replication.is_none());
     }
 
     fn error_of(text: &str) -> ConfigError {
@@ -477,6 +523,9 @@ http:
             ("http: {service: s, site: A, clusters: [{service: s, site: B}]}", "http.clusters[0].cluster"),
             ("http: {service: s, site: A, cluster_pattern: \"{service}\"}", "http"),
             ("http: 3", "http"),
+            ("http: {service: s, site: A, replication: {}}", "http.replication.cluster"),
+            ("http: {service: s, site: A, replication: {cluster: \"a b\"}}", "http.replication.cluster"),
+            ("http: {service: s, site: A, replication: {cluster: a, x: 1}}", "http.replication.x"),
         ];
         for (section, field) in cases {
             let e = error_of(&format!("{base}{section}"));

@@ -1,0 +1,539 @@
+//! The Redis benchmark of issue 3 (a benchmark, not a test): one run, one Envoy build,
+//! `--concurrency 1`, `redis-benchmark -c 50 -n 100000`, non-pipelined and `-P 16`, for SET,
+//! GET, MGET and MSET of 10 keys spread over 2 shards, through four paths:
+//!
+//! * **direct**: redis-benchmark straight to shard A;
+//! * **tcp_proxy**: Envoy's `tcp_proxy` to shard A;
+//! * **native**: Envoy's `redis_proxy`, ring hash over shards A and B;
+//! * **geomesh**: Envoy + `geomesh_filter_redis.wasm` (V8) + `geomesh-bridge`, a hash route over
+//!   shards A and B.
+//!
+//! Reports requests/s, p50/p99 (redis-benchmark's `--csv`) and the CPU seconds Envoy and the
+//! bridge spent per 1000 requests (`/proc/<pid>/stat`, before and after each run), and writes
+//! the table to `integration/benches/results/redis-<date>.md`.
+//!
+//! ```text
+//! scripts/build-wasm.sh geomesh-filter-redis
+//! cargo build --release -p geomesh-bridge
+//! cargo run --release -p geomesh-integration --bin bench-redis [-- --requests N --out FILE]
+//! ```
+//! (the bridge is looked up beside this binary: same `--release`, same `CARGO_TARGET_DIR`).
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use geomesh_integration::envoy::{
+    static_cluster, tcp_listener, tcp_proxy_filter, wasm_network_filter,
+};
+use geomesh_integration::paths::{envoy_bin, repo_root, system_bin, wasm_path};
+use geomesh_integration::redis_mesh::{bridge_cluster, redis_cli, Bridge};
+use geomesh_integration::{
+    free_port, Envoy, EnvoyConfig, EnvoyOptions, Redis, TestDir, WasmPlugin,
+};
+
+const REDIS_PROXY_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy";
+
+struct Path {
+    name: &'static str,
+    port: u16,
+    /// Processes whose CPU time counts (Envoy, bridge).
+    pids: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct Row {
+    workload: &'static str,
+    pipeline: u32,
+    path: &'static str,
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    /// CPU seconds of Envoy + bridge per 1000 requests; None for the direct path.
+    cpu: Option<f64>,
+    /// The same, per process (Envoy first).
+    cpu_split: Vec<f64>,
+}
+
+fn ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ut: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let st: u64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(ut + st)
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf reads a constant of the C library; no memory is involved.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn workload_args(w: &str) -> Vec<String> {
+    match w {
+        "SET" => vec!["-t".into(), "set".into()],
+        "GET" => vec!["-t".into(), "get".into()],
+        "MSET" => {
+            let mut v = vec!["MSET".to_owned()];
+            for i in 1..=10 {
+                v.push(format!("k{i}:__rand_int__"));
+                v.push("xxx".into());
+            }
+            v
+        }
+        _ => {
+            let mut v = vec!["MGET".to_owned()];
+            for i in 1..=10 {
+                v.push(format!("k{i}:__rand_int__"));
+            }
+            v
+        }
+    }
+}
+
+fn run_benchmark(
+    path: &Path,
+    workload: &'static str,
+    pipeline: u32,
+    requests: u64,
+    clients: u32,
+) -> Result<Row> {
+    let before: Vec<u64> = path.pids.iter().map(|p| ticks(*p).unwrap_or(0)).collect();
+    let out = Command::new(system_bin("redis-benchmark")?)
+        .args(["-h", "127.0.0.1", "-p", &path.port.to_string()])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-n",
+            &requests.to_string(),
+            "-r",
+            "1000",
+            "-P",
+            &pipeline.to_string(),
+            "--csv",
+        ])
+        .args(workload_args(workload))
+        .output()
+        .context("run redis-benchmark")?;
+    let after: Vec<u64> = path.pids.iter().map(|p| ticks(*p).unwrap_or(0)).collect();
+    let per_k = |t: u64| t as f64 / clk_tck() / (requests as f64 / 1000.0);
+    let cpu_split: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| per_k(a - b))
+        .collect();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| !l.starts_with("\"test\"") && l.starts_with('"'))
+        .with_context(|| {
+            format!(
+                "no CSV line from redis-benchmark: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let cols: Vec<String> = line
+        .split("\",\"")
+        .map(|c| c.trim_matches('"').to_owned())
+        .collect();
+    let num = |i: usize| -> Result<f64> {
+        cols.get(i)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("column {i} of {line}"))
+    };
+    let cpu = (!path.pids.is_empty()).then(|| cpu_split.iter().sum());
+    Ok(Row {
+        workload,
+        pipeline,
+        path: path.name,
+        rps: num(1)?,
+        p50: num(4)?,
+        p99: num(6)?,
+        cpu,
+        cpu_split,
+    })
+}
+
+/// Both shards get some of 10 keys written through `port`.
+fn check_spread(port: u16, a: &Redis, b: &Redis) -> Result<(usize, usize)> {
+    for r in [a, b] {
+        redis_cli(r.port, &["FLUSHALL"])?;
+    }
+    let mut args: Vec<String> = vec!["MSET".into()];
+    for i in 1..=10 {
+        args.push(format!("k{i}:000000000{i}"));
+        args.push("v".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, err, ok) = redis_cli(port, &args)?;
+    if !ok || out.trim() != "OK" {
+        bail!("MSET through {port}: {out} {err}");
+    }
+    let n = |r: &Redis| -> Result<usize> { Ok(redis_cli(r.port, &["DBSIZE"])?.0.trim().parse()?) };
+    let split = (n(a)?, n(b)?);
+    if split.0 + split.1 != 10 || split.0 == 0 || split.1 == 0 {
+        bail!("10 keys through port {port} landed {split:?} on the two shards");
+    }
+    Ok(split)
+}
+
+fn version(cmd: &std::path::Path, arg: &str) -> String {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            // Envoy prints its own path first.
+            line.rsplit_once("version: ")
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or(line)
+        })
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+fn main() -> Result<()> {
+    let mut requests: u64 = 100_000;
+    let mut clients: u32 = 50;
+    let mut out_file = None;
+    let mut only_paths: Vec<String> = Vec::new();
+    let mut only_workloads: Vec<String> = Vec::new();
+    let mut perf = false;
+    let mut unix = true;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--requests" => requests = args.next().context("--requests N")?.parse()?,
+            "--clients" => clients = args.next().context("--clients N")?.parse()?,
+            "--out" => out_file = Some(args.next().context("--out FILE")?),
+            "--paths" => only_paths = args.next().context("--paths a,b")?.split(',').map(str::to_owned).collect(),
+            "--workloads" => only_workloads = args.next().context("--workloads A,B")?.split(',').map(str::to_owned).collect(),
+            "--perf" => perf = true,
+            "--tcp-bridge" => unix = false,
+            other => bail!(
+                "unknown argument {other} (--requests N, --clients N, --out FILE, --paths direct,tcp_proxy,native,geomesh, \
+                 --workloads SET,GET,MSET,MGET, --perf: perf record Envoy and the bridge during the geomesh runs)"
+            ),
+        }
+    }
+    let dir = TestDir::new("bench-redis")?;
+    let a = Redis::start(&dir, "shard_a")?;
+    let b = Redis::start(&dir, "shard_b")?;
+    let listen = if unix {
+        format!("unix:{}", dir.join("bridge.sock").display())
+    } else {
+        "127.0.0.1:0".to_owned()
+    };
+    let bridge = Bridge::start_on(
+        &dir,
+        "bridge",
+        &listen,
+        &[("shard_a", a.port), ("shard_b", b.port)],
+    )?;
+
+    let (tcp_port, native_port, ours_port) = (free_port()?, free_port()?, free_port()?);
+    let ours_cfg = "workload_type: redis\ndefault_cluster: shard_a\nupstream_timeout_ms: 5000\nrouting_table:\n  '*': { type: hash, clusters: [shard_a, shard_b] }\n";
+    let plugin = WasmPlugin::new(
+        "geomesh_redis",
+        "",
+        wasm_path("geomesh_filter_redis")?,
+        ours_cfg,
+    );
+    let native_filter = json!({
+        "name": "envoy.filters.network.redis_proxy",
+        "typed_config": {
+            "@type": REDIS_PROXY_TYPE,
+            "stat_prefix": "redis_native",
+            "settings": { "op_timeout": "5s" },
+            "prefix_routes": { "catch_all_route": { "cluster": "redis_ring" } },
+        },
+    });
+    let mut ring = static_cluster("redis_ring", &[a.port, b.port]);
+    ring["lb_policy"] = json!("RING_HASH");
+    let cfg = EnvoyConfig::new()?
+        .listener(tcp_listener(
+            "tcp_in",
+            tcp_port,
+            vec![tcp_proxy_filter("tcp_in", "shard_a")],
+        ))
+        .listener(tcp_listener("native_in", native_port, vec![native_filter]))
+        .listener(tcp_listener(
+            "geomesh_in",
+            ours_port,
+            vec![
+                wasm_network_filter(&plugin),
+                tcp_proxy_filter("geomesh_in", "geomesh_bridge"),
+            ],
+        ))
+        .cluster(static_cluster("shard_a", &[a.port]))
+        .cluster(bridge_cluster("geomesh_bridge", &bridge))
+        .cluster(ring);
+    let opts = EnvoyOptions {
+        concurrency: 1,
+        log_level: "warning".into(),
+        ..EnvoyOptions::default()
+    };
+    let mut envoy = Envoy::start_with(&dir, "envoy", &cfg, &opts)?;
+    for p in [tcp_port, native_port, ours_port] {
+        geomesh_integration::wait_tcp(p, Duration::from_secs(20))?;
+    }
+    let envoy_pid = envoy.proc().pid();
+    let native_split = check_spread(native_port, &a, &b)?;
+    let ours_split = check_spread(ours_port, &a, &b)?;
+    eprintln!("10 keys: native ring hash {native_split:?}, geomesh {ours_split:?}");
+
+    let paths = [
+        Path {
+            name: "direct",
+            port: a.port,
+            pids: vec![],
+        },
+        Path {
+            name: "tcp_proxy",
+            port: tcp_port,
+            pids: vec![envoy_pid],
+        },
+        Path {
+            name: "native",
+            port: native_port,
+            pids: vec![envoy_pid],
+        },
+        Path {
+            name: "geomesh",
+            port: ours_port,
+            pids: vec![envoy_pid, bridge.proc.pid()],
+        },
+    ];
+    // Warm-up (V8 tiers up, connections and caches settle).
+    for p in &paths {
+        run_benchmark(p, "SET", 1, 20_000, clients)?;
+    }
+    let mut rows = Vec::new();
+    for workload in ["SET", "GET", "MSET", "MGET"] {
+        if !only_workloads.is_empty() && !only_workloads.iter().any(|w| w == workload) {
+            continue;
+        }
+        for pipeline in [1, 16] {
+            for p in &paths {
+                if !only_paths.is_empty() && !only_paths.iter().any(|w| w == p.name) {
+                    continue;
+                }
+                let recorder = if perf && !p.pids.is_empty() {
+                    let pids: Vec<String> = p.pids.iter().map(|p| p.to_string()).collect();
+                    let file = dir.join(format!("perf-{}-{workload}-P{pipeline}.data", p.name));
+                    eprintln!("perf: {}", file.display());
+                    Some(
+                        Command::new("perf")
+                            .args([
+                                "record",
+                                "-q",
+                                "-e",
+                                "cpu-clock",
+                                "-g",
+                                "-p",
+                                &pids.join(","),
+                                "-o",
+                            ])
+                            .arg(&file)
+                            .spawn()?,
+                    )
+                } else {
+                    None
+                };
+                let r = run_benchmark(p, workload, pipeline, requests, clients)?;
+                if let Some(mut rec) = recorder {
+                    // SAFETY: kill(2) on the child we spawned; no memory is involved.
+                    unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGINT) };
+                    rec.wait()?;
+                    dir.keep();
+                }
+                eprintln!(
+                    "{:5} P{:<2} {:10} {:>10.0} req/s  p50 {:.3}  p99 {:.3}  cpu/1k {} {:?}",
+                    r.workload,
+                    r.pipeline,
+                    r.path,
+                    r.rps,
+                    r.p50,
+                    r.p99,
+                    r.cpu
+                        .map(|c| format!("{c:.3}"))
+                        .unwrap_or_else(|| "-".into()),
+                    r.cpu_split
+                );
+                rows.push(r);
+            }
+        }
+    }
+
+    // Unloaded latency: one client, no pipelining (what one request costs, not a queue).
+    let mut lat = Vec::new();
+    for workload in ["SET", "GET", "MSET", "MGET"] {
+        if !only_workloads.is_empty() && !only_workloads.iter().any(|w| w == workload) {
+            continue;
+        }
+        for p in &paths {
+            if !only_paths.is_empty() && !only_paths.iter().any(|w| w == p.name) {
+                continue;
+            }
+            let r = run_benchmark(p, workload, 1, (requests / 5).max(1000), 1)?;
+            eprintln!(
+                "{:5} -c 1 {:10} {:>8.0} req/s  p50 {:.3}  p99 {:.3}",
+                r.workload, r.path, r.rps, r.p50, r.p99
+            );
+            lat.push(r);
+        }
+    }
+
+    // The report.
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
+    let find = |w: &str, pl: u32, p: &str| {
+        rows.iter()
+            .find(|r| r.workload == w && r.pipeline == pl && r.path == p)
+            .cloned()
+    };
+    let mut md = String::new();
+    writeln!(md, "# Redis benchmark, {date}\n")?;
+    writeln!(md, "Machine: {}  ", machine())?;
+    writeln!(
+        md,
+        "Envoy: `{}` (`--concurrency 1`), redis-server: `{}`  ",
+        version(&envoy_bin()?, "--version"),
+        version(&system_bin("redis-server")?, "--version")
+    )?;
+    writeln!(
+        md,
+        "Load: `redis-benchmark -c {clients} -n {requests} -r 1000 [-P 16] --csv`; MSET/MGET of 10 keys `k1:__rand_int__` .. `k10:__rand_int__` \
+         (10 fixed keys split {native_split:?} over shards A/B by the native ring hash, {ours_split:?} by geomesh's hash route). \
+         CPU = user+system seconds of Envoy (+ geomesh-bridge for geomesh) per 1000 requests, from /proc/<pid>/stat. \
+         Command: `cargo run --release -p geomesh-integration --bin bench-redis`.\n"
+    )?;
+    writeln!(md, "| workload | pipeline | path | requests/s | p50 ms | p99 ms | CPU s / 1000 req | of which bridge | vs native |")?;
+    writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---:|")?;
+    for r in &rows {
+        let vs = find(r.workload, r.pipeline, "native")
+            .map(|n| format!("{:.2}x", r.rps / n.rps))
+            .unwrap_or_default();
+        writeln!(
+            md,
+            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} |",
+            r.workload,
+            if r.pipeline == 1 {
+                "none".to_owned()
+            } else {
+                format!("-P {}", r.pipeline)
+            },
+            r.path,
+            r.rps,
+            r.p50,
+            r.p99,
+            r.cpu
+                .map(|c| format!("{c:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            r.cpu_split
+                .get(1)
+                .map(|c| format!("{c:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            vs
+        )?;
+    }
+    if !lat.is_empty() {
+        writeln!(
+            md,
+            "\nUnloaded latency (`-c 1`, not pipelined, {} requests): under `-c 50` the machine is saturated and p50 is mostly queueing \
+             (Little's law: 50 / throughput), so the cost of one request shows here.\n",
+            (requests / 5).max(1000)
+        )?;
+        writeln!(
+            md,
+            "| workload | path | requests/s | p50 ms | p99 ms | p50 added over tcp_proxy |"
+        )?;
+        writeln!(md, "|---|---|---:|---:|---:|---:|")?;
+        for r in &lat {
+            let tcp = lat
+                .iter()
+                .find(|t| t.workload == r.workload && t.path == "tcp_proxy");
+            let added = match (tcp, r.path) {
+                (_, "direct" | "tcp_proxy") | (None, _) => "-".to_owned(),
+                (Some(t), _) => format!("{:+.3} ms", r.p50 - t.p50),
+            };
+            writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.3} | {:.3} | {} |",
+                r.workload, r.path, r.rps, r.p50, r.p99, added
+            )?;
+        }
+    }
+    writeln!(md, "\n## Targets\n")?;
+    for pl in [1, 16] {
+        for (w, target) in [("MSET", 1.5), ("MGET", 1.5), ("SET", 0.6), ("GET", 0.6)] {
+            if let (Some(o), Some(n)) = (find(w, pl, "geomesh"), find(w, pl, "native")) {
+                let ratio = o.rps / n.rps;
+                writeln!(
+                    md,
+                    "- {w} {}: geomesh / native = {ratio:.2}x (target >= {target}x): {}",
+                    if pl == 1 { "non-pipelined" } else { "-P 16" },
+                    if ratio >= target { "met" } else { "MISSED" }
+                )?;
+            }
+        }
+    }
+    for w in ["SET", "GET", "MSET", "MGET"] {
+        if let (Some(o), Some(t)) = (find(w, 1, "geomesh"), find(w, 1, "tcp_proxy")) {
+            let added = o.p50 - t.p50;
+            writeln!(
+                md,
+                "- {w} non-pipelined: p50 added over tcp_proxy = {added:.3} ms (target < 0.3 ms): {}",
+                if added < 0.3 { "met" } else { "MISSED" }
+            )?;
+        }
+    }
+    print!("{md}");
+    let out = match out_file {
+        Some(f) => std::path::PathBuf::from(f),
+        None => repo_root().join(format!("integration/benches/results/redis-{date}.md")),
+    };
+    if let Some(d) = out.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&out, md)?;
+    eprintln!("written to {}", out.display());
+    envoy.stop()?;
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! The Redis sharding topology: real `redis-server` shards, a real `geomesh-bridge` and a real
+//! Envoy whose listener runs `geomesh_filter_redis.wasm` (V8) then `tcp_proxy` to the bridge.
+//!
+//! ```text
+//! client ─▶ Envoy :port [wasm redis filter ─ tcp_proxy] ─GMB/1─▶ geomesh-bridge ─▶ redis-server per cluster
+//! ```
+//!
+//! The filter configuration is given as text (the Écharde YAML); cluster names in it must be
+//! shard names given to [`RedisMesh::start`]. With [`MeshOptions::ecds`] the filter's
+//! configuration comes from an ECDS file, which [`RedisMesh::set_filter_config`] rewrites.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::envoy::{
+    ecds_network_filter, static_cluster, tcp_listener, tcp_proxy_filter, wasm_network_filter,
+    wasm_network_typed_config, write_ecds, EnvoyOptions, WASM_NETWORK_TYPE,
+};
+use crate::paths::{native_bin, wasm_path};
+use crate::ports::free_port;
+use crate::process::{Proc, TestDir};
+use crate::{Envoy, EnvoyConfig, Redis, WasmPlugin};
+
+/// The filter's plugin name (Envoy logs it as `wasm log geomesh_redis ...`).
+pub const PLUGIN: &str = "geomesh_redis";
+/// The name of the ECDS resource when the filter is configured by ECDS.
+pub const ECDS_NAME: &str = "geomesh.redis";
+
+/// A running `geomesh-bridge`.
+pub struct Bridge {
+    pub proc: Proc,
+    /// Its filter listener on 127.0.0.1 (0 for a Unix socket).
+    pub port: u16,
+    /// Its filter listener as its ready line says (`127.0.0.1:port` or `unix:/path`).
+    pub listen: String,
+}
+
+impl Bridge {
+    /// Starts a bridge that knows `clusters` (name, redis port) at this site, on a free port.
+    pub fn start(dir: &TestDir, name: &str, clusters: &[(&str, u16)]) -> Result<Bridge> {
+        Self::start_on(dir, name, "127.0.0.1:0", clusters)
+    }
+
+    /// As [`Bridge::start`], listening on `listen` (`host:port` or `unix:/path`).
+    pub fn start_on(
+        dir: &TestDir,
+        name: &str,
+        listen: &str,
+        clusters: &[(&str, u16)],
+    ) -> Result<Bridge> {
+        let mut yaml = format!("site: local\nlisten: {listen}\nclusters:\n");
+        for (c, port) in clusters {
+            yaml.push_str(&format!("  {c}: {{ address: 127.0.0.1:{port} }}\n"));
+        }
+        Self::start_config(dir, name, &yaml)
+    }
+
+    /// Starts a bridge on a config text whose `listen` is `127.0.0.1:0` (or any address): the
+    /// real port is read from its ready line.
+    pub fn start_config(dir: &TestDir, name: &str, yaml: &str) -> Result<Bridge> {
+        let cfg = dir.write(format!("{name}.yaml"), yaml)?;
+        let mut cmd = Command::new(native_bin("geomesh-bridge")?);
+        cmd.arg("--config").arg(&cfg).args(["--threads", "1"]);
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("GEOMESH_BRIDGE_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        let mut proc = Proc::spawn(dir, name, cmd)?;
+        let out = proc.stdout_path().to_path_buf();
+        let mut listen = String::new();
+        proc.wait_until(
+            Duration::from_secs(20),
+            &format!("{name} ready line"),
+            || {
+                let text = std::fs::read_to_string(&out).unwrap_or_default();
+                if let Some(line) = text.lines().find(|l| l.starts_with("geomesh-bridge ready")) {
+                    if let Some(l) = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("listen="))
+                    {
+                        listen = l.to_owned();
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            },
+        )?;
+        let port = if listen.starts_with("unix:") {
+            0
+        } else {
+            listen
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .with_context(|| format!("bridge listen={listen}"))?
+        };
+        Ok(Bridge { proc, port, listen })
+    }
+}
+
+/// How to build a [`RedisMesh`].
+#[derive(Clone, Debug)]
+pub struct MeshOptions {
+    /// Shard (cluster) names; one redis-server each.
+    pub shards: Vec<String>,
+    /// The filter configuration (YAML).
+    pub filter_config: String,
+    /// Configure the filter through an ECDS file instead of inline.
+    pub ecds: bool,
+    /// Extra `redis-server` arguments for every shard.
+    pub redis_args: Vec<String>,
+    pub envoy: EnvoyOptions,
+}
+
+impl MeshOptions {
+    pub fn new(shards: &[&str], filter_config: &str) -> Self {
+        MeshOptions {
+            shards: shards.iter().map(|s| s.to_string()).collect(),
+            filter_config: filter_config.to_owned(),
+            ecds: false,
+            redis_args: Vec::new(),
+            envoy: EnvoyOptions::default(),
+        }
+    }
+}
+
+/// Shards, bridge and Envoy, all running; stopped on drop.
+pub struct RedisMesh {
+    // Field order = drop order: Envoy first, then the bridge, then the shards.
+    pub envoy: Envoy,
+    pub bridge: Bridge,
+    pub shards: Vec<(String, Redis)>,
+    /// The Envoy listener clients connect to.
+    pub port: u16,
+    pub ecds_file: Option<PathBuf>,
+    pub dir: TestDir,
+    plugin_wasm: PathBuf,
+}
+
+impl RedisMesh {
+    pub fn start(name: &str, shards: &[&str], filter_config: &str) -> Result<RedisMesh> {
+        Self::start_with(name, MeshOptions::new(shards, filter_config))
+    }
+
+    pub fn start_with(name: &str, opts: MeshOptions) -> Result<RedisMesh> {
+        let dir = TestDir::new(name)?;
+        let mut shards = Vec::new();
+        for s in &opts.shards {
+            let args: Vec<&str> = opts.redis_args.iter().map(String::as_str).collect();
+            shards.push((s.clone(), Redis::start_with_args(&dir, s, &args)?));
+        }
+        let clusters: Vec<(&str, u16)> = shards.iter().map(|(n, r)| (n.as_str(), r.port)).collect();
+        let bridge = Bridge::start(&dir, "bridge", &clusters)?;
+        let wasm = wasm_path("geomesh_filter_redis")?;
+        let port = free_port()?;
+        let plugin = WasmPlugin::new(PLUGIN, "", wasm.clone(), opts.filter_config.clone());
+        let mut ecds_file = None;
+        let filter = if opts.ecds {
+            let f = dir.join("ecds/redis-filter.yaml");
+            std::fs::create_dir_all(dir.join("ecds"))?;
+            write_ecds(&f, ECDS_NAME, &wasm_network_typed_config(&plugin))?;
+            let v = ecds_network_filter(ECDS_NAME, &f, WASM_NETWORK_TYPE);
+            ecds_file = Some(f);
+            v
+        } else {
+            wasm_network_filter(&plugin)
+        };
+        let mut cfg = EnvoyConfig::new()?
+            .listener(tcp_listener(
+                "redis_in",
+                port,
+                vec![filter, tcp_proxy_filter("redis_in", "geomesh_bridge")],
+            ))
+            .cluster(bridge_cluster("geomesh_bridge", &bridge));
+        for (n, r) in &shards {
+            cfg = cfg.cluster(static_cluster(n, &[r.port]));
+        }
+        let envoy = Envoy::start_with(&dir, "envoy", &cfg, &opts.envoy)?;
+        let mesh = RedisMesh {
+            envoy,
+            bridge,
+            shards,
+            port,
+            ecds_file,
+            dir,
+            plugin_wasm: wasm,
+        };
+        mesh.wait_listener()?;
+        Ok(mesh)
+    }
+
+    fn wait_listener(&self) -> Result<()> {
+        crate::process::wait_tcp(self.port, Duration::from_secs(20))
+    }
+
+    /// The redis-server of shard `name`.
+    pub fn shard(&self, name: &str) -> &Redis {
+        match self.shards.iter().find(|(n, _)| n == name) {
+            Some((_, r)) => r,
+            None => panic!("no shard {name}"),
+        }
+    }
+
+    pub fn shard_mut(&mut self, name: &str) -> &mut Redis {
+        match self.shards.iter_mut().find(|(n, _)| n == name) {
+            Some((_, r)) => r,
+            None => panic!("no shard {name}"),
+        }
+    }
+
+    /// `redis://127.0.0.1:<envoy port>/`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A `redis` crate connection through Envoy.
+    pub fn client(&self) -> Result<redis::Connection> {
+        connect(&self.url())
+    }
+
+    /// A `redis` crate connection straight to shard `name`.
+    pub fn direct(&self, name: &str) -> Result<redis::Connection> {
+        connect(&self.shard(name).url())
+    }
+
+    /// Rewrites the ECDS file with a new filter configuration (mesh started with `ecds`).
+    pub fn set_filter_config(&self, yaml: &str) -> Result<()> {
+        let Some(f) = &self.ecds_file else {
+            bail!("the mesh was not started with ECDS")
+        };
+        let plugin = WasmPlugin::new(PLUGIN, "", self.plugin_wasm.clone(), yaml);
+        write_ecds(f, ECDS_NAME, &wasm_network_typed_config(&plugin))
+    }
+
+    /// `redis-cli -p <envoy port> args...`: (stdout, stderr, success).
+    pub fn cli(&self, args: &[&str]) -> Result<(String, String, bool)> {
+        redis_cli(self.port, args)
+    }
+}
+
+/// A `redis` crate connection with 10 s timeouts.
+pub fn connect(url: &str) -> Result<redis::Connection> {
+    let client = redis::Client::open(url).with_context(|| format!("client for {url}"))?;
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(10))
+        .with_context(|| format!("connect {url}"))?;
+    con.set_read_timeout(Some(Duration::from_secs(10)))?;
+    con.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(con)
+}
+
+/// Runs `redis-cli -p port args...`: (stdout, stderr, success).
+pub fn redis_cli(port: u16, args: &[&str]) -> Result<(String, String, bool)> {
+    let out = Command::new(crate::paths::system_bin("redis-cli")?)
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .context("run redis-cli")?;
+    Ok((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    ))
+}
+
+/// The configuration string of the first Wasm network filter of an Envoy bootstrap file (an
+/// example under `examples/`), exactly as written there.
+pub fn wasm_filter_config_of(bootstrap_yaml: &str) -> Result<String> {
+    let v: Value = serde_yaml_ng::from_str(bootstrap_yaml)?;
+    let listeners = v["static_resources"]["listeners"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for l in listeners {
+        for chain in l["filter_chains"].as_array().cloned().unwrap_or_default() {
+            for f in chain["filters"].as_array().cloned().unwrap_or_default() {
+                if f["name"] == "envoy.filters.network.wasm" {
+                    if let Some(s) = f["typed_config"]["config"]["configuration"]["value"].as_str()
+                    {
+                        return Ok(s.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    bail!("no envoy.filters.network.wasm with a configuration in this bootstrap")
+}
+
+/// A STATIC Envoy cluster for a bridge: its TCP port, or its Unix socket (`pipe`).
+pub fn bridge_cluster(name: &str, bridge: &Bridge) -> serde_json::Value {
+    match bridge.listen.strip_prefix("unix:") {
+        Some(path) => serde_json::json!({
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": { "cluster_name": name, "endpoints": [ { "lb_endpoints": [
+                { "endpoint": { "address": { "pipe": { "path": path } } } }
+            ] } ] },
+        }),
+        None => static_cluster(name, &[bridge.port]),
+    }
+}

@@ -1,0 +1,172 @@
+//! The `redis:` section of the filter configuration.
+//!
+//! ```yaml
+//! workload_type: redis
+//! default_cluster: redis1-master
+//! upstream_timeout_ms: 5000          # core: a shard that does not answer within this: -ERR
+//! redis:                             # every field optional
+//!   max_bulk_bytes: 67108864         # longest bulk string accepted (client or server), 64 MiB
+//!   max_aggregate_len: 1048576       # most elements of one array/map/set, arguments of a request
+//!   max_frame_elements: 2097152      # most values in one reply, all levels together
+//!   max_depth: 64                    # deepest nesting of a reply
+//!   max_inline_bytes: 65536          # longest inline command line
+//!   max_frame_bytes: 268435456       # most bytes of one request or reply
+//!   max_pending_requests: 100000     # requests of one client waiting for replies
+//!   max_transaction_commands: 100000 # commands queued between MULTI and EXEC
+//!   timer_granularity_ms: 0          # how late a deadline may be noticed; 0 = timeout / 20, 1..100
+//! ```
+
+use geomesh_core::{Config, ConfigError};
+use serde_yaml_ng::Value;
+
+use crate::Limits;
+
+/// Validated `redis:` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Decoder bounds for client requests and server replies.
+    pub limits: Limits,
+    /// Requests of one client connection waiting for their reply; more get an error reply.
+    pub max_pending_requests: usize,
+    /// Commands one `MULTI` may queue; more make the transaction fail at `EXEC`.
+    pub max_transaction_commands: usize,
+    /// How late a deadline may be noticed (ms); 0 = `upstream_timeout_ms / 20` within 1..=100.
+    pub timer_granularity_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            limits: Limits::default(),
+            max_pending_requests: 100_000,
+            max_transaction_commands: 100_000,
+            timer_granularity_ms: 0,
+        }
+    }
+}
+
+const FIELDS: &[&str] = &[
+    "max_bulk_bytes",
+    "max_aggregate_len",
+    "max_frame_elements",
+    "max_depth",
+    "max_inline_bytes",
+    "max_frame_bytes",
+    "max_pending_requests",
+    "max_transaction_commands",
+    "timer_granularity_ms",
+];
+
+impl Settings {
+    /// Reads the `redis:` section of a validated configuration (absent = defaults).
+    pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
+        Self::from_value(config.extension.as_ref())
+    }
+
+    /// Reads a `redis:` section (`None` or null = defaults). Errors name the field
+    /// (`redis.max_depth`).
+    pub fn from_value(section: Option<&Value>) -> Result<Settings, ConfigError> {
+        let mut s = Settings::default();
+        let map = match section {
+            None | Some(Value::Null) => return Ok(s),
+            Some(Value::Mapping(m)) => m,
+            Some(_) => return Err(ConfigError::new("redis", "expected a map of settings")),
+        };
+        for (k, v) in map {
+            let name = k
+                .as_str()
+                .ok_or_else(|| ConfigError::new("redis", "field names must be strings"))?;
+            let field = format!("redis.{name}");
+            let int = |lo: u64, hi: u64| -> Result<u64, ConfigError> {
+                match v.as_u64() {
+                    Some(n) if (lo..=hi).contains(&n) => Ok(n),
+                    _ => Err(ConfigError::new(
+                        field.clone(),
+                        format!("expected an integer between {lo} and {hi}"),
+                    )),
+                }
+            };
+            let l = &mut s.limits;
+            match name {
+                "max_bulk_bytes" => l.max_bulk_len = int(1, 512 << 20)? as usize,
+                "max_aggregate_len" => l.max_aggregate_len = int(1, 1 << 26)? as usize,
+                "max_frame_elements" => l.max_frame_elements = int(1, 1 << 27)? as usize,
+                "max_depth" => l.max_depth = int(1, Limits::DEPTH_CEILING as u64)? as usize,
+                "max_inline_bytes" => l.max_inline_len = int(16, 1 << 20)? as usize,
+                "max_frame_bytes" => l.max_frame_len = int(1024, (1 << 31) - 1)? as usize,
+                "max_pending_requests" => s.max_pending_requests = int(1, 1 << 24)? as usize,
+                "max_transaction_commands" => {
+                    s.max_transaction_commands = int(1, 1 << 24)? as usize
+                }
+                "timer_granularity_ms" => s.timer_granularity_ms = int(0, 10_000)?,
+                _ => {
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "unknown field; expected one of {}",
+                            FIELDS
+                                .iter()
+                                .map(|f| format!("`{f}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// The granularity actually used with an upstream timeout of `timeout_ms`.
+    pub fn granularity(&self, timeout_ms: u64) -> u64 {
+        if self.timer_granularity_ms > 0 {
+            self.timer_granularity_ms
+        } else {
+            (timeout_ms / 20).clamp(1, 100)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Settings, ConfigError> {
+        let c = Config::parse(yaml.as_bytes())?;
+        Settings::from_config(&c)
+    }
+
+    #[test]
+    fn defaults_and_fields() {
+        let s = parse("workload_type: redis\ndefault_cluster: a\n").unwrap();
+        assert_eq!(s, Settings::default());
+        let s = parse(
+            "workload_type: redis\ndefault_cluster: a\nredis:\n  max_bulk_bytes: 10\n  max_depth: 3\n  max_pending_requests: 7\n  timer_granularity_ms: 5\n",
+        )
+        .unwrap();
+        assert_eq!(s.limits.max_bulk_len, 10);
+        assert_eq!(s.limits.max_depth, 3);
+        assert_eq!(s.max_pending_requests, 7);
+        assert_eq!(s.granularity(5000), 5);
+        assert_eq!(Settings::default().granularity(5000), 100);
+        assert_eq!(Settings::default().granularity(200), 10);
+        assert_eq!(Settings::default().granularity(1), 1);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse("workload_type: redis\ndefault_cluster: a\nredis:\n  max_depth: 0\n")
+            .unwrap_err();
+        assert_eq!(e.field, "redis.max_depth");
+        assert!(e.message.contains("between 1 and"), "{e}");
+        let e =
+            parse("workload_type: redis\ndefault_cluster: a\nredis:\n  max_dept: 3\n").unwrap_err();
+        assert_eq!(e.field, "redis.max_dept");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = parse("workload_type: redis\ndefault_cluster: a\nredis: [1]\n").unwrap_err();
+        assert_eq!(e.field, "redis");
+        let e = parse("workload_type: redis\ndefault_cluster: a\nredis:\n  max_bulk_bytes: big\n")
+            .unwrap_err();
+        assert_eq!(e.field, "redis.max_bulk_bytes");
+    }
+}
