@@ -5,10 +5,13 @@
 //! * `GET /v1/heartbeat?from=<site>`: what peers ask every interval
 //!   ([`geomesh_scope::HeartbeatReply`]);
 //! * `GET /healthz`: `ok` while the agent runs;
-//! * `GET /`: a small HTML status page (refreshes itself every 2 s).
+//! * `GET /`: a small HTML status page (refreshes itself every 2 s), with
+//!   the replicants, queues and recent operations when replication runs;
+//! * `/v1/replication/...`: [`crate::replication::api`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -17,16 +20,61 @@ use axum::routing::get;
 use axum::{Json, Router};
 use geomesh_scope::health::{HEARTBEAT_PATH, SITES_PATH};
 
+use crate::replication::db::SiteQueue;
+use crate::replication::node::Node;
+use crate::replication::{Operation, Replicant};
 use crate::store::Store;
 
-/// The router over `store`.
-pub fn router(store: Store) -> Router {
+/// The router over `store`, with the replication endpoints of `node`.
+pub fn router(store: Store, node: Option<Arc<Node>>) -> Router {
+    let page_node = node.clone();
     Router::new()
         .route(SITES_PATH, get(sites))
         .route(HEARTBEAT_PATH, get(heartbeat))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/", get(status_page))
+        .route(
+            "/",
+            get(move |State(store): State<Store>| status_page(store, page_node.clone())),
+        )
         .with_state(store)
+        .merge(crate::replication::api::router(node))
+}
+
+/// What the status page shows of the replication.
+#[derive(Debug, Default)]
+pub struct ReplicationView {
+    /// Replicants (first ones in meta-id order).
+    pub replicants: Vec<Replicant>,
+    /// Per-site queues of this leader's log.
+    pub queues: BTreeMap<String, SiteQueue>,
+    /// Latest operations, newest first.
+    pub recent: Vec<Operation>,
+    /// Sites removed from the system.
+    pub removed: Vec<crate::replication::db::RemovedSite>,
+    /// A store error, if reading failed.
+    pub error: Option<String>,
+}
+
+impl ReplicationView {
+    /// Reads the view from the store (on the blocking pool).
+    pub async fn load(node: &Node) -> ReplicationView {
+        let db = node.db.clone();
+        let r = tokio::task::spawn_blocking(move || -> Result<ReplicationView, String> {
+            Ok(ReplicationView {
+                replicants: db.replicants(None, 200).map_err(|e| e.to_string())?,
+                queues: db.queues().map_err(|e| e.to_string())?,
+                recent: db.recent_ops(20).map_err(|e| e.to_string())?,
+                removed: db.removed_sites().map_err(|e| e.to_string())?,
+                error: None,
+            })
+        })
+        .await;
+        match r {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => ReplicationView { error: Some(e), ..Default::default() },
+            Err(e) => ReplicationView { error: Some(e.to_string()), ..Default::default() },
+        }
+    }
 }
 
 async fn sites(State(store): State<Store>) -> impl IntoResponse {
@@ -63,6 +111,121 @@ fn esc(s: &str) -> String {
 
 /// The status page as HTML (also used by tests).
 pub fn status_html(store: &Store) -> String {
+    status_html_with(store, None)
+}
+
+fn replication_html(h: &mut String, v: &ReplicationView) {
+    if !v.removed.is_empty() {
+        h.push_str("<h2>Removed sites</h2><table><tr><th>site</th><th>asked of</th><th>notices</th></tr>");
+        for r in &v.removed {
+            let notices: Vec<String> = r
+                .notices
+                .iter()
+                .map(|(p, n)| {
+                    format!("{}: {}{}", esc(p), esc(&n.state), n.error.as_deref().map(|e| format!(" ({})", esc(e))).unwrap_or_default())
+                })
+                .collect();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.site),
+                esc(&r.requested_at),
+                notices.join("<br>")
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<h2>Replicants</h2>");
+    if let Some(e) = &v.error {
+        let _ = write!(h, "<p class=\"down\">replication store: {}</p>", esc(e));
+    }
+    let _ = write!(
+        h,
+        "<p>{} shown. JSON: <a href=\"/v1/replication/replicants\">/v1/replication/replicants</a>, \
+         <a href=\"/v1/replication/operations\">/v1/replication/operations</a>, \
+         <a href=\"/v1/replication/queues\">/v1/replication/queues</a></p>",
+        v.replicants.len()
+    );
+    h.push_str("<table><tr><th>meta-id</th><th>service</th><th>collection</th><th>leader</th><th>state</th><th>version</th><th>replicas (site: local id, status)</th></tr>");
+    for r in &v.replicants {
+        let replicas: Vec<String> = r
+            .replicas
+            .iter()
+            .map(|(site, p)| {
+                let class = match p.status {
+                    crate::replication::ReplicaStatus::Ok => "up",
+                    crate::replication::ReplicaStatus::Pending => "unknown",
+                    _ => "down",
+                };
+                format!(
+                    "<span class=\"{class}\">{}: {} {}</span>{}",
+                    esc(site),
+                    esc(&p.local_id.as_ref().map(|l| l.text()).unwrap_or_else(|| "-".into())),
+                    p.status,
+                    p.error.as_deref().map(|e| format!(" ({})", esc(e))).unwrap_or_default()
+                )
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td><a href=\"/v1/replication/replicants/{m}\">{m}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.service),
+            esc(&r.collection),
+            esc(&r.leader),
+            r.state,
+            r.version,
+            replicas.join("<br>"),
+            m = r.meta,
+        );
+    }
+    h.push_str("</table><h2>Queues of this site's log</h2><table><tr><th>site</th><th>next operation</th><th>open</th><th>finished</th><th>attempts</th><th>last error</th></tr>");
+    for (site, q) in &v.queues {
+        let class = if q.open > 0 { "down" } else { "up" };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(site),
+            q.next_seq.map(|s| s.to_string()).unwrap_or_else(|| "&ndash;".into()),
+            q.open,
+            q.finished,
+            q.attempts,
+            esc(q.error.as_deref().unwrap_or(""))
+        );
+    }
+    h.push_str("</table><h2>Recent operations</h2><table><tr><th>#</th><th>kind</th><th>request</th><th>meta-id</th><th>origin</th><th>body</th><th>per site</th></tr>");
+    for op in &v.recent {
+        let sites: Vec<String> = op
+            .sites
+            .iter()
+            .map(|(site, s)| {
+                let class = if s.state.is_open() { "down" } else { "up" };
+                format!(
+                    "<span class=\"{class}\">{}: {}{}{}</span>",
+                    esc(site),
+                    s.state,
+                    s.status.map(|c| format!(" {c}")).unwrap_or_default(),
+                    s.error.as_deref().map(|e| format!(" ({})", esc(e))).unwrap_or_default()
+                )
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td><a href=\"/v1/replication/operations/{seq}\">{seq}</a></td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{} B</td><td>{}</td></tr>",
+            op.kind,
+            esc(&op.method),
+            esc(&op.suffix),
+            op.meta,
+            esc(&op.origin),
+            op.body_len,
+            sites.join("<br>"),
+            seq = op.seq,
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// The status page, with the replication tables when `replication` is given.
+pub fn status_html_with(store: &Store, replication: Option<&ReplicationView>) -> String {
     let (doc, served, uptime) = {
         let s = store.read();
         (s.sites_document(), s.heartbeats_served, s.started.elapsed())
@@ -132,10 +295,18 @@ pub fn status_html(store: &Store) -> String {
             e.source
         );
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+    if let Some(v) = replication {
+        replication_html(&mut h, v);
+    }
+    h.push_str("</body></html>\n");
     h
 }
 
-async fn status_page(State(store): State<Store>) -> Html<String> {
-    Html(status_html(&store))
+async fn status_page(store: Store, node: Option<Arc<Node>>) -> Html<String> {
+    let view = match &node {
+        Some(n) => Some(ReplicationView::load(n).await),
+        None => None,
+    };
+    Html(status_html_with(&store, view.as_ref()))
 }

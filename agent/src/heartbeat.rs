@@ -76,8 +76,18 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// Runs forever: heartbeats peer `i` every `interval`.
-pub async fn run_peer(store: Store, i: usize, client: reqwest::Client, interval: Duration) {
+/// Called with a peer's site name when its heartbeats come back.
+pub type OnUp = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Runs forever: heartbeats peer `i` every `interval`; `on_up` is told
+/// when the peer comes (back) up.
+pub async fn run_peer(
+    store: Store,
+    i: usize,
+    client: reqwest::Client,
+    interval: Duration,
+    on_up: Option<OnUp>,
+) {
     let (site, name, url) = {
         let s = store.read();
         let Some(p) = s.peers.get(i) else { return };
@@ -88,7 +98,14 @@ pub async fn run_peer(store: Store, i: usize, client: reqwest::Client, interval:
     loop {
         tick.tick().await;
         match beat(&client, &url, &site, &name).await {
-            Ok((reply, rtt)) => store.write().heartbeat_ok(i, rtt, reply),
+            Ok((reply, rtt)) => {
+                let came_up = store.write().heartbeat_ok(i, rtt, reply);
+                if came_up {
+                    if let Some(f) = &on_up {
+                        f(&name);
+                    }
+                }
+            }
             Err(e) => store.write().heartbeat_failed(i, e),
         }
     }

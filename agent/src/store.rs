@@ -3,8 +3,7 @@
 //!
 //! Everything here is soft state, rebuilt by the next heartbeats after a
 //! restart, so it lives in memory. Durable state (Cheops' replicants and
-//! replication log, issue 5) belongs in an embedded store next to it, not in
-//! this struct.
+//! replication log) is in the replication store (`replication::db`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -136,17 +135,20 @@ impl State {
         }
     }
 
-    /// A heartbeat to peer `i` answered after `rtt`.
-    pub fn heartbeat_ok(&mut self, i: usize, rtt: Duration, reply: HeartbeatReply) {
+    /// A heartbeat to peer `i` answered after `rtt`. Returns whether the
+    /// peer just came up (it was down or never heard of): the replication
+    /// log then retries that site at once.
+    pub fn heartbeat_ok(&mut self, i: usize, rtt: Duration, reply: HeartbeatReply) -> bool {
         let a = self.rtt_smoothing;
-        let Some(p) = self.peers.get_mut(i) else { return };
+        let Some(p) = self.peers.get_mut(i) else { return false };
         let sample = ms(rtt);
         p.rtt_ms = Some(match p.rtt_ms {
             Some(prev) => prev * (1.0 - a) + sample * a,
             None => sample,
         });
         p.last_sample_ms = Some(sample);
-        if p.heartbeat_up != Some(true) {
+        let came_up = p.heartbeat_up != Some(true);
+        if came_up {
             tracing::info!(peer = %p.name, rtt_ms = sample, "peer up");
         }
         p.heartbeat_up = Some(true);
@@ -159,6 +161,7 @@ impl State {
             .into_iter()
             .filter(|e| e.a == p.name && e.b != p.name)
             .collect();
+        came_up
     }
 
     /// A heartbeat to peer `i` failed.

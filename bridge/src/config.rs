@@ -72,6 +72,10 @@ pub struct Defaults {
     /// (ms); 0 = cut at once. Keep it below the orchestrator's grace period (Kubernetes
     /// `terminationGracePeriodSeconds`, Swarm `stop_grace_period`).
     pub drain_timeout_ms: u32,
+    /// After a filter connection's end of stream (the client half-closed): how long its
+    /// backends, half-closed in turn, may go on answering before the channels left are closed
+    /// with `STALLED` and the connection ends (ms); 0 = at once.
+    pub half_close_drain_ms: u32,
 }
 
 impl Default for Defaults {
@@ -84,6 +88,7 @@ impl Default for Defaults {
             envoy_admin_ttl_ms: 2000,
             ping_interval_ms: 5000,
             drain_timeout_ms: 20_000,
+            half_close_drain_ms: 5000,
         }
     }
 }

@@ -48,6 +48,9 @@ const MAX_PASSES: usize = 16;
 const BIG_BUFFER: usize = 1 << 20;
 /// How long a connection that is being closed after an `ERROR` may take to flush it.
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Largest `data` message sent into a tunnel (a gRPC server refuses messages over 4 MiB by
+/// default; the channel buffer holds up to `channel_buffer_bytes`).
+const TUNNEL_MESSAGE: usize = 1 << 20;
 
 /// A channel's backend, once open.
 pub(crate) enum Opened {
@@ -114,6 +117,8 @@ struct Chan {
     io: ChanIo,
     /// Bytes from the filter not yet taken by the backend.
     wbuf: BytesMut,
+    /// Our write side to the backend is shut down (after the filter's end of stream).
+    shut: bool,
 }
 
 impl Drop for Chan {
@@ -128,6 +133,7 @@ struct Limits {
     channel_buffer: usize,
     filter_buffer: usize,
     max_timers: usize,
+    half_close_drain: Duration,
 }
 
 struct Conn<S> {
@@ -138,8 +144,14 @@ struct Conn<S> {
     limits: Limits,
     hello: bool,
     closing: Option<Instant>,
-    /// Our side of the connection is shut down (after an ERROR was flushed).
+    /// Our side of the connection is shut down (after an ERROR was flushed, or once a
+    /// half-closed connection has nothing left to send).
     shut_down: bool,
+    /// The filter closed its side (read EOF): no more frames; backends are half-closed and
+    /// what they still send is forwarded until they close or `drain_at`.
+    read_eof: bool,
+    /// End of the drain after the filter's end of stream (`defaults.half_close_drain_ms`).
+    drain_at: Option<Instant>,
     inbuf: BytesMut,
     out: BytesMut,
     scratch: Vec<u8>,
@@ -173,6 +185,7 @@ where
         channel_buffer: d.channel_buffer_bytes,
         filter_buffer: d.filter_buffer_bytes,
         max_timers: d.max_timers,
+        half_close_drain: Duration::from_millis(u64::from(d.half_close_drain_ms)),
     };
     drop(snap);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -186,6 +199,8 @@ where
         hello: false,
         closing: None,
         shut_down: false,
+        read_eof: false,
+        drain_at: None,
         inbuf: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::with_capacity(READ_CHUNK),
         scratch: Vec::with_capacity(256),
@@ -228,10 +243,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
                 self.inbuf.reserve(READ_CHUNK);
             }
-            match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.inbuf) {
+            let read = if self.read_eof {
+                Poll::Pending
+            } else {
+                poll_read_buf(Pin::new(&mut self.io), cx, &mut self.inbuf)
+            };
+            match read {
                 Poll::Ready(Ok(0)) => {
-                    debug!(peer = %self.peer, label = %self.label, "filter closed the connection");
-                    return Poll::Ready(());
+                    self.on_filter_eof();
+                    progress = true;
                 }
                 Poll::Ready(Ok(_)) if self.closing.is_some() => {
                     // After an ERROR the input is drained and dropped, so that closing the
@@ -271,7 +291,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if self.out.is_empty() && self.out.capacity() > BIG_BUFFER {
                 self.out = BytesMut::with_capacity(READ_CHUNK);
             }
-            if self.closing.is_some() && self.out.is_empty() && !self.shut_down {
+            // Ending: after an ERROR, or once the filter has half-closed and every channel is
+            // gone (their CLOSED frames are in `out`).
+            let ending = self.closing.is_some() || (self.read_eof && self.chans.is_empty());
+            if ending && self.out.is_empty() && !self.shut_down {
                 match Pin::new(&mut self.io).poll_shutdown(cx) {
                     Poll::Ready(Ok(())) => {
                         self.shut_down = true;
@@ -281,12 +304,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Poll::Pending => {}
                 }
             }
+            if self.shut_down && self.read_eof {
+                // Both directions are over: close.
+                return Poll::Ready(());
+            }
             if !progress {
                 return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// The filter closed its side of the connection (`tcp_proxy` relays the client's FIN this
+    /// way). Nothing acknowledged is dropped: every backend is half-closed once it has taken
+    /// the bytes queued for it, and what backends still send (and `WAKE` replies) goes on to
+    /// the filter until every channel has closed or `half_close_drain` has passed.
+    fn on_filter_eof(&mut self) {
+        self.read_eof = true;
+        if self.closing.is_some() {
+            debug!(peer = %self.peer, label = %self.label, "filter closed the connection");
+            return;
+        }
+        if !self.inbuf.is_empty() {
+            debug!(
+                peer = %self.peer,
+                label = %self.label,
+                bytes = self.inbuf.len(),
+                "filter ended its side inside a frame; the partial frame is dropped"
+            );
+            self.inbuf.clear();
+        }
+        debug!(
+            peer = %self.peer,
+            label = %self.label,
+            channels = self.chans.len(),
+            "filter ended its side; draining the channels"
+        );
+        // Also bounds the last write when no channel is open and the filter does not read.
+        self.drain_at = Some(Instant::now() + self.limits.half_close_drain);
+    }
+
+    /// The drain after the filter's end of stream is over: the channels still open are closed
+    /// (`CLOSED(STALLED)`), then the connection ends once those frames are written (or after
+    /// [`CLOSE_GRACE`] if the filter does not read them).
+    fn drain_over(&mut self, now: Instant) {
+        let ids: Vec<u16> = self.chans.keys().copied().collect();
+        if !ids.is_empty() {
+            info!(
+                peer = %self.peer,
+                label = %self.label,
+                channels = ids.len(),
+                "drain after the filter's end of stream is over; closing the channels left"
+            );
+        }
+        let ms = self.limits.half_close_drain.as_millis();
+        for id in ids {
+            let target = self.chans.get(&id).map(|c| c.target.clone()).unwrap_or_default();
+            let msg = format!("{target} did not finish within {ms} ms of the client's end of stream");
+            self.close_chan(id, CloseCode::Stalled, &msg);
+        }
+        self.wakes.clear();
+        self.closing = Some(now + CLOSE_GRACE);
     }
 
     /// Handles every complete frame in `inbuf`.
@@ -430,6 +509,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 stall_at: None,
                 io: ChanIo::Connecting(task.abort_handle()),
                 wbuf: BytesMut::new(),
+                shut: false,
             },
         );
         self.shared.stats.channels_total.fetch_add(1, Relaxed);
@@ -464,6 +544,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Writes queued bytes to every backend and reads what they sent. True if anything moved.
     fn poll_channels(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let paused = self.out.len() >= self.limits.filter_buffer;
+        let half_close = self.read_eof;
         let mut progress = false;
         let Self {
             chans,
@@ -473,7 +554,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             counters,
             ..
         } = self;
-        for (&id, ch) in chans.iter_mut() {
+        'chans: for (&id, ch) in chans.iter_mut() {
             match &mut ch.io {
                 ChanIo::Connecting(_) => {}
                 ChanIo::Tcp(s) => {
@@ -503,6 +584,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                         if ch.wbuf.is_empty() && ch.wbuf.capacity() > BIG_BUFFER {
                             ch.wbuf = BytesMut::new();
+                        }
+                    }
+                    if half_close && !ch.shut && ch.wbuf.is_empty() {
+                        // The filter's end of stream, passed on once the backend has every
+                        // byte sent before it.
+                        match Pin::new(&mut *s).poll_shutdown(cx) {
+                            Poll::Ready(Ok(())) => {
+                                ch.shut = true;
+                                progress = true;
+                            }
+                            Poll::Ready(Err(e)) => {
+                                closes.push((id, CloseCode::Io, format!("{}: shutdown: {e}", ch.target)));
+                                continue;
+                            }
+                            Poll::Pending => {}
                         }
                     }
                     if paused {
@@ -542,10 +638,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
                 ChanIo::Tunnel { tx, rx, site } => {
-                    if !ch.wbuf.is_empty() {
+                    while !ch.wbuf.is_empty() {
                         match tx.poll_reserve(cx) {
                             Poll::Ready(Ok(())) => {
-                                let data = ch.wbuf.split().freeze();
+                                let n = ch.wbuf.len().min(TUNNEL_MESSAGE);
+                                let data = ch.wbuf.split_to(n).freeze();
                                 ConnCounters::add(&counters.to_backends, data.len() as u64);
                                 if tx
                                     .send_item(TunnelFrame {
@@ -558,7 +655,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                         CloseCode::SiteUnreachable,
                                         format!("tunnel to site {site} ended"),
                                     ));
-                                    continue;
+                                    continue 'chans;
                                 }
                                 progress = true;
                                 if let (Some(t), None) = (ch.reply_timeout, ch.stall_at) {
@@ -567,10 +664,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             }
                             Poll::Ready(Err(_)) => {
                                 closes.push((id, CloseCode::SiteUnreachable, format!("tunnel to site {site} ended")));
-                                continue;
+                                continue 'chans;
                             }
-                            Poll::Pending => {}
+                            Poll::Pending => break,
                         }
+                    }
+                    if half_close && !ch.shut && ch.wbuf.is_empty() {
+                        // Ends the caller's half of the gRPC stream (END_STREAM after the
+                        // queued messages): the far bridge half-closes its backend in turn.
+                        tx.close();
+                        ch.shut = true;
+                        progress = true;
                     }
                     if paused {
                         continue;
@@ -660,6 +764,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if !self.closes.is_empty() {
             self.close_pending();
             progress = true;
+        }
+        if let Some(at) = self.drain_at {
+            if at <= now && self.closing.is_none() {
+                self.drain_at = None;
+                self.drain_over(now);
+                next = None;
+                progress = true;
+            } else if self.closing.is_none() {
+                next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            }
         }
         if let Some(at) = self.closing {
             next = Some(next.map_or(at, |n: Instant| n.min(at)));

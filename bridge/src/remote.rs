@@ -202,6 +202,7 @@ async fn serve_tunnel(
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(TUNNEL_READ);
     let mut inbound_open = true;
+    let mut backend_shut = false;
     let mut backend_eof = false;
     let mut stall_at: Option<Instant> = None;
     let mut stop = shared.stop.signal();
@@ -209,9 +210,14 @@ async fn serve_tunnel(
         if backend_eof && rbuf.is_empty() {
             break (CloseCode::Eof, format!("{target} closed the connection"));
         }
-        if !inbound_open && wbuf.is_empty() {
-            // The caller is gone: nothing to tell it.
-            return;
+        if !inbound_open && wbuf.is_empty() && !backend_shut {
+            // The caller ended its half of the stream (its filter's client half-closed): pass
+            // the end of stream on to the backend and go on forwarding what it sends until it
+            // closes. A caller that is gone altogether resets the stream (`tx.closed()`).
+            if let Err(e) = wh.shutdown().await {
+                break (CloseCode::Io, format!("{target}: shutdown: {e}"));
+            }
+            backend_shut = true;
         }
         let stall = async {
             match stall_at {
@@ -226,7 +232,11 @@ async fn serve_tunnel(
                     wbuf.extend_from_slice(&d);
                 }
                 Ok(Some(_)) => break (CloseCode::Io, "unexpected tunnel message".into()),
-                Ok(None) | Err(_) => inbound_open = false,
+                Ok(None) => inbound_open = false,
+                // A reset stream (the caller dropped the channel) also ends `tx`; anything
+                // else is worth telling the caller, if it still listens.
+                Err(status) if status.code() == tonic::Code::Cancelled => return,
+                Err(status) => break (CloseCode::Io, format!("tunnel from {}: {}", open.origin_site, status.message())),
             },
             r = wh.write_buf(&mut wbuf), if !wbuf.is_empty() => match r {
                 Ok(0) => break (CloseCode::Io, format!("{target}: write returned 0")),

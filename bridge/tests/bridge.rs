@@ -870,7 +870,11 @@ fn probe_follows_ready_then_draining() {
     let (_r1, _r2, mut b) = two_redis_bridge("defaults: { drain_timeout_ms: 3000 }\n");
     let admin = b.admin.clone().unwrap();
     assert_eq!(probe(&admin), (true, String::new()));
-    let g = b.client();
+    let mut g = b.client();
+    // Accepted (not still in the listen queue, which the drain's close of the listener
+    // would reset, letting the bridge exit at once).
+    g.wake(1, 0);
+    assert!(g.wait_for(FIVE, |f| f.kind == Kind::WakeReply).is_some());
     b.sigterm();
     wait_ready_body(&b, "draining\n");
     let (ok, err) = probe(&admin);
@@ -879,4 +883,208 @@ fn probe_follows_ready_then_draining() {
     assert!(b.wait_exit(FIVE).expect("exits").success());
     let (ok, err) = probe(&admin);
     assert!(!ok && err.contains(&admin), "{err}");
+}
+
+/// Reads every frame until the bridge closes the connection: (frames, when the EOF came).
+fn frames_until_eof(g: &mut Gmb, timeout: Duration) -> (Vec<Frame>, Instant) {
+    let deadline = Instant::now() + timeout;
+    let mut frames = Vec::new();
+    loop {
+        match g.next_frame(deadline.saturating_duration_since(Instant::now())) {
+            Some(f) => frames.push(f),
+            None if g.eof => return (frames, Instant::now()),
+            None => panic!("no EOF within {timeout:?}; got {} frames", frames.len()),
+        }
+    }
+}
+
+fn data_of(frames: &[Frame], chan: u16) -> Vec<u8> {
+    frames
+        .iter()
+        .filter(|f| f.chan == chan && f.kind == Kind::BridgeData)
+        .flat_map(|f| f.payload.iter().copied())
+        .collect()
+}
+
+fn closed_of(frames: &[Frame], chan: u16) -> Vec<(CloseCode, String)> {
+    frames
+        .iter()
+        .filter(|f| f.chan == chan && f.kind == Kind::Closed)
+        .map(|f| {
+            let c = geomesh_frame::Closed::parse(&f.payload).unwrap();
+            (c.code, c.message.to_owned())
+        })
+        .collect()
+}
+
+/// A TCP peer that accepts and then neither answers nor closes (it ignores our FIN), for the
+/// bound of the drain after a filter's end of stream.
+struct Deaf {
+    addr: String,
+    _listener: std::net::TcpListener,
+    held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Deaf {
+    fn new() -> Deaf {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (l2, h2) = (l.try_clone().unwrap(), held.clone());
+        std::thread::spawn(move || {
+            for s in l2.incoming().flatten() {
+                h2.lock().unwrap().push(s);
+            }
+        });
+        Deaf {
+            addr,
+            _listener: l,
+            held,
+        }
+    }
+}
+
+#[test]
+fn a_half_closed_filter_connection_gets_every_reply_then_eof() {
+    let (r1, _r2, b) = two_redis_bridge("");
+    let mut g = b.client();
+    g.open(1, "redis1", 0, 0);
+    assert_eq!(g.roundtrip(1, &["SET", "hc", "0"], b"\r\n"), b"+OK\r\n");
+    // 2000 pipelined requests, a WAKE, then the end of stream, all in one write: the
+    // backend must get every request, then the FIN, and every reply must come back.
+    let mut b2 = Vec::new();
+    geomesh_frame::encode_data(&mut b2, Kind::Data, 1, &{
+        let mut batch = Vec::new();
+        for _ in 0..2000 {
+            batch.extend_from_slice(&resp(&["INCR", "hc"]));
+        }
+        batch
+    });
+    geomesh_frame::encode_wake(&mut b2, 7, 0);
+    g.raw(&b2);
+    g.sock.shutdown_write();
+    let t0 = Instant::now();
+    let (frames, eof_at) = frames_until_eof(&mut g, FIVE);
+    let data = data_of(&frames, 1);
+    let expected: Vec<u8> = (1..=2000).flat_map(|i| format!(":{i}\r\n").into_bytes()).collect();
+    assert_eq!(data.len(), expected.len(), "{}", String::from_utf8_lossy(&data[data.len().saturating_sub(40)..]));
+    assert_eq!(data, expected);
+    assert!(frames.iter().any(|f| f.kind == Kind::WakeReply && parse_wake_reply(&f.payload) == Ok(7)));
+    // redis-server closed after its replies: CLOSED(EOF), the last frame, then our EOF.
+    assert_eq!(closed_of(&frames, 1).len(), 1);
+    assert_eq!(closed_of(&frames, 1)[0].0, CloseCode::Eof);
+    assert_eq!(frames.last().map(|f| f.kind), Some(Kind::Closed));
+    assert!(eof_at - t0 < SEC, "{:?}", eof_at - t0);
+    assert_eq!(r1.cmd(&["GET", "hc"]), b"$4\r\n2000\r\n");
+}
+
+#[test]
+fn a_half_closed_filter_connection_waits_for_slow_backends_within_the_drain() {
+    let r1 = Redis::start();
+    let deaf = Deaf::new();
+    let cfg = config(
+        "dc1",
+        &format!(
+            "defaults: {{ half_close_drain_ms: 800 }}\nclusters:\n  redis1: {{ address: \"{}\" }}\n  deaf: {{ address: \"{}\" }}\n",
+            r1.addr(),
+            deaf.addr
+        ),
+    );
+    let b = BridgeProc::start(&cfg);
+    let mut g = b.client();
+    g.open(1, "redis1", 0, 0);
+    g.open(2, "deaf", 0, 0);
+    assert_eq!(g.roundtrip(1, &["PING"], b"\r\n"), b"+PONG\r\n");
+    // A reply that comes late (DEBUG SLEEP 0.3 holds redis-server), a timer that fires during
+    // the drain, and a backend that never closes.
+    g.cmd(1, &["DEBUG", "SLEEP", "0.3"]);
+    g.cmd(1, &["PING"]);
+    g.send(2, b"hello\r\n");
+    g.wake(9, 150);
+    let t0 = Instant::now();
+    g.sock.shutdown_write();
+    let (frames, eof_at) = frames_until_eof(&mut g, FIVE);
+    assert_eq!(data_of(&frames, 1), b"+OK\r\n+PONG\r\n");
+    assert!(frames.iter().any(|f| f.kind == Kind::WakeReply && parse_wake_reply(&f.payload) == Ok(9)));
+    assert_eq!(closed_of(&frames, 1).first().map(|c| c.0), Some(CloseCode::Eof));
+    // The deaf backend got the bytes and the FIN, and is closed at the end of the drain.
+    let c2 = closed_of(&frames, 2);
+    assert_eq!(c2.len(), 1, "{c2:?}");
+    assert_eq!(c2[0].0, CloseCode::Stalled, "{}", c2[0].1);
+    assert!(c2[0].1.contains("800 ms"), "{}", c2[0].1);
+    let waited = eof_at - t0;
+    assert!(waited >= Duration::from_millis(750) && waited < Duration::from_millis(2000), "{waited:?}");
+    let held = deaf.held.lock().unwrap();
+    let mut s = held.first().expect("the deaf backend was connected").try_clone().unwrap();
+    s.set_read_timeout(Some(SEC)).unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut got).unwrap();
+    assert_eq!(got, b"hello\r\n", "the backend gets the bytes, then EOF");
+}
+
+#[test]
+fn half_close_drain_zero_ends_at_once_and_no_channel_ends_at_once() {
+    let (_r1, _r2, b) = two_redis_bridge("defaults: { half_close_drain_ms: 0 }\n");
+    // No channel: the end of stream ends the connection at once (after the WAKE reply).
+    let mut g = b.client();
+    g.wake(3, 0);
+    g.sock.shutdown_write();
+    let t0 = Instant::now();
+    let (frames, eof_at) = frames_until_eof(&mut g, FIVE);
+    assert!(eof_at - t0 < Duration::from_millis(500), "{:?}", eof_at - t0);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(parse_wake_reply(&frames[0].payload), Ok(3));
+    // A drain of 0: a channel still open at the end of stream is closed with STALLED.
+    let mut g = b.client();
+    g.open(1, "redis1", 0, 0);
+    g.cmd(1, &["BLPOP", "nothing", "0"]);
+    std::thread::sleep(Duration::from_millis(100));
+    g.sock.shutdown_write();
+    let (frames, _) = frames_until_eof(&mut g, FIVE);
+    let c = closed_of(&frames, 1);
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(matches!(c[0].0, CloseCode::Stalled | CloseCode::Eof), "{c:?}");
+}
+
+#[test]
+fn a_half_closed_filter_connection_gets_the_replies_of_another_site() {
+    let (_near, far, dc1, _dc2) = two_sites();
+    let mut g = dc1.client();
+    g.open(1, "far", 0, 0);
+    g.open(2, "near", 0, 0);
+    assert_eq!(g.roundtrip(1, &["SET", "big", "0"], b"\r\n"), b"+OK\r\n");
+    // A 6 MiB value in one DATA frame (more than a gRPC message may carry by default), then
+    // 1000 pipelined requests, then the end of stream.
+    let value = "v".repeat(6 << 20);
+    g.cmd(1, &["SET", "big", &value]);
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        batch.extend_from_slice(&resp(&["INCR", "n"]));
+    }
+    batch.extend_from_slice(&resp(&["STRLEN", "big"]));
+    g.send(1, &batch);
+    g.cmd(2, &["PING"]);
+    g.sock.shutdown_write();
+    let (frames, _) = frames_until_eof(&mut g, Duration::from_secs(10));
+    let mut expected = b"+OK\r\n".to_vec();
+    for i in 1..=1000 {
+        expected.extend_from_slice(format!(":{i}\r\n").as_bytes());
+    }
+    expected.extend_from_slice(format!(":{}\r\n", 6 << 20).as_bytes());
+    let data = data_of(&frames, 1);
+    assert!(
+        data == expected,
+        "channel 1: {} bytes, wanted {}; ends with {:?}; closed {:?}",
+        data.len(),
+        expected.len(),
+        String::from_utf8_lossy(&data[data.len().saturating_sub(30)..]),
+        closed_of(&frames, 1)
+    );
+    assert_eq!(data_of(&frames, 2), b"+PONG\r\n");
+    let c1 = closed_of(&frames, 1);
+    assert_eq!(c1.len(), 1, "{c1:?}");
+    assert_eq!(c1[0].0, CloseCode::Eof, "{}", c1[0].1);
+    assert!(c1[0].1.contains("dc2"), "{}", c1[0].1);
+    assert_eq!(closed_of(&frames, 2).first().map(|c| c.0), Some(CloseCode::Eof));
+    assert_eq!(far.cmd(&["GET", "n"]), b"$4\r\n1000\r\n");
 }

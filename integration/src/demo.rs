@@ -1,6 +1,6 @@
 //! `make demo` (the `geomesh-demo` binary): geomesh's showcase, everything real on loopback.
 //!
-//! Two topologies run side by side:
+//! Three topologies run side by side (27 processes):
 //!
 //! * **Redis sharding (Écharde) over two sites.** Site `dc1`: an Envoy whose listener runs
 //!   `geomesh_filter_redis.wasm` (the routing table of seed 004, plus a hash route so keys
@@ -10,13 +10,17 @@
 //! * **scope-lang (Cheops) over three sites**: [`crate::scope::ScopeTopology`] (per site an
 //!   Envoy with `geomesh_filter_scope.wasm`, a `geomesh-agent`, services `compute` and
 //!   `image`), every inter-site link through a relay with its own delay.
+//! * **Replication (`&`) over three sites**: [`crate::replication::ReplicationTopology`] (per
+//!   site an Envoy with the scope filter configured with `http.replication`, a `geomesh-agent`
+//!   with replication, json-server 0.17 as the application).
 //!
 //! It drives scripted traffic with real clients (the `redis` crate, reqwest), verifies every
-//! answer and where every key landed (each shard read directly), prints what runs where and
-//! commands to try, then serves until Ctrl-C / SIGTERM / SIGHUP (or `--duration`), or with
-//! `--check` stops at once and exits 0 only if every check passed (the printed commands are
-//! run and checked too). Every child process is in its own process group and is stopped on
-//! the way out, also after a signal; a signal during start-up stops once the current step ends.
+//! answer, where every key landed (each shard read directly) and where every replica is (each
+//! json-server read directly), prints what runs where and commands to try, then serves until
+//! Ctrl-C / SIGTERM / SIGHUP (or `--duration`), or with `--check` stops at once and exits 0
+//! only if every check passed (the printed commands are run and checked too). Every child
+//! process is in its own process group and is stopped on the way out, also after a signal; a
+//! signal during start-up stops once the current step ends.
 //!
 //! Fixed ports (used when all are free, else every port is a free one, or with `--free-ports`):
 //!
@@ -28,6 +32,7 @@
 //! | dc2 | geomesh-bridge: filter listener / gRPC / admin | 17210 / 17211 / 17212 |
 //! | dc2 | redis-server `redis2-master` | 17222 |
 //! | DC k | scope: Envoy admin / `compute` / `image` listeners, agent, s, t ([`ScopePlan::fixed`]) | 18k00 / 18k01 / 18k02, 18k10, 18k11, 18k12 |
+//! | DC k | replication: Envoy admin / `image` listener, agent API / proxy, json-server ([`ReplicationPlan::fixed`]) | 19k00 / 19k02, 19k10 / 19k11, 19k12 |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -39,21 +44,40 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use geomesh_core::{Config, RoutingTable};
 use redis::Value;
+use serde_json::json;
 
 use crate::envoy::{tcp_listener, tcp_proxy_filter, wasm_network_filter, EnvoyOptions};
 use crate::paths::{system_bin, wasm_path};
-use crate::process::{http_get, Proc, TestDir};
+use crate::process::{http_get, wait_for, Proc, TestDir};
 use crate::redis_mesh::{bridge_cluster, connect, Bridge, PLUGIN};
 use crate::relay::Relay;
+use crate::replication::{App, ReplicationPlan, ReplicationTopology};
 use crate::scope::{ScopePlan, ScopeTopology, WanLinks};
 use crate::{free_port, Envoy, EnvoyConfig, WasmPlugin};
+
+/// `println!` that ignores a closed stdout (`geomesh-demo | head`, a terminal gone): the demo
+/// must still stop its processes rather than panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed stderr.
+macro_rules! esay {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
 
 pub const USAGE: &str = "\
 usage: geomesh-demo [--check] [--duration SECONDS] [--free-ports]
 
 Starts geomesh's demo topology on 127.0.0.1 (Redis sharding over 2 sites, scope-lang over 3
-sites), runs scripted traffic through it, verifies it, prints what runs where and commands to
-try, then serves until Ctrl-C (SIGINT), SIGTERM or SIGHUP.
+sites, replication over 3 sites), runs scripted traffic through it, verifies it, prints what
+runs where and commands to try, then serves until Ctrl-C (SIGINT), SIGTERM or SIGHUP.
 
   --check             stop after the checks (and after running the printed commands); exit 0
                       only if everything passed (what `make test` runs)
@@ -62,7 +86,7 @@ try, then serves until Ctrl-C (SIGINT), SIGTERM or SIGHUP.
                       (fixed ones are used when all of them are free)
 
 Exit status: 0 ok, 1 a check or a start-up step failed (logs kept, path printed), 2 bad
-arguments, 130 stopped by a signal during start-up.";
+arguments, 130 stopped by a signal before serving.";
 
 /// Command-line options of `geomesh-demo`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -152,9 +176,9 @@ fn install_signal_handlers() -> Result<()> {
                         _ = hup.recv() => "SIGHUP",
                     };
                     if STOP.swap(true, Ordering::SeqCst) {
-                        eprintln!("geomesh-demo: {name} again: still stopping the processes");
+                        esay!("geomesh-demo: {name} again: still stopping the processes");
                     } else {
-                        eprintln!("\ngeomesh-demo: {name}: stopping every process ...");
+                        esay!("\ngeomesh-demo: {name}: stopping every process ...");
                     }
                 }
             });
@@ -254,16 +278,16 @@ const PLACE_W: usize = 18;
 fn row(cmd: &str, place: &str, took: Option<Duration>, reply: &str) {
     let took = took.map(ms).unwrap_or_default();
     if cmd.chars().count() > CMD_W {
-        println!("  {cmd}");
-        println!("  {:<CMD_W$} {place:<PLACE_W$} {took:>8}  {reply}", "");
+        say!("  {cmd}");
+        say!("  {:<CMD_W$} {place:<PLACE_W$} {took:>8}  {reply}", "");
     } else {
-        println!("  {cmd:<CMD_W$} {place:<PLACE_W$} {took:>8}  {reply}");
+        say!("  {cmd:<CMD_W$} {place:<PLACE_W$} {took:>8}  {reply}");
     }
 }
 
 /// A further line under the reply column.
 fn more(text: &str) {
-    println!("  {:<CMD_W$} {:<PLACE_W$} {:>8}  {text}", "", "", "");
+    say!("  {:<CMD_W$} {:<PLACE_W$} {:>8}  {text}", "", "", "");
 }
 
 /// A shell word: as is when safe, else single-quoted.
@@ -347,7 +371,7 @@ impl RedisPlan {
         Self::with(Ok).unwrap_or_else(|_| unreachable!("fixed ports never fail"))
     }
 
-    /// The same on free ports.
+    /// The same on free ports (the harness's allocator, [`free_port`]).
     pub fn free() -> Result<RedisPlan> {
         Self::with(|_| free_port())
     }
@@ -486,6 +510,18 @@ fn bridge_stats(admin: u16) -> Result<BTreeMap<String, String>> {
         .collect())
 }
 
+/// `calls` of `cmdstat_<command>` in a shard's `INFO commandstats` (0 if never called).
+fn command_calls(mut con: redis::Connection, command: &str) -> Result<u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut con)?;
+    let prefix = format!("cmdstat_{command}:");
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').find_map(|kv| kv.strip_prefix("calls=")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0))
+}
+
 fn stat_u64(stats: &BTreeMap<String, String>, name: &str) -> u64 {
     stats.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -499,19 +535,19 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     };
     let route = |key: &str| -> String { t.cluster_name(t.route(key.as_bytes())).to_owned() };
     let p = &r.plan;
-    println!("\n== Redis sharding (Écharde): one Redis at 127.0.0.1:{}, 3 shards on 2 sites ==", p.envoy_listen);
-    println!("the filter's configuration at dc1 (seed 004's table + a hash route):");
+    say!("\n== Redis sharding (Écharde): one Redis at 127.0.0.1:{}, 3 shards on 2 sites ==", p.envoy_listen);
+    say!("the filter's configuration at dc1 (seed 004's table + a hash route):");
     for l in REDIS_FILTER_CONFIG.lines() {
-        println!("  | {l}");
+        say!("  | {l}");
     }
-    println!(
+    say!(
         "dc1's bridge reaches redis2-master through dc2's bridge over gRPC, via a WAN relay adding {} each way.\n",
         ms(p.wan_delay)
     );
 
     let mut c = connect(&r.url())?;
     let mut written: BTreeSet<String> = BTreeSet::new();
-    println!("  {:<CMD_W$} {:<PLACE_W$} {:>8}  reply", "command (redis crate, via Envoy)", "shard (by table)", "time");
+    say!("  {:<CMD_W$} {:<PLACE_W$} {:>8}  reply", "command (redis crate, via Envoy)", "shard (by table)", "time");
     let sets = [
         ("user1", "alice"),
         ("user1:cart", "3 items"),
@@ -564,6 +600,11 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     row(&mset_text, "3 shards, 2 sites", Some(t0.elapsed()), &show(&reply));
     more(&format!("(one MSET per shard: {split_text})"));
     ck.eq("MSET", &reply, &Value::Okay)?;
+    for sh in &p.shards {
+        let n = command_calls(r.direct(sh.name)?, "mset")?;
+        ck.eq(&format!("MSET calls on {} (INFO commandstats)", sh.name), n, 1)?;
+    }
+    more("(INFO commandstats of each shard: exactly 1 MSET, no SET per key)");
     let asked = ["stock", "user1", "missing", "product:1", "user1:name", "order:3"];
     let t0 = Instant::now();
     let reply: Value = redis::cmd("MGET").arg(&asked[..]).query(&mut c).context("MGET")?;
@@ -575,6 +616,11 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
             .collect(),
     );
     ck.eq("MGET merged in the client's order", &reply, &want)?;
+    for sh in &p.shards {
+        let n = command_calls(r.direct(sh.name)?, "mget")?;
+        ck.eq(&format!("MGET calls on {} (INFO commandstats)", sh.name), n, 1)?;
+    }
+    more("(one MGET per shard, merged in the client's order)");
 
     // Broadcasts: KEYS (union), DBSIZE (sum), compared with the shards read directly.
     let mut direct: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
@@ -619,6 +665,11 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     row("HGETALL user1:profile (RESP3)", &place(&route("user1:profile")), Some(t0.elapsed()), &format!("{} (a RESP3 map)", show(&h)));
     let is_map = matches!(&h, Value::Map(m) if m.len() == 2);
     ck.that(is_map, || format!("HGETALL over RESP3 from dc2 is a map of 2: {h:?}"))?;
+    for sh in ["redis1-master", "redis2-master"] {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut r.direct(sh)?)?;
+        ck.that(list.contains("resp=3"), || format!("{sh} has a RESP3 connection from geomesh: CLIENT LIST = {list}"))?;
+    }
+    more("(CLIENT LIST on redis1-master and redis2-master: a resp=3 connection each, HELLO 3 replayed)");
     let t0 = Instant::now();
     let v: Value = redis::cmd("MGET").arg("user1").arg("product:3").query(&mut c3)?;
     row("MGET user1 product:3 (RESP3)", "2 sites", Some(t0.elapsed()), &show(&v));
@@ -628,7 +679,8 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
         &Value::Array(vec![Value::BulkString(b"alice".to_vec()), Value::BulkString(b"chair".to_vec())]),
     )?;
 
-    // Pub/sub: a subscriber through geomesh listens on every shard; PUBLISH goes to the shard
+    // Pub/sub: a subscriber through geomesh listens on every shard a message on its channel can
+    // be published to; PUBLISH goes to the shard
     // the table names (the channel's hash, or the `alert` value route). A direct subscriber on
     // each shard shows where each message was really published.
     let mut direct_subs = Vec::new();
@@ -647,7 +699,16 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     let mut sub = sub_con.as_pubsub();
     sub.subscribe("news").context("SUBSCRIBE news through geomesh")?;
     sub.set_read_timeout(Some(Duration::from_secs(5)))?;
-    row("SUBSCRIBE news (a 2nd client)", "all 3 shards", None, "subscribed");
+    // geomesh listens where a message on `news` can be published: the channel's hash target
+    // and the `alert` value route's cluster, not on every shard.
+    let listen: Vec<String> = t.message_clusters(b"news").into_iter().map(|id| t.cluster_name(id).to_owned()).collect();
+    for sh in &p.shards {
+        let v: Vec<Value> = redis::cmd("PUBSUB").arg("NUMSUB").arg("news").query(&mut r.direct(sh.name)?)?;
+        let want = if listen.iter().any(|l| l == sh.name) { 2 } else { 1 };
+        ck.eq(&format!("subscribers of news on {} (direct one + geomesh's where it listens)", sh.name), v.get(1), Some(&Value::Int(want)))?;
+    }
+    row("SUBSCRIBE news (a 2nd client)", &format!("{} shards", listen.len()), None, "subscribed");
+    more(&format!("(on {}: where a message on news can be published: the channel's hash shard, the alert route's)", listen.join(" and ")));
     let msgs = [("news", "new lamps in stock"), ("news", "alert: warehouse door open")];
     let mut expected_on: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (ch, payload) in msgs {
@@ -681,22 +742,22 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     drop(dsubs);
 
     // Where every key is: each shard read directly, not through geomesh.
-    println!("\n  where the keys are (each shard read directly with KEYS *, not through geomesh):");
+    say!("\n  where the keys are (each shard read directly with KEYS *, not through geomesh):");
     for s in &p.shards {
         let mut d = r.direct(s.name)?;
         let keys: BTreeSet<String> = redis::cmd("KEYS").arg("*").query::<Vec<String>>(&mut d)?.into_iter().collect();
-        println!("  {:<14} {} :{:<6} {:>2} keys  {}", s.name, s.site, s.port, keys.len(), keys.iter().cloned().collect::<Vec<_>>().join(" "));
+        say!("  {:<14} {} :{:<6} {:>2} keys  {}", s.name, s.site, s.port, keys.len(), keys.iter().cloned().collect::<Vec<_>>().join(" "));
         let want: BTreeSet<String> = written.iter().filter(|k| route(k) == s.name).cloned().collect();
         ck.eq(&format!("keys on {} = the keys the table puts there", s.name), keys, want)?;
     }
-    println!("  every key is on the shard the routing table names, and only there");
+    say!("  every key is on the shard the routing table names, and only there");
 
     // The bridges: dc2 served dc1's channels to redis2-master over gRPC.
     let s1 = bridge_stats(p.dc1.admin)?;
     let s2 = bridge_stats(p.dc2.admin)?;
     let remote = stat_u64(&s1, "remote_channels_total");
     let tunnels = stat_u64(&s2, "tunnels_in_total");
-    println!(
+    say!(
         "  bridges: dc1 opened {} channels to shards, {} of them to dc2 over gRPC (bridge-to-bridge RTT {:.1} ms); dc2 accepted {} tunnels",
         stat_u64(&s1, "channels_total"),
         remote,
@@ -711,7 +772,7 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
 // The scope-lang part
 
 /// One-way delays of the scope sites' WAN links: (a, b, delay).
-const SCOPE_DELAYS: [(usize, usize, u64); 3] = [(0, 1, 20), (0, 2, 5), (1, 2, 15)];
+const SCOPE_DELAYS: [(usize, usize, u64); 3] = [(0, 1, 40), (0, 2, 5), (1, 2, 30)];
 
 fn http_client() -> Result<reqwest::blocking::Client> {
     reqwest::blocking::Client::builder()
@@ -742,7 +803,7 @@ fn get(c: &reqwest::blocking::Client, url: &str, scope: &str) -> Result<Answer> 
 }
 
 fn scope_row(scope: &str, result: &str, took: Duration) {
-    println!("  x-scope: {scope:<36} {:>8}  {result}", ms(took));
+    say!("  x-scope: {scope:<36} {:>8}  {result}", ms(took));
 }
 
 fn image_up(d: &geomesh_scope::health::SitesDocument, site: &str) -> Option<bool> {
@@ -757,14 +818,14 @@ fn scope_section(topo: &mut ScopeTopology, ck: &mut Checks) -> Result<()> {
     let c = http_client()?;
     let compute_url = format!("{}/compute/cat", topo.url(0, "compute"));
     let image_url = format!("{}/image/cat?size=8", topo.url(0, "image"));
-    println!("\n== scope-lang (Cheops): per-request placement over DC 1, DC 2, DC 3 ==");
-    println!(
+    say!("\n== scope-lang (Cheops): per-request placement over DC 1, DC 2, DC 3 ==");
+    say!(
         "every request enters at DC 1 (compute {}, image {}); WAN links: {}",
         topo.url(0, "compute"),
         topo.url(0, "image"),
         SCOPE_DELAYS.iter().map(|(a, b, d)| format!("DC {}⇄DC {} +{d} ms each way", a + 1, b + 1)).collect::<Vec<_>>().join(", ")
     );
-    println!("s (compute) calls t (image) through its own site's Envoy, forwarding x-scope as apps forward headers.\n");
+    say!("s (compute) calls t (image) through its own site's Envoy, forwarding x-scope as apps forward headers.\n");
 
     let compute = |scope: &str, want: (&str, &str), ck: &mut Checks| -> Result<()> {
         let a = get(&c, &compute_url, scope)?;
@@ -783,72 +844,149 @@ fn scope_section(topo: &mut ScopeTopology, ck: &mut Checks) -> Result<()> {
         Ok(())
     };
 
-    println!("  Cmd. 2 and Cmd. 3 of the paper, then the scope following the workflow:");
+    say!("  Cmd. 2 and Cmd. 3 of the paper, then the scope following the workflow:");
     compute("{ compute: DC 1, image: DC 1 }", ("DC 1", "DC 1"), ck)?;
     compute("{ compute: DC 1, image: DC 2 }", ("DC 1", "DC 2"), ck)?;
     compute("{ compute: DC 3, image: DC 2 }", ("DC 3", "DC 2"), ck)?;
     checkpoint()?;
 
-    println!("  otherwise (`;`): DC 2's image up, stopped, started again:");
+    say!("  otherwise (`;`): DC 2's image up, stopped, started again:");
     image("{ image: DC 2 ; DC 3 }", 200, "IMAGE cat @ DC 2", ck)?;
     topo.stop_instance(1, "image")?;
     wait_image(topo, "DC 2", false)?;
-    println!("  (DC 2's image stopped; DC 1's agent sees it down)");
+    say!("  (DC 2's image stopped; DC 1's agent sees it down)");
     image("{ image: DC 2 ; DC 3 }", 200, "IMAGE cat @ DC 3", ck)?;
     topo.restart_instance(1, "image")?;
     wait_image(topo, "DC 2", true)?;
-    println!("  (DC 2's image started again)");
+    say!("  (DC 2's image started again)");
     image("{ image: DC 2 ; DC 3 }", 200, "IMAGE cat @ DC 2", ck)?;
     checkpoint()?;
 
-    println!("  around(site, radius): the site, then the others within the radius, nearest first:");
+    say!("  around(site, radius): the site, then the others within the radius, nearest first:");
     let d = topo.wait_sites(0, Duration::from_secs(20), "RTTs measured through the WAN relays", |d| {
-        rtt(d, "DC 2").is_some_and(|r| r > 30.0) && rtt(d, "DC 3").is_some_and(|r| (5.0..20.0).contains(&r))
+        rtt(d, "DC 2").is_some_and(|r| r > 60.0) && rtt(d, "DC 3").is_some_and(|r| (5.0..30.0).contains(&r))
     })?;
-    println!(
+    say!(
         "  RTTs measured by DC 1's agent: DC 2 {:.1} ms, DC 3 {:.1} ms",
         rtt(&d, "DC 2").unwrap_or(f64::NAN),
         rtt(&d, "DC 3").unwrap_or(f64::NAN)
     );
-    image("{ image: around(DC 1, 25ms) }", 200, "IMAGE cat @ DC 1", ck)?;
+    image("{ image: around(DC 1, 50ms) }", 200, "IMAGE cat @ DC 1", ck)?;
     topo.stop_instance(0, "image")?;
     wait_image(topo, "DC 1", false)?;
-    println!("  (DC 1's image stopped)");
-    image("{ image: around(DC 1, 25ms) }", 200, "IMAGE cat @ DC 3", ck)?;
-    image("{ image: around(DC 1, 100ms) }", 200, "IMAGE cat @ DC 3", ck)?;
+    say!("  (DC 1's image stopped)");
+    image("{ image: around(DC 1, 50ms) }", 200, "IMAGE cat @ DC 3", ck)?;
+    image("{ image: around(DC 1, 200ms) }", 200, "IMAGE cat @ DC 3", ck)?;
     let a = get(&c, &image_url, "{ image: around(DC 1, 5ms) }")?;
     scope_row("{ image: around(DC 1, 5ms) }", &format!("{} {}", a.status, a.first_line()), a.took);
     ck.eq("around(DC 1, 5ms) with DC 1 down: 503, never served elsewhere", a.status, 503)?;
     topo.restart_instance(0, "image")?;
     wait_image(topo, "DC 1", true)?;
-    println!("  (DC 1's image started again)");
+    say!("  (DC 1's image started again)");
     checkpoint()?;
 
-    println!("  errors are answered, never served locally:");
+    say!("  errors are answered, never served locally:");
+    let served_before = topo.instance_stats(0, "image")?["requests"].as_u64();
     let a = get(&c, &image_url, "{ image: DC 9 }")?;
     scope_row("{ image: DC 9 }", &format!("{} {}", a.status, a.first_line()), a.took);
     ck.eq("unknown site", (a.status, a.first_line()), (400, "scope: unknown site 'DC 9'"))?;
+    let served_after = topo.instance_stats(0, "image")?["requests"].as_u64();
+    ck.eq("DC 1's image served nothing for the bad scope", served_after, served_before)?;
 
-    // Replication (`&`): a create on two sites under one meta-identifier, once the filter and
-    // the agents support it (a 501 says this build does not yet).
-    let scope = "{ image: DC 1 & DC 2 }";
-    let t0 = Instant::now();
-    let r = c
-        .post(format!("{}/images", topo.url(0, "image")))
-        .header("x-scope", scope)
-        .header("content-type", "application/json")
-        .body(r#"{"name":"cat"}"#)
-        .send()?;
-    let status = r.status().as_u16();
-    let body = r.text()?;
-    let a = Answer { status, body, took: t0.elapsed() };
-    if a.status == 501 {
-        scope_row(scope, &format!("{} (replication skipped)", a.status), a.took);
-        println!("  note: replication (`&`) is not in this build yet: the scope filter answers 501 ({})", a.first_line());
-    } else {
-        scope_row(&format!("POST /images {scope}"), &format!("{} {}", a.status, a.first_line()), a.took);
-        ck.that((200..300).contains(&a.status), || format!("replicated create: {} {}", a.status, a.body))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The replication part
+
+/// The replication sites: [`ReplicationPlan::free`] (json-server, quick heartbeats), on the
+/// ports of `examples/replication/` ([`ReplicationPlan::fixed`]: `DC k`: Envoy admin 19k00,
+/// `image` listener 19k02, agent 19k10, its proxy 19k11, json-server 19k12) unless `free`. DC 2's application starts with two images of its own, so the replica
+/// gets another local id there than at DC 1.
+pub fn replication_plan(free: bool) -> Result<ReplicationPlan> {
+    let mut p = ReplicationPlan::free(App::JsonServer)?;
+    if !free {
+        p.ports = ReplicationPlan::fixed().ports;
     }
+    if let Some(seed) = p.seeds.get_mut(1) {
+        *seed = json!({ "images": [ { "id": 1, "name": "dc2-logo.png" }, { "id": 2, "name": "dc2-map.png" } ] });
+    }
+    Ok(p)
+}
+
+/// The item called `name` in site `i`'s application, read directly (not through geomesh).
+fn app_item(t: &ReplicationTopology, i: usize, name: &str) -> Result<Option<serde_json::Value>> {
+    let (st, v) = t.instance_get(i, "/images")?;
+    if st != 200 {
+        bail!("{}'s json-server GET /images: {st} {v}", t.plan.sites[i]);
+    }
+    Ok(v.as_array().and_then(|a| a.iter().find(|x| x["name"] == name).cloned()))
+}
+
+fn replication_section(t: &ReplicationTopology, ck: &mut Checks) -> Result<()> {
+    let c = http_client()?;
+    say!("\n== replication (`&`): one create, a replica on two sites under one meta-identifier ==");
+    say!(
+        "three more sites DC 1..3 (Envoy + scope filter with http.replication, geomesh-agent, json-server 0.17 as `image`);"
+    );
+    say!("DC 2's json-server already holds 2 images of its own. Requests enter at DC 1 ({}) or DC 2 ({}).\n", t.url(0), t.url(1));
+    let scope = "{ image: DC 1 & DC 2 }";
+    let body = json!({ "name": "cat.png", "size": 3 });
+    let t0 = Instant::now();
+    let r = c.post(format!("{}/images", t.url(0))).header("x-scope", scope).json(&body).send().context("POST /images")?;
+    let took = t0.elapsed();
+    let status = r.status().as_u16();
+    let hdr = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let replica = hdr("x-geomesh-replica");
+    let text = r.text()?;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    let meta = v["id"].as_str().unwrap_or("").to_owned();
+    say!("  POST /images {body} at DC 1, x-scope: {scope}");
+    say!("  {:<CMD_W$} {:>8}  {status} {text}  (answered by {replica}'s replica)", "", ms(took));
+    ck.that(status == 201 && meta.len() == 29 && meta.starts_with("gm-"), || format!("replicated create: {status} {text}"))?;
+    ck.eq("the create's answer comes from DC 1's replica", replica.as_str(), "DC 1")?;
+    // The other replica is written by the leader's agent, maybe just after the answer.
+    wait_for(Duration::from_secs(15), "DC 2's json-server holds the replica", || Ok(app_item(t, 1, "cat.png")?.is_some()))?;
+    say!("  each site's json-server, read directly:");
+    let mut local_ids = BTreeMap::new();
+    for (i, site) in t.plan.sites.iter().enumerate() {
+        let item = app_item(t, i, "cat.png")?;
+        match &item {
+            Some(x) => say!("    {site}: {x}   (its own id {})", x["id"]),
+            None => say!("    {site}: no replica"),
+        }
+        ck.eq(&format!("{site} holds a replica"), item.is_some(), i < 2)?;
+        if let Some(x) = item {
+            local_ids.insert(site.clone(), x["id"].clone());
+        }
+    }
+    let (st, rec) = t.agent_get(0, &format!("/v1/replication/replicants/{meta}"))?;
+    let recorded: BTreeMap<String, serde_json::Value> = ["DC 1", "DC 2"]
+        .iter()
+        .map(|s| (s.to_string(), rec["replicas"][*s]["local_id"].clone()))
+        .collect();
+    say!("  DC 1's agent (the leader) maps {meta} -> {}", recorded.iter().map(|(s, id)| format!("{s}: {id}")).collect::<Vec<_>>().join(", "));
+    ck.eq("the leader's record of the replica ids", (st, recorded), (200, local_ids.clone()))?;
+    ck.that(local_ids.get("DC 1") != local_ids.get("DC 2"), || format!("different local ids per site: {local_ids:?}"))?;
+
+    let t0 = Instant::now();
+    let r = c.get(format!("{}/images/{meta}", t.url(1))).send()?;
+    let (status, replica) = (r.status().as_u16(), r.headers().get("x-geomesh-replica").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned());
+    let got: serde_json::Value = r.json().unwrap_or(serde_json::Value::Null);
+    say!("  GET /images/{meta} at DC 2 -> {status} {got}  ({replica}'s replica, {})", ms(t0.elapsed()));
+    ck.eq("read by meta-id at DC 2", (status, got["id"].as_str(), replica.as_str()), (200, Some(meta.as_str()), "DC 2"))?;
+
+    let t0 = Instant::now();
+    let r = c.patch(format!("{}/images/{meta}", t.url(1))).json(&json!({ "size": 4 })).send()?;
+    let status = r.status().as_u16();
+    let text = r.text()?;
+    say!("  PATCH /images/{meta} {{\"size\":4}} at DC 2 -> {status} {text}  ({})", ms(t0.elapsed()));
+    ck.eq("update through DC 2 (it submits to the leader)", status, 200)?;
+    wait_for(Duration::from_secs(15), "the update on both replicas", || {
+        Ok(app_item(t, 0, "cat.png")?.is_some_and(|x| x["size"] == 4) && app_item(t, 1, "cat.png")?.is_some_and(|x| x["size"] == 4))
+    })?;
+    say!("  both json-servers now hold size 4 (each under its own id); DC 3 still holds nothing");
+    ck.eq("DC 3 holds nothing", app_item(t, 2, "cat.png")?.is_none(), true)?;
     Ok(())
 }
 
@@ -860,6 +998,7 @@ struct Demo {
     redis: RedisSites,
     scope: ScopeTopology,
     _scope_wan: WanLinks,
+    repl: ReplicationTopology,
 }
 
 impl Demo {
@@ -870,6 +1009,17 @@ impl Demo {
             v.push((format!("{} geomesh-agent", s.name), &mut s.agent));
             for (svc, p) in s.instances.iter_mut() {
                 v.push((format!("{} {svc}", s.name), p));
+            }
+        }
+        for s in self.repl.sites.iter_mut() {
+            if let Some(e) = s.envoy.as_mut() {
+                v.push((format!("{} envoy (replication)", s.name), e.proc()));
+            }
+            if let Some(a) = s.agent.as_mut() {
+                v.push((format!("{} geomesh-agent (replication)", s.name), a));
+            }
+            if let Some(a) = s.app.as_mut() {
+                v.push((format!("{} json-server", s.name), a));
             }
         }
         v
@@ -893,6 +1043,11 @@ impl Demo {
                 v.push(format!("{}'s Envoy: {l}", s.name));
             }
         }
+        for s in &self.repl.sites {
+            if let Some(l) = s.envoy.as_ref().and_then(Envoy::wasm_failure) {
+                v.push(format!("{}'s Envoy (replication): {l}", s.name));
+            }
+        }
         v
     }
 }
@@ -910,6 +1065,9 @@ fn print_table(d: &mut Demo) {
     }
     for (i, s) in d.scope.sites.iter_mut().enumerate() {
         let ports = &sp.ports[i];
+        if i == 0 {
+            rows.push(("".into(), "-- scope-lang sites --".into(), String::new(), 0));
+        }
         rows.push((s.name.clone(), "envoy + geomesh_filter_scope.wasm".into(), format!("compute :{}  image :{}  admin :{}", ports.listeners["compute"], ports.listeners["image"], ports.admin), s.envoy.proc().pid()));
         rows.push((s.name.clone(), "geomesh-agent".into(), format!(":{}", ports.agent), s.agent.pid()));
         for (svc, p) in &s.instances {
@@ -917,12 +1075,26 @@ fn print_table(d: &mut Demo) {
             rows.push((s.name.clone(), format!("{role} ({svc} instance)"), format!(":{}", ports.instances[svc]), p.pid()));
         }
     }
-    println!("\n== what runs where (all on 127.0.0.1) ==");
-    println!("  {:<6} {:<36} {:<44} pid", "site", "process", "ports");
-    for (site, what, ports, pid) in rows {
-        println!("  {site:<6} {what:<36} {ports:<44} {pid}");
+    let rp = d.repl.plan.clone();
+    rows.push(("".into(), "-- replication sites --".into(), String::new(), 0));
+    for (i, s) in d.repl.sites.iter_mut().enumerate() {
+        let ports = &rp.ports[i];
+        let pid = |p: Option<&mut Proc>| p.map(|p| p.pid()).unwrap_or(0);
+        rows.push((s.name.clone(), "envoy + scope filter (http.replication)".into(), format!("image :{}  admin :{}", ports.listener, ports.admin), pid(s.envoy.as_mut().map(|e| e.proc()))));
+        rows.push((s.name.clone(), "geomesh-agent (replication)".into(), format!("API :{}  proxy :{}", ports.agent, ports.proxy), pid(s.agent.as_mut())));
+        rows.push((s.name.clone(), "json-server 0.17 (image instance)".into(), format!(":{}", ports.instance), pid(s.app.as_mut())));
     }
-    println!(
+    say!("\n== what runs where (all on 127.0.0.1) ==");
+    say!("  {:<6} {:<40} {:<44} pid", "site", "process", "ports");
+    say!("  {:<6} -- Redis sites --", "");
+    for (site, what, ports, pid) in rows {
+        if pid == 0 {
+            say!("  {site:<6} {what}");
+        } else {
+            say!("  {site:<6} {what:<40} {ports:<44} {pid}");
+        }
+    }
+    say!(
         "  (WAN: dc1→dc2 gRPC through a relay on :{}; the scope sites reach each other through relays)",
         d.redis.wan.port()
     );
@@ -959,11 +1131,21 @@ fn tries(d: &Demo) -> Vec<Try> {
         Try { what: "the union of the 3 shards", argv: sv(&["redis-cli", "-p", &p, "keys", "*"]), expect: Expect::Contains("product:1") },
         Try { what: "what dc2's shard holds (directly)", argv: sv(&["redis-cli", "-p", &dc2, "keys", "*"]), expect: Expect::Contains("user1:color") },
         Try { what: "RESP3 (HELLO 3 replayed on each shard)", argv: sv(&["redis-cli", "-3", "-p", &p, "hgetall", "user1:profile"]), expect: Expect::Contains("Alice") },
-        Try { what: "subscribe through geomesh (all shards)", argv: sv(&["redis-cli", "-p", &p, "subscribe", "news"]), expect: Expect::NotRun },
+        Try { what: "subscribe through geomesh (on every shard news can be published to)", argv: sv(&["redis-cli", "-p", &p, "subscribe", "news"]), expect: Expect::NotRun },
         Try { what: "…and publish, in another terminal", argv: sv(&["redis-cli", "-p", &p, "publish", "news", "alert: fire drill"]), expect: Expect::Integer },
         Try { what: "compute at DC 1, its image call at DC 2", argv: sv(&["curl", "-s", "-H", "x-scope: { compute: DC 1, image: DC 2 }", &compute]), expect: Expect::Contains("IMAGE cat @ DC 2") },
         Try { what: "DC 3, else DC 2", argv: sv(&["curl", "-s", "-H", "x-scope: { image: DC 3 ; DC 2 }", &image]), expect: Expect::Contains("IMAGE cat @ DC 3") },
         Try { what: "the scope in W3C baggage", argv: sv(&["curl", "-s", "-H", "baggage: scope=%7B%20image%3A%20DC%202%20%7D", &image]), expect: Expect::Contains("IMAGE cat @ DC 2") },
+        Try {
+            what: "a replicated create at DC 1 and DC 3 (answers the meta-id)",
+            argv: sv(&["curl", "-s", "-H", "x-scope: { image: DC 1 & DC 3 }", "-H", "content-type: application/json", "-d", "{\"name\":\"dog.png\"}", &format!("{}/images", d.repl.url(0))]),
+            expect: Expect::Contains("\"id\":\"gm-"),
+        },
+        Try {
+            what: "the replicants DC 1's agent leads",
+            argv: sv(&["curl", "-s", &format!("{}/v1/replication/replicants", d.repl.agent_url(0))]),
+            expect: Expect::Contains("\"DC 3\""),
+        },
         Try { what: "DC 1's agent: sites, health, RTTs (JSON)", argv: sv(&["curl", "-s", &format!("{agent}v1/sites")]), expect: Expect::Contains("\"DC 3\"") },
         Try { what: "dc1's bridge counters", argv: sv(&["curl", "-s", &format!("http://127.0.0.1:{}/stats", r.dc1.admin)]), expect: Expect::Contains("remote_channels_total") },
     ]
@@ -971,14 +1153,15 @@ fn tries(d: &Demo) -> Vec<Try> {
 
 fn print_tries(d: &Demo) {
     let sp = &d.scope.plan;
-    println!("\n== try it (from another terminal) ==");
+    say!("\n== try it (from another terminal) ==");
     for t in tries(d) {
         let cmd = t.argv.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" ");
-        println!("  {cmd}\n      # {}", t.what);
+        say!("  {cmd}\n      # {}", t.what);
     }
-    println!("  agents' status pages: {}", (0..sp.sites.len()).map(|i| format!("http://127.0.0.1:{}/", sp.ports[i].agent)).collect::<Vec<_>>().join("  "));
-    println!("  bridges' /stats:      http://127.0.0.1:{}/stats  http://127.0.0.1:{}/stats", d.redis.plan.dc1.admin, d.redis.plan.dc2.admin);
-    println!("  Envoy admin:          http://127.0.0.1:{}/ (redis, dc1)  {}", d.redis.plan.envoy_admin, (0..sp.sites.len()).map(|i| format!("http://127.0.0.1:{}/", sp.ports[i].admin)).collect::<Vec<_>>().join("  "));
+    say!("  agents' status pages: {}", (0..sp.sites.len()).map(|i| format!("http://127.0.0.1:{}/", sp.ports[i].agent)).collect::<Vec<_>>().join("  "));
+    say!("    with replication:   {}", (0..d.repl.sites.len()).map(|i| format!("{}/", d.repl.agent_url(i))).collect::<Vec<_>>().join("  "));
+    say!("  bridges' /stats:      http://127.0.0.1:{}/stats  http://127.0.0.1:{}/stats", d.redis.plan.dc1.admin, d.redis.plan.dc2.admin);
+    say!("  Envoy admin:          http://127.0.0.1:{}/ (redis, dc1)  {}", d.redis.plan.envoy_admin, (0..sp.sites.len()).map(|i| format!("http://127.0.0.1:{}/", sp.ports[i].admin)).collect::<Vec<_>>().join("  "));
 }
 
 /// `--check`: every printed command that does not block is run and its output checked.
@@ -1001,61 +1184,108 @@ fn run_tries(d: &Demo, ck: &mut Checks) -> Result<()> {
         })?;
         n += 1;
     }
-    println!("\nthe {n} commands above that do not block were run and gave what they describe");
+    say!("\nthe {n} commands above that do not block were run and gave what they describe");
     Ok(())
 }
 
-fn choose_plans(opts: &Options) -> Result<(RedisPlan, ScopePlan, String)> {
-    if !opts.free_ports {
-        let r = RedisPlan::fixed();
-        let s = ScopePlan::fixed();
-        let mut wanted = r.ports();
-        for p in &s.ports {
-            wanted.extend([p.admin, p.agent]);
-            wanted.extend(p.listeners.values().copied());
-            wanted.extend(p.instances.values().copied());
-        }
-        let taken: Vec<u16> = wanted.iter().copied().filter(|p| !port_free(*p)).collect();
-        if taken.is_empty() {
-            return Ok((r, s, "the documented fixed ports (17100-17222, 18100-18312)".into()));
-        }
-        let list = taken.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
-        return Ok((RedisPlan::free()?, ScopePlan::free()?, format!("free ports (fixed ones in use: {list})")));
-    }
-    Ok((RedisPlan::free()?, ScopePlan::free()?, "free ports (--free-ports)".into()))
+/// The three plans and a sentence about the ports they use.
+struct Plans {
+    redis: RedisPlan,
+    scope: ScopePlan,
+    repl: ReplicationPlan,
+    note: String,
 }
 
-fn run_demo(opts: &Options, dir: &TestDir) -> Result<()> {
-    let t_all = Instant::now();
-    let (rplan, mut splan, ports_note) = choose_plans(opts)?;
+fn free_plans(note: String) -> Result<Plans> {
+    Ok(Plans { redis: RedisPlan::free()?, scope: ScopePlan::free()?, repl: replication_plan(true)?, note })
+}
+
+fn choose_plans(opts: &Options) -> Result<Plans> {
+    let free = free_plans;
+    if opts.free_ports {
+        return free("free ports (--free-ports)".into());
+    }
+    let (redis, scope, repl) = (RedisPlan::fixed(), ScopePlan::fixed(), replication_plan(false)?);
+    let mut wanted = redis.ports();
+    for p in &scope.ports {
+        wanted.extend([p.admin, p.agent]);
+        wanted.extend(p.listeners.values().copied());
+        wanted.extend(p.instances.values().copied());
+    }
+    for p in &repl.ports {
+        wanted.extend([p.admin, p.listener, p.agent, p.proxy, p.instance]);
+    }
+    let taken: Vec<u16> = wanted.iter().copied().filter(|p| !port_free(*p)).collect();
+    if taken.is_empty() {
+        let note = "the documented fixed ones (Redis 17100-17222, scope-lang 18100-18312, replication 19100-19312)".into();
+        return Ok(Plans { redis, scope, repl, note });
+    }
+    let list = taken.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    free(format!("free ones (some fixed ones are in use: {list})"))
+}
+
+/// Starts the three parts at once (Redis and replication on threads); whatever started is
+/// stopped (dropped) if another part failed.
+fn start_all(dir: &TestDir, repl_dir: &TestDir, plans: Plans) -> Result<Demo> {
+    let Plans { redis: rplan, scope: mut splan, repl: pplan, .. } = plans;
     // Agents every 300 ms and filters every 150 ms: the failovers below show within a second.
     splan.interval_ms = 300;
     splan.tick_ms = 150;
-    println!("geomesh demo: Redis sharding over 2 sites and scope-lang over 3 sites, on 127.0.0.1");
-    println!("ports: {ports_note}");
-    println!("logs and generated configs: {}", dir.path().display());
-    println!("starting 20 processes (6 for Redis, 14 for scope-lang; Envoy compiles each .wasm) ...");
     let scope_wan = WanLinks::install(&mut splan)?;
     for (a, b, d) in SCOPE_DELAYS {
         scope_wan.set_delay(a, b, Duration::from_millis(d));
     }
-    let t0 = Instant::now();
-    let (redis, scope) = std::thread::scope(|s| {
+    let (redis, scope, repl) = std::thread::scope(|s| {
         let redis = s.spawn(|| RedisSites::start(dir, rplan));
+        let repl = s.spawn(|| ReplicationTopology::start(repl_dir, pplan));
         let scope = ScopeTopology::start(dir, splan, EnvoyOptions::default());
         let redis = redis.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (redis, scope)
+        let repl = repl.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (redis, scope, repl)
     });
-    // Whichever started is stopped (dropped) if the other failed.
-    let (redis, scope) = match (redis, scope) {
-        (Ok(r), Ok(s)) => (r, s),
-        (Err(e), _) => return Err(e.context("starting the Redis sites")),
-        (_, Err(e)) => return Err(e.context("starting the scope sites")),
+    match (redis, scope, repl) {
+        (Ok(redis), Ok(scope), Ok(repl)) => Ok(Demo { redis, scope, _scope_wan: scope_wan, repl }),
+        (Err(e), _, _) => Err(e.context("starting the Redis sites")),
+        (_, Err(e), _) => Err(e.context("starting the scope-lang sites")),
+        (_, _, Err(e)) => Err(e.context("starting the replication sites")),
+    }
+}
+
+/// A start-up failure because another program took one of our ports first.
+fn port_clash(e: &anyhow::Error) -> bool {
+    format!("{e:#}").to_ascii_lowercase().contains("address already in use")
+}
+
+fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
+    let t_all = Instant::now();
+    say!("geomesh demo, on 127.0.0.1: Redis sharding over 2 sites, scope-lang over 3 sites, replication over 3 sites");
+    say!("logs and generated configs: {} and {}", dir.path().display(), repl_dir.path().display());
+    let mut plans = choose_plans(opts)?;
+    let t0 = Instant::now();
+    let mut attempt = 1;
+    let mut demo = loop {
+        say!("ports: {}", plans.note);
+        say!("starting 27 processes (Redis 6, scope-lang 12, replication 9; Envoy compiles each .wasm) ...");
+        match start_all(dir, repl_dir, plans) {
+            Ok(d) => break d,
+            Err(e) if attempt < 3 && port_clash(&e) && !stop_requested() => {
+                esay!("geomesh-demo: another program took one of the ports meanwhile; starting again on other ports
+  ({:#})", e.root_cause());
+                attempt += 1;
+                plans = free_plans("free ones (chosen again after a port was taken)".into())?;
+                // The replication agents' stores of the failed start go too.
+                for e in std::fs::read_dir(repl_dir.path())?.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("agent-data-") {
+                        std::fs::remove_dir_all(e.path())?;
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
     };
-    let mut demo = Demo { redis, scope, _scope_wan: scope_wan };
     checkpoint()?;
     let started = t0.elapsed();
-    println!("everything started in {:.1} s", started.as_secs_f64());
+    say!("everything started in {:.1} s", started.as_secs_f64());
 
     let mut ck = Checks::default();
     let t1 = Instant::now();
@@ -1065,6 +1295,10 @@ fn run_demo(opts: &Options, dir: &TestDir) -> Result<()> {
     let t2 = Instant::now();
     scope_section(&mut demo.scope, &mut ck)?;
     let t_scope = t2.elapsed();
+    checkpoint()?;
+    let t3 = Instant::now();
+    replication_section(&demo.repl, &mut ck)?;
+    let t_repl = t3.elapsed();
     let failures = demo.wasm_failures();
     ck.that(failures.is_empty(), || format!("a Wasm VM failed: {}", failures.join("; ")))?;
     let dead = demo.dead();
@@ -1075,18 +1309,19 @@ fn run_demo(opts: &Options, dir: &TestDir) -> Result<()> {
     if opts.check {
         run_tries(&demo, &mut ck)?;
     }
-    println!(
-        "\nall {} checks passed (start {:.1} s, Redis traffic {:.1} s, scope traffic {:.1} s, total {:.1} s)",
+    say!(
+        "\nall {} checks passed (start {:.1} s, Redis traffic {:.1} s, scope traffic {:.1} s, replication {:.1} s, total {:.1} s)",
         ck.passed,
         started.as_secs_f64(),
         t_redis.as_secs_f64(),
         t_scope.as_secs_f64(),
+        t_repl.as_secs_f64(),
         t_all.elapsed().as_secs_f64()
     );
     if !opts.check {
         match opts.duration {
-            Some(d) => println!("serving for {:.0} s (or until Ctrl-C)", d.as_secs_f64()),
-            None => println!("serving until Ctrl-C (SIGINT), SIGTERM or SIGHUP"),
+            Some(d) => say!("serving for {:.0} s (or until Ctrl-C)", d.as_secs_f64()),
+            None => say!("serving until Ctrl-C (SIGINT), SIGTERM or SIGHUP"),
         }
         let t_serve = Instant::now();
         let mut last_dead = 0;
@@ -1094,15 +1329,15 @@ fn run_demo(opts: &Options, dir: &TestDir) -> Result<()> {
             std::thread::sleep(Duration::from_millis(100));
             let dead = demo.dead();
             if dead.len() > last_dead {
-                eprintln!("geomesh-demo: warning: exited on its own: {}", dead.join("; "));
+                esay!("geomesh-demo: warning: exited on its own: {}", dead.join("; "));
                 last_dead = dead.len();
             }
         }
     }
-    println!("stopping every process ...");
+    say!("stopping every process ...");
     let t_stop = Instant::now();
     drop(demo);
-    println!("stopped in {:.1} s", t_stop.elapsed().as_secs_f64());
+    say!("stopped in {:.1} s", t_stop.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -1112,34 +1347,35 @@ pub fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             if std::env::args().any(|a| a == "-h" || a == "--help") {
-                println!("{USAGE}");
+                say!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
-            eprintln!("geomesh-demo: {e:#}\n\n{USAGE}");
+            esay!("geomesh-demo: {e:#}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     if let Err(e) = install_signal_handlers() {
-        eprintln!("geomesh-demo: {e:#}");
+        esay!("geomesh-demo: {e:#}");
         return ExitCode::FAILURE;
     }
-    let dir = match TestDir::new("demo") {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("geomesh-demo: {e:#}");
+    let (dir, repl_dir) = match (TestDir::new("demo"), TestDir::new("demo-replication")) {
+        (Ok(d), Ok(r)) => (d, r),
+        (Err(e), _) | (_, Err(e)) => {
+            esay!("geomesh-demo: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    let result = run_demo(&opts, &dir);
+    let result = run_demo(&opts, &dir, &repl_dir);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<Interrupted>().is_some() || (stop_requested() && !opts.check) => {
-            eprintln!("geomesh-demo: stopped during start-up or traffic; every process is stopped");
+            esay!("geomesh-demo: stopped during start-up or traffic; every process is stopped");
             ExitCode::from(130)
         }
         Err(e) => {
             dir.keep();
-            eprintln!("\ngeomesh-demo: FAILED: {e:#}");
+            repl_dir.keep();
+            esay!("\ngeomesh-demo: FAILED: {e:#}");
             ExitCode::FAILURE
         }
     };

@@ -5,7 +5,8 @@
 //! json-server, ...), the workspace's native daemons and real clients.
 //!
 //! * [`paths`]: repository root, Envoy, `.wasm` files, native binaries, installed tools.
-//! * [`ports`]: free loopback ports.
+//! * [`ports`]: the one allocator of loopback ports (every server, Envoy and relay of a test takes
+//!   its port there: never twice, claimed across processes, outside the ephemeral range).
 //! * [`process`]: per-test directory, child processes with captured logs that are killed (whole
 //!   process group) on drop and print their log tail when the test panics; readiness waits.
 //! * [`envoy`]: Envoy config builders (Wasm network/HTTP filters, tcp_proxy, HTTP router,
@@ -14,8 +15,11 @@
 //! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
 //!   filter) and redis-cli.
 //! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
-//! * [`demo`]: the `make demo` topology (`geomesh-demo`): Redis sharding over two sites and
-//!   scope-lang over three, scripted traffic, checks, serving until Ctrl-C.
+//! * [`replication`]: the three-site replication topology of issue 5 (Envoys with the scope
+//!   filter handing requests to the agents, agents with replication, json-server or the
+//!   `geomesh-blob-store` app per site, agent links through relays).
+//! * [`demo`]: the `make demo` topology (`geomesh-demo`): Redis sharding over two sites,
+//!   scope-lang and replication over three each, scripted traffic, checks, serving until Ctrl-C.
 //! * [`scope`]: the three-site scope-lang topology of `examples/scope/` (Envoys with the scope
 //!   filter, agents, example services), its config generator and WAN links through relays.
 //!
@@ -30,6 +34,7 @@ pub mod ports;
 pub mod process;
 pub mod redis_mesh;
 pub mod relay;
+pub mod replication;
 pub mod scope;
 pub mod servers;
 

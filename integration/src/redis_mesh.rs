@@ -2,7 +2,7 @@
 //! Envoy whose listener runs `geomesh_filter_redis.wasm` (V8) then `tcp_proxy` to the bridge.
 //!
 //! ```text
-//! client ─▶ Envoy :port [wasm redis filter ─ tcp_proxy] ─GMB/1─▶ geomesh-bridge ─▶ redis-server per cluster
+//! client ─▶ Envoy :port [wasm redis filter ─ tcp_proxy] ─GMB/1 (Unix socket)─▶ geomesh-bridge ─▶ redis-server per cluster
 //! ```
 //!
 //! The filter configuration is given as text (the Écharde YAML); cluster names in it must be
@@ -52,19 +52,49 @@ impl Bridge {
         listen: &str,
         clusters: &[(&str, u16)],
     ) -> Result<Bridge> {
+        Self::start_on_threads(dir, name, listen, clusters, 1)
+    }
+
+    /// As [`Bridge::start_on`], with `threads` runtime worker threads.
+    pub fn start_on_threads(
+        dir: &TestDir,
+        name: &str,
+        listen: &str,
+        clusters: &[(&str, u16)],
+        threads: usize,
+    ) -> Result<Bridge> {
         let mut yaml = format!("site: local\nlisten: {listen}\nclusters:\n");
         for (c, port) in clusters {
             yaml.push_str(&format!("  {c}: {{ address: 127.0.0.1:{port} }}\n"));
         }
-        Self::start_config(dir, name, &yaml)
+        Self::start_config_threads(dir, name, &yaml, threads)
+    }
+
+    /// A bridge on the Unix socket `<dir>/<name>.sock` (what Envoy uses on one host: no TCP
+    /// stack on the Envoy->bridge hop).
+    pub fn start_unix(dir: &TestDir, name: &str, clusters: &[(&str, u16)]) -> Result<Bridge> {
+        let listen = format!("unix:{}", dir.join(format!("{name}.sock")).display());
+        Self::start_on(dir, name, &listen, clusters)
     }
 
     /// Starts a bridge on a config text whose `listen` is `127.0.0.1:0` (or any address): the
     /// real port is read from its ready line.
     pub fn start_config(dir: &TestDir, name: &str, yaml: &str) -> Result<Bridge> {
+        Self::start_config_threads(dir, name, yaml, 1)
+    }
+
+    /// As [`Bridge::start_config`], with `threads` runtime worker threads.
+    pub fn start_config_threads(
+        dir: &TestDir,
+        name: &str,
+        yaml: &str,
+        threads: usize,
+    ) -> Result<Bridge> {
         let cfg = dir.write(format!("{name}.yaml"), yaml)?;
         let mut cmd = Command::new(native_bin("geomesh-bridge")?);
-        cmd.arg("--config").arg(&cfg).args(["--threads", "1"]);
+        cmd.arg("--config")
+            .arg(&cfg)
+            .args(["--threads", &threads.max(1).to_string()]);
         cmd.env(
             "RUST_LOG",
             std::env::var("GEOMESH_BRIDGE_LOG").unwrap_or_else(|_| "warn".into()),
@@ -113,6 +143,8 @@ pub struct MeshOptions {
     pub ecds: bool,
     /// Extra `redis-server` arguments for every shard.
     pub redis_args: Vec<String>,
+    /// Extra `redis-server` arguments for one shard (name, args), after `redis_args`.
+    pub shard_args: Vec<(String, Vec<String>)>,
     pub envoy: EnvoyOptions,
 }
 
@@ -123,6 +155,7 @@ impl MeshOptions {
             filter_config: filter_config.to_owned(),
             ecds: false,
             redis_args: Vec::new(),
+            shard_args: Vec::new(),
             envoy: EnvoyOptions::default(),
         }
     }
@@ -139,6 +172,8 @@ pub struct RedisMesh {
     pub ecds_file: Option<PathBuf>,
     pub dir: TestDir,
     plugin_wasm: PathBuf,
+    /// `redis-server` arguments per shard, for restarts.
+    shard_extra: Vec<(String, Vec<String>)>,
 }
 
 impl RedisMesh {
@@ -149,12 +184,20 @@ impl RedisMesh {
     pub fn start_with(name: &str, opts: MeshOptions) -> Result<RedisMesh> {
         let dir = TestDir::new(name)?;
         let mut shards = Vec::new();
+        let mut shard_extra = Vec::new();
         for s in &opts.shards {
-            let args: Vec<&str> = opts.redis_args.iter().map(String::as_str).collect();
-            shards.push((s.clone(), Redis::start_with_args(&dir, s, &args)?));
+            let mut args: Vec<String> = opts.redis_args.clone();
+            for (name, extra) in &opts.shard_args {
+                if name == s {
+                    args.extend(extra.iter().cloned());
+                }
+            }
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            shards.push((s.clone(), Redis::start_with_args(&dir, s, &a)?));
+            shard_extra.push((s.clone(), args));
         }
         let clusters: Vec<(&str, u16)> = shards.iter().map(|(n, r)| (n.as_str(), r.port)).collect();
-        let bridge = Bridge::start(&dir, "bridge", &clusters)?;
+        let bridge = Bridge::start_unix(&dir, "bridge", &clusters)?;
         let wasm = wasm_path("geomesh_filter_redis")?;
         let port = free_port()?;
         let plugin = WasmPlugin::new(PLUGIN, "", wasm.clone(), opts.filter_config.clone());
@@ -188,6 +231,7 @@ impl RedisMesh {
             ecds_file,
             dir,
             plugin_wasm: wasm,
+            shard_extra,
         };
         mesh.wait_listener()?;
         Ok(mesh)
@@ -210,6 +254,41 @@ impl RedisMesh {
             Some((_, r)) => r,
             None => panic!("no shard {name}"),
         }
+    }
+
+    /// Starts shard `name` again on its port (stopping it first if it still runs), empty, with
+    /// the arguments it was first started with; waits until it answers PING.
+    pub fn restart_shard(&mut self, name: &str) -> Result<()> {
+        let args = self
+            .shard_extra
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let dir = self.dir.clone();
+        let r = self.shard_mut(name);
+        if r.proc.is_running() {
+            r.proc.stop()?;
+        }
+        let port = r.port;
+        let wd = dir.join(name);
+        let mut cmd = Command::new(crate::paths::system_bin("redis-server")?);
+        cmd.args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(&wd)
+            .args(&args);
+        let mut proc = Proc::spawn(&dir, &format!("{name}-restarted"), cmd)?;
+        proc.wait_until(
+            Duration::from_secs(10),
+            &format!("{name} PONG on {port} after restart"),
+            || Ok(redis_cli(port, &["PING"]).is_ok_and(|(out, _, ok)| ok && out.trim() == "PONG")),
+        )?;
+        r.proc = proc;
+        Ok(())
     }
 
     /// `redis://127.0.0.1:<envoy port>/`

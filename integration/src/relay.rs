@@ -1,6 +1,7 @@
 //! A user-space TCP relay for WAN emulation (this machine has no `tc netem`).
 //!
-//! `Relay::start(upstream_port)` listens on a free loopback port and forwards every accepted
+//! `Relay::start(upstream_port)` listens on a free loopback port (from the harness's one
+//! allocator, [`crate::ports`], like every other port of a test) and forwards every accepted
 //! connection to the upstream. While running it can
 //! * add a one-way delay per direction ([`Relay::set_delay`], [`Relay::set_delay_dir`]): each
 //!   chunk is stamped when read and written once its delay has passed, so a pipelined stream
@@ -13,7 +14,7 @@
 //! It runs on its own thread with its own tokio runtime, so sync and async tests can use it
 //! alike; dropping the `Relay` stops it and closes every connection.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -82,7 +83,7 @@ impl Relay {
 
     /// Relays a free loopback port to `upstream`.
     pub fn start_to(upstream: SocketAddr) -> Result<Relay> {
-        let listener = StdListener::bind((Ipv4Addr::LOCALHOST, 0)).context("relay bind")?;
+        let listener = crate::ports::bind_free().context("relay bind")?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let (link_up, _) = watch::channel(true);

@@ -251,3 +251,228 @@ fn large_values_cross_in_pieces() {
     assert_eq!(v[1].len(), big1.len());
     assert!(v[0] == big2 && v[1] == big1);
 }
+
+const PUBSUB_TABLE: &str = "\
+workload_type: redis
+default_cluster: redis1
+upstream_timeout_ms: 1000
+routing_table:
+  user1: redis2
+";
+
+/// redis-py subscribed through the mesh: prints one JSON line per event (message, error) with
+/// its time, reconnecting and resubscribing as the library does, until the message `stop`.
+const PY_SUBSCRIBER: &str = r#"
+import json, sys, time
+import redis
+
+port, channel = int(sys.argv[1]), sys.argv[2]
+def emit(**kw):
+    kw["t"] = time.time()
+    print(json.dumps(kw), flush=True)
+
+r = redis.Redis(port=port, decode_responses=True)
+ps = r.pubsub()
+ps.subscribe(channel)
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        m = ps.get_message(timeout=0.2)
+    except redis.ConnectionError as e:
+        emit(event="connection_error", error=str(e))
+        time.sleep(0.2)
+        continue
+    except redis.ResponseError as e:
+        emit(event="response_error", error=str(e))
+        continue
+    if m is None:
+        continue
+    emit(event=m["type"], data=m["data"])
+    if m["type"] == "message" and m["data"] == "stop":
+        break
+"#;
+
+fn python_redis_path() -> std::path::PathBuf {
+    let p = geomesh_integration::paths::repo_root().join(".cache/pyredis");
+    assert!(
+        p.join("redis").is_dir(),
+        "redis-py not installed: pip install --target .cache/pyredis redis (scripts/bootstrap.sh)"
+    );
+    p
+}
+
+/// The JSON lines the subscriber has printed so far.
+fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn wait_event(
+    path: &std::path::Path,
+    what: &str,
+    timeout: Duration,
+    mut pred: impl FnMut(&serde_json::Value) -> bool,
+    mut meanwhile: impl FnMut(),
+) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        if let Some(e) = events(path).into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "no {what} within {timeout:?}; events: {:?}",
+            events(path)
+        );
+        meanwhile();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A shard carrying subscriptions dies: the subscribers' connections are closed at once (no
+/// silent loss), the redis crate sees the connection end, redis-py reconnects and resubscribes
+/// by itself and receives messages again once the shard is back.
+#[test]
+fn a_subscriber_is_disconnected_when_its_shard_dies_and_resubscribes() {
+    let mut mesh = RedisMesh::start("redis-sub-kill", &["redis1", "redis2"], PUBSUB_TABLE).unwrap();
+    let channel = "user1:news"; // routed to redis2 only
+    // redis-py (its default RESP3) in a child process.
+    let script = mesh.dir.write("subscriber.py", PY_SUBSCRIBER).unwrap();
+    let py_out = mesh.dir.join("subscriber.jsonl");
+    let mut py = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(mesh.port.to_string())
+        .arg(channel)
+        .env("PYTHONPATH", python_redis_path())
+        .stdout(std::fs::File::create(&py_out).unwrap())
+        .stderr(std::fs::File::create(mesh.dir.join("subscriber.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    // The redis crate (RESP2), subscribed too.
+    let mut rs = mesh.client().unwrap();
+    let mut sub = rs.as_pubsub();
+    sub.subscribe(channel).unwrap();
+    let mut publisher = mesh.client().unwrap();
+    let publish = |c: &mut redis::Connection, m: &str| -> i64 {
+        redis::cmd("PUBLISH").arg(channel).arg(m).query(c).unwrap()
+    };
+    wait_event(&py_out, "redis-py subscribed", Duration::from_secs(20), |e| e["event"] == "subscribe", || {});
+    assert_eq!(publish(&mut publisher, "before"), 2, "both subscribers on redis2");
+    wait_event(&py_out, "message before", Duration::from_secs(10), |e| e["data"] == "before", || {});
+    let m = sub.get_message().unwrap();
+    assert_eq!(m.get_payload::<String>().unwrap(), "before");
+
+    // A last message, then the kill at once: the message left redis2 before it died (PUBLISH
+    // has answered), so it must be delivered before the close, not dropped with it.
+    assert_eq!(publish(&mut publisher, "last"), 2);
+    mesh.shard_mut("redis2").proc.signal(libc::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // The redis crate: its connection ends (an error, not a silent wait for messages that
+    // will never come).
+    sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let m = sub.get_message().unwrap();
+    assert_eq!(m.get_payload::<String>().unwrap(), "last");
+    let r = sub.get_message();
+    let took = killed.elapsed();
+    let err = r.expect_err("the subscriber's connection must be closed");
+    assert!(
+        !err.is_timeout(),
+        "the connection must end, not time out: {err:?}"
+    );
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    eprintln!("redis crate subscriber: {err} after {took:?}");
+    drop(sub);
+
+    // Shard back (empty, same port): redis-py's own reconnection resubscribes and messages flow.
+    mesh.restart_shard("redis2").unwrap();
+    wait_event(
+        &py_out,
+        "redis-py resubscribed",
+        Duration::from_secs(30),
+        |e| e["event"] == "subscribe" && e["t"].as_f64().unwrap() > killed_at,
+        || {},
+    );
+    let after = wait_event(
+        &py_out,
+        "message after",
+        Duration::from_secs(10),
+        |e| e["data"] == "after",
+        || {
+            publish(&mut publisher, "after");
+        },
+    );
+    publish(&mut publisher, "stop");
+    let status = py.wait().unwrap();
+    assert!(status.success());
+    let ev = events(&py_out);
+    eprintln!("redis-py events: {ev:?}");
+    assert!(after["t"].as_f64().unwrap() > killed_at);
+    let pos = |d: &str| ev.iter().position(|e| e["data"] == d).unwrap();
+    assert!(pos("before") < pos("last") && pos("last") < pos("after"));
+    assert_eq!(ev.iter().filter(|e| e["data"] == "last").count(), 1);
+}
+
+/// A state command an open shard connection refuses (SELECT beyond redis2's `databases 4`):
+/// the client is told the local cluster's answer, the refusing connection is reset, the
+/// requests behind the command on it fail, and no later request there runs in the wrong DB.
+#[test]
+fn a_select_one_open_shard_refuses_resets_that_shard_connection() {
+    let mut opts =
+        geomesh_integration::redis_mesh::MeshOptions::new(&["redis1", "redis2"], PUBSUB_TABLE);
+    opts.shard_args = vec![("redis2".into(), vec!["--databases".into(), "4".into()])];
+    let mesh = RedisMesh::start_with("redis-select-refused", opts).unwrap();
+    let mut s = raw_client(mesh.port);
+    let mut b = Vec::new();
+    command(&mut b, &["SET", "user1", "x"]);
+    command(&mut b, &["SET", "a", "y"]);
+    s.write_all(&b).unwrap();
+    let (r, _) = read_replies(&mut s, 2);
+    assert_eq!(r, [Frame::ok(), Frame::ok()]);
+    let mut b = Vec::new();
+    command(&mut b, &["SELECT", "5"]);
+    command(&mut b, &["GET", "user1"]);
+    command(&mut b, &["GET", "a"]);
+    s.write_all(&b).unwrap();
+    let (r, eof) = read_replies(&mut s, 3);
+    assert!(!eof);
+    assert_eq!(r[0], Frame::ok(), "the local cluster (redis1) accepted it");
+    assert_eq!(
+        err_text(&r[1]),
+        "ERR geomesh: cluster redis2: refused SELECT: ERR DB index is out of range"
+    );
+    assert_eq!(r[2], Frame::NullBulk, "redis1 is in DB 5");
+    // The state stays: redis2 refuses it again, nothing is answered from its DB 0.
+    let mut b = Vec::new();
+    command(&mut b, &["GET", "user1"]);
+    s.write_all(&b).unwrap();
+    let (r, _) = read_replies(&mut s, 1);
+    assert_eq!(
+        err_text(&r[0]),
+        "ERR geomesh: cluster redis2: refused the session's SELECT: ERR DB index is out of range"
+    );
+    // A DB redis2 has: it works again, in that DB.
+    let mut b = Vec::new();
+    command(&mut b, &["SELECT", "2"]);
+    command(&mut b, &["GET", "user1"]);
+    command(&mut b, &["SET", "user1", "in-db-2"]);
+    s.write_all(&b).unwrap();
+    let (r, _) = read_replies(&mut s, 3);
+    assert_eq!(r, [Frame::ok(), Frame::NullBulk, Frame::ok()]);
+    let (out, _, _) = geomesh_integration::redis_mesh::redis_cli(
+        mesh.shard("redis2").port,
+        &["-n", "2", "GET", "user1"],
+    )
+    .unwrap();
+    assert_eq!(out.trim(), "in-db-2");
+    let (out, _, _) =
+        geomesh_integration::redis_mesh::redis_cli(mesh.shard("redis2").port, &["GET", "user1"])
+            .unwrap();
+    assert_eq!(out.trim(), "x", "DB 0 untouched");
+}

@@ -318,9 +318,11 @@ fn errors_are_answered_never_served_locally() {
     // Carriers that disagree.
     let (st, body) = curl(&["-H", "x-scope: { image: DC 2 }", "-H", "baggage: scope=%7Bimage%3ADC%203%7D", &url]);
     assert_eq!((st, body.trim()), (400, "scope: x-scope and baggage carry different scopes"));
-    // Replication is issue 5.
+    // Replication for a service whose filter has no `http.replication` (this topology's): 501
+    // (integration/tests/replication_e2e.rs runs the configured case).
     let (st, body) = curl(&["-H", "x-scope: { image: DC 2 & DC 3 }", &url]);
     assert_eq!(st, 501, "{body}");
+    assert!(body.contains("replication is not configured for service 'image'"), "{body}");
     assert_eq!(requests(&topo, DC1, "image"), before, "no error was served locally");
 
     // Nothing reachable: 503 naming what was tried.

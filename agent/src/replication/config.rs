@@ -19,6 +19,8 @@
 //!   test_hooks:                   # TESTS ONLY (never in production): make a crash land
 //!     delay_before_delivery_ms: { DC 2: 30000 } # wait before each delivery to DC 2 (still pending)
 //!     delay_after_delivery_ms: { DC 2: 30000 }  # wait after DC 2 answered, before committing it
+//!     delay_apply_ms: { update: 30000 }         # as a replica: hold each delivery of that kind
+//!                                               # before it reaches the instance
 //! ```
 
 use std::collections::BTreeMap;
@@ -79,12 +81,20 @@ pub struct TestHooks {
     /// applied it, the leader does not know yet).
     #[serde(default)]
     pub delay_after_delivery_ms: BTreeMap<String, u64>,
+    /// On this site as a replica, per operation kind (`create`, `update`,
+    /// `delete`): hold each delivery of that kind this long after it
+    /// arrived and before it reaches the instance (the leader sees it
+    /// `in_flight`; a test stops the replica site meanwhile).
+    #[serde(default)]
+    pub delay_apply_ms: BTreeMap<String, u64>,
 }
 
 impl TestHooks {
     /// Whether any delay is set.
     pub fn is_empty(&self) -> bool {
-        self.delay_before_delivery_ms.is_empty() && self.delay_after_delivery_ms.is_empty()
+        self.delay_before_delivery_ms.is_empty()
+            && self.delay_after_delivery_ms.is_empty()
+            && self.delay_apply_ms.is_empty()
     }
 }
 
@@ -149,9 +159,17 @@ impl ReplicationConfig {
             .delay_before_delivery_ms
             .values()
             .chain(self.test_hooks.delay_after_delivery_ms.values())
+            .chain(self.test_hooks.delay_apply_ms.values())
         {
             if *d > 3_600_000 {
                 return Err("`replication.test_hooks`: delays up to 3600000 ms".into());
+            }
+        }
+        for kind in self.test_hooks.delay_apply_ms.keys() {
+            if !matches!(kind.as_str(), "create" | "update" | "delete") {
+                return Err(format!(
+                    "`replication.test_hooks.delay_apply_ms`: unknown operation kind `{kind}` (create, update, delete)"
+                ));
             }
         }
         for name in self.services.keys() {
@@ -213,6 +231,9 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("replication.services.x"));
+        let mut bad = c.clone();
+        bad.test_hooks.delay_apply_ms.insert("sync".into(), 5);
+        assert!(bad.validate().unwrap_err().contains("unknown operation kind `sync`"));
         let mut bad = c.clone();
         bad.retry_min_ms = 10_000;
         assert!(bad.validate().unwrap_err().contains("retry_min_ms"));

@@ -16,7 +16,10 @@
 //! * `applied`: on a replica, the answers to the leader's deliveries, so a
 //!   delivery sent again (lost answer, leader restarted) is answered from
 //!   here instead of being applied twice; dropped when the leader
-//!   acknowledges.
+//!   acknowledges;
+//! * `removed_sites`, `removal_notices`: sites removed from the system, and
+//!   on the agent that received the removal, which peers were told (each
+//!   notice retried until the peer acknowledges it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -134,6 +137,20 @@ CREATE TABLE IF NOT EXISTS applied (
     truncated INTEGER,
     updated_ms INTEGER NOT NULL,
     PRIMARY KEY (leader, seq)
+);
+CREATE TABLE IF NOT EXISTS removed_sites (
+    site TEXT PRIMARY KEY,
+    removed_ms INTEGER NOT NULL,
+    requested_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS removal_notices (
+    site TEXT NOT NULL REFERENCES removed_sites(site),
+    peer TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (site, peer)
 );
 ";
 
@@ -265,6 +282,43 @@ pub struct Removal {
     pub sync_seqs: Vec<u64>,
     /// Spooled bodies no longer needed.
     pub release_bodies: Vec<String>,
+}
+
+/// What a removed site forgot about the system when it learnt of its removal.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct Forgotten {
+    /// Copies of replicants led by other sites, dropped.
+    pub copies_dropped: u64,
+    /// Replicants led here that kept this site's replica only.
+    pub detached: Vec<MetaId>,
+    /// Replicants led here without a replica here, dropped.
+    pub led_dropped: u64,
+    /// Open deliveries to other sites, dropped.
+    pub dropped: u64,
+    /// Spooled bodies no longer needed.
+    pub release_bodies: Vec<String>,
+}
+
+/// One peer's acknowledgement of a removal (on the agent that received it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Notice {
+    /// `pending` (not acknowledged yet) or `done`.
+    pub state: String,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    pub updated_ms: u64,
+}
+
+/// A site removed from the system.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemovedSite {
+    pub site: String,
+    pub removed_ms: u64,
+    /// The agent the removal was asked of.
+    pub requested_at: String,
+    /// On that agent: each peer told of the removal (empty elsewhere).
+    pub notices: BTreeMap<String, Notice>,
 }
 
 /// An answer kept on a replica for deduplication.
@@ -879,28 +933,156 @@ impl Db {
                 out.replicants.push(meta);
             }
             // Drop the site's open operations of replicants led here.
-            let seqs: Vec<(i64, Option<String>)> = {
-                let mut stmt = tx.prepare(
-                    "SELECT s.seq, o.body_file FROM op_sites s JOIN ops o ON o.seq = s.seq
-                     JOIN replicants r ON r.meta = o.meta
-                     WHERE s.site = ?1 AND r.leader = ?2 AND s.state IN ('pending', 'in_flight')",
+            let (dropped, bodies) = drop_open_deliveries(tx, leader, |s| s == site, now_ms)?;
+            out.dropped = dropped;
+            out.release_bodies = bodies;
+            Ok(out)
+        })
+    }
+
+    // ---- sites removed from the system ---------------------------------------------------
+
+    /// Records that `site` is removed from the system (asked of the agent of
+    /// `requested_at`); `notify`: the peers this agent must tell (empty when
+    /// the removal came from another agent). Idempotent: a second call keeps
+    /// the first record and adds missing notices. Returns whether the site
+    /// was new here.
+    pub fn record_removal(
+        &self,
+        site: &str,
+        requested_at: &str,
+        notify: &[String],
+        now_ms: u64,
+    ) -> DbResult<bool> {
+        self.write_db(|tx| {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO removed_sites(site, removed_ms, requested_at) VALUES (?1, ?2, ?3)",
+                params![site, to_i64(now_ms), requested_at],
+            )?;
+            for p in notify {
+                tx.execute(
+                    "INSERT OR IGNORE INTO removal_notices(site, peer, state, updated_ms) VALUES (?1, ?2, 'pending', ?3)",
+                    params![site, p, to_i64(now_ms)],
                 )?;
-                let v = stmt.query_map(params![site, leader], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    /// Every site removed from the system, with the notices this agent sends.
+    pub fn removed_sites(&self) -> DbResult<Vec<RemovedSite>> {
+        let conn = self.lock();
+        let mut out: Vec<RemovedSite> = {
+            let mut stmt = conn.prepare(
+                "SELECT site, removed_ms, requested_at FROM removed_sites ORDER BY site",
+            )?;
+            let v = stmt
+                .query_map([], |r| {
+                    Ok(RemovedSite {
+                        site: r.get(0)?,
+                        removed_ms: to_u64(r.get(1)?),
+                        requested_at: r.get(2)?,
+                        notices: BTreeMap::new(),
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            v
+        };
+        let mut stmt = conn.prepare(
+            "SELECT peer, state, attempts, error, updated_ms FROM removal_notices WHERE site = ?1 ORDER BY peer",
+        )?;
+        for r in &mut out {
+            let rows: Vec<(String, Notice)> = stmt
+                .query_map([&r.site], |row| {
+                    Ok((
+                        row.get(0)?,
+                        Notice {
+                            state: row.get(1)?,
+                            attempts: row.get(2)?,
+                            error: row.get(3)?,
+                            updated_ms: to_u64(row.get(4)?),
+                        },
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            r.notices = rows.into_iter().collect();
+        }
+        Ok(out)
+    }
+
+    /// The notices not acknowledged yet: (removed site, peer to tell).
+    pub fn pending_notices(&self) -> DbResult<Vec<(String, String)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT site, peer FROM removal_notices WHERE state = 'pending' ORDER BY site, peer",
+        )?;
+        let v = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Records one attempt to tell `peer` that `site` is removed: acknowledged
+    /// (`error` = `None`) or failed.
+    pub fn notice_attempt(
+        &self,
+        site: &str,
+        peer: &str,
+        error: Option<&str>,
+        now_ms: u64,
+    ) -> DbResult<()> {
+        self.write_db(|tx| {
+            tx.execute(
+                "UPDATE removal_notices SET attempts = attempts + 1, updated_ms = ?3,
+                   state = CASE WHEN ?4 IS NULL THEN 'done' ELSE 'pending' END, error = ?4
+                 WHERE site = ?1 AND peer = ?2",
+                params![site, peer, to_i64(now_ms), error],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// This site (`own`) was removed from the system: copies of replicants
+    /// led elsewhere are dropped (with their deduplication records); the
+    /// replicants led here keep this site's replica only (the others' entries
+    /// and open deliveries go), or are dropped when they have none here.
+    pub fn forget_system(&self, own: &str, now_ms: u64) -> DbResult<Forgotten> {
+        self.write_db(|tx| {
+            let mut out = Forgotten {
+                copies_dropped: tx
+                    .execute("DELETE FROM replicants WHERE leader != ?1", [own])?
+                    as u64,
+                ..Forgotten::default()
+            };
+            tx.execute("DELETE FROM applied WHERE leader != ?1", [own])?;
+            let (dropped, bodies) = drop_open_deliveries(tx, own, |s| s != own, now_ms)?;
+            out.dropped = dropped;
+            out.release_bodies = bodies;
+            let led: Vec<(String, i64)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT r.meta, (SELECT COUNT(*) FROM replicas p WHERE p.meta = r.meta AND p.site = ?1)
+                     FROM replicants r
+                     WHERE r.leader = ?1 AND EXISTS (SELECT 1 FROM replicas p WHERE p.meta = r.meta AND p.site != ?1)
+                     ORDER BY r.meta",
+                )?;
+                let v = stmt.query_map([own], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
                 v
             };
-            for (seq, body) in seqs {
-                tx.execute(
-                    "UPDATE op_sites SET state = 'dropped', error = 'site removed', updated_ms = ?3 WHERE seq = ?1 AND site = ?2",
-                    params![seq, site, to_i64(now_ms)],
-                )?;
-                out.dropped += 1;
-                let open: i64 = tx.query_row(
-                    "SELECT COUNT(*) FROM op_sites WHERE seq = ?1 AND state IN ('pending', 'in_flight')",
-                    [seq],
-                    |r| r.get(0),
-                )?;
-                if open == 0 {
-                    out.release_bodies.extend(body);
+            for (m, here) in led {
+                if here == 0 {
+                    tx.execute("DELETE FROM replicants WHERE meta = ?1", [&m])?;
+                    out.led_dropped += 1;
+                } else {
+                    tx.execute(
+                        "DELETE FROM replicas WHERE meta = ?1 AND site != ?2",
+                        params![m, own],
+                    )?;
+                    tx.execute(
+                        "UPDATE replicants SET version = version + 1, updated_ms = ?2 WHERE meta = ?1",
+                        params![m, to_i64(now_ms)],
+                    )?;
+                    out.detached
+                        .push(MetaId::parse(&m).ok_or_else(|| corrupt("meta", &m))?);
                 }
             }
             Ok(out)
@@ -1116,6 +1298,49 @@ fn append_sync(
         now_ms,
         sites.iter().map(String::as_str),
     )
+}
+
+/// Marks the open deliveries of replicants led by `leader` to the sites
+/// `which` selects as `dropped`; returns how many, and the spooled bodies no
+/// open delivery needs any more.
+fn drop_open_deliveries(
+    tx: &Transaction<'_>,
+    leader: &str,
+    which: impl Fn(&str) -> bool,
+    now_ms: u64,
+) -> DbResult<(u64, Vec<String>)> {
+    let rows: Vec<(i64, String, Option<String>)> = {
+        let mut stmt = tx.prepare(
+            "SELECT s.seq, s.site, o.body_file FROM op_sites s JOIN ops o ON o.seq = s.seq
+             JOIN replicants r ON r.meta = o.meta
+             WHERE r.leader = ?1 AND s.state IN ('pending', 'in_flight') ORDER BY s.seq",
+        )?;
+        let v = stmt
+            .query_map([leader], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        v
+    };
+    let (mut dropped, mut bodies) = (0, Vec::new());
+    for (seq, site, body) in rows.into_iter().filter(|(_, s, _)| which(s)) {
+        tx.execute(
+            "UPDATE op_sites SET state = 'dropped', error = 'site removed', updated_ms = ?3 WHERE seq = ?1 AND site = ?2",
+            params![seq, site, to_i64(now_ms)],
+        )?;
+        dropped += 1;
+        let open: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM op_sites WHERE seq = ?1 AND state IN ('pending', 'in_flight')",
+            [seq],
+            |r| r.get(0),
+        )?;
+        if open == 0 {
+            if let Some(b) = body {
+                if !bodies.contains(&b) {
+                    bodies.push(b);
+                }
+            }
+        }
+    }
+    Ok((dropped, bodies))
 }
 
 fn save_replicant(tx: &Transaction<'_>, r: &Replicant) -> DbResult<()> {
@@ -1609,6 +1834,61 @@ mod tests {
         assert_eq!(db.next_open("C").unwrap(), None);
         // m2's create is still open on A: its body stays.
         assert!(rm.release_bodies.is_empty());
+    }
+
+    #[test]
+    fn removals_are_recorded_once_and_notices_retried_until_acknowledged() {
+        let (_d, db) = db();
+        assert!(db.record_removal("C", "B", &["A".into(), "C".into()], 10).unwrap());
+        assert!(!db.record_removal("C", "A", &["A".into()], 20).unwrap(), "already removed");
+        assert_eq!(db.pending_notices().unwrap(), [("C".into(), "A".into()), ("C".into(), "C".into())]);
+        db.notice_attempt("C", "C", Some("connection refused"), 30).unwrap();
+        db.notice_attempt("C", "A", None, 31).unwrap();
+        assert_eq!(db.pending_notices().unwrap(), [("C".into(), "C".into())]);
+        let r = db.removed_sites().unwrap();
+        assert_eq!((r.len(), r[0].requested_at.as_str(), r[0].removed_ms), (1, "B", 10));
+        assert_eq!(r[0].notices["A"].state, "done");
+        let c = &r[0].notices["C"];
+        assert_eq!((c.state.as_str(), c.attempts, c.error.as_deref()), ("pending", 1, Some("connection refused")));
+        db.notice_attempt("C", "C", None, 40).unwrap();
+        assert!(db.pending_notices().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_removed_site_forgets_the_system() {
+        let (_d, db) = db();
+        // Led by A (this site): one with a replica here, one without.
+        let (m1, m2) = (meta(1 << 81), meta(2 << 81));
+        create(&db, &m1, &["A", "B"]);
+        create(&db, &m2, &["B", "C"]);
+        // A copy of a replicant led by B, and its deduplication record.
+        let m3 = meta(3 << 81);
+        let copy = Replicant {
+            meta: m3.clone(),
+            service: "image".into(),
+            collection: "/images".into(),
+            leader: "B".into(),
+            state: ReplicantState::Active,
+            version: 1,
+            created_ms: 1,
+            updated_ms: 1,
+            replicas: [("A".to_string(), Replica { local_id: None, status: ReplicaStatus::Pending, error: None })]
+                .into_iter()
+                .collect(),
+        };
+        assert!(db.store_copy(&copy, "A").unwrap());
+        db.applied_begin("B", 7, &m3, 5).unwrap();
+        let f = db.forget_system("A", 50).unwrap();
+        assert_eq!((f.copies_dropped, f.led_dropped, f.dropped), (1, 1, 3), "{f:?}");
+        assert_eq!(f.detached, [m1.clone()]);
+        assert_eq!(f.release_bodies, ["b1"], "m2's create is open nowhere now");
+        assert_eq!(db.replicant(&m3).unwrap(), None);
+        assert_eq!(db.replicant(&m2).unwrap(), None);
+        let r1 = db.replicant(&m1).unwrap().unwrap();
+        assert_eq!(r1.replicas.keys().collect::<Vec<_>>(), ["A"]);
+        assert_eq!(db.applied("B", 7).unwrap(), None);
+        assert_eq!(db.next_open("B").unwrap(), None);
+        assert!(db.next_open("A").unwrap().is_some(), "A's own delivery stays");
     }
 
     #[test]

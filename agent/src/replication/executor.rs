@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -48,6 +49,7 @@ pub struct Executor {
     max_rewrite: usize,
     max_stored_reply: usize,
     busy: Mutex<HashMap<(String, u64), KeyLock>>,
+    hold: HashMap<OpKind, Duration>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -84,7 +86,15 @@ impl Executor {
             max_rewrite,
             max_stored_reply,
             busy: Mutex::new(HashMap::new()),
+            hold: HashMap::new(),
         }
+    }
+
+    /// Tests only (`replication.test_hooks.delay_apply_ms`): each delivery
+    /// of a kind in `hold` waits that long before it reaches the instance.
+    pub fn with_apply_delays(mut self, hold: HashMap<OpKind, Duration>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// This site.
@@ -161,6 +171,13 @@ impl Executor {
             self.record(&d, &reply).await.map_err(err)?;
             return Ok(reply);
         };
+        if let Some(hold) = self.hold.get(&d.kind) {
+            tracing::warn!(
+                site = %self.site, leader = %d.leader, seq, kind = %d.kind, ?hold,
+                "test hook: holding the delivery before it reaches the instance"
+            );
+            tokio::time::sleep(*hold).await;
+        }
         let (leader, meta) = (d.leader.clone(), d.replicant.meta.clone());
         blocking(&self.db, move |db| {
             db.applied_begin(&leader, seq, &meta, now_ms())

@@ -13,11 +13,14 @@
 //! * [`resolve`]: what a request path names, where reads and writes go;
 //! * [`executor`]: the replica side (copies, deduplicated application);
 //! * [`applier`]: the leader side (log, per-site queues, retries, answers);
-//! * [`config`]: the `replication:` configuration section.
-//!
-//! The HTTP surfaces (the proxy listener the scope filter hands requests
-//! to, the peer endpoints and the JSON API) are wired in round 2.
+//! * [`config`]: the `replication:` configuration section;
+//! * [`node`]: all of it running for one site (built by `Agent::start`);
+//! * [`peers`]: agent to agent over HTTP (the leader's transport, writes
+//!   sent to a leader, reads served by another replica);
+//! * [`proxy`]: the proxy listener the scope filter hands requests to;
+//! * [`api`]: the JSON API and the peer endpoints on the API listener.
 
+pub mod api;
 pub mod applier;
 pub mod config;
 pub mod db;
@@ -25,8 +28,11 @@ pub mod executor;
 pub mod instance;
 pub mod metaid;
 pub mod model;
+pub mod node;
 pub mod paths;
+pub mod peers;
 pub mod pointer;
+pub mod proxy;
 pub mod resolve;
 pub mod rewrite;
 pub mod spool;
@@ -113,6 +119,8 @@ pub enum ReplicationError {
     BadRequest(String),
     /// No replicant with this meta-id here (404).
     Unknown(MetaId),
+    /// Not a site of the system (404).
+    UnknownSite(String),
     /// This site does not lead it: forward to `leader` (or 503 when it
     /// cannot be reached: read-only until then).
     NotLeader { meta: MetaId, leader: String },
@@ -131,7 +139,9 @@ impl ReplicationError {
     pub fn http_status(&self) -> u16 {
         match self {
             ReplicationError::BadRequest(_) => 400,
-            ReplicationError::Unknown(_) | ReplicationError::Gone { .. } => 404,
+            ReplicationError::Unknown(_)
+            | ReplicationError::UnknownSite(_)
+            | ReplicationError::Gone { .. } => 404,
             ReplicationError::NotLeader { .. } => 503,
             ReplicationError::Store(_) | ReplicationError::Io(_) | ReplicationError::Entropy(_) => {
                 500
@@ -145,6 +155,9 @@ impl fmt::Display for ReplicationError {
         match self {
             ReplicationError::BadRequest(m) => write!(f, "geomesh replication: {m}"),
             ReplicationError::Unknown(m) => write!(f, "geomesh replication: no replicant {m}"),
+            ReplicationError::UnknownSite(s) => {
+                write!(f, "geomesh replication: {s:?} is neither this site nor a configured peer")
+            }
             ReplicationError::NotLeader { meta, leader } => {
                 write!(f, "geomesh replication: {meta} is read-only here until this site reaches its leader {leader}")
             }

@@ -39,6 +39,8 @@ pub const APPLY_PATH: &str = "/v1/replication/peer/apply";
 pub const SUBMIT_PATH: &str = "/v1/replication/peer/submit";
 /// Path of a read served by another replica.
 pub const READ_PATH: &str = "/v1/replication/peer/read";
+/// Path of a removal notice (a site removed from the system).
+pub const REMOVED_PATH: &str = "/v1/replication/peer/removed";
 /// Prefix of a forwarded client header.
 pub const FORWARDED_PREFIX: &str = "x-geomesh-h-";
 /// Mark of an answer that is the instance's.
@@ -386,6 +388,35 @@ impl PeerClient {
 
     /// `GET /v1/replication/replicants/<meta>` on `site`'s agent: `Ok(None)`
     /// when it does not know it.
+    /// Tells `peer` that `site` is removed from the system (the removal was
+    /// asked of `requested_at`): JSON `{"site", "requested_at", "from"}`;
+    /// `Ok` once the peer answered 200 (it applied the removal), within
+    /// `timeout`.
+    pub async fn notify_removed(
+        &self,
+        peer: &str,
+        site: &str,
+        requested_at: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let url = self.url(peer, REMOVED_PATH)?;
+        let body = serde_json::json!({ "site": site, "requested_at": requested_at, "from": self.site });
+        let resp = self
+            .client
+            .post(&url)
+            .timeout(timeout)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = resp.status().as_u16();
+        if status == 200 {
+            return Ok(());
+        }
+        let (b, _) = read_bounded(resp, 4096).await.unwrap_or_default();
+        Err(format!("{peer} answered {status}: {}", String::from_utf8_lossy(&b).trim()))
+    }
+
     pub async fn replicant(&self, site: &str, meta: &MetaId) -> Result<Option<Replicant>, String> {
         let url = self.url(site, &format!("/v1/replication/replicants/{meta}"))?;
         let resp = self

@@ -195,14 +195,13 @@ pub fn read_only(meta: &MetaId, site: &str, leader: &str, reason: &str) -> Respo
     )
 }
 
-/// A request as the proxy sees it.
+/// A request as the proxy sees it (the body apart: it is not `Sync`).
 struct Incoming {
     service: String,
     method: String,
     path: String,
     query: Option<String>,
     headers: HeaderMap,
-    body: AxBody,
     pinned: bool,
 }
 
@@ -221,7 +220,6 @@ async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
         query: parts.uri.query().map(str::to_owned),
         pinned: text(&parts.headers, "x-geomesh-pinned") == Some("1"),
         headers: parts.headers,
-        body,
     };
     let replicate = match text(&inc.headers, "x-geomesh-replicate") {
         None => None,
@@ -250,7 +248,7 @@ async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
     );
     match named {
         Named::Plain => match replicate {
-            Some(sites) if !is_read(&inc.method) => create(&node, inc, sites).await,
+            Some(sites) if !is_read(&inc.method) => create(&node, inc, body, sites).await,
             Some(sites) if !sites.contains(&node.site) => plain(
                 400,
                 format!(
@@ -261,11 +259,13 @@ async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
                     sites.join(" & ")
                 ),
             ),
-            _ => passthrough(&node, &local, inc).await,
+            _ => passthrough(&node, &local, inc, body).await,
         },
-        Named::Known { replicant, split, .. } => known(&node, &local, inc, replicant, split).await,
+        Named::Known { replicant, split, .. } => {
+            known(&node, &local, inc, body, replicant, split).await
+        }
         Named::UnknownMeta { meta, split } => match find_remote(&node, &meta).await {
-            Some(r) => known(&node, &local, inc, r, split).await,
+            Some(r) => known(&node, &local, inc, body, r, split).await,
             None => plain(
                 404,
                 format!("geomesh: no replicant {meta} on site {} nor on any reachable site", node.site),
@@ -295,12 +295,19 @@ async fn find_remote(node: &Node, meta: &MetaId) -> Option<Replicant> {
     None
 }
 
-async fn create(node: &Node, inc: Incoming, sites: Vec<String>) -> Response {
+async fn create(node: &Node, inc: Incoming, body: AxBody, sites: Vec<String>) -> Response {
     if let Some(bad) = sites.iter().find(|s| !node.knows_site(s)) {
         return plain(400, format!("geomesh: x-geomesh-replicate names an unknown site {bad}"));
     }
+    if let Some(gone) = sites
+        .iter()
+        .chain(std::iter::once(&node.site))
+        .find(|s| node.health.is_removed(s))
+    {
+        return plain(400, format!("geomesh: site {gone} was removed from the system: no replica can be created there"));
+    }
     let headers = write_headers(&inc.headers);
-    let body = match spool_body(node, &inc.headers, inc.body).await {
+    let body = match spool_body(node, &inc.headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -320,8 +327,16 @@ async fn create(node: &Node, inc: Incoming, sites: Vec<String>) -> Response {
     }
 }
 
-async fn known(node: &Node, local: &LocalService, inc: Incoming, r: Replicant, split: Split) -> Response {
+async fn known(
+    node: &Node,
+    local: &LocalService,
+    inc: Incoming,
+    body: AxBody,
+    r: Replicant,
+    split: Split,
+) -> Response {
     if is_read(&inc.method) {
+        drop(body);
         return read(node, local, &inc, &r, &split).await;
     }
     match r.state {
@@ -342,7 +357,7 @@ async fn known(node: &Node, local: &LocalService, inc: Incoming, r: Replicant, s
     let headers = write_headers(&inc.headers);
     match write_plan(&r, &node.site) {
         WritePlan::Here => {
-            let body = match spool_body(node, &inc.headers, inc.body).await {
+            let body = match spool_body(node, &inc.headers, body).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
@@ -367,7 +382,7 @@ async fn known(node: &Node, local: &LocalService, inc: Incoming, r: Replicant, s
             }
             let body = has_body(&inc.headers).then(|| {
                 (
-                    reqwest::Body::wrap_stream(inc.body.into_data_stream()),
+                    reqwest::Body::wrap_stream(body.into_data_stream()),
                     content_length(&inc.headers),
                 )
             });
@@ -589,7 +604,7 @@ pub async fn local_read(
 
 /// A request naming no replicant, to the local instance, streamed both
 /// ways; a GET of a collection holding replicas gets its list translated.
-async fn passthrough(node: &Node, local: &LocalService, inc: Incoming) -> Response {
+async fn passthrough(node: &Node, local: &LocalService, inc: Incoming, body: AxBody) -> Response {
     let collection = normalize_collection(&inc.path);
     let list = inc.method == "GET" && {
         let (svc, c) = (inc.service.clone(), collection.clone());
@@ -598,7 +613,7 @@ async fn passthrough(node: &Node, local: &LocalService, inc: Incoming) -> Respon
     let headers = passthrough_headers(&inc.headers);
     let body = has_body(&inc.headers).then(|| {
         (
-            reqwest::Body::wrap_stream(inc.body.into_data_stream()),
+            reqwest::Body::wrap_stream(body.into_data_stream()),
             content_length(&inc.headers),
         )
     });

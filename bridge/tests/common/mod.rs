@@ -71,6 +71,9 @@ impl Redis {
                     "",
                     "--appendonly",
                     "no",
+                    // DEBUG SLEEP: a reply that comes late.
+                    "--enable-debug-command",
+                    "local",
                 ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -335,6 +338,13 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.read(b),
             Sock::Unix(s) => s.read(b),
+        }
+    }
+    /// Half-closes: FIN to the bridge, the read side stays open.
+    pub fn shutdown_write(&self) {
+        match self {
+            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Write).unwrap(),
+            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Write).unwrap(),
         }
     }
     fn set_read_timeout(&self, d: Duration) {

@@ -19,8 +19,13 @@
 //!   Envoy process: the filter in front of `s` stores, the filter `s` calls
 //!   through for `t` reads).
 //!
+//! For a service with `http.replication`, the verdict routes what this site
+//! serves to the local agent's proxy cluster with the hand-over headers
+//! (`x-geomesh-replicate` for `&`; docs/replication.md): the filter applies
+//! it like any other verdict.
+//!
 //! Bodies are never touched: the filter implements no body callback, so
-//! uploads stream through.
+//! uploads stream through (a replicated 100 MB create included).
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -13,6 +13,10 @@
 //!   nothing in flight;
 //! * **transport**: client bytes go through the session into GMB/1 frames for the bridge, and
 //!   bridge frames through the session back to the client ([`geomesh_frame::Mux`]).
+//!
+//! README.md (beside this crate) says what happens at each end of a connection, which limits
+//! apply, which hostcalls can panic and why the `proxy_on_upstream_connection_close` export is
+//! masked.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::cell::{Cell, RefCell};
@@ -21,9 +25,10 @@ use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 use geomesh_core::{Config, ConfigError, Millis, RoutingTable, Session, WorkloadType};
-use geomesh_frame::Mux;
+use geomesh_frame::{Mux, MuxOutput};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext, StreamContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, PeerType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, PeerType};
 
 pub use proxy_wasm;
 
@@ -133,9 +138,12 @@ pub fn install<P: Protocol>() {
     });
 }
 
-fn now_ms(ctx: &dyn Context) -> Millis {
-    ctx.get_current_time()
-        .duration_since(UNIX_EPOCH)
+/// Wall-clock milliseconds (Proxy-Wasm has no monotonic clock; Envoy's `get_current_time`
+/// never fails).
+fn now_ms() -> Millis {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
@@ -149,11 +157,16 @@ impl<P: Protocol> Context for Root<P> {}
 
 impl<P: Protocol> RootContext for Root<P> {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let plugin = self
-            .get_property(vec!["plugin_name"])
+        // hostcalls, not the Context helpers: those unwrap the `Err` Envoy may return.
+        let plugin = hostcalls::get_property(vec!["plugin_name"])
+            .ok()
+            .flatten()
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_else(|| "geomesh".to_owned());
-        let text = self.get_plugin_configuration().unwrap_or_default();
+        let text = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let slot = slot::<P>(&plugin);
         let previous = slot.current();
         let generation = slot.generation.get() + 1;
@@ -190,6 +203,7 @@ impl<P: Protocol> RootContext for Root<P> {
             (Some(slot), Some(loaded)) => {
                 let label = format!("{}#{}", self.plugin, context_id);
                 Box::new(Stream::<P> {
+                    label: label.clone(),
                     session: P::new_session(&loaded),
                     mux: Mux::new(
                         &label,
@@ -208,6 +222,7 @@ impl<P: Protocol> RootContext for Root<P> {
 }
 
 struct Stream<P: Protocol> {
+    label: String,
     session: P::Session,
     mux: Mux,
     generation: u64,
@@ -230,6 +245,19 @@ impl<P: Protocol> Stream<P> {
 
 impl<P: Protocol> Context for Stream<P> {}
 
+impl<P: Protocol> Stream<P> {
+    /// Logs what the mux decided on its own, and closes the client when it asks.
+    fn finish(&mut self, out: &MuxOutput) {
+        if let Some(msg) = &out.log {
+            log::warn!("geomesh {}: {msg}", self.label);
+        }
+        if out.close_downstream {
+            // Deferred by Envoy to the end of this callback; always Ok for a network filter.
+            let _ = hostcalls::close_downstream();
+        }
+    }
+}
+
 impl<P: Protocol> StreamContext for Stream<P> {
     fn on_new_connection(&mut self) -> Action {
         Action::Continue
@@ -237,44 +265,47 @@ impl<P: Protocol> StreamContext for Stream<P> {
 
     fn on_downstream_data(&mut self, size: usize, end_of_stream: bool) -> Action {
         self.refresh();
-        let now = now_ms(self);
-        let data = if size > 0 {
-            self.get_downstream_data(0, size).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let frames = self.mux.on_downstream(&mut self.session, &data, now);
-        if end_of_stream {
-            self.mux.on_downstream_closed(&mut self.session, now);
+        let now = now_ms();
+        let data = read_buffer(BufferType::DownstreamData, size);
+        let out = self.mux.on_downstream(&mut self.session, &data, end_of_stream, now);
+        if size > 0 || !out.bytes.is_empty() {
+            write_buffer(BufferType::DownstreamData, size, &out.bytes);
         }
-        if size > 0 || !frames.is_empty() {
-            self.set_downstream_data(0, size, &frames);
-        }
+        self.finish(&out);
         Action::Continue
     }
 
     fn on_downstream_close(&mut self, _peer: PeerType) {
-        let now = now_ms(self);
-        self.mux.on_downstream_closed(&mut self.session, now);
+        self.mux.on_downstream_closed(&mut self.session, now_ms());
     }
 
     fn on_upstream_data(&mut self, size: usize, end_of_stream: bool) -> Action {
         self.refresh();
-        let now = now_ms(self);
-        let data = if size > 0 {
-            self.get_upstream_data(0, size).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let now = now_ms();
+        let data = read_buffer(BufferType::UpstreamData, size);
         let out = self.mux.on_upstream(&mut self.session, &data, end_of_stream, now);
         if size > 0 || !out.bytes.is_empty() {
-            self.set_upstream_data(0, size, &out.bytes);
+            write_buffer(BufferType::UpstreamData, size, &out.bytes);
         }
-        if out.close_downstream {
-            self.close_downstream();
-        }
+        self.finish(&out);
         Action::Continue
     }
+}
+
+/// The `size` bytes of the data buffer of this callback. `hostcalls::get_buffer` answers
+/// `NotFound` (no buffer) as `Ok(None)`; Envoy fails it otherwise only on a memory fault.
+fn read_buffer(buffer: BufferType, size: usize) -> Vec<u8> {
+    if size == 0 {
+        return Vec::new();
+    }
+    hostcalls::get_buffer(buffer, 0, size).ok().flatten().unwrap_or_default()
+}
+
+/// Replaces the `size` bytes of the data buffer of this callback with `bytes`. Envoy accepts
+/// (start 0, size = the whole buffer) in a data callback; anything else would be `BadArgument`,
+/// on which the SDK panics, so only this form is used.
+fn write_buffer(buffer: BufferType, size: usize, bytes: &[u8]) {
+    let _ = hostcalls::set_buffer(buffer, 0, size, bytes);
 }
 
 /// The stream of a plugin whose configuration was rejected: it closes the connection rather
@@ -286,13 +317,13 @@ impl Context for Unconfigured {}
 impl StreamContext for Unconfigured {
     fn on_new_connection(&mut self) -> Action {
         log::error!("geomesh: connection refused: the filter has no valid configuration");
-        self.close_downstream();
+        let _ = hostcalls::close_downstream();
         Action::Pause
     }
 
     fn on_downstream_data(&mut self, size: usize, _end_of_stream: bool) -> Action {
-        self.set_downstream_data(0, size, &[]);
-        self.close_downstream();
+        write_buffer(BufferType::DownstreamData, size, &[]);
+        let _ = hostcalls::close_downstream();
         Action::Pause
     }
 }

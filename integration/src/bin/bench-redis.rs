@@ -8,9 +8,16 @@
 //! * **geomesh**: Envoy + `geomesh_filter_redis.wasm` (V8) + `geomesh-bridge`, a hash route over
 //!   shards A and B.
 //!
-//! Reports requests/s, p50/p99 (redis-benchmark's `--csv`) and the CPU seconds Envoy and the
-//! bridge spent per 1000 requests (`/proc/<pid>/stat`, before and after each run), and writes
-//! the table to `integration/benches/results/redis-<date>.md`.
+//! Reports requests/s, p50/p99 (redis-benchmark's `--csv`) and the CPU time per request of
+//! every process on the path: redis-benchmark (`getrusage(RUSAGE_CHILDREN)`), Envoy, the bridge
+//! and the two redis-servers (`/proc/<pid>/stat`, before and after each run), and writes the
+//! table to `integration/benches/results/redis-<date>.md` (keeping a `## Analysis` section
+//! already in that file).
+//!
+//! Options for the investigation of where the time goes: `--bridge-threads N` (default 1),
+//! `--pin envoy:0,bridge:1,redis:1,client:0` (taskset CPU lists per process kind),
+//! `--keyspace N` (`-r N`, 0 = no `-r`), `--workloads ...,MSETB` (redis-benchmark's own
+//! `-t mset`: ten times the same key placeholder), `--tcp-bridge`, `--perf`.
 //!
 //! ```text
 //! scripts/build-wasm.sh geomesh-filter-redis
@@ -41,8 +48,18 @@ const REDIS_PROXY_TYPE: &str =
 struct Path {
     name: &'static str,
     port: u16,
-    /// Processes whose CPU time counts (Envoy, bridge).
+    /// The proxy's processes (Envoy, then the bridge).
     pids: Vec<u32>,
+}
+
+/// What a run measures besides the path's own processes.
+struct Probe {
+    /// The redis-servers (shard A, shard B).
+    redis: Vec<u32>,
+    /// `-r N` (0 = none).
+    keyspace: u64,
+    /// taskset CPU list for redis-benchmark.
+    client_cpus: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +74,21 @@ struct Row {
     cpu: Option<f64>,
     /// The same, per process (Envoy first).
     cpu_split: Vec<f64>,
+    /// CPU seconds per 1000 requests of redis-benchmark, and of both redis-servers.
+    client_cpu: f64,
+    redis_cpu: f64,
+}
+
+/// user+system seconds of the children waited for so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct we pass; it is plain data.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, a valid pointer to a rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
 
 fn ticks(pid: u32) -> Result<u64> {
@@ -85,6 +117,8 @@ fn workload_args(w: &str) -> Vec<String> {
     match w {
         "SET" => vec!["-t".into(), "set".into()],
         "GET" => vec!["-t".into(), "get".into()],
+        // redis-benchmark's own MSET test: ten times `key:__rand_int__` (one key without -r).
+        "MSETB" => vec!["-t".into(), "mset".into()],
         "MSET" => {
             let mut v = vec!["MSET".to_owned()];
             for i in 1..=10 {
@@ -105,29 +139,43 @@ fn workload_args(w: &str) -> Vec<String> {
 
 fn run_benchmark(
     path: &Path,
+    probe: &Probe,
     workload: &'static str,
     pipeline: u32,
     requests: u64,
     clients: u32,
 ) -> Result<Row> {
     let before: Vec<u64> = path.pids.iter().map(|p| ticks(*p).unwrap_or(0)).collect();
-    let out = Command::new(system_bin("redis-benchmark")?)
-        .args(["-h", "127.0.0.1", "-p", &path.port.to_string()])
+    let redis_before: u64 = probe.redis.iter().map(|p| ticks(*p).unwrap_or(0)).sum();
+    let client_before = children_cpu();
+    let mut cmd = match &probe.client_cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus]).arg(system_bin("redis-benchmark")?);
+            c
+        }
+        None => Command::new(system_bin("redis-benchmark")?),
+    };
+    cmd.args(["-h", "127.0.0.1", "-p", &path.port.to_string()])
         .args([
             "-c",
             &clients.to_string(),
             "-n",
             &requests.to_string(),
-            "-r",
-            "1000",
             "-P",
             &pipeline.to_string(),
             "--csv",
-        ])
+        ]);
+    if probe.keyspace > 0 {
+        cmd.args(["-r", &probe.keyspace.to_string()]);
+    }
+    let out = cmd
         .args(workload_args(workload))
         .output()
         .context("run redis-benchmark")?;
+    let client_cpu = children_cpu() - client_before;
     let after: Vec<u64> = path.pids.iter().map(|p| ticks(*p).unwrap_or(0)).collect();
+    let redis_after: u64 = probe.redis.iter().map(|p| ticks(*p).unwrap_or(0)).sum();
     let per_k = |t: u64| t as f64 / clk_tck() / (requests as f64 / 1000.0);
     let cpu_split: Vec<f64> = before
         .iter()
@@ -163,7 +211,21 @@ fn run_benchmark(
         p99: num(6)?,
         cpu,
         cpu_split,
+        client_cpu: client_cpu / (requests as f64 / 1000.0),
+        redis_cpu: per_k(redis_after.saturating_sub(redis_before)),
     })
+}
+
+/// `taskset -a -pc cpus pid` (every thread of the process).
+fn pin(pid: u32, cpus: &str) -> Result<()> {
+    let out = Command::new("taskset")
+        .args(["-a", "-pc", cpus, &pid.to_string()])
+        .output()
+        .context("run taskset")?;
+    if !out.status.success() {
+        bail!("taskset {cpus} {pid}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// Both shards get some of 10 keys written through `port`.
@@ -233,6 +295,9 @@ fn main() -> Result<()> {
     let mut only_workloads: Vec<String> = Vec::new();
     let mut perf = false;
     let mut unix = true;
+    let mut bridge_threads: usize = 1;
+    let mut pins: Vec<(String, String)> = Vec::new();
+    let mut keyspace: u64 = 1000;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -243,9 +308,18 @@ fn main() -> Result<()> {
             "--workloads" => only_workloads = args.next().context("--workloads A,B")?.split(',').map(str::to_owned).collect(),
             "--perf" => perf = true,
             "--tcp-bridge" => unix = false,
+            "--bridge-threads" => bridge_threads = args.next().context("--bridge-threads N")?.parse()?,
+            "--keyspace" => keyspace = args.next().context("--keyspace N")?.parse()?,
+            "--pin" => {
+                for p in args.next().context("--pin envoy:0,bridge:1,redis:1,client:0")?.split(',') {
+                    let (who, cpus) = p.split_once(':').context("--pin KIND:CPUS,...")?;
+                    pins.push((who.to_owned(), cpus.to_owned()));
+                }
+            }
             other => bail!(
                 "unknown argument {other} (--requests N, --clients N, --out FILE, --paths direct,tcp_proxy,native,geomesh, \
-                 --workloads SET,GET,MSET,MGET, --perf: perf record Envoy and the bridge during the geomesh runs)"
+                 --workloads SET,GET,MSET,MGET[,MSETB], --perf: perf record Envoy and the bridge during the geomesh runs, \
+                 --tcp-bridge, --bridge-threads N, --keyspace N, --pin envoy:0,bridge:1,redis:1,client:0)"
             ),
         }
     }
@@ -257,11 +331,12 @@ fn main() -> Result<()> {
     } else {
         "127.0.0.1:0".to_owned()
     };
-    let bridge = Bridge::start_on(
+    let bridge = Bridge::start_on_threads(
         &dir,
         "bridge",
         &listen,
         &[("shard_a", a.port), ("shard_b", b.port)],
+        bridge_threads,
     )?;
 
     let (tcp_port, native_port, ours_port) = (free_port()?, free_port()?, free_port()?);
@@ -311,6 +386,24 @@ fn main() -> Result<()> {
         geomesh_integration::wait_tcp(p, Duration::from_secs(20))?;
     }
     let envoy_pid = envoy.proc().pid();
+    let mut client_cpus = None;
+    for (who, cpus) in &pins {
+        match who.as_str() {
+            "envoy" => pin(envoy_pid, cpus)?,
+            "bridge" => pin(bridge.proc.pid(), cpus)?,
+            "redis" => {
+                pin(a.proc.pid(), cpus)?;
+                pin(b.proc.pid(), cpus)?;
+            }
+            "client" => client_cpus = Some(cpus.clone()),
+            other => bail!("--pin: unknown process kind {other} (envoy, bridge, redis, client)"),
+        }
+    }
+    let probe = Probe {
+        redis: vec![a.proc.pid(), b.proc.pid()],
+        keyspace,
+        client_cpus,
+    };
     let native_split = check_spread(native_port, &a, &b)?;
     let ours_split = check_spread(ours_port, &a, &b)?;
     eprintln!("10 keys: native ring hash {native_split:?}, geomesh {ours_split:?}");
@@ -339,11 +432,12 @@ fn main() -> Result<()> {
     ];
     // Warm-up (V8 tiers up, connections and caches settle).
     for p in &paths {
-        run_benchmark(p, "SET", 1, 20_000, clients)?;
+        run_benchmark(p, &probe, "SET", 1, 20_000, clients)?;
     }
     let mut rows = Vec::new();
-    for workload in ["SET", "GET", "MSET", "MGET"] {
-        if !only_workloads.is_empty() && !only_workloads.iter().any(|w| w == workload) {
+    for workload in ["SET", "GET", "MSET", "MGET", "MSETB"] {
+        let asked = only_workloads.iter().any(|w| w == workload);
+        if (!only_workloads.is_empty() || workload == "MSETB") && !asked {
             continue;
         }
         for pipeline in [1, 16] {
@@ -373,7 +467,7 @@ fn main() -> Result<()> {
                 } else {
                     None
                 };
-                let r = run_benchmark(p, workload, pipeline, requests, clients)?;
+                let r = run_benchmark(p, &probe, workload, pipeline, requests, clients)?;
                 if let Some(mut rec) = recorder {
                     // SAFETY: kill(2) on the child we spawned; no memory is involved.
                     unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGINT) };
@@ -381,17 +475,16 @@ fn main() -> Result<()> {
                     dir.keep();
                 }
                 eprintln!(
-                    "{:5} P{:<2} {:10} {:>10.0} req/s  p50 {:.3}  p99 {:.3}  cpu/1k {} {:?}",
+                    "{:5} P{:<2} {:10} {:>10.0} req/s  p50 {:.3}  p99 {:.3}  µs/req: client {:.1} proxy {:?} redis {:.1}",
                     r.workload,
                     r.pipeline,
                     r.path,
                     r.rps,
                     r.p50,
                     r.p99,
-                    r.cpu
-                        .map(|c| format!("{c:.3}"))
-                        .unwrap_or_else(|| "-".into()),
-                    r.cpu_split
+                    r.client_cpu * 1000.0,
+                    r.cpu_split.iter().map(|c| (c * 10000.0).round() / 10.0).collect::<Vec<_>>(),
+                    r.redis_cpu * 1000.0,
                 );
                 rows.push(r);
             }
@@ -408,7 +501,7 @@ fn main() -> Result<()> {
             if !only_paths.is_empty() && !only_paths.iter().any(|w| w == p.name) {
                 continue;
             }
-            let r = run_benchmark(p, workload, 1, (requests / 5).max(1000), 1)?;
+            let r = run_benchmark(p, &probe, workload, 1, (requests / 5).max(1000), 1)?;
             eprintln!(
                 "{:5} -c 1 {:10} {:>8.0} req/s  p50 {:.3}  p99 {:.3}",
                 r.workload, r.path, r.rps, r.p50, r.p99
@@ -437,22 +530,40 @@ fn main() -> Result<()> {
         version(&envoy_bin()?, "--version"),
         version(&system_bin("redis-server")?, "--version")
     )?;
+    let rflag = if keyspace > 0 {
+        format!(" -r {keyspace}")
+    } else {
+        String::new()
+    };
+    let pinned = if pins.is_empty() {
+        "none".to_owned()
+    } else {
+        pins.iter()
+            .map(|(w, c)| format!("{w}:{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     writeln!(
         md,
-        "Load: `redis-benchmark -c {clients} -n {requests} -r 1000 [-P 16] --csv`; MSET/MGET of 10 keys `k1:__rand_int__` .. `k10:__rand_int__` \
-         (10 fixed keys split {native_split:?} over shards A/B by the native ring hash, {ours_split:?} by geomesh's hash route). \
-         CPU = user+system seconds of Envoy (+ geomesh-bridge for geomesh) per 1000 requests, from /proc/<pid>/stat. \
-         Command: `cargo run --release -p geomesh-integration --bin bench-redis`.\n"
+        "Load: `redis-benchmark -c {clients} -n {requests}{rflag} [-P 16] --csv`; MSET/MGET of 10 keys `k1:__rand_int__` .. `k10:__rand_int__` \
+         (random keys: each request spreads its 10 keys over both shards; 10 fixed keys split {native_split:?} over shards A/B by the native \
+         ring hash, {ours_split:?} by geomesh's hash route). Envoy->bridge: {}; bridge: `--threads {bridge_threads}`; CPU pinning: {pinned}.  \n\
+         CPU columns: user+system µs per request of each process (redis-benchmark from getrusage, the others from /proc/<pid>/stat; \
+         redis = both redis-servers). On this 2-CPU machine, when saturated, requests/s ~ 2 s / (total µs per request). \
+         Command: `cargo run --release -p geomesh-integration --bin bench-redis`.\n",
+        if unix { "Unix socket" } else { "TCP" }
     )?;
-    writeln!(md, "| workload | pipeline | path | requests/s | p50 ms | p99 ms | CPU s / 1000 req | of which bridge | vs native |")?;
-    writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(md, "| workload | pipeline | path | requests/s | p50 ms | p99 ms | client µs | Envoy µs | bridge µs | redis µs | total µs | vs native |")?;
+    writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for r in &rows {
         let vs = find(r.workload, r.pipeline, "native")
             .map(|n| format!("{:.2}x", r.rps / n.rps))
             .unwrap_or_default();
+        let us = |v: Option<f64>| v.map(|c| format!("{:.1}", c * 1000.0)).unwrap_or_else(|| "-".into());
+        let total = r.client_cpu + r.redis_cpu + r.cpu.unwrap_or(0.0);
         writeln!(
             md,
-            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} |",
             r.workload,
             if r.pipeline == 1 {
                 "none".to_owned()
@@ -463,13 +574,11 @@ fn main() -> Result<()> {
             r.rps,
             r.p50,
             r.p99,
-            r.cpu
-                .map(|c| format!("{c:.4}"))
-                .unwrap_or_else(|| "-".into()),
-            r.cpu_split
-                .get(1)
-                .map(|c| format!("{c:.4}"))
-                .unwrap_or_else(|| "-".into()),
+            us(Some(r.client_cpu)),
+            us(r.cpu_split.first().copied()),
+            us(r.cpu_split.get(1).copied()),
+            us(Some(r.redis_cpu)),
+            us(Some(total)),
             vs
         )?;
     }
@@ -529,6 +638,12 @@ fn main() -> Result<()> {
         Some(f) => std::path::PathBuf::from(f),
         None => repo_root().join(format!("integration/benches/results/redis-{date}.md")),
     };
+    // An analysis written under the table survives a new run.
+    if let Ok(old) = std::fs::read_to_string(&out) {
+        if let Some(i) = old.find("\n## Analysis") {
+            md.push_str(&old[i..]);
+        }
+    }
     if let Some(d) = out.parent() {
         std::fs::create_dir_all(d)?;
     }

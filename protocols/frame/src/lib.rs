@@ -10,7 +10,7 @@
 
 mod mux;
 
-pub use mux::{Mux, MuxOutput};
+pub use mux::{Mux, MuxLimits, MuxOutput};
 
 use std::fmt;
 

@@ -1,36 +1,89 @@
 //! Drives a [`Session`] over one GMB/1 connection, without IO.
 //!
-//! The filter shell calls [`Mux::on_downstream`] with the client's bytes and puts what it
-//! returns in their place (frames for the bridge); it calls [`Mux::on_upstream`] with the
-//! bridge's bytes and puts what it returns in their place (bytes for the client). Everything
-//! else (channels per cluster, `HELLO`, `WAKE` for local replies and deadlines, `CLOSED`) is
-//! handled here, so it is tested natively.
+//! The filter shell calls [`Mux::on_downstream`] with the client's bytes and puts the frames it
+//! returns in their place (towards the bridge); it calls [`Mux::on_upstream`] with the bridge's
+//! bytes and puts what it returns in their place (towards the client). Everything else
+//! (channels per cluster, `HELLO`, `WAKE` for local replies and deadlines, `CLOSED`, when the
+//! client may be closed, how much may wait in memory) is decided here, so it is tested natively
+//! and fuzzed (`fuzz/fuzz_targets/mux_session.rs`).
+//!
+//! Rules the shell relies on (filters/shell/README.md says why):
+//! * bytes for the client only ever come out of [`Mux::on_upstream`];
+//! * a [`MuxOutput`] never asks to close the client in the same callback as it carries bytes
+//!   for the client that were due before the close (Envoy would close the socket before they
+//!   are written), except when [`MuxOutput::log`] says the close is forced;
+//! * it never asks to close in a callback that has `end_of_stream` from the bridge: `tcp_proxy`
+//!   closes the client after writing the bytes (and Envoy would call
+//!   `proxy_on_upstream_connection_close` on the deleted context);
+//! * every buffer is bounded ([`MuxLimits`]); a limit hit fails the connection with a reason.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use geomesh_core::{Action, ClusterId, Millis, RoutingTable, Session, UpstreamFailure, UpstreamFailureKind};
 
 use crate::{
-    encode_close, encode_data, encode_hello, encode_open, encode_wake, parse_wake_reply, split_frame, Closed, Kind,
+    encode_close, encode_data, encode_hello, encode_open, encode_wake, parse_wake_reply, split_frame, Closed, FrameRef,
+    Header, Kind, HEADER_LEN, MAX_PAYLOAD,
 };
 
 /// Token of the `WAKE` that only asks for an upstream callback (to deliver local replies).
 const FLUSH_TOKEN: u64 = 0;
-/// Token of the `WAKE` after which the client connection is closed. Envoy closes a connection
-/// asked to close during a write callback before that callback's bytes reach the socket, so the
-/// close waits for a later callback.
-const CLOSE_TOKEN: u64 = u64::MAX;
-/// How long after the flush the close comes.
+/// Token of the first `WAKE` after which the client connection is closed. Envoy closes a
+/// connection asked to close during a write callback before that callback's bytes reach the
+/// socket, so the close waits for a callback after the one that carried the last replies.
+const CLOSE_TOKEN: u64 = u64::MAX - 1;
+/// Token of the last close `WAKE`: if the first one came in the same callback as the flush
+/// (Envoy read both at once), this one closes, whatever that callback carries.
+const CLOSE_LAST_TOKEN: u64 = u64::MAX;
+/// Timer tokens are `at + 1`, clamped below the close tokens.
+const MAX_TIMER_TOKEN: u64 = u64::MAX - 2;
+/// How long after the flush the first close comes.
 const CLOSE_DELAY_MS: u32 = 20;
+/// How long after the flush the last close comes.
+const CLOSE_LAST_DELAY_MS: u32 = 500;
+/// Capacity kept for the partial-frame buffer between bridge callbacks.
+const INBUF_KEEP: usize = 64 << 10;
 
-/// What a bridge connection did to the mux, for the shell to act on.
+/// How much one connection may hold in the filter (Wasm memory is shared by every connection of
+/// a worker, and a panic on allocation failure kills them all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MuxLimits {
+    /// Bytes for the client waiting for an upstream callback (local replies between a client
+    /// callback and the flush `WAKE`'s answer). More means the client sends without reading
+    /// (Envoy stops reading the bridge while the client's socket is full): the client is closed.
+    pub max_client_backlog: usize,
+    /// Frames for the bridge produced outside client callbacks (sends from bridge callbacks or
+    /// timers) waiting for the next client bytes. More fails the connection.
+    pub max_bridge_backlog: usize,
+    /// Channels open or waiting for their `CLOSED` (at most 65535). More fails the connection.
+    pub max_channels: usize,
+    /// Timer `WAKE`s in flight (equal deadlines share one). More fails the connection (the
+    /// bridge's own limit, `defaults.max_timers`, would end it with `ERROR` anyway).
+    pub max_timers: usize,
+}
+
+impl Default for MuxLimits {
+    fn default() -> Self {
+        Self {
+            max_client_backlog: 8 << 20,
+            max_bridge_backlog: 8 << 20,
+            max_channels: 4096,
+            max_timers: 4096,
+        }
+    }
+}
+
+/// What the mux asks of the shell after one callback.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct MuxOutput {
-    /// Bytes to put in place of the bytes handled.
+    /// Bytes to put in place of the bytes handled: frames for the bridge from
+    /// [`Mux::on_downstream`], bytes for the client from [`Mux::on_upstream`].
     pub bytes: Vec<u8>,
-    /// Close the client connection now (the bytes of earlier callbacks have been written).
+    /// Close the client connection now.
     pub close_downstream: bool,
+    /// Why the connection failed or is closed, when the mux decided it (for the shell's log).
+    pub log: Option<String>,
 }
 
 /// See the module documentation.
@@ -40,22 +93,37 @@ pub struct Mux {
     table: Rc<RoutingTable>,
     reply_timeout_ms: u32,
     connect_timeout_ms: u32,
+    limits: MuxLimits,
     hello_sent: bool,
     by_cluster: HashMap<ClusterId, u16>,
     /// Open channels, and channels closed by us that wait for `CLOSED` (`None`).
     by_chan: HashMap<u16, Option<ClusterId>>,
     next_chan: u16,
+    /// The start of a bridge frame that came in pieces (never more than one frame).
     inbuf: Vec<u8>,
     to_bridge: Vec<u8>,
     to_client: Vec<u8>,
     flush_pending: bool,
-    /// The session asked to close the client connection.
+    /// Tokens of the timer `WAKE`s in flight.
+    timers: HashSet<u64>,
+    /// The session asked to close the client, or the connection failed.
     close_requested: bool,
-    /// A `WAKE(CLOSE_TOKEN)` is on its way.
+    /// The close `WAKE`s are on their way.
     close_armed: bool,
-    /// Close in this callback.
-    close_now: bool,
-    dead: bool,
+    /// The last close `WAKE` came back.
+    close_forced: bool,
+    /// The connection failed: the session was told, no channel opens any more.
+    failed: bool,
+    /// The bridge's byte stream is unusable (malformed, `ERROR`, or ended): not read any more.
+    broken: bool,
+    /// The client was told to close, or is gone: nothing more reaches it.
+    closed: bool,
+    /// The session was told the client closed its side.
+    downstream_ended: bool,
+    /// Callbacks so far, and the last one that carried bytes for the client.
+    calls: u64,
+    last_output_call: u64,
+    log: Option<String>,
     actions: Vec<Action>,
     /// (channel, start of the `DATA` frame at the end of `to_bridge`): consecutive sends to one
     /// cluster share one frame.
@@ -72,6 +140,7 @@ impl Mux {
             table,
             reply_timeout_ms,
             connect_timeout_ms,
+            limits: MuxLimits::default(),
             hello_sent: false,
             by_cluster: HashMap::new(),
             by_chan: HashMap::new(),
@@ -80,13 +149,29 @@ impl Mux {
             to_bridge: Vec::new(),
             to_client: Vec::new(),
             flush_pending: false,
+            timers: HashSet::new(),
             close_requested: false,
             close_armed: false,
-            close_now: false,
-            dead: false,
+            close_forced: false,
+            failed: false,
+            broken: false,
+            closed: false,
+            downstream_ended: false,
+            calls: 0,
+            last_output_call: 0,
+            log: None,
             actions: Vec::new(),
             open_data: None,
         }
+    }
+
+    /// Other limits than [`MuxLimits::default`].
+    pub fn with_limits(mut self, limits: MuxLimits) -> Self {
+        self.limits = MuxLimits {
+            max_channels: limits.max_channels.clamp(1, usize::from(u16::MAX)),
+            ..limits
+        };
+        self
     }
 
     /// A new routing table: cluster ids stay valid (see [`RoutingTable::succeed`]), so only
@@ -95,124 +180,282 @@ impl Mux {
         self.table = table;
     }
 
-    /// The client sent `data`. Returns the frames to send to the bridge in their place.
-    pub fn on_downstream<S: Session>(&mut self, session: &mut S, data: &[u8], now: Millis) -> Vec<u8> {
+    /// Bytes held by the mux (partial bridge frame, replies and frames waiting for a callback).
+    pub fn buffered(&self) -> usize {
+        self.inbuf.len() + self.to_client.len() + self.to_bridge.len()
+    }
+
+    /// True once the mux asked to close the client, or was told it is gone.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The client sent `data` (`end_of_stream`: and closed its side). Returns the frames to
+    /// send to the bridge in their place; it may ask to close the client (never with bytes
+    /// due to it still held here, unless forced: see [`MuxOutput::log`]).
+    pub fn on_downstream<S: Session>(&mut self, session: &mut S, data: &[u8], end_of_stream: bool, now: Millis) -> MuxOutput {
+        self.calls += 1;
         if !self.hello_sent {
-            let mut hello = Vec::with_capacity(16 + self.label.len());
+            let mut hello = Vec::with_capacity(16 + self.label.len() + self.to_bridge.len());
             encode_hello(&mut hello, &self.label);
-            // Frames queued before the first client bytes (none today) stay after HELLO.
+            // Frames queued before the first client bytes stay after HELLO.
             hello.append(&mut self.to_bridge);
             self.to_bridge = hello;
             self.hello_sent = true;
-        }
-        if self.dead {
-            return std::mem::take(&mut self.to_bridge);
+            self.open_data = None;
         }
         let mut actions = std::mem::take(&mut self.actions);
-        session.on_downstream(data, now, &mut actions);
-        self.apply(&mut actions, now);
+        if !self.closed && !self.failed && !data.is_empty() {
+            session.on_downstream(data, now, &mut actions);
+            self.apply(session, &mut actions, now);
+        }
+        if end_of_stream && !self.closed && !self.downstream_ended {
+            self.downstream_ended = true;
+            session.on_downstream_closed(now, &mut actions);
+            self.apply(session, &mut actions, now);
+        }
         self.actions = actions;
-        if (!self.to_client.is_empty() || self.close_requested) && !self.flush_pending {
-            encode_wake(&mut self.to_bridge, FLUSH_TOKEN, 0);
-            self.flush_pending = true;
-        }
-        if self.close_requested && !self.close_armed {
-            encode_wake(&mut self.to_bridge, CLOSE_TOKEN, CLOSE_DELAY_MS);
-            self.close_armed = true;
-        }
-        self.open_data = None;
-        std::mem::take(&mut self.to_bridge)
-    }
-
-    /// The client closed its side.
-    pub fn on_downstream_closed<S: Session>(&mut self, session: &mut S, now: Millis) {
-        let mut actions = std::mem::take(&mut self.actions);
-        session.on_downstream_closed(now, &mut actions);
-        self.apply(&mut actions, now);
-        self.actions = actions;
-    }
-
-    /// The bridge sent `data` (`end_of_stream`: and closed). Returns the bytes for the client.
-    pub fn on_upstream<S: Session>(&mut self, session: &mut S, data: &[u8], end_of_stream: bool, now: Millis) -> MuxOutput {
-        self.inbuf.extend_from_slice(data);
-        let mut actions = std::mem::take(&mut self.actions);
-        let mut consumed = 0;
-        while !self.dead {
-            let rest = self.inbuf.get(consumed..).unwrap_or_default();
-            match split_frame(rest) {
-                Ok(Some((frame, n))) => {
-                    consumed += n;
-                    match frame.kind {
-                        Kind::BridgeData => {
-                            if let Some(Some(cluster)) = self.by_chan.get(&frame.chan) {
-                                session.on_upstream(*cluster, frame.payload, now, &mut actions);
-                            }
-                        }
-                        Kind::Closed => {
-                            let closed = Closed::parse(frame.payload).unwrap_or(Closed {
-                                code: crate::CloseCode::Io,
-                                message: "",
-                            });
-                            let failure = UpstreamFailure {
-                                kind: closed.code.failure_kind(),
-                                message: closed.message.to_owned(),
-                            };
-                            if let Some(Some(cluster)) = self.by_chan.remove(&frame.chan) {
-                                if self.by_cluster.get(&cluster) == Some(&frame.chan) {
-                                    self.by_cluster.remove(&cluster);
-                                }
-                                session.on_upstream_closed(cluster, &failure, now, &mut actions);
-                            }
-                        }
-                        Kind::WakeReply => match parse_wake_reply(frame.payload) {
-                            Ok(FLUSH_TOKEN) => self.flush_pending = false,
-                            Ok(CLOSE_TOKEN) => self.close_now = true,
-                            Ok(_) => session.on_timeout(now, &mut actions),
-                            Err(e) => self.fail_all(session, &format!("bridge: {e}"), now, &mut actions),
-                        },
-                        Kind::Error => {
-                            let msg = String::from_utf8_lossy(frame.payload).into_owned();
-                            self.fail_all(session, &format!("bridge: {msg}"), now, &mut actions);
-                        }
-                        other => {
-                            let msg = format!("bridge sent a {other:?} frame, which only filters send");
-                            self.fail_all(session, &msg, now, &mut actions);
-                        }
-                    }
-                    self.apply(&mut actions, now);
+        let mut close = false;
+        if !self.closed {
+            if self.to_client.len() > self.limits.max_client_backlog {
+                self.set_log(format!(
+                    "closing the client: it sends without reading its replies ({} bytes of replies waiting, limit {})",
+                    self.to_client.len(),
+                    self.limits.max_client_backlog
+                ));
+                close = true;
+            } else if self.close_requested && self.to_client.is_empty() {
+                // Earlier replies went out in earlier (upstream) callbacks and sit in Envoy's
+                // write buffer, which a close from a read callback flushes.
+                close = true;
+            } else {
+                if !self.to_client.is_empty() && !self.flush_pending {
+                    encode_wake(&mut self.to_bridge, FLUSH_TOKEN, 0);
+                    self.flush_pending = true;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    self.fail_all(session, &format!("bridge: {e}"), now, &mut actions);
-                    self.apply(&mut actions, now);
+                if self.close_requested && !self.close_armed {
+                    encode_wake(&mut self.to_bridge, CLOSE_TOKEN, CLOSE_DELAY_MS);
+                    encode_wake(&mut self.to_bridge, CLOSE_LAST_TOKEN, CLOSE_LAST_DELAY_MS);
+                    self.close_armed = true;
                 }
             }
         }
-        if consumed > 0 {
-            self.inbuf.drain(..consumed.min(self.inbuf.len()));
+        if close {
+            self.closed = true;
+            self.to_client = Vec::new();
         }
-        if end_of_stream && !self.dead {
-            self.fail_all(session, "bridge closed the connection", now, &mut actions);
-            self.apply(&mut actions, now);
-        }
-        self.actions = actions;
-        // A close asked for while handling bridge bytes cannot be delayed (no WAKE can be sent
-        // from here); it only happens when the bridge connection itself is gone, and then
-        // Envoy's tcp_proxy closes the client after flushing anyway.
-        if self.close_requested && !self.close_armed {
-            self.close_now = true;
-        }
+        self.open_data = None;
         MuxOutput {
-            bytes: std::mem::take(&mut self.to_client),
-            close_downstream: self.close_now,
+            bytes: std::mem::take(&mut self.to_bridge),
+            close_downstream: close,
+            log: self.log.take(),
         }
     }
 
-    /// The bridge connection is unusable: every channel fails, and the client is closed after
-    /// whatever the session answers.
-    fn fail_all<S: Session>(&mut self, session: &mut S, message: &str, now: Millis, actions: &mut Vec<Action>) {
-        self.dead = true;
-        self.inbuf.clear();
+    /// The client connection is gone (both directions): nothing can reach it or the bridge any
+    /// more. The session is told, once.
+    pub fn on_downstream_closed<S: Session>(&mut self, session: &mut S, now: Millis) {
+        if !self.downstream_ended {
+            self.downstream_ended = true;
+            let mut actions = std::mem::take(&mut self.actions);
+            session.on_downstream_closed(now, &mut actions);
+            actions.clear();
+            self.actions = actions;
+        }
+        self.closed = true;
+        self.to_client = Vec::new();
+        self.to_bridge = Vec::new();
+        self.inbuf = Vec::new();
+        self.open_data = None;
+    }
+
+    /// The bridge sent `data` (`end_of_stream`: and closed its side). Returns the bytes for the
+    /// client; it may ask to close the client (never together with bytes that were due before
+    /// the close, unless forced, and never with `end_of_stream`).
+    pub fn on_upstream<S: Session>(&mut self, session: &mut S, data: &[u8], end_of_stream: bool, now: Millis) -> MuxOutput {
+        self.calls += 1;
+        let mut actions = std::mem::take(&mut self.actions);
+        if !self.closed && !self.broken {
+            self.read_frames(session, data, now, &mut actions);
+        }
+        if end_of_stream && !self.broken {
+            self.broken = true;
+            self.inbuf = Vec::new();
+            if !self.closed {
+                // After the client's own FIN (which the bridge answers by closing) this is how
+                // every connection ends: not worth a log line.
+                let log = !self.downstream_ended;
+                self.fail_all(session, "the bridge closed the connection", log, now, &mut actions);
+            }
+        }
+        if self.to_bridge.len() > self.limits.max_bridge_backlog && !self.closed {
+            let msg = format!(
+                "{} bytes for the bridge wait for the client's next bytes (limit {})",
+                self.to_bridge.len(),
+                self.limits.max_bridge_backlog
+            );
+            self.to_bridge = Vec::new();
+            self.open_data = None;
+            self.fail_all(session, &msg, true, now, &mut actions);
+        }
+        self.actions = actions;
+        let bytes = if self.closed {
+            self.to_client = Vec::new();
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.to_client)
+        };
+        if !bytes.is_empty() {
+            self.last_output_call = self.calls;
+        }
+        let mut close = false;
+        // With end_of_stream, tcp_proxy closes the client after writing these bytes.
+        if !self.closed && !end_of_stream && self.close_requested {
+            if self.last_output_call < self.calls {
+                close = true;
+            } else if self.close_forced {
+                self.set_log(format!(
+                    "closing the client {} ms after the flush with {} bytes of replies unsent (Envoy delivered the close wake late)",
+                    CLOSE_LAST_DELAY_MS,
+                    bytes.len()
+                ));
+                close = true;
+            }
+        }
+        if close {
+            self.closed = true;
+        }
+        MuxOutput {
+            bytes,
+            close_downstream: close,
+            log: self.log.take(),
+        }
+    }
+
+    fn set_log(&mut self, msg: String) {
+        if self.log.is_none() {
+            self.log = Some(msg);
+        }
+    }
+
+    /// Handles the complete frames of `inbuf` + `data`, keeping a partial frame for later.
+    /// Bytes are copied into `inbuf` only while a frame is incomplete.
+    fn read_frames<S: Session>(&mut self, session: &mut S, data: &[u8], now: Millis, actions: &mut Vec<Action>) {
+        let mut rest = data;
+        // First complete the frame started in an earlier callback, taking no more than it needs.
+        while !self.inbuf.is_empty() && !self.broken {
+            let need = match Header::parse(&self.inbuf) {
+                Ok(None) => HEADER_LEN.saturating_sub(self.inbuf.len()),
+                Ok(Some(h)) => (HEADER_LEN + h.len).saturating_sub(self.inbuf.len()),
+                Err(e) => {
+                    self.stream_error(session, &format!("bridge: {e}"), now, actions);
+                    return;
+                }
+            };
+            if need == 0 {
+                let buf = std::mem::take(&mut self.inbuf);
+                match split_frame(&buf) {
+                    Ok(Some((frame, _))) => self.on_frame(session, frame, now, actions),
+                    // Cannot happen: the header said the frame is complete.
+                    Ok(None) => {}
+                    Err(e) => self.stream_error(session, &format!("bridge: {e}"), now, actions),
+                }
+                if buf.capacity() <= INBUF_KEEP && !self.broken {
+                    self.inbuf = buf;
+                    self.inbuf.clear();
+                }
+                break;
+            }
+            let (head, tail) = rest.split_at(need.min(rest.len()));
+            self.inbuf.extend_from_slice(head);
+            rest = tail;
+            if rest.is_empty() && head.len() < need {
+                return;
+            }
+        }
+        let mut pos = 0;
+        while !self.broken {
+            match split_frame(rest.get(pos..).unwrap_or_default()) {
+                Ok(Some((frame, n))) => {
+                    pos += n;
+                    self.on_frame(session, frame, now, actions);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.stream_error(session, &format!("bridge: {e}"), now, actions);
+                    return;
+                }
+            }
+        }
+        if !self.broken {
+            self.inbuf.extend_from_slice(rest.get(pos..).unwrap_or_default());
+        }
+    }
+
+    fn on_frame<S: Session>(&mut self, session: &mut S, frame: FrameRef<'_>, now: Millis, actions: &mut Vec<Action>) {
+        match frame.kind {
+            Kind::BridgeData => {
+                if let Some(Some(cluster)) = self.by_chan.get(&frame.chan) {
+                    session.on_upstream(*cluster, frame.payload, now, actions);
+                }
+            }
+            Kind::Closed => {
+                if let Some(Some(cluster)) = self.by_chan.remove(&frame.chan) {
+                    if self.by_cluster.get(&cluster) == Some(&frame.chan) {
+                        self.by_cluster.remove(&cluster);
+                    }
+                    let closed = Closed::parse(frame.payload).unwrap_or(Closed {
+                        code: crate::CloseCode::Io,
+                        message: "",
+                    });
+                    let failure = UpstreamFailure {
+                        kind: closed.code.failure_kind(),
+                        message: closed.message.to_owned(),
+                    };
+                    session.on_upstream_closed(cluster, &failure, now, actions);
+                }
+            }
+            Kind::WakeReply => match parse_wake_reply(frame.payload) {
+                Ok(FLUSH_TOKEN) => self.flush_pending = false,
+                Ok(CLOSE_TOKEN) => {}
+                Ok(CLOSE_LAST_TOKEN) => self.close_forced = true,
+                Ok(token) => {
+                    self.timers.remove(&token);
+                    if !self.failed {
+                        session.on_timeout(now, actions);
+                    }
+                }
+                Err(e) => return self.stream_error(session, &format!("bridge: {e}"), now, actions),
+            },
+            Kind::Error => {
+                let msg = String::from_utf8_lossy(frame.payload).into_owned();
+                return self.stream_error(session, &format!("bridge: {msg}"), now, actions);
+            }
+            other => {
+                let msg = format!("bridge sent a {other:?} frame, which only filters send");
+                return self.stream_error(session, &msg, now, actions);
+            }
+        }
+        self.apply(session, actions, now);
+    }
+
+    /// The bridge's byte stream cannot be read any further.
+    fn stream_error<S: Session>(&mut self, session: &mut S, message: &str, now: Millis, actions: &mut Vec<Action>) {
+        self.broken = true;
+        self.inbuf = Vec::new();
+        self.fail_all(session, message, true, now, actions);
+    }
+
+    /// The connection cannot go on: every channel fails (the session answers what waits on
+    /// them), and the client is closed after those answers.
+    fn fail_all<S: Session>(&mut self, session: &mut S, message: &str, log: bool, now: Millis, actions: &mut Vec<Action>) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        if log {
+            self.set_log(format!("connection failed: {message}"));
+        }
         let failure = UpstreamFailure {
             kind: UpstreamFailureKind::BridgeLost,
             message: message.to_owned(),
@@ -224,13 +467,20 @@ impl Mux {
         for c in clusters {
             session.on_upstream_closed(c, &failure, now, actions);
         }
+        self.apply(session, actions, now);
         self.close_requested = true;
     }
 
-    fn apply(&mut self, actions: &mut Vec<Action>, now: Millis) {
+    fn apply<S: Session>(&mut self, session: &mut S, actions: &mut Vec<Action>, now: Millis) {
+        let mut fail = None;
         for action in actions.drain(..) {
             match action {
                 Action::Reply(bytes) => {
+                    // Replies after a close request are dropped: the close comes "after the
+                    // replies already emitted".
+                    if self.close_requested || self.closed {
+                        continue;
+                    }
                     if self.to_client.is_empty() {
                         self.to_client = bytes;
                     } else {
@@ -238,13 +488,22 @@ impl Mux {
                     }
                 }
                 Action::Send { cluster, bytes } => {
-                    if self.dead || bytes.is_empty() {
+                    if self.failed || self.closed || bytes.is_empty() {
                         continue;
                     }
-                    let chan = self.channel(cluster);
-                    self.push_data(chan, &bytes);
+                    match self.channel(cluster) {
+                        Some(chan) => self.push_data(chan, &bytes),
+                        None => {
+                            fail.get_or_insert_with(|| {
+                                format!("more than {} channels open or waiting for CLOSED", self.limits.max_channels)
+                            });
+                        }
+                    }
                 }
                 Action::CloseUpstream(cluster) => {
+                    if self.closed {
+                        continue;
+                    }
                     if let Some(chan) = self.by_cluster.remove(&cluster) {
                         self.by_chan.insert(chan, None);
                         encode_close(&mut self.to_bridge, chan);
@@ -253,22 +512,40 @@ impl Mux {
                 }
                 Action::CloseDownstream => self.close_requested = true,
                 Action::WakeAt(at) => {
+                    if self.closed || self.failed {
+                        continue;
+                    }
+                    let token = at.saturating_add(1).min(MAX_TIMER_TOKEN);
+                    if self.timers.contains(&token) {
+                        // One WAKE per deadline: the session is called at that time either way.
+                        continue;
+                    }
+                    if self.timers.len() >= self.limits.max_timers {
+                        fail.get_or_insert_with(|| format!("more than {} timers in flight", self.limits.max_timers));
+                        continue;
+                    }
+                    self.timers.insert(token);
                     let delay = at.saturating_sub(now).min(u64::from(u32::MAX)) as u32;
-                    // Token = time + 1, so that no timer uses the flush token.
-                    encode_wake(&mut self.to_bridge, at.saturating_add(1), delay);
+                    encode_wake(&mut self.to_bridge, token, delay);
                     self.open_data = None;
                 }
             }
         }
+        if let Some(msg) = fail {
+            self.fail_all(session, &msg, true, now, actions);
+        }
     }
 
-    fn channel(&mut self, cluster: ClusterId) -> u16 {
+    /// The channel of `cluster`, opened if needed; `None` when no more may be open.
+    fn channel(&mut self, cluster: ClusterId) -> Option<u16> {
         if let Some(c) = self.by_cluster.get(&cluster) {
-            return *c;
+            return Some(*c);
         }
+        if self.by_chan.len() >= self.limits.max_channels {
+            return None;
+        }
+        // Fewer than 65535 ids are taken (max_channels <= 65535), so this ends.
         let mut chan = self.next_chan;
-        // 65535 channels in use at once cannot happen (a table names at most 4096 clusters),
-        // so this finds a free id.
         while chan == 0 || self.by_chan.contains_key(&chan) {
             chan = chan.wrapping_add(1);
         }
@@ -278,202 +555,25 @@ impl Mux {
         let name = self.table.cluster_name(cluster);
         encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name);
         self.open_data = None;
-        chan
+        Some(chan)
     }
 
     fn push_data(&mut self, chan: u16, bytes: &[u8]) {
         if let Some((c, start)) = self.open_data {
-            let len = self.to_bridge.len() - start - crate::HEADER_LEN;
-            if c == chan && len + bytes.len() <= crate::MAX_PAYLOAD {
-                self.to_bridge.extend_from_slice(bytes);
-                let new_len = ((len + bytes.len()) as u32).to_be_bytes();
+            let len = self.to_bridge.len().saturating_sub(start + HEADER_LEN);
+            if c == chan && start + HEADER_LEN <= self.to_bridge.len() && len + bytes.len() <= MAX_PAYLOAD {
                 if let Some(h) = self.to_bridge.get_mut(start..start + 4) {
-                    h.copy_from_slice(&new_len);
+                    h.copy_from_slice(&((len + bytes.len()) as u32).to_be_bytes());
+                    self.to_bridge.extend_from_slice(bytes);
+                    return;
                 }
-                return;
             }
         }
         let start = self.to_bridge.len();
         encode_data(&mut self.to_bridge, Kind::Data, chan, bytes);
-        self.open_data = if bytes.len() <= crate::MAX_PAYLOAD { Some((chan, start)) } else { None };
+        self.open_data = if bytes.len() <= MAX_PAYLOAD { Some((chan, start)) } else { None };
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{encode_closed, encode_wake_reply, CloseCode, FrameRef, Hello, Open, Wake};
-    use geomesh_core::Config;
-
-    /// A line protocol for tests: "k=v\n" sends to the cluster routing k; the reply line comes
-    /// back to the client; "local\n" answers "ok\n" locally; "bye\n" closes.
-    #[derive(Default)]
-    struct Lines {
-        table: Option<Rc<RoutingTable>>,
-        failures: Vec<(ClusterId, UpstreamFailureKind)>,
-        timeouts: usize,
-    }
-
-    impl Session for Lines {
-        fn on_downstream(&mut self, data: &[u8], now: Millis, out: &mut Vec<Action>) {
-            for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                match line {
-                    b"local" => out.push(Action::Reply(b"ok\n".to_vec())),
-                    b"bye" => out.push(Action::CloseDownstream),
-                    b"timer" => out.push(Action::WakeAt(now + 100)),
-                    _ => {
-                        let key = line.split(|b| *b == b'=').next().unwrap_or_default();
-                        let cluster = self.table.as_ref().unwrap().route(key);
-                        let mut bytes = line.to_vec();
-                        bytes.push(b'\n');
-                        out.push(Action::Send { cluster, bytes });
-                    }
-                }
-            }
-        }
-        fn on_upstream(&mut self, _c: ClusterId, data: &[u8], _now: Millis, out: &mut Vec<Action>) {
-            out.push(Action::Reply(data.to_vec()));
-        }
-        fn on_upstream_closed(&mut self, c: ClusterId, f: &UpstreamFailure, _now: Millis, out: &mut Vec<Action>) {
-            self.failures.push((c, f.kind));
-            out.push(Action::Reply(format!("-ERR {}\n", f.kind.describe()).into_bytes()));
-        }
-        fn on_timeout(&mut self, _now: Millis, _out: &mut Vec<Action>) {
-            self.timeouts += 1;
-        }
-        fn on_new_table(&mut self, table: Rc<RoutingTable>) {
-            self.table = Some(table);
-        }
-    }
-
-    fn setup() -> (Mux, Lines, Rc<RoutingTable>) {
-        let cfg = Config::parse(b"workload_type: redis\ndefault_cluster: one\nrouting_table:\n  b: two\n").unwrap();
-        let table = Rc::new(RoutingTable::new(&cfg).unwrap());
-        let mut s = Lines::default();
-        s.on_new_table(table.clone());
-        (Mux::new("test", table.clone(), 0, 0), s, table)
-    }
-
-    fn frames(bytes: &[u8]) -> Vec<FrameRef<'_>> {
-        let mut out = Vec::new();
-        let mut rest = bytes;
-        while let Some((f, n)) = split_frame(rest).unwrap() {
-            out.push(f);
-            rest = &rest[n..];
-        }
-        assert!(rest.is_empty(), "trailing bytes");
-        out
-    }
-
-    #[test]
-    fn sends_open_channels_once_and_share_frames() {
-        let (mut mux, mut s, _) = setup();
-        let out = mux.on_downstream(&mut s, b"a=1\nb=2\na=3\na=4\n", 0);
-        let f = frames(&out);
-        assert_eq!(Hello::parse(f[0].payload).unwrap().label, "test");
-        assert_eq!(Open::parse(f[1].payload).unwrap().target, "one");
-        assert_eq!((f[2].kind, f[2].chan, f[2].payload), (Kind::Data, 1, &b"a=1\n"[..]));
-        assert_eq!(Open::parse(f[3].payload).unwrap().target, "two");
-        assert_eq!((f[4].chan, f[4].payload), (2, &b"b=2\n"[..]));
-        assert_eq!((f[5].chan, f[5].payload), (1, &b"a=3\na=4\n"[..]), "consecutive sends share a frame");
-        assert_eq!(f.len(), 6, "no WAKE when nothing is for the client yet");
-
-        let out = mux.on_downstream(&mut s, b"a=5\n", 1);
-        let f = frames(&out);
-        assert_eq!(f.len(), 1, "channel reused, HELLO once");
-
-        let mut b = Vec::new();
-        encode_data(&mut b, Kind::BridgeData, 2, b"two says hi\n");
-        encode_data(&mut b, Kind::BridgeData, 1, b"one says hi\n");
-        // Split the bridge bytes anywhere: the output does not change.
-        let mut client = Vec::new();
-        for chunk in b.chunks(3) {
-            client.extend(mux.on_upstream(&mut s, chunk, false, 2).bytes);
-        }
-        assert_eq!(client, b"two says hi\none says hi\n");
-    }
-
-    #[test]
-    fn local_replies_ask_for_a_flush_wake() {
-        let (mut mux, mut s, _) = setup();
-        let out = mux.on_downstream(&mut s, b"local\n", 0);
-        let f = frames(&out);
-        assert_eq!(f.last().unwrap().kind, Kind::Wake);
-        assert_eq!(Wake::parse(f.last().unwrap().payload).unwrap(), Wake { token: 0, delay_ms: 0 });
-        // A second local reply before the wake returns does not ask again.
-        let f2 = mux.on_downstream(&mut s, b"local\n", 0);
-        assert!(f2.is_empty());
-        let mut b = Vec::new();
-        encode_wake_reply(&mut b, 0);
-        let out = mux.on_upstream(&mut s, &b, false, 1);
-        assert_eq!(out.bytes, b"ok\nok\n");
-        assert!(!out.close_downstream);
-    }
-
-    #[test]
-    fn timers_call_on_timeout() {
-        let (mut mux, mut s, _) = setup();
-        let f = mux.on_downstream(&mut s, b"timer\n", 1000);
-        let w = frames(&f).into_iter().find(|f| f.kind == Kind::Wake).unwrap();
-        let w = Wake::parse(w.payload).unwrap();
-        assert_eq!(w.delay_ms, 100);
-        let mut b = Vec::new();
-        encode_wake_reply(&mut b, w.token);
-        mux.on_upstream(&mut s, &b, false, 1100);
-        assert_eq!(s.timeouts, 1);
-    }
-
-    #[test]
-    fn closed_channels_fail_their_cluster_and_reopen() {
-        let (mut mux, mut s, table) = setup();
-        mux.on_downstream(&mut s, b"a=1\n", 0);
-        let mut b = Vec::new();
-        encode_closed(&mut b, 1, CloseCode::Refused, "127.0.0.1:1: connection refused");
-        let out = mux.on_upstream(&mut s, &b, false, 1);
-        assert_eq!(out.bytes, b"-ERR connection refused\n");
-        assert_eq!(s.failures, vec![(table.cluster_id("one").unwrap(), UpstreamFailureKind::Refused)]);
-        let f = mux.on_downstream(&mut s, b"a=2\n", 2);
-        let f = frames(&f);
-        assert_eq!(f[0].kind, Kind::Open, "a new channel after CLOSED");
-        assert_eq!(f[0].chan, 2);
-    }
-
-    #[test]
-    fn bridge_garbage_fails_everything_and_closes() {
-        let (mut mux, mut s, _) = setup();
-        mux.on_downstream(&mut s, b"a=1\nb=1\n", 0);
-        let out = mux.on_upstream(&mut s, b"\0\0\0\0\x42\0\0", false, 1);
-        assert!(out.close_downstream);
-        assert_eq!(s.failures.len(), 2);
-        assert!(s.failures.iter().all(|(_, k)| *k == UpstreamFailureKind::BridgeLost));
-        let out = mux.on_upstream(&mut s, b"more", true, 2);
-        assert!(out.bytes.is_empty());
-    }
-
-    #[test]
-    fn bridge_eof_fails_pending_channels() {
-        let (mut mux, mut s, _) = setup();
-        mux.on_downstream(&mut s, b"a=1\n", 0);
-        let out = mux.on_upstream(&mut s, b"", true, 1);
-        assert_eq!(out.bytes, b"-ERR bridge lost\n");
-        assert!(out.close_downstream);
-    }
-
-    #[test]
-    fn close_downstream_comes_after_the_flush() {
-        let (mut mux, mut s, _) = setup();
-        let f = mux.on_downstream(&mut s, b"local\nbye\n", 0);
-        let wakes: Vec<Wake> = frames(&f).iter().filter(|f| f.kind == Kind::Wake).map(|f| Wake::parse(f.payload).unwrap()).collect();
-        assert_eq!(wakes, [Wake { token: FLUSH_TOKEN, delay_ms: 0 }, Wake { token: CLOSE_TOKEN, delay_ms: CLOSE_DELAY_MS }]);
-        let mut b = Vec::new();
-        encode_wake_reply(&mut b, FLUSH_TOKEN);
-        let out = mux.on_upstream(&mut s, &b, false, 1);
-        assert_eq!(out.bytes, b"ok\n");
-        assert!(!out.close_downstream, "the reply must reach the socket first");
-        let mut b = Vec::new();
-        encode_wake_reply(&mut b, CLOSE_TOKEN);
-        let out = mux.on_upstream(&mut s, &b, false, 21);
-        assert!(out.bytes.is_empty());
-        assert!(out.close_downstream);
-    }
-}
+mod tests;

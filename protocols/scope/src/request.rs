@@ -152,7 +152,7 @@ fn site_header_value(site: &str) -> Vec<u8> {
 /// A list of sites as the value of [`X_GEOMESH_REPLICATE`]: `, `-separated;
 /// printable ASCII other than `%` and `,` as is, every other byte `%XX`.
 pub fn site_list_value(sites: &[&str]) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let hex = |n: u8| char::from_digit(u32::from(n), 16).map_or(b'0', |c| c.to_ascii_uppercase() as u8);
     let mut out = Vec::new();
     for (i, site) in sites.iter().enumerate() {
         if i > 0 {
@@ -163,8 +163,8 @@ pub fn site_list_value(sites: &[&str]) -> Vec<u8> {
                 out.push(b);
             } else {
                 out.push(b'%');
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 15)]);
+                out.push(hex(b >> 4));
+                out.push(hex(b & 15));
             }
         }
     }

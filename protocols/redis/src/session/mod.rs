@@ -32,12 +32,28 @@
 //!
 //! **Session state** (SELECT, AUTH, HELLO, CLIENT SETNAME/SETINFO/NO-EVICT/NO-TOUCH,
 //! READONLY/READWRITE) goes to the local cluster, whose reply is the client's, and to every
-//! shard connection already open, whose replies must agree (else the client gets an error
-//! naming the cluster that disagreed). The command is stored when sent (and forgotten again if
-//! the local cluster refuses it) and replayed, replies discarded, at the head of every shard
+//! shard connection already open. The command is stored when sent (and rolled back if the
+//! local cluster refuses it or does not answer) and replayed at the head of every shard
 //! connection the session opens later. `HELLO` is stored as its parts (`AUTH`, `HELLO <v>`,
-//! `CLIENT SETNAME`); the replay order is AUTH, HELLO, CLIENT..., READONLY/READWRITE, SELECT.
-//! `RESET` forgets it all.
+//! `CLIENT SETNAME`); the replay order is AUTH, HELLO, CLIENT..., READONLY/READWRITE, SELECT
+//! (a local connection opened by a state command gets the command in its place in that order,
+//! not replayed twice). `RESET` forgets it all.
+//!
+//! Every open connection must hold the state the client was told of. One that answers a state
+//! command otherwise than the local cluster (refuses what it accepted, accepts what it refused
+//! or what failed), or refuses a replayed command, is **reset**: closed at the end of the
+//! callback (the next request reopens it with the stored state replayed), and the requests
+//! after the command that depend on it fail with an error naming the cluster and the command,
+//! even those it already answered: their replies were produced in a state the client does not
+//! have. (A request sent behind a replay that is then refused has still run on that server, in
+//! the state the server had; the client gets an error for it.)
+//!
+//! **Pub/sub.** A channel is subscribed on every cluster a message on it can be published to
+//! ([`RoutingTable::message_clusters`]: its key route, plus the `value` routes that can beat it);
+//! a pattern on every active cluster. A shard connection that carries subscriptions and goes
+//! away closes the client connection (after the bytes already written): no RESP message can
+//! tell a subscriber its subscription is gone, a closed connection makes its library reconnect
+//! and subscribe again.
 
 mod merge;
 #[cfg(test)]
@@ -59,7 +75,7 @@ use crate::{
     Protocol, Reply, ReplyDecoder, RequestDecoder, Settings,
 };
 
-use merge::{error, finalize, named_error_text, MergeKind, Part, SCAN_INDEX_BITS};
+use merge::{error, finalize, MergeKind, Part, SCAN_INDEX_BITS};
 
 /// No deadline.
 const NEVER: Millis = Millis::MAX;
@@ -68,6 +84,9 @@ const NEVER: Millis = Millis::MAX;
 enum Target {
     Entry { seq: u64, part: u32 },
     Discard,
+    /// A replayed session command (index into the store): an error means the connection does
+    /// not hold the session's state, so it is reset (see [`RedisSession::condemn`]).
+    Replay(u8),
 }
 
 /// A reply (or, for pub/sub confirmations, `left` replies) a server owes.
@@ -151,6 +170,18 @@ enum StoreKey {
     Select,
 }
 const STORE_KEYS: usize = 9;
+/// [`StoreKey`] names, for error messages.
+const STORE_NAMES: [&str; STORE_KEYS] = [
+    "AUTH",
+    "HELLO",
+    "CLIENT SETNAME",
+    "CLIENT SETINFO LIB-NAME",
+    "CLIENT SETINFO LIB-VER",
+    "CLIENT NO-EVICT",
+    "CLIENT NO-TOUCH",
+    "READONLY/READWRITE",
+    "SELECT",
+];
 
 #[derive(Debug, Default)]
 struct Tx {
@@ -177,6 +208,17 @@ impl Subs {
     fn total(&self) -> usize {
         self.channels.len() + self.patterns.len() + self.shard.len()
     }
+}
+
+/// A connection out of step with the session state, to close at the end of the callback.
+#[derive(Debug)]
+struct Reset {
+    cluster: ClusterId,
+    /// The error for the requests it fails.
+    message: String,
+    /// Entries after this seq that already have a reply from the cluster fail too: that reply
+    /// was produced under a state the client was not told of.
+    after: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +259,12 @@ pub struct RedisSession {
     closing: Closing,
     /// Callback counter.
     tick: u64,
+    /// Connections to reset before this callback ends.
+    resets: Vec<Reset>,
+    /// A connection carrying subscriptions is gone: close the client connection in this
+    /// callback, after what is already written, so that its library reconnects and
+    /// resubscribes (a subscriber must never miss messages silently).
+    close_now: bool,
 }
 
 fn simple(text: &[u8]) -> Bytes {
@@ -291,6 +339,8 @@ impl RedisSession {
             sends: Vec::new(),
             closing: Closing::Open,
             tick: 0,
+            resets: Vec::new(),
+            close_now: false,
         }
     }
 
@@ -318,11 +368,20 @@ impl RedisSession {
 
     /// Emits the batched sends and client bytes, then handles a pending close.
     fn finish(&mut self, out: &mut Vec<Action>, downstream: bool) {
+        if !self.resets.is_empty() {
+            self.apply_resets(out);
+        }
         for (cluster, bytes) in self.sends.drain(..) {
             out.push(Action::Send { cluster, bytes });
         }
         if !self.to_client.is_empty() {
             out.push(Action::Reply(std::mem::take(&mut self.to_client)));
+        }
+        if self.close_now && self.closing != Closing::Done {
+            out.push(Action::CloseDownstream);
+            self.closing = Closing::Done;
+            self.queue.clear();
+            return;
         }
         if let Closing::Flushed(t) = self.closing {
             // From client bytes the host flushes before closing; from other callbacks only
@@ -403,8 +462,12 @@ impl RedisSession {
         }
     }
 
-    /// Writes every finished entry at the head of the queue.
+    /// Writes every finished entry at the head of the queue (not while connections wait to
+    /// be reset: the entries they answered may have to fail first).
     fn flush_ready(&mut self) {
+        if !self.resets.is_empty() {
+            return;
+        }
         while self.queue.front().is_some_and(|e| e.done.is_some()) {
             let Some(e) = self.queue.pop_front() else {
                 break;
@@ -441,21 +504,22 @@ impl RedisSession {
     /// The connection state of `c`, opened (with the stored session state replayed at its
     /// head) if it is not open.
     fn upstream(&mut self, c: ClusterId) -> Option<&mut Upstream> {
+        self.open_with(c, |_| true);
+        self.ups.get_mut(c.index()).and_then(Option::as_mut)
+    }
+
+    /// Opens the connection to `c` if it is not open, replaying the stored commands whose
+    /// store index `replay` accepts; returns whether it was opened now.
+    fn open_with(&mut self, c: ClusterId, replay: impl Fn(usize) -> bool) -> bool {
         let i = c.index();
         if self.ups.len() <= i {
             self.ups.resize_with(i + 1, || None);
         }
-        let slot = self.ups.get_mut(i)?;
-        if slot.is_none() {
-            let mut slots = VecDeque::new();
-            for (_, cmd) in self.store.iter().flatten() {
-                batch(&mut self.sends, c, cmd.raw());
-                slots.push_back(Slot {
-                    target: Target::Discard,
-                    left: 1,
-                    confirm: false,
-                });
-            }
+        if self.ups.get(i).is_some_and(Option::is_some) {
+            return false;
+        }
+        let slots = self.replay(c, replay);
+        if let Some(slot) = self.ups.get_mut(i) {
             *slot = Some(Upstream {
                 dec: ReplyDecoder::new(self.reply_limits),
                 buf: BytesMut::new(),
@@ -463,7 +527,25 @@ impl RedisSession {
                 subs: 0,
             });
         }
-        slot.as_mut()
+        true
+    }
+
+    /// Queues the stored commands `which` accepts to `c`; returns their slots.
+    fn replay(&mut self, c: ClusterId, which: impl Fn(usize) -> bool) -> VecDeque<Slot> {
+        let mut slots = VecDeque::new();
+        for (k, stored) in self.store.iter().enumerate() {
+            if let Some((_, cmd)) = stored {
+                if which(k) {
+                    batch(&mut self.sends, c, cmd.raw());
+                    slots.push_back(Slot {
+                        target: Target::Replay(k as u8),
+                        left: 1,
+                        confirm: false,
+                    });
+                }
+            }
+        }
+        slots
     }
 
     /// Queues `bytes` to `cluster` with a slot.
@@ -591,45 +673,51 @@ impl RedisSession {
     fn finish_entry(&mut self, i: usize) {
         let table = self.table.clone();
         let proto = self.proto;
+        let seq = self.head_seq + i as u64;
         let Some(e) = self.queue.get_mut(i) else {
             return;
         };
         let parts = e.parts.as_slice();
         let bytes = match &e.merge {
             MergeKind::Session { name } => {
+                // The local cluster's reply is the client's; a connection that answered
+                // otherwise does not hold the state the client is told of: it is reset.
+                let shown = upper(name);
                 let primary = parts.first().and_then(|p| p.reply.as_ref());
-                match primary {
-                    Some(r) if !r.is_error() => {
-                        // The others must agree.
-                        let bad = parts
-                            .iter()
-                            .skip(1)
-                            .find(|p| p.reply.as_ref().is_none_or(|r| r.is_error()));
-                        match bad {
-                            None => r.raw().clone(),
-                            Some(p) => {
-                                let text = p
-                                    .reply
-                                    .as_ref()
-                                    .and_then(|r| r.root().as_bytes().map(<[u8]>::to_vec))
-                                    .unwrap_or_else(|| b"no reply".to_vec());
-                                let mut m = format!("ERR refused {name}: ").into_bytes();
-                                m.extend_from_slice(&text);
-                                named_error_text(&table, p.cluster, &m)
-                            }
-                        }
-                    }
-                    Some(r) => {
-                        let raw = r.raw().clone();
-                        let rb = e.rollback.take();
-                        e.done = Some(raw);
-                        if let Some(rb) = rb {
-                            self.undo(*rb);
-                        }
-                        return;
-                    }
-                    None => error(b"ERR geomesh: no reply"),
+                let ok = primary.is_some_and(|r| !r.is_error());
+                let mut out_of_step = Vec::new();
+                for p in parts.iter().skip(1) {
+                    let message = match &p.reply {
+                        Some(r) if r.is_error() != ok => continue,
+                        Some(r) if r.is_error() => format!(
+                            "ERR geomesh: cluster {}: refused {shown}: {}",
+                            table.cluster_name(p.cluster),
+                            String::from_utf8_lossy(r.root().as_bytes().unwrap_or_default())
+                        ),
+                        Some(_) => format!(
+                            "ERR geomesh: cluster {}: connection reset: it accepted {shown}, which failed on the local cluster",
+                            table.cluster_name(p.cluster)
+                        ),
+                        None => format!(
+                            "ERR geomesh: cluster {}: no reply to {shown}",
+                            table.cluster_name(p.cluster)
+                        ),
+                    };
+                    out_of_step.push((p.cluster, message));
                 }
+                let bytes = match primary {
+                    Some(r) => r.raw().clone(),
+                    None => error(b"ERR geomesh: no reply"),
+                };
+                let rollback = if ok { None } else { e.rollback.take() };
+                e.done = Some(bytes);
+                if let Some(rb) = rollback {
+                    self.undo(*rb);
+                }
+                for (c, message) in out_of_step {
+                    self.condemn(c, message, Some(seq));
+                }
+                return;
             }
             other => finalize(other, parts, &table, proto),
         };
@@ -649,16 +737,93 @@ impl RedisSession {
 
     /// Fails entry `i` with `message` (if still waiting); its late replies will be discarded.
     fn fail(&mut self, i: usize, message: &[u8]) {
+        self.fail_entry(i, message, false)
+    }
+
+    /// Fails entry `i`; `force`: even if it has its reply already (not yet written). A failed
+    /// session command is rolled back, and the connections that accepted it, or may still,
+    /// are reset.
+    fn fail_entry(&mut self, i: usize, message: &[u8], force: bool) {
+        let seq = self.head_seq + i as u64;
         let Some(e) = self.queue.get_mut(i) else {
             return;
         };
-        if e.done.is_some() {
+        if e.done.is_some() && !force {
             return;
         }
         e.done = Some(error(message));
-        if let Some(rb) = e.rollback.take() {
-            self.undo(*rb);
+        let Some(rb) = e.rollback.take() else {
+            return;
+        };
+        let name = match &e.merge {
+            MergeKind::Session { name } => upper(name),
+            _ => String::new(),
+        };
+        let holders: Vec<ClusterId> = e
+            .parts
+            .as_slice()
+            .iter()
+            .filter(|p| p.reply.as_ref().is_none_or(|r| !r.is_error()))
+            .map(|p| p.cluster)
+            .collect();
+        self.undo(*rb);
+        for c in holders {
+            let m = format!(
+                "ERR geomesh: cluster {}: connection reset: {name} failed, this connection may hold its state",
+                self.name(c)
+            );
+            self.condemn(c, m, Some(seq));
         }
+    }
+
+    /// The connection to `c` does not hold the session's state: at the end of this callback it
+    /// is closed (the next request reopens it with the state replayed) and the requests that
+    /// depend on it fail with `message` (see [`Reset`]).
+    fn condemn(&mut self, c: ClusterId, message: String, after: Option<u64>) {
+        match self.resets.iter_mut().find(|r| r.cluster == c) {
+            Some(r) => {
+                r.after = match (r.after, after) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => self.resets.push(Reset {
+                cluster: c,
+                message,
+                after,
+            }),
+        }
+    }
+
+    fn apply_resets(&mut self, out: &mut Vec<Action>) {
+        // Each round fails entries; only a failed session command adds resets, once (its
+        // rollback is taken), so this ends; the bound is a guard.
+        let mut rounds = 0;
+        while !self.resets.is_empty() && rounds < 1024 {
+            rounds += 1;
+            let r = self.resets.remove(0);
+            if let Some(after) = r.after {
+                let hit: Vec<usize> = self
+                    .queue
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| {
+                        self.head_seq + *i as u64 > after
+                            && e.parts.as_slice().iter().any(|p| p.cluster == r.cluster)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                for i in hit {
+                    self.fail_entry(i, r.message.as_bytes(), true);
+                }
+            }
+            if let Some(up) = self.ups.get_mut(r.cluster.index()).and_then(Option::take) {
+                out.push(Action::CloseUpstream(r.cluster));
+                self.lose_upstream(r.cluster, up, r.message.as_bytes());
+            }
+        }
+        self.resets.clear();
+        self.flush_ready();
     }
 
     // ---- client requests ---------------------------------------------------------------------
@@ -1007,15 +1172,15 @@ impl RedisSession {
                 stored.push((StoreKey::ReadMode, Self::owned(&cmd)))
             }
         }
-        // Open the local connection first (replaying what is stored), then store, then send to
-        // every open connection.
-        self.upstream(local);
+        // Every open connection gets the command; so does the local one, opened if needed.
         let mut targets = vec![local];
         for (i, u) in self.ups.iter().enumerate() {
             if u.is_some() && i != local.index() {
                 targets.push(ClusterId(i as u16));
             }
         }
+        let keys: Vec<usize> = stored.iter().map(|(k, _)| *k as usize).collect();
+        let first = keys.iter().copied().min().unwrap_or(STORE_KEYS);
         let mut rb = Rollback {
             stored: Vec::new(),
             proto: self.proto,
@@ -1029,6 +1194,10 @@ impl RedisSession {
             }
         }
         self.proto = proto;
+        // A local connection opened now gets the stored state around the command, in replay
+        // order (AUTH before the rest), without what the command itself sets: the command's
+        // own reply must speak for it.
+        let opened = self.open_with(local, |k| k < first && !keys.contains(&k));
         let name: &'static str = commands::lookup(&cmd).map(|s| s.name).unwrap_or("command");
         let sends = targets
             .into_iter()
@@ -1041,12 +1210,18 @@ impl RedisSession {
         {
             e.rollback = Some(Box::new(rb));
         }
+        if opened {
+            let mut rest = self.replay(local, |k| k > first && !keys.contains(&k));
+            if let Some(Some(u)) = self.ups.get_mut(local.index()) {
+                u.slots.append(&mut rest);
+            }
+        }
     }
 
     fn reset(&mut self, cmd: Command, now: Millis, out: &mut Vec<Action>) {
         let local = self.table.local_cluster();
-        self.upstream(local);
         self.store = Default::default();
+        self.upstream(local);
         self.proto = Protocol::Resp2;
         self.tx = None;
         self.watch = None;
@@ -1317,12 +1492,6 @@ impl RedisSession {
 
     // ---- pub/sub -----------------------------------------------------------------------------
 
-    /// The clusters a message on `channel` can be published to: every active cluster (a
-    /// `value` route can send any channel's message to its cluster).
-    fn channel_clusters(&self) -> Vec<ClusterId> {
-        self.table.active_clusters().to_vec()
-    }
-
     fn confirmation(&self, out: &mut Vec<u8>, kind: &[u8], name: Option<&[u8]>, count: usize) {
         write_push_header(out, 3, self.proto);
         write_bulk(out, kind);
@@ -1351,30 +1520,44 @@ impl RedisSession {
         }
     }
 
+    /// A channel is listened to on every cluster a message published on it can be routed to
+    /// ([`RoutingTable::message_clusters`]), a pattern on every active cluster. Each cluster
+    /// gets the names it lacks; names already subscribed there are not sent again.
     fn subscribe(&mut self, cmd: &Command, p: PubSub, now: Millis, out: &mut Vec<Action>) {
-        let (kind, clusters): (&[u8], Vec<ClusterId>) = match p {
-            PubSub::Subscribe => (b"subscribe", self.channel_clusters()),
-            PubSub::PSubscribe => (b"psubscribe", self.table.active_clusters().to_vec()),
-            _ => match self.one_cluster((1..cmd.len()).filter_map(|i| cmd.arg(i))) {
-                Ok(c) => (b"ssubscribe", vec![c]),
-                Err(m) => return self.local_error(&m),
-            },
+        let (kind, verb): (&[u8], &[u8]) = match p {
+            PubSub::Subscribe => (b"subscribe", b"SUBSCRIBE"),
+            PubSub::PSubscribe => (b"psubscribe", b"PSUBSCRIBE"),
+            _ => (b"ssubscribe", b"SSUBSCRIBE"),
         };
+        if p == PubSub::SSubscribe {
+            // Shard channels share one slot, as in Redis Cluster.
+            if let Err(m) = self.one_cluster((1..cmd.len()).filter_map(|i| cmd.arg(i))) {
+                return self.local_error(&m);
+            }
+        }
+        let table = self.table.clone();
         let mut replies = Vec::new();
+        let mut per_cluster: Vec<(ClusterId, Vec<Bytes>)> = Vec::new();
         for i in 1..cmd.len() {
             let Some(name) = cmd.arg_bytes(i) else {
                 continue;
+            };
+            let want: Vec<ClusterId> = match p {
+                PubSub::PSubscribe => table.active_clusters().to_vec(),
+                _ => table.message_clusters(&name),
             };
             let map = match p {
                 PubSub::Subscribe => &mut self.subs.channels,
                 PubSub::PSubscribe => &mut self.subs.patterns,
                 _ => &mut self.subs.shard,
             };
-            if !map.contains_key(&name) {
-                map.insert(Bytes::copy_from_slice(&name), clusters.clone());
-                for c in &clusters {
-                    if let Some(u) = self.upstream(*c) {
-                        u.subs += 1;
+            let have = map.entry(name.clone()).or_default();
+            for c in want {
+                if !have.contains(&c) {
+                    have.push(c);
+                    match per_cluster.iter_mut().find(|(pc, _)| *pc == c) {
+                        Some((_, v)) => v.push(name.clone()),
+                        None => per_cluster.push((c, vec![name.clone()])),
                     }
                 }
             }
@@ -1384,14 +1567,26 @@ impl RedisSession {
             };
             self.confirmation(&mut replies, kind, Some(&name), count);
         }
-        let n = cmd.len().saturating_sub(1) as u32;
-        self.confirm_parts(
-            cmd.raw(),
-            clusters.into_iter().map(|c| (c, None, n)).collect(),
-            replies,
-            now,
-            out,
-        );
+        if per_cluster.is_empty() {
+            return self.local(Bytes::from(replies));
+        }
+        let per_cluster = per_cluster
+            .into_iter()
+            .map(|(c, names)| {
+                if let Some(u) = self.upstream(c) {
+                    u.subs = u.subs.saturating_add(names.len() as u32);
+                }
+                let mut b = Vec::new();
+                crate::write_command(
+                    &mut b,
+                    std::iter::once(verb)
+                        .chain(names.iter().map(|n| &n[..]))
+                        .collect::<Vec<_>>(),
+                );
+                (c, Some(b), names.len() as u32)
+            })
+            .collect();
+        self.confirm_parts(&[], per_cluster, replies, now, out);
     }
 
     /// An entry waiting for `n` confirmations from each cluster; `bytes` = the command sent
@@ -1505,7 +1700,12 @@ impl RedisSession {
 
     // ---- server replies ----------------------------------------------------------------------
 
-    fn on_reply(&mut self, up: &mut Upstream, reply: Reply) -> Result<(), String> {
+    fn on_reply(
+        &mut self,
+        cluster: ClusterId,
+        up: &mut Upstream,
+        reply: Reply,
+    ) -> Result<(), String> {
         let head_confirm = up.slots.front().is_some_and(|s| s.confirm);
         let kind = reply.root().kind();
         if kind == Kind::Push || (kind == Kind::Array && (up.subs > 0 || head_confirm)) {
@@ -1544,16 +1744,30 @@ impl RedisSession {
         if slot.left == 0 {
             up.slots.pop_front();
         }
-        if let Target::Entry { seq, part } = slot.target {
-            if slot.left == 0 {
-                self.complete(seq, part, reply);
+        match slot.target {
+            Target::Entry { seq, part } if slot.left == 0 => self.complete(seq, part, reply),
+            Target::Replay(k) if reply.is_error() => {
+                let m = format!(
+                    "ERR geomesh: cluster {}: refused the session's {}: {}",
+                    self.name(cluster),
+                    STORE_NAMES.get(usize::from(k)).copied().unwrap_or("state"),
+                    String::from_utf8_lossy(reply.root().as_bytes().unwrap_or_default())
+                );
+                self.condemn(cluster, m, None);
             }
+            _ => {}
         }
         Ok(())
     }
 
-    /// Fails every entry waiting on `up`, forgets the cluster's subscriptions.
+    /// Fails every entry waiting on `up`, forgets the cluster's subscriptions (and closes the
+    /// client connection if there were any).
     fn lose_upstream(&mut self, cluster: ClusterId, up: Upstream, message: &[u8]) {
+        if up.subs > 0 {
+            // Its subscriptions are gone and no server message can tell the client: close
+            // the client connection (after what is written), its library resubscribes.
+            self.close_now = true;
+        }
         for slot in up.slots {
             if let Target::Entry { seq, .. } = slot.target {
                 if let Some(i) = seq.checked_sub(self.head_seq) {
@@ -1623,8 +1837,13 @@ impl Session for RedisSession {
             loop {
                 match up.dec.decode(&mut up.buf) {
                     Ok(Some(reply)) => {
-                        if let Err(m) = self.on_reply(&mut up, reply) {
+                        if let Err(m) = self.on_reply(cluster, &mut up, reply) {
                             failure = Some(m);
+                            break;
+                        }
+                        if !self.resets.is_empty() && self.resets.iter().any(|r| r.cluster == cluster)
+                        {
+                            // Out of step: its next replies must not answer anything.
                             break;
                         }
                     }

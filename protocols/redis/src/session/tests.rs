@@ -51,6 +51,8 @@ struct Fake {
     log: Vec<String>,
     password: Option<Vec<u8>>,
     authed: bool,
+    /// `databases` of this server (16 when 0).
+    databases: u8,
 }
 
 fn enc(f: &Frame) -> Vec<u8> {
@@ -146,7 +148,8 @@ impl Fake {
             }
             "SELECT" => {
                 let n: u8 = String::from_utf8_lossy(&arg(1)).parse().unwrap_or(99);
-                if n > 15 {
+                let dbs = if self.databases == 0 { 16 } else { self.databases };
+                if n >= dbs {
                     return Frame::error("ERR DB index is out of range");
                 }
                 self.conn.db = n;
@@ -925,11 +928,141 @@ fn auth_is_replayed_and_disagreement_names_the_cluster() {
         "AUTH replayed on redis2"
     );
     assert_eq!(h.log("redis2"), ["AUTH default pw", "SET user1 1"]);
-    // redis3 refuses the replayed AUTH: its command fails with the server's own error.
-    assert!(err_text(&h.run(&["GET", "tmp:1"])).starts_with("NOAUTH"));
-    // A state command the open redis3 refuses: the client hears which cluster.
-    let e = err_text(&h.run(&["AUTH", "pw"]));
-    assert_eq!(e, "ERR geomesh: cluster redis3: refused auth: WRONGPASS invalid username-password pair or user is disabled.");
+    // redis3 refuses the replayed AUTH: the request behind it gets no answer produced without
+    // the session's state, and the connection is reset.
+    let e = err_text(&h.run(&["GET", "tmp:1"]));
+    assert_eq!(e, "ERR geomesh: cluster redis3: refused the session's AUTH: WRONGPASS invalid username-password pair or user is disabled.");
+    assert_eq!(h.closed_upstreams, [h.id("redis3")]);
+    // A state command an open connection refuses: the local reply is the client's, the
+    // refusing connection is reset, the requests behind the command on it fail.
+    h.fake("redis2").password = Some(b"new".to_vec());
+    h.cmd(&["AUTH", "default", "pw"]);
+    h.cmd(&["GET", "user1"]);
+    h.deliver();
+    let r = h.replies();
+    assert_eq!(r[0], Frame::ok());
+    assert_eq!(err_text(&r[1]), "ERR geomesh: cluster redis2: refused AUTH: WRONGPASS invalid username-password pair or user is disabled.");
+    assert_eq!(h.closed_upstreams, [h.id("redis3"), h.id("redis2")]);
+}
+
+#[test]
+fn a_state_command_one_connection_refuses_resets_that_connection() {
+    let mut h = Harness::new();
+    h.fake("redis2").databases = 4;
+    assert_eq!(h.run(&["SET", "user1", "x"]), Frame::ok()); // opens redis2
+    assert_eq!(h.run(&["SET", "a", "y"]), Frame::ok()); // opens redis1 (local)
+    // Local accepts SELECT 5, redis2 refuses it. The client is told OK (the local reply); the
+    // GET pipelined behind it on redis2 ran in DB 0 there: it fails rather than answer.
+    h.cmd(&["SELECT", "5"]);
+    h.cmd(&["GET", "user1"]);
+    h.cmd(&["GET", "a"]);
+    h.deliver();
+    let r = h.replies();
+    assert_eq!(r[0], Frame::ok());
+    assert_eq!(
+        err_text(&r[1]),
+        "ERR geomesh: cluster redis2: refused SELECT: ERR DB index is out of range"
+    );
+    assert_eq!(r[2], bulk("y"), "redis1 is in DB 5 and answers");
+    assert_eq!(h.fake("redis1").conn.db, 5);
+    assert_eq!(h.closed_upstreams, [h.id("redis2")]);
+    // The same with the servers answering in the other order (redis2 before the local
+    // cluster): the reply redis2 gave in DB 0 must not leave either.
+    let mut h2 = Harness::new();
+    h2.fake("redis2").databases = 4;
+    h2.run(&["SET", "user1", "x"]);
+    h2.run(&["SET", "a", "y"]);
+    h2.cmd(&["SELECT", "5"]);
+    h2.cmd(&["GET", "user1"]);
+    h2.deliver_with(usize::MAX, true);
+    let r = h2.replies();
+    assert_eq!(r[0], Frame::ok());
+    assert_eq!(
+        err_text(&r[1]),
+        "ERR geomesh: cluster redis2: refused SELECT: ERR DB index is out of range"
+    );
+    // The state stays stored: a new connection replays it, and refuses it again.
+    let e = err_text(&h.run(&["GET", "user1"]));
+    assert_eq!(
+        e,
+        "ERR geomesh: cluster redis2: refused the session's SELECT: ERR DB index is out of range"
+    );
+    assert_eq!(&h.log("redis2")[3..], ["SELECT 5", "GET user1"]);
+    // A state redis2 accepts: it works there again.
+    assert_eq!(h.run(&["SELECT", "2"]), Frame::ok());
+    assert_eq!(h.run(&["GET", "user1"]), bulk("x"));
+    assert_eq!(h.fake("redis2").conn.db, 2);
+
+    // The other way round: the local cluster refuses, an open connection accepted. The client
+    // gets the local error, the state is not stored, redis2 is reset and reopened with the
+    // state as it was (SELECT 2).
+    let mut h = Harness::new();
+    h.fake("redis1").databases = 4;
+    h.run(&["SET", "user1", "x"]);
+    h.run(&["SELECT", "2"]);
+    h.cmd(&["SELECT", "7"]);
+    h.cmd(&["GET", "user1"]);
+    h.deliver();
+    let r = h.replies();
+    assert_eq!(err_text(&r[0]), "ERR DB index is out of range");
+    assert_eq!(
+        err_text(&r[1]),
+        "ERR geomesh: cluster redis2: connection reset: it accepted SELECT, which failed on the local cluster"
+    );
+    assert_eq!(h.closed_upstreams, [h.id("redis2")]);
+    assert_eq!(h.run(&["GET", "user1"]), bulk("x"));
+    assert_eq!(h.fake("redis2").conn.db, 2);
+    assert_eq!(h.fake("redis1").conn.db, 2);
+
+    // No reply from the local cluster in time: the command fails, is rolled back, and the
+    // connections that accepted it or may still apply it (the stalled one) are reset.
+    let mut h = Harness::new();
+    h.run(&["SET", "user1", "x"]);
+    h.run(&["SET", "a", "y"]);
+    h.fake("redis1").stalled = true;
+    h.cmd(&["SELECT", "3"]);
+    h.deliver();
+    h.timeout(h.now + 1_200);
+    let r = h.replies();
+    assert!(err_text(&r[0]).contains("no reply within"), "{r:?}");
+    assert_eq!(h.closed_upstreams, [h.id("redis1"), h.id("redis2")]);
+    h.fake("redis1").stalled = false;
+    h.fake("redis1").held.clear();
+    h.run(&["GET", "user1"]);
+    assert_eq!(h.fake("redis2").conn.db, 0, "reopened without the failed SELECT");
+}
+
+#[test]
+fn a_local_connection_opened_by_a_state_command_gets_the_rest_of_the_state_in_order() {
+    let mut h = Harness::new();
+    for n in ["redis1", "redis2", "redis3"] {
+        h.fake(n).password = Some(b"pw".to_vec());
+    }
+    // The first command: AUTH is sent once, its own reply (not a replay's) answers.
+    assert_eq!(
+        err_text(&h.run(&["AUTH", "nope"])),
+        "WRONGPASS invalid username-password pair or user is disabled."
+    );
+    assert_eq!(h.run(&["AUTH", "pw"]), Frame::ok());
+    assert_eq!(h.run(&["SELECT", "3"]), Frame::ok());
+    assert_eq!(h.log("redis1"), ["AUTH nope", "AUTH pw", "SELECT 3"]);
+    // Local connection lost; the next state command opens it: AUTH (stored) first, then the
+    // command, then the state that comes after it in replay order.
+    h.close_upstream("redis1", UpstreamFailureKind::Eof, "");
+    assert_eq!(h.run(&["CLIENT", "SETNAME", "me"]), Frame::ok());
+    assert_eq!(
+        &h.log("redis1")[3..],
+        ["AUTH pw", "CLIENT SETNAME me", "SELECT 3"]
+    );
+    // A new password: AUTH opens the connection without replaying the old one.
+    h.close_upstream("redis1", UpstreamFailureKind::Eof, "");
+    h.fake("redis1").password = Some(b"pw2".to_vec());
+    assert_eq!(h.run(&["AUTH", "pw2"]), Frame::ok());
+    assert_eq!(&h.log("redis1")[6..], ["AUTH pw2", "CLIENT SETNAME me", "SELECT 3"]);
+    // RESET opens without any replay.
+    h.close_upstream("redis1", UpstreamFailureKind::Eof, "");
+    h.run(&["RESET"]);
+    assert_eq!(&h.log("redis1")[9..], ["RESET"]);
 }
 
 #[test]
@@ -987,9 +1120,12 @@ fn pubsub_fans_out_and_in() {
         r,
         vec![conf("subscribe", "news", 1), conf("subscribe", "alerts", 2)]
     );
-    for n in ["redis1", "redis2", "redis3"] {
+    // A channel is listened to where its messages can be published: the default cluster
+    // (no key route matches) and redis2 (the value route `alert`); not redis3.
+    for n in ["redis1", "redis2"] {
         assert_eq!(h.log(n), ["SUBSCRIBE news alerts"], "{n}");
     }
+    assert!(h.log("redis3").is_empty());
     // Subscribed (RESP2): only pub/sub commands; PING answers the pub/sub way.
     assert!(err_text(&h.run(&["GET", "a"])).starts_with("ERR Can't execute 'get'"));
     assert_eq!(h.run(&["PING"]), arr(&["pong", ""]));
@@ -1016,6 +1152,7 @@ fn pubsub_fans_out_and_in() {
         ]
     );
     assert_eq!(h.log("redis1").last().unwrap(), "UNSUBSCRIBE alerts news");
+    assert_eq!(h.log("redis3"), ["PSUBSCRIBE n*"], "patterns go everywhere");
     h.run(&["PUNSUBSCRIBE", "n*"]);
     assert_eq!(
         h.run(&["UNSUBSCRIBE"]),
@@ -1027,6 +1164,89 @@ fn pubsub_fans_out_and_in() {
     );
     // Out of subscribed mode.
     assert_eq!(h.run(&["GET", "a"]), Frame::NullBulk);
+}
+
+#[test]
+fn a_channel_is_subscribed_where_its_messages_can_be_published() {
+    let mut h = Harness::new();
+    // `user1:chan`: the key route user1 (redis2); the value route `alert` is not longer than
+    // `user1`, so a message on this channel always goes to redis2, whatever its payload.
+    // `tmp:x`: the prefix route `tmp:` (redis3), beaten by the longer value route `alert`
+    // (redis2) when the payload matches. `other`: default (redis1) or `alert`.
+    h.cmd(&["SUBSCRIBE", "user1:chan", "tmp:x", "other"]);
+    h.deliver();
+    assert_eq!(h.replies().len(), 3);
+    assert_eq!(h.log("redis2"), ["SUBSCRIBE user1:chan tmp:x other"]);
+    assert_eq!(h.log("redis3"), ["SUBSCRIBE tmp:x"]);
+    assert_eq!(h.log("redis1"), ["SUBSCRIBE other"]);
+    for ch in ["user1:chan", "tmp:x", "other"] {
+        let mut want: Vec<ClusterId> = h.table.message_clusters(ch.as_bytes());
+        want.sort();
+        let mut got: Vec<ClusterId> = ["redis1", "redis2", "redis3"]
+            .iter()
+            .filter(|n| h.fakes[&h.id(n)].conn.subs.contains(ch.as_bytes()))
+            .map(|n| h.id(n))
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "{ch}");
+        // route_message always lands in the set.
+        for payload in ["", "alert!", "x"] {
+            let c = h.table.route_message(Some(ch.as_bytes()), Some(payload.as_bytes()));
+            assert!(want.contains(&c), "{ch} {payload}");
+        }
+    }
+    // Subscribing again sends nothing new; the confirmation still comes.
+    let r = h.run(&["SUBSCRIBE", "other"]);
+    assert_eq!(r, Frame::Array(vec![bulk("subscribe"), bulk("other"), Frame::Integer(3)]));
+    assert_eq!(h.log("redis1"), ["SUBSCRIBE other"]);
+}
+
+#[test]
+fn losing_a_connection_that_carries_subscriptions_closes_the_client() {
+    let mut h = Harness::new();
+    h.cmd(&["SUBSCRIBE", "user1:chan"]);
+    h.deliver();
+    h.replies();
+    let m = enc(&Frame::Array(vec![bulk("message"), bulk("user1:chan"), bulk("m1")]));
+    h.fake("redis2").out.extend(m);
+    h.deliver();
+    assert_eq!(h.replies(), vec![arr(&["message", "user1:chan", "m1"])]);
+    assert!(!h.closed);
+    // Another cluster going away does not matter.
+    h.run(&["PING"]);
+    h.close_upstream("redis3", UpstreamFailureKind::Eof, "");
+    assert!(!h.closed);
+    // The one carrying the subscription: what was received is delivered, then the close.
+    let m = enc(&Frame::Array(vec![bulk("message"), bulk("user1:chan"), bulk("m2")]));
+    h.fake("redis2").out.extend(m);
+    h.deliver();
+    h.close_upstream("redis2", UpstreamFailureKind::Eof, "");
+    assert!(h.closed, "the client must reconnect and resubscribe");
+    assert_eq!(h.replies(), vec![arr(&["message", "user1:chan", "m2"])]);
+    // Nothing more is read or written.
+    h.cmd(&["PING"]);
+    assert!(h.replies().is_empty());
+
+    // Unsubscribed first: losing the connection is an ordinary loss.
+    let mut h = Harness::new();
+    h.run(&["SUBSCRIBE", "user1:chan"]);
+    h.run(&["UNSUBSCRIBE", "user1:chan"]);
+    h.close_upstream("redis2", UpstreamFailureKind::Eof, "");
+    assert!(!h.closed);
+    assert_eq!(h.run(&["GET", "user1"]), Frame::NullBulk);
+
+    // RESP3, a subscription and requests in flight on the lost connection: they are answered
+    // (errors) before the close.
+    let mut h = Harness::new();
+    h.run(&["HELLO", "3"]);
+    h.run(&["SSUBSCRIBE", "user1:s"]);
+    h.fake("redis2").stalled = true;
+    h.cmd(&["GET", "user1"]);
+    h.deliver();
+    h.close_upstream("redis2", UpstreamFailureKind::Refused, "");
+    assert!(h.closed);
+    let r = h.replies();
+    assert!(err_text(&r[0]).starts_with("ERR geomesh: cluster redis2: "), "{r:?}");
 }
 
 #[test]
