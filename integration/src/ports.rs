@@ -127,7 +127,8 @@ impl Allocator {
             }
             None => {
                 for _ in 0..64 {
-                    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
+                    let l =
+                        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
                     let port = l.local_addr()?.port();
                     drop(l);
                     if self.take(port) {
@@ -163,8 +164,10 @@ pub fn bind_free() -> Result<TcpListener> {
             Err(e) => last = Some(e),
         }
     }
-    Err(last.map(anyhow::Error::from).unwrap_or_else(|| anyhow::anyhow!("no port")))
-        .context("bind a free loopback port")
+    Err(last
+        .map(anyhow::Error::from)
+        .unwrap_or_else(|| anyhow::anyhow!("no port")))
+    .context("bind a free loopback port")
 }
 
 /// Whether this process handed out `port`.
@@ -188,7 +191,10 @@ mod tests {
         assert!(!set.contains(&relay_port) && handed_out(relay_port));
         for p in ports.iter().chain([&relay_port]) {
             if port_range().is_some() {
-                assert!(*p >= FIRST_PORT && !(lo..=hi).contains(p), "{p} in the ephemeral range {lo}-{hi}");
+                assert!(
+                    *p >= FIRST_PORT && !(lo..=hi).contains(p),
+                    "{p} in the ephemeral range {lo}-{hi}"
+                );
             }
             // Claimed: another open file description cannot lock it.
             let a = ALLOCATOR.lock().unwrap();
@@ -202,9 +208,16 @@ mod tests {
                 .rev()
                 .skip(500)
                 .filter(|p| !handed_out(*p) && b.claim(*p).is_some())
-                .find_map(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).ok().map(|l| (l, p)))
+                .find_map(|p| {
+                    TcpListener::bind((Ipv4Addr::LOCALHOST, p))
+                        .ok()
+                        .map(|l| (l, p))
+                })
                 .unwrap();
-            assert!(!b.take(port), "{port} handed out while something listens on it");
+            assert!(
+                !b.take(port),
+                "{port} handed out while something listens on it"
+            );
             drop(listener);
             assert!(b.take(port), "{port} free again");
         }
@@ -225,14 +238,19 @@ mod tests {
             .args(["sleep", "30"])
             .spawn()
             .unwrap();
-        let held = crate::process::wait_for(std::time::Duration::from_secs(10), "flock holds the claim", || {
-            Ok(a.claim(port).is_none())
-        });
+        let held = crate::process::wait_for(
+            std::time::Duration::from_secs(10),
+            "flock holds the claim",
+            || Ok(a.claim(port).is_none()),
+        );
         let mut b = Allocator::new();
         let took = held.is_ok() && b.take(port);
         let _ = child.kill();
         let _ = child.wait();
         held.unwrap();
-        assert!(!took, "port {port} taken although another process claimed it");
+        assert!(
+            !took,
+            "port {port} taken although another process claimed it"
+        );
     }
 }

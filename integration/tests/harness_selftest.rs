@@ -259,12 +259,12 @@ fn native_binaries_are_found_and_spawned() {
         "{err}"
     );
 
-    // The demo itself: Envoy + redis-server + the redis client, to completion.
-    let dir = TestDir::new("demo-run").unwrap();
-    let mut demo = geomesh_integration::spawn_native(&dir, "geomesh-demo", "demo", &[]).unwrap();
-    let status = demo.wait_exit(Duration::from_secs(60)).unwrap();
+    // And spawned through the harness (the demo's own run is integration/tests/demo.rs).
+    let dir = TestDir::new("demo-help").unwrap();
+    let mut demo =
+        geomesh_integration::spawn_native(&dir, "geomesh-demo", "demo", &["--help".to_owned()]).unwrap();
+    let status = demo.wait_exit(Duration::from_secs(30)).unwrap();
     let (out, err) = demo.logs();
     assert!(status.success(), "{status}\n{out}\n{err}");
-    assert!(out.contains("1000 SET + 1000 GET through Envoy"), "{out}");
-    assert!(out.contains("upstream_cx_total = 1"), "{out}");
+    assert!(format!("{out}{err}").contains("usage: geomesh-demo"), "{out}{err}");
 }

@@ -1880,7 +1880,7 @@ mod tests {
         db.applied_begin("B", 7, &m3, 5).unwrap();
         let f = db.forget_system("A", 50).unwrap();
         assert_eq!((f.copies_dropped, f.led_dropped, f.dropped), (1, 1, 3), "{f:?}");
-        assert_eq!(f.detached, [m1.clone()]);
+        assert_eq!(f.detached, std::slice::from_ref(&m1));
         assert_eq!(f.release_bodies, ["b1"], "m2's create is open nowhere now");
         assert_eq!(db.replicant(&m3).unwrap(), None);
         assert_eq!(db.replicant(&m2).unwrap(), None);

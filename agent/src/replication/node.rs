@@ -77,7 +77,10 @@ impl StoreHealth {
         }
         let s = self.store.read();
         if site != s.site && self.is_removed(&s.site) {
-            return Some(format!("this site ({}) was removed from the system", s.site));
+            return Some(format!(
+                "this site ({}) was removed from the system",
+                s.site
+            ));
         }
         let p = s.peers.iter().find(|p| p.name == site)?;
         match p.up() {
@@ -137,7 +140,12 @@ pub struct Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(t) = self.notice_task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(t) = self
+            .notice_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             t.abort();
         }
     }
@@ -148,14 +156,20 @@ const NOTICE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("site", &self.site).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("site", &self.site)
+            .finish_non_exhaustive()
     }
 }
 
 impl Node {
     /// Opens the store and the spool under `data_dir` and starts the
     /// engine (its queues resume where a previous run left them).
-    pub async fn start(config: &AgentConfig, r: &ReplicationConfig, store: Store) -> Result<Arc<Node>> {
+    pub async fn start(
+        config: &AgentConfig,
+        r: &ReplicationConfig,
+        store: Store,
+    ) -> Result<Arc<Node>> {
         std::fs::create_dir_all(&r.data_dir)
             .with_context(|| format!("replication.data_dir {}", r.data_dir.display()))?;
         let db_path = r.data_dir.join("replication.sqlite3");
@@ -178,7 +192,13 @@ impl Node {
             let instance = Instance::new(s.address, r.max_reply_bytes, instance_timeout)
                 .context("HTTP client for the instances")?;
             ids.insert(s.name.clone(), fields.clone());
-            services.insert(s.name.clone(), LocalService { instance, ids: fields });
+            services.insert(
+                s.name.clone(),
+                LocalService {
+                    instance,
+                    ids: fields,
+                },
+            );
         }
         let hold = r
             .test_hooks
@@ -187,8 +207,14 @@ impl Node {
             .filter_map(|(k, v)| Some((OpKind::parse(k)?, Duration::from_millis(*v))))
             .collect();
         let executor = Arc::new(
-            Executor::new(&config.site, db.clone(), services, r.max_rewrite_bytes, r.max_reply_bytes)
-                .with_apply_delays(hold),
+            Executor::new(
+                &config.site,
+                db.clone(),
+                services,
+                r.max_rewrite_bytes,
+                r.max_reply_bytes,
+            )
+            .with_apply_delays(hold),
         );
         let urls = config
             .peers
@@ -324,8 +350,12 @@ impl Node {
                 self.spool.remove(b).await;
             }
             tracing::warn!(
-                site, requested_at, new, copies_dropped = f.copies_dropped,
-                detached = f.detached.len(), dropped = f.dropped,
+                site,
+                requested_at,
+                new,
+                copies_dropped = f.copies_dropped,
+                detached = f.detached.len(),
+                dropped = f.dropped,
                 "this site was removed from the system: it forgot the other sites"
             );
             return Ok(json!({
@@ -335,7 +365,13 @@ impl Node {
             }));
         }
         let r = self.applier.remove_site(site).await?;
-        tracing::info!(site, requested_at, new, replicants = r.replicants.len(), "site removed from the system");
+        tracing::info!(
+            site,
+            requested_at,
+            new,
+            replicants = r.replicants.len(),
+            "site removed from the system"
+        );
         Ok(json!({
             "removed_here": new,
             "replicants": r.replicants,
@@ -362,7 +398,10 @@ impl Node {
         let results = join_all(pending.iter().map(|(site, peer)| {
             let by = by.get(site).cloned().unwrap_or_else(|| self.site.clone());
             async move {
-                let r = self.peers.notify_removed(peer, site, &by, NOTICE_TIMEOUT).await;
+                let r = self
+                    .peers
+                    .notify_removed(peer, site, &by, NOTICE_TIMEOUT)
+                    .await;
                 (site.clone(), peer.clone(), r)
             }
         }))
