@@ -26,6 +26,10 @@ use geomesh_frame::{
 };
 use libfuzzer_sys::fuzz_target;
 
+mod common;
+
+use common::Input;
+
 const CONFIG: &[u8] = b"workload_type: redis\ndefault_cluster: c0\nrouting_table:\n  k1: c1\n  k2: c2\n  k3: c3\n";
 const NAMES: [&str; 4] = ["c0", "c1", "c2", "c3"];
 const LIMITS: MuxLimits = MuxLimits {
@@ -34,22 +38,6 @@ const LIMITS: MuxLimits = MuxLimits {
     max_channels: 6,
     max_timers: 12,
 };
-
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(*b)
-    }
-    fn bytes(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        a
-    }
-}
 
 /// A scripted session: client bytes are opcodes. It records everything it asks for.
 struct Script {

@@ -11,33 +11,13 @@ use libfuzzer_sys::fuzz_target;
 use redis_protocol::resp2::types::OwnedFrame as O2;
 use redis_protocol::resp3::types::{OwnedFrame as O3, VerbatimStringFormat};
 
-/// Small limits so the fuzzer reaches them.
-fn limits() -> Limits {
-    Limits {
-        max_bulk_len: 4096,
-        max_aggregate_len: 64,
-        max_frame_elements: 512,
-        max_depth: 16,
-        max_inline_len: 256,
-        max_frame_len: 16 * 1024,
-    }
-}
+mod common;
+
+use common::{decode_in_chunks, small_limits};
 
 fn decode_all(input: &[u8], chunk: usize) -> (Vec<Reply>, Option<DecodeError>) {
-    let mut dec = ReplyDecoder::new(limits());
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    for piece in input.chunks(chunk.max(1)) {
-        buf.extend_from_slice(piece);
-        loop {
-            match dec.decode(&mut buf) {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-    }
-    (out, None)
+    let mut dec = ReplyDecoder::new(small_limits());
+    decode_in_chunks(input, chunk, |buf| dec.decode(buf))
 }
 
 /// Visits every value through the view API (explicit stack), touching every accessor.

@@ -12,32 +12,13 @@ use geomesh_redis::{BytesMut, Command, DecodeError, Limits, RequestDecoder};
 use libfuzzer_sys::fuzz_target;
 use redis_protocol::resp2::types::OwnedFrame as O2;
 
-fn limits() -> Limits {
-    Limits {
-        max_bulk_len: 4096,
-        max_aggregate_len: 64,
-        max_frame_elements: 512,
-        max_depth: 16,
-        max_inline_len: 256,
-        max_frame_len: 16 * 1024,
-    }
-}
+mod common;
+
+use common::{decode_in_chunks, small_limits};
 
 fn decode_all(input: &[u8], chunk: usize) -> (Vec<Command>, Option<DecodeError>) {
-    let mut dec = RequestDecoder::new(limits());
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    for piece in input.chunks(chunk.max(1)) {
-        buf.extend_from_slice(piece);
-        loop {
-            match dec.decode(&mut buf) {
-                Ok(Some(c)) => out.push(c),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-    }
-    (out, None)
+    let mut dec = RequestDecoder::new(small_limits());
+    decode_in_chunks(input, chunk, |buf| dec.decode(buf))
 }
 
 fn check_table(cmd: &Command) {

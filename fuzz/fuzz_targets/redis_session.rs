@@ -17,39 +17,16 @@ use geomesh_core::{
 use geomesh_redis::{BytesMut, Frame, Limits, RedisSession, ReplyDecoder, Settings};
 use libfuzzer_sys::fuzz_target;
 
+mod common;
+
+use common::{small_limits, Input};
+
 const MARK: &[u8] = b"\x01MRK";
 
 const TABLE_A: &str = "workload_type: redis\ndefault_cluster: r1\nupstream_timeout_ms: 500\nrouting_table:\n  user1: r2\n  alert: { type: value, cluster: r2 }\n  'tmp:': { type: prefix, cluster: r3 }\n";
 const TABLE_B: &str = "workload_type: redis\ndefault_cluster: r2\nrouting_table:\n  user1: r3\n  '*': { type: hash, clusters: [r1, r2] }\n";
 
 const KEYS: &[&str] = &["a", "user1", "user1:x", "{user1}y", "tmp:z", "b", "alert"];
-
-fn limits() -> Limits {
-    Limits {
-        max_bulk_len: 4096,
-        max_aggregate_len: 64,
-        max_frame_elements: 512,
-        max_depth: 16,
-        max_inline_len: 256,
-        max_frame_len: 16 * 1024,
-    }
-}
-
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(*b)
-    }
-    fn bytes(&mut self, n: usize) -> &[u8] {
-        let n = n.min(self.0.len());
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        a
-    }
-}
 
 fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.extend(format!("*{}\r\n", args.len()).bytes());
@@ -155,7 +132,7 @@ const REPLIES: &[&[u8]] = &[
 fuzz_target!(|data: &[u8]| {
     let table = Rc::new(RoutingTable::new(&Config::parse(TABLE_A.as_bytes()).unwrap()).unwrap());
     let settings = Settings {
-        limits: limits(),
+        limits: small_limits(),
         max_pending_requests: 64,
         max_transaction_commands: 8,
         timer_granularity_ms: 0,

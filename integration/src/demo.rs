@@ -52,7 +52,7 @@ use crate::process::{http_get, wait_for, Proc, TestDir};
 use crate::redis_mesh::{bridge_cluster, connect, Bridge, PLUGIN};
 use crate::relay::Relay;
 use crate::replication::{App, ReplicationPlan, ReplicationTopology};
-use crate::scope::{ScopePlan, ScopeTopology, WanLinks};
+use crate::scope::{http_client, ScopePlan, ScopeTopology, WanLinks};
 use crate::{free_port, Envoy, EnvoyConfig, WasmPlugin};
 
 /// `println!` that ignores a closed stdout (`geomesh-demo | head`, a terminal gone): the demo
@@ -773,14 +773,6 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
 
 /// One-way delays of the scope sites' WAN links: (a, b, delay).
 const SCOPE_DELAYS: [(usize, usize, u64); 3] = [(0, 1, 40), (0, 2, 5), (1, 2, 30)];
-
-fn http_client() -> Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .context("HTTP client")
-}
 
 struct Answer {
     status: u16,

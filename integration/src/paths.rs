@@ -7,7 +7,7 @@
 use std::env;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 /// The repository root: `GEOMESH_ROOT` if set, else the parent of this crate's manifest dir.
 pub fn repo_root() -> PathBuf {
@@ -146,6 +146,29 @@ pub fn system_bin(name: &str) -> Result<PathBuf> {
         }
     }
     bail!("`{name}` not found on PATH: run `scripts/bootstrap.sh`")
+}
+
+/// Keeps generated files (`examples/scope/`, `examples/replication/`) equal to their generator:
+/// with `GEOMESH_UPDATE_EXAMPLES` set (and not `0`) writes every (file name, contents) of `files`
+/// into `dir` and returns nothing; otherwise compares each with the file on disk and returns one
+/// line per file that differs or cannot be read.
+pub fn sync_generated(dir: &Path, files: Vec<(String, String)>) -> Result<Vec<String>> {
+    let update = env::var_os("GEOMESH_UPDATE_EXAMPLES").is_some_and(|v| v != "0");
+    let mut stale = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(&name);
+        if update {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            std::fs::write(&path, &text).with_context(|| format!("write {}", path.display()))?;
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(on_disk) if on_disk == text => {}
+            Ok(_) => stale.push(format!("{} differs", path.display())),
+            Err(e) => stale.push(format!("{}: {e}", path.display())),
+        }
+    }
+    Ok(stale)
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -27,21 +27,22 @@ use geomesh_scope::sanitize;
 use serde_json::{json, Value};
 
 use crate::envoy::{http_listener, static_cluster, wasm_http_filter, Envoy, EnvoyConfig, EnvoyOptions, WasmPlugin};
-use crate::paths::{json_server_bin, native_bin, repo_root};
+use crate::paths::{json_server_bin, native_bin};
 use crate::ports::free_port;
-use crate::process::{wait_for, Proc, TestDir};
+use crate::process::{Proc, TestDir};
 use crate::relay::Relay;
+use crate::scope::{
+    filter_yaml, http_client_with_timeout, require_wasm, route_by_cluster_header, site_file_stem,
+    wait_for_sites,
+};
 
 /// The service every site serves.
 pub const SERVICE: &str = "image";
-/// Envoy cluster of the local agent's API (site table).
-pub const AGENT_CLUSTER: &str = "geomesh_agent";
 /// Envoy cluster of the local agent's proxy listener (replicated requests).
 pub const PROXY_CLUSTER: &str = "geomesh_agent_proxy";
-/// The header the route's `cluster_header` reads.
-pub const CLUSTER_HEADER: &str = "x-geomesh-cluster";
-/// The scope filter, relative to the repository root.
-pub const WASM_REL: &str = "target/wasm/geomesh_filter_scope.wasm";
+/// The agent's API cluster (site table), the header the route's `cluster_header` reads and the
+/// scope filter's `.wasm`: the same as in the scope-lang topology.
+pub use crate::scope::{AGENT_CLUSTER, CLUSTER_HEADER, WASM_REL};
 /// The blob server binary.
 pub const BLOB_BIN: &str = "geomesh-blob-store";
 /// The example's directory, relative to the repository root.
@@ -152,19 +153,14 @@ impl ReplicationPlan {
     }
 
     fn stem(&self, i: usize) -> String {
-        sanitize(&self.sites[i]).replace('_', "")
+        site_file_stem(&self.sites[i])
     }
 
     /// The scope filter's configuration at site `i`.
     pub fn filter_config(&self, i: usize) -> String {
-        let sites: Vec<&str> = self.sites.iter().map(String::as_str).collect();
-        format!(
-            "workload_type: http\ntype_proxy: upstream\ndefault_cluster: {local}_{SERVICE}\nhttp:\n  service: {SERVICE}\n  site: {site}\n  sites: [{sites}]\n  services: [{SERVICE}]\n  cluster_pattern: \"{{site}}_{{service}}\"\n  agent:\n    cluster: {AGENT_CLUSTER}\n    tick_ms: {tick}\n    timeout_ms: 1000\n    stale_after_ms: 5000\n  replication:\n    cluster: {PROXY_CLUSTER}\n",
-            local = sanitize(&self.sites[i]),
-            site = self.sites[i],
-            sites = sites.join(", "),
-            tick = self.tick_ms,
-        )
+        let mut t = filter_yaml(&self.sites, i, SERVICE, &[SERVICE], self.tick_ms, 5000);
+        let _ = write!(t, "  replication:\n    cluster: {PROXY_CLUSTER}\n");
+        t
     }
 
     /// Envoy's bootstrap at site `i`.
@@ -175,29 +171,15 @@ impl ReplicationPlan {
         let name = "image_in";
         let mut l = http_listener(name, p.listener, vec![wasm_http_filter(&plugin)], "unused");
         let hcm = &mut l["filter_chains"][0]["filters"][0]["typed_config"];
-        hcm["route_config"] = json!({
-            "name": name,
-            "virtual_hosts": [ { "name": SERVICE, "domains": ["*"], "routes": [ {
-                "match": { "prefix": "/" },
-                "route": { "cluster_header": CLUSTER_HEADER, "timeout": "0s" },
-            } ] } ],
-        });
-        hcm["access_log"] = json!([ {
-            "name": "envoy.access_loggers.stdout",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                "log_format": { "text_format_source": { "inline_string": format!(
-                    "[%START_TIME%] site={} \"%REQ(:METHOD)% %REQ(:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% cluster=%UPSTREAM_CLUSTER% in=%BYTES_RECEIVED% out=%BYTES_SENT% ms=%DURATION%\n",
-                    self.stem(i)
-                ) } },
-            },
-        } ]);
-        hcm["local_reply_config"] = json!({ "mappers": [ {
-            "filter": { "response_flag_filter": { "flags": ["UF", "UH", "NC", "URX", "UO", "UC", "UT"] } },
-            "body_format_override": { "text_format_source": { "inline_string":
-                "geomesh: cluster '%REQ(X-GEOMESH-CLUSTER)%' did not answer (%RESPONSE_FLAGS%): %LOCAL_REPLY_BODY%\n"
-            } },
-        } ] });
+        route_by_cluster_header(
+            hcm,
+            name,
+            SERVICE,
+            format!(
+                "[%START_TIME%] site={} \"%REQ(:METHOD)% %REQ(:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% cluster=%UPSTREAM_CLUSTER% in=%BYTES_RECEIVED% out=%BYTES_SENT% ms=%DURATION%\n",
+                self.stem(i)
+            ),
+        );
         let mut cfg = EnvoyConfig {
             admin_port: p.admin,
             node_id: format!("geomesh-replication-{}", self.stem(i)),
@@ -330,6 +312,31 @@ fn ensure_free(port: u16, what: &str) -> Result<()> {
     }
 }
 
+/// SIGKILLs the process in `slot` (`what`: for the error when there is none) and waits for it to
+/// be gone.
+fn kill(slot: &mut Option<Proc>, what: &str) -> Result<()> {
+    let mut p = slot.take().with_context(|| format!("{what} not running"))?;
+    p.signal(libc::SIGKILL)?;
+    p.wait_exit(Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// Stops the process in `slot`, if any (SIGTERM, then SIGKILL after its grace).
+fn stop(slot: &mut Option<Proc>) -> Result<()> {
+    if let Some(mut p) = slot.take() {
+        p.stop()?;
+    }
+    Ok(())
+}
+
+/// Sends `req`: (status, body as JSON, or as a JSON string when it is not JSON).
+fn status_and_json(req: reqwest::blocking::RequestBuilder) -> Result<(u16, Value)> {
+    let r = req.send()?;
+    let status = r.status().as_u16();
+    let text = r.text()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
 /// The resident set (`VmRSS`) or its peak (`VmHWM`) of a process, in bytes.
 pub fn proc_memory(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -350,10 +357,7 @@ impl ReplicationTopology {
     /// ([`crate::ports`]): no two pieces get the same port, and no other process (nor an
     /// outgoing connection) takes one before its server binds it.
     pub fn start(dir: &TestDir, mut plan: ReplicationPlan) -> Result<ReplicationTopology> {
-        let wasm = repo_root().join(WASM_REL);
-        if !wasm.is_file() {
-            bail!("{} not found: run `scripts/build-wasm.sh` (or `make build`)", wasm.display());
-        }
+        require_wasm()?;
         let n = plan.sites.len();
         let mut agent_relays = BTreeMap::new();
         for from in 0..n {
@@ -387,10 +391,7 @@ impl ReplicationTopology {
                 envoy_starts: 0,
             });
         }
-        let http = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(60))
-            .build()?;
+        let http = http_client_with_timeout(Duration::from_secs(60))?;
         let mut topo = ReplicationTopology {
             dir: dir.clone(),
             plan,
@@ -441,18 +442,12 @@ impl ReplicationTopology {
 
     /// SIGKILLs site `i`'s application and waits for it to be gone.
     pub fn kill_app(&mut self, i: usize) -> Result<()> {
-        let mut p = self.sites[i].app.take().context("application not running")?;
-        p.signal(libc::SIGKILL)?;
-        p.wait_exit(Duration::from_secs(10))?;
-        Ok(())
+        kill(&mut self.sites[i].app, "application")
     }
 
     /// Stops site `i`'s application.
     pub fn stop_app(&mut self, i: usize) -> Result<()> {
-        if let Some(mut p) = self.sites[i].app.take() {
-            p.stop()?;
-        }
-        Ok(())
+        stop(&mut self.sites[i].app)
     }
 
     /// Starts site `i`'s agent (same ports, same store) with `extra` lines in its
@@ -487,18 +482,12 @@ impl ReplicationTopology {
 
     /// SIGKILLs site `i`'s agent (no chance to clean up) and waits for it to be gone.
     pub fn kill_agent(&mut self, i: usize) -> Result<()> {
-        let mut p = self.sites[i].agent.take().context("agent not running")?;
-        p.signal(libc::SIGKILL)?;
-        p.wait_exit(Duration::from_secs(10))?;
-        Ok(())
+        kill(&mut self.sites[i].agent, "agent")
     }
 
     /// Stops site `i`'s agent (SIGTERM).
     pub fn stop_agent(&mut self, i: usize) -> Result<()> {
-        if let Some(mut p) = self.sites[i].agent.take() {
-            p.stop()?;
-        }
-        Ok(())
+        stop(&mut self.sites[i].agent)
     }
 
     /// Starts site `i`'s Envoy (same config, same ports).
@@ -592,23 +581,17 @@ impl ReplicationTopology {
         what: &str,
         pred: impl Fn(&SitesDocument) -> bool,
     ) -> Result<SitesDocument> {
-        let mut last = None;
-        let r = wait_for(timeout, &format!("agent of {}: {what}", self.plan.sites[i]), || {
-            let d: SitesDocument = serde_json::from_value(self.agent_get(i, "/v1/sites")?.1)?;
-            let ok = pred(&d);
-            last = Some(d);
-            Ok(ok)
-        });
-        if let Err(e) = r {
-            bail!("{e:#}\nlast table: {last:#?}");
-        }
-        std::thread::sleep(Duration::from_millis(self.plan.tick_ms * 2 + 50));
-        last.context("no table")
+        wait_for_sites(&self.plan.sites[i], self.plan.tick_ms, timeout, what, || self.sites_doc(i), pred)
+    }
+
+    /// Site `i`'s agent's `/v1/sites`.
+    fn sites_doc(&self, i: usize) -> Result<SitesDocument> {
+        Ok(serde_json::from_value(self.agent_get(i, "/v1/sites")?.1)?)
     }
 
     /// Whether site `i`'s agent sees site `j` as `up`.
     pub fn sees(&self, i: usize, j: usize, up: bool) -> Result<bool> {
-        let d: SitesDocument = serde_json::from_value(self.agent_get(i, "/v1/sites")?.1)?;
+        let d = self.sites_doc(i)?;
         Ok(d.sites
             .iter()
             .any(|s| s.name == self.plan.sites[j] && s.up == Some(up)))
@@ -631,26 +614,17 @@ impl ReplicationTopology {
 
     /// GET on site `i`'s agent API: (status, JSON).
     pub fn agent_get(&self, i: usize, path: &str) -> Result<(u16, Value)> {
-        let r = self.http.get(format!("{}{path}", self.agent_url(i))).send()?;
-        let status = r.status().as_u16();
-        let text = r.text()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        status_and_json(self.http.get(format!("{}{path}", self.agent_url(i))))
     }
 
     /// POST (no body) on site `i`'s agent API: (status, JSON).
     pub fn agent_post(&self, i: usize, path: &str) -> Result<(u16, Value)> {
-        let r = self.http.post(format!("{}{path}", self.agent_url(i))).send()?;
-        let status = r.status().as_u16();
-        let text = r.text()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        status_and_json(self.http.post(format!("{}{path}", self.agent_url(i))))
     }
 
     /// GET on site `i`'s application directly: (status, JSON).
     pub fn instance_get(&self, i: usize, path: &str) -> Result<(u16, Value)> {
-        let r = self.http.get(format!("{}{path}", self.instance_url(i))).send()?;
-        let status = r.status().as_u16();
-        let text = r.text()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        status_and_json(self.http.get(format!("{}{path}", self.instance_url(i))))
     }
 
     /// The pid of site `i`'s Envoy, agent, application.

@@ -106,7 +106,8 @@ pub struct ScopePlan {
     pub ecds_image: Vec<usize>,
 }
 
-fn site_file_stem(site: &str) -> String {
+/// `DC 1` -> `dc1` (file names).
+pub(crate) fn site_file_stem(site: &str) -> String {
     sanitize(site).replace('_', "")
 }
 
@@ -178,24 +179,15 @@ impl ScopePlan {
     /// As [`ScopePlan::filter_config`] with extra lines appended to the `http:` section (e.g. an
     /// explicit `clusters:` table).
     pub fn filter_config_with(&self, i: usize, service: &str, extra_http: &str) -> String {
-        let site = &self.sites[i];
-        let sites: Vec<String> = self.sites.iter().map(|s| yaml_str(s)).collect();
         let services: Vec<&str> = SERVICES.iter().map(|(s, _)| *s).collect();
-        let mut t = String::new();
-        let _ = writeln!(t, "workload_type: http");
-        let _ = writeln!(t, "type_proxy: upstream");
-        let _ = writeln!(t, "default_cluster: {}_{}", sanitize(site), sanitize(service));
-        let _ = writeln!(t, "http:");
-        let _ = writeln!(t, "  service: {service}");
-        let _ = writeln!(t, "  site: {}", yaml_str(site));
-        let _ = writeln!(t, "  sites: [{}]", sites.join(", "));
-        let _ = writeln!(t, "  services: [{}]", services.join(", "));
-        let _ = writeln!(t, "  cluster_pattern: \"{{site}}_{{service}}\"");
-        let _ = writeln!(t, "  agent:");
-        let _ = writeln!(t, "    cluster: {AGENT_CLUSTER}");
-        let _ = writeln!(t, "    tick_ms: {}", self.tick_ms);
-        let _ = writeln!(t, "    timeout_ms: 1000");
-        let _ = writeln!(t, "    stale_after_ms: {}", (self.tick_ms * 20).max(5000));
+        let mut t = filter_yaml(
+            &self.sites,
+            i,
+            service,
+            &services,
+            self.tick_ms,
+            (self.tick_ms * 20).max(5000),
+        );
         t.push_str(extra_http);
         t
     }
@@ -219,35 +211,15 @@ impl ScopePlan {
         // Start from the harness's HTTP listener and replace its route and add what we need.
         let mut l = http_listener(&name, port, vec![filter], "unused");
         let hcm = &mut l["filter_chains"][0]["filters"][0]["typed_config"];
-        hcm["route_config"] = json!({
-            "name": name,
-            "virtual_hosts": [ {
-                "name": service,
-                "domains": ["*"],
-                "routes": [ {
-                    "match": { "prefix": "/" },
-                    "route": { "cluster_header": CLUSTER_HEADER, "timeout": "0s" },
-                } ],
-            } ],
-        });
-        hcm["access_log"] = json!([ {
-            "name": "envoy.access_loggers.stdout",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                "log_format": { "text_format_source": { "inline_string": format!(
-                    "[%START_TIME%] site={} listener={name} \"%REQ(:METHOD)% %REQ(:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% cluster=%UPSTREAM_CLUSTER% upstream=%UPSTREAM_HOST% in=%BYTES_RECEIVED% out=%BYTES_SENT% ms=%DURATION% routed_to=%RESP(X-GEOMESH-ROUTED-TO)%\n",
-                    sanitize(site)
-                ) } },
-            },
-        } ]);
-        hcm["local_reply_config"] = json!({
-            "mappers": [ {
-                "filter": { "response_flag_filter": { "flags": ["UF", "UH", "NC", "URX", "UO", "UC", "UT"] } },
-                "body_format_override": { "text_format_source": { "inline_string":
-                    "geomesh: cluster '%REQ(X-GEOMESH-CLUSTER)%' did not answer (%RESPONSE_FLAGS%): %LOCAL_REPLY_BODY%\n"
-                } },
-            } ],
-        });
+        route_by_cluster_header(
+            hcm,
+            &name,
+            service,
+            format!(
+                "[%START_TIME%] site={} listener={name} \"%REQ(:METHOD)% %REQ(:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% cluster=%UPSTREAM_CLUSTER% upstream=%UPSTREAM_HOST% in=%BYTES_RECEIVED% out=%BYTES_SENT% ms=%DURATION% routed_to=%RESP(X-GEOMESH-ROUTED-TO)%\n",
+                sanitize(site)
+            ),
+        );
         debug_assert_eq!(hcm["@type"], HCM_TYPE);
         debug_assert_eq!(hcm["http_filters"][1]["typed_config"]["@type"], ROUTER_TYPE);
         l
@@ -404,6 +376,119 @@ fn yaml_str(s: &str) -> String {
     }
 }
 
+/// The scope filter's configuration of `service`'s listener at site `i` of `sites` (shared by
+/// the scope-lang and replication topologies): local cluster `<site>_<service>`, clusters named
+/// `{site}_{service}`, the site table fetched from [`AGENT_CLUSTER`] every `tick_ms`. Callers
+/// append their own lines to the `http:` section.
+pub(crate) fn filter_yaml(
+    sites: &[String],
+    i: usize,
+    service: &str,
+    services: &[&str],
+    tick_ms: u64,
+    stale_after_ms: u64,
+) -> String {
+    let site = &sites[i];
+    let quoted: Vec<String> = sites.iter().map(|s| yaml_str(s)).collect();
+    let mut t = String::new();
+    let _ = writeln!(t, "workload_type: http");
+    let _ = writeln!(t, "type_proxy: upstream");
+    let _ = writeln!(t, "default_cluster: {}_{}", sanitize(site), sanitize(service));
+    let _ = writeln!(t, "http:");
+    let _ = writeln!(t, "  service: {service}");
+    let _ = writeln!(t, "  site: {}", yaml_str(site));
+    let _ = writeln!(t, "  sites: [{}]", quoted.join(", "));
+    let _ = writeln!(t, "  services: [{}]", services.join(", "));
+    let _ = writeln!(t, "  cluster_pattern: \"{{site}}_{{service}}\"");
+    let _ = writeln!(t, "  agent:");
+    let _ = writeln!(t, "    cluster: {AGENT_CLUSTER}");
+    let _ = writeln!(t, "    tick_ms: {tick_ms}");
+    let _ = writeln!(t, "    timeout_ms: 1000");
+    let _ = writeln!(t, "    stale_after_ms: {stale_after_ms}");
+    t
+}
+
+/// Completes the HTTP connection manager `hcm` of a listener in front of the scope filter: one
+/// route for `service` sending everything to the cluster the filter names in
+/// [`CLUSTER_HEADER`] with no route timeout (uploads stream for as long as they take), an access
+/// log on stdout in `log_format`, and connection failures answered as 503 naming the cluster.
+pub(crate) fn route_by_cluster_header(hcm: &mut Value, name: &str, service: &str, log_format: String) {
+    hcm["route_config"] = json!({
+        "name": name,
+        "virtual_hosts": [ {
+            "name": service,
+            "domains": ["*"],
+            "routes": [ {
+                "match": { "prefix": "/" },
+                "route": { "cluster_header": CLUSTER_HEADER, "timeout": "0s" },
+            } ],
+        } ],
+    });
+    hcm["access_log"] = json!([ {
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": { "text_format_source": { "inline_string": log_format } },
+        },
+    } ]);
+    hcm["local_reply_config"] = json!({
+        "mappers": [ {
+            "filter": { "response_flag_filter": { "flags": ["UF", "UH", "NC", "URX", "UO", "UC", "UT"] } },
+            "body_format_override": { "text_format_source": { "inline_string":
+                "geomesh: cluster '%REQ(X-GEOMESH-CLUSTER)%' did not answer (%RESPONSE_FLAGS%): %LOCAL_REPLY_BODY%\n"
+            } },
+        } ],
+    });
+}
+
+/// Fails, naming the command that builds it, when the scope filter's `.wasm` is missing.
+pub(crate) fn require_wasm() -> Result<()> {
+    let wasm = repo_root().join(WASM_REL);
+    if !wasm.is_file() {
+        bail!("{} not found: run `scripts/build-wasm.sh` (or `make build`)", wasm.display());
+    }
+    Ok(())
+}
+
+/// Polls `fetch` (the site table of the agent at `site`) until `pred` holds, then sleeps two
+/// filter ticks (the filters fetch the table every tick); on timeout the error shows the last
+/// table seen.
+pub(crate) fn wait_for_sites(
+    site: &str,
+    tick_ms: u64,
+    timeout: Duration,
+    what: &str,
+    mut fetch: impl FnMut() -> Result<SitesDocument>,
+    pred: impl Fn(&SitesDocument) -> bool,
+) -> Result<SitesDocument> {
+    let mut last = None;
+    let r = wait_for(timeout, &format!("agent of {site}: {what}"), || {
+        let d = fetch()?;
+        let ok = pred(&d);
+        last = Some(d);
+        Ok(ok)
+    });
+    if let Err(e) = r {
+        bail!("{e:#}\nlast table: {last:#?}");
+    }
+    std::thread::sleep(Duration::from_millis(tick_ms * 2 + 50));
+    last.context("no table")
+}
+
+/// A blocking HTTP client for loopback (no proxy) with a `timeout` per request.
+pub fn http_client_with_timeout(timeout: Duration) -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .context("HTTP client")
+}
+
+/// [`http_client_with_timeout`] of 10 s.
+pub fn http_client() -> Result<reqwest::blocking::Client> {
+    http_client_with_timeout(Duration::from_secs(10))
+}
+
 fn ecds_file_name(site: &str) -> String {
     format!("ecds-scope-image-{}.yaml", site_file_stem(site))
 }
@@ -469,22 +554,11 @@ pub struct ScopeTopology {
     pub envoy_options: EnvoyOptions,
 }
 
-fn http_client() -> Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .context("HTTP client")
-}
-
 impl ScopeTopology {
     /// Starts every site of `plan`: instances, agents, Envoys; then waits until every agent sees
     /// every site up with its services, and the filters had time to fetch that table.
     pub fn start(dir: &TestDir, plan: ScopePlan, envoy_options: EnvoyOptions) -> Result<ScopeTopology> {
-        let wasm = repo_root().join(WASM_REL);
-        if !wasm.is_file() {
-            bail!("{} not found: run `scripts/build-wasm.sh` (or `make build`)", wasm.display());
-        }
+        require_wasm()?;
         let mut sites = Vec::new();
         let mut pending = Vec::new();
         for (i, name) in plan.sites.iter().enumerate() {
@@ -582,18 +656,7 @@ impl ScopeTopology {
         what: &str,
         pred: impl Fn(&SitesDocument) -> bool,
     ) -> Result<SitesDocument> {
-        let mut last = None;
-        let r = wait_for(timeout, &format!("agent of {}: {what}", self.plan.sites[i]), || {
-            let d = self.sites_doc(i)?;
-            let ok = pred(&d);
-            last = Some(d);
-            Ok(ok)
-        });
-        if let Err(e) = r {
-            bail!("{e:#}\nlast table: {last:#?}");
-        }
-        std::thread::sleep(Duration::from_millis(self.plan.tick_ms * 2 + 50));
-        last.context("no table")
+        wait_for_sites(&self.plan.sites[i], self.plan.tick_ms, timeout, what, || self.sites_doc(i), pred)
     }
 
     /// Stops `service`'s instance at site `i`.

@@ -7,28 +7,14 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use geomesh_integration::paths::repo_root;
+use geomesh_integration::paths::{repo_root, sync_generated};
 use geomesh_integration::replication::{ReplicationPlan, EXAMPLE_DIR};
 
 #[test]
 fn examples_replication_match_the_generator() {
     let dir = repo_root().join(EXAMPLE_DIR);
-    let update = std::env::var_os("GEOMESH_UPDATE_EXAMPLES").is_some_and(|v| v != "0");
     let plan = ReplicationPlan::fixed();
-    let mut stale = Vec::new();
-    for (name, text) in plan.example_files() {
-        let path = dir.join(&name);
-        if update {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, &text).unwrap();
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(on_disk) if on_disk == text => {}
-            Ok(_) => stale.push(format!("{} differs", path.display())),
-            Err(e) => stale.push(format!("{}: {e}", path.display())),
-        }
-    }
+    let stale = sync_generated(&dir, plan.example_files()).unwrap();
     assert!(
         stale.is_empty(),
         "examples/replication is out of date (regenerate with GEOMESH_UPDATE_EXAMPLES=1 cargo test -p geomesh-integration --test replication_examples):\n{}",

@@ -292,15 +292,9 @@ impl Applier {
     /// operation stored durably, then the create fanned out to every
     /// target site; returns the origin's answer (or the first one).
     pub async fn create(&self, req: CreateRequest) -> Result<Answer, ReplicationError> {
-        let inner = &self.inner;
         let body_name = req.body.as_ref().map(|b| b.name.clone());
         let result = self.create_inner(req).await;
-        if result.is_err() {
-            if let Some(b) = body_name {
-                inner.spool.remove(&b).await;
-            }
-        }
-        result
+        self.drop_body_on_error(body_name, result).await
     }
 
     async fn create_inner(&self, req: CreateRequest) -> Result<Answer, ReplicationError> {
@@ -345,12 +339,21 @@ impl Applier {
 
     /// Appends an update or delete to the log and applies it to every replica.
     pub async fn submit(&self, req: WriteRequest) -> Result<Answer, ReplicationError> {
-        let inner = &self.inner;
         let body_name = req.body.as_ref().map(|b| b.name.clone());
         let result = self.submit_inner(req).await;
+        self.drop_body_on_error(body_name, result).await
+    }
+
+    /// `result`, after removing the spooled body `body_name` when it is an error (nothing
+    /// was logged that could refer to it).
+    async fn drop_body_on_error(
+        &self,
+        body_name: Option<String>,
+        result: Result<Answer, ReplicationError>,
+    ) -> Result<Answer, ReplicationError> {
         if result.is_err() {
             if let Some(b) = body_name {
-                inner.spool.remove(&b).await;
+                self.inner.spool.remove(&b).await;
             }
         }
         result

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::metaid::MetaId;
 use super::model::{
@@ -481,13 +481,7 @@ impl Db {
         let seqs: Vec<i64> = stmt
             .query_map([limit.min(1000)], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        let mut out = Vec::with_capacity(seqs.len());
-        for s in seqs {
-            if let Some(op) = load_op(&conn, to_u64(s))? {
-                out.push(op);
-            }
-        }
-        Ok(out)
+        load_ops(&conn, seqs)
     }
 
     /// The replicant whose live replica on `site` has local id `local`
@@ -586,13 +580,7 @@ impl Db {
                 |r| r.get(0),
             )?
             .collect::<Result<_, _>>()?;
-        let mut out = Vec::with_capacity(seqs.len());
-        for s in seqs {
-            if let Some(op) = load_op(&conn, to_u64(s))? {
-                out.push(op);
-            }
-        }
-        Ok(out)
+        load_ops(&conn, seqs)
     }
 
     /// The queue of every site that has operations.
@@ -606,7 +594,7 @@ impl Db {
              FROM op_sites GROUP BY site ORDER BY site",
         )?;
         let rows: Vec<(String, Option<i64>, i64, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .query_map([], tuple)?
             .collect::<Result<_, _>>()?;
         let mut out = BTreeMap::new();
         for (site, next, open, finished) in rows {
@@ -1017,7 +1005,7 @@ impl Db {
             "SELECT site, peer FROM removal_notices WHERE state = 'pending' ORDER BY site, peer",
         )?;
         let v = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map([], tuple)?
             .collect::<Result<_, _>>()?;
         Ok(v)
     }
@@ -1065,7 +1053,7 @@ impl Db {
                      WHERE r.leader = ?1 AND EXISTS (SELECT 1 FROM replicas p WHERE p.meta = r.meta AND p.site != ?1)
                      ORDER BY r.meta",
                 )?;
-                let v = stmt.query_map([own], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+                let v = stmt.query_map([own], tuple)?.collect::<Result<_, _>>()?;
                 v
             };
             for (m, here) in led {
@@ -1149,7 +1137,7 @@ impl Db {
             .query_row(
                 "SELECT state, attempts, status, headers, body, truncated FROM applied WHERE leader = ?1 AND seq = ?2",
                 params![leader, to_i64(seq)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                tuple,
             )
             .optional()?;
         let Some((state, attempts, status, headers, body, truncated)) = row else {
@@ -1316,7 +1304,7 @@ fn drop_open_deliveries(
              WHERE r.leader = ?1 AND s.state IN ('pending', 'in_flight') ORDER BY s.seq",
         )?;
         let v = stmt
-            .query_map([leader], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([leader], tuple)?
             .collect::<Result<_, _>>()?;
         v
     };
@@ -1381,7 +1369,7 @@ fn load_replicant(conn: &Connection, meta: &MetaId) -> DbResult<Option<Replicant
         .query_row(
             "SELECT service, collection, leader, state, version, created_ms, updated_ms FROM replicants WHERE meta = ?1",
             [meta.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            tuple,
         )
         .optional()?;
     let Some((service, collection, leader, state, version, created, updated)) = row else {
@@ -1391,9 +1379,7 @@ fn load_replicant(conn: &Connection, meta: &MetaId) -> DbResult<Option<Replicant
         "SELECT site, local_id_json, status, error FROM replicas WHERE meta = ?1 ORDER BY site",
     )?;
     let rows: Vec<(String, Option<String>, String, Option<String>)> = stmt
-        .query_map([meta.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
+        .query_map([meta.as_str()], tuple)?
         .collect::<Result<_, _>>()?;
     let mut replicas = BTreeMap::new();
     for (site, json, status, error) in rows {
@@ -1428,6 +1414,25 @@ fn load_replicant(conn: &Connection, meta: &MetaId) -> DbResult<Option<Replicant
     }))
 }
 
+/// A row as the tuple of its columns, in order (each converted by rusqlite).
+fn tuple<T>(r: &Row<'_>) -> rusqlite::Result<T>
+where
+    T: for<'a> TryFrom<&'a Row<'a>, Error = rusqlite::Error>,
+{
+    T::try_from(r)
+}
+
+/// The operations `seqs`, in that order (a sequence number with no operation is skipped).
+fn load_ops(conn: &Connection, seqs: Vec<i64>) -> DbResult<Vec<Operation>> {
+    let mut out = Vec::with_capacity(seqs.len());
+    for s in seqs {
+        if let Some(op) = load_op(conn, to_u64(s))? {
+            out.push(op);
+        }
+    }
+    Ok(out)
+}
+
 fn load_op(conn: &Connection, seq: u64) -> DbResult<Option<Operation>> {
     type Row = (
         String,
@@ -1445,20 +1450,7 @@ fn load_op(conn: &Connection, seq: u64) -> DbResult<Option<Operation>> {
         .query_row(
             "SELECT meta, kind, method, suffix, query, headers, body_file, body_len, origin, created_ms FROM ops WHERE seq = ?1",
             [to_i64(seq)],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
-            },
+            tuple,
         )
         .optional()?;
     let Some((meta, kind, method, suffix, query, headers, body_file, body_len, origin, created)) =
@@ -1469,16 +1461,7 @@ fn load_op(conn: &Connection, seq: u64) -> DbResult<Option<Operation>> {
     let mut stmt =
         conn.prepare_cached("SELECT site, state, attempts, status, error, updated_ms FROM op_sites WHERE seq = ?1 ORDER BY site")?;
     let rows: Vec<OpSiteRow> = stmt
-        .query_map([to_i64(seq)], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?
+        .query_map([to_i64(seq)], tuple)?
         .collect::<Result<_, _>>()?;
     let mut sites = BTreeMap::new();
     for (site, state, attempts, status, error, updated) in rows {

@@ -10,31 +10,6 @@ use futures_util::StreamExt;
 use super::model::{Body, Reply};
 use super::spool::file_body;
 
-/// Request headers never forwarded to an instance: hop-by-hop ones, the
-/// length (recomputed), geomesh's own, validators and preconditions (they
-/// are per site: an ETag of one replica means nothing to another),
-/// `accept-encoding` (replaced by `identity` so answers can be rewritten)
-/// and `expect`.
-pub const DROPPED_REQUEST_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "accept-encoding",
-    "expect",
-    "if-match",
-    "if-none-match",
-    "if-modified-since",
-    "if-unmodified-since",
-    "if-range",
-];
-
 /// Hop-by-hop headers (RFC 9110 section 7.6.1 and the usual extras).
 pub const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -47,6 +22,28 @@ pub const HOP_BY_HOP: &[&str] = &[
     "transfer-encoding",
     "upgrade",
 ];
+
+/// Request headers never forwarded to an instance besides the hop-by-hop
+/// ones and geomesh's own ([`dropped_request_header`]): the length
+/// (recomputed), validators and preconditions (they are per site: an ETag of
+/// one replica means nothing to another), `accept-encoding` (replaced by
+/// `identity` so answers can be rewritten) and `expect`.
+pub const DROPPED_REQUEST_ONLY: &[&str] = &[
+    "content-length",
+    "accept-encoding",
+    "expect",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+];
+
+/// Whether a (lower-case) request header is never forwarded to an instance:
+/// hop-by-hop ones, [`DROPPED_REQUEST_ONLY`] and geomesh's own.
+pub fn dropped_request_header(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name) || DROPPED_REQUEST_ONLY.contains(&name) || name.starts_with(GEOMESH_PREFIX)
+}
 
 /// Response headers not passed on: hop-by-hop ones and the length.
 pub const DROPPED_RESPONSE_HEADERS: &[&str] = &[
@@ -73,7 +70,7 @@ pub fn forwardable<'a>(
     let mut dropped = 0;
     for (name, value) in headers {
         let n = name.to_ascii_lowercase();
-        if DROPPED_REQUEST_HEADERS.contains(&n.as_str()) || n.starts_with(GEOMESH_PREFIX) {
+        if dropped_request_header(&n) {
             continue;
         }
         match std::str::from_utf8(value) {
@@ -185,7 +182,7 @@ impl Instance {
         let url = format!("{}{}", self.base, target);
         let mut req = self.client.request(m, &url);
         for (n, v) in headers {
-            if !DROPPED_REQUEST_HEADERS.contains(&n.as_str()) && !n.starts_with(GEOMESH_PREFIX) {
+            if !dropped_request_header(n) {
                 req = req.header(n.as_str(), v.as_str());
             }
         }

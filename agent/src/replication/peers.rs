@@ -113,6 +113,15 @@ pub fn value(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_bytes(s.as_bytes()).ok()
 }
 
+/// Sets each (name, value) whose value is a valid header value.
+fn put_fields<const N: usize>(h: &mut HeaderMap, fields: [(&'static str, String); N]) {
+    for (n, v) in fields {
+        if let Some(v) = value(&v) {
+            h.insert(n, v);
+        }
+    }
+}
+
 /// The client's headers as `x-geomesh-h-*` (names lower-case).
 pub fn put_forwarded(h: &mut HeaderMap, headers: &[(String, String)]) {
     for (n, v) in headers {
@@ -218,6 +227,33 @@ impl PeerClient {
             .ok_or_else(|| format!("no agent configured for site {site}"))
     }
 
+    /// The headers of a submit or read of `meta` by this site: the operation (method, path
+    /// suffix, query), its origin, and the client's `headers` to forward.
+    fn op_headers(
+        &self,
+        meta: &MetaId,
+        method: &str,
+        suffix: &str,
+        query: Option<&str>,
+        headers: &[(String, String)],
+    ) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        put_fields(
+            &mut h,
+            [
+                ("x-geomesh-meta", meta.to_string()),
+                ("x-geomesh-method", enc(method)),
+                ("x-geomesh-suffix", enc(suffix)),
+                ("x-geomesh-origin", enc(&self.site)),
+            ],
+        );
+        if let Some(q) = query.and_then(|q| value(&enc(q))) {
+            h.insert("x-geomesh-query", q);
+        }
+        put_forwarded(&mut h, headers);
+        h
+    }
+
     /// Sends a delivery to `site`'s agent; its instance's raw answer.
     pub async fn apply(&self, site: &str, d: Delivery) -> Result<Reply, DeliveryError> {
         let fail = |m: String| DeliveryError(format!("site {site}: {m}"));
@@ -232,11 +268,7 @@ impl PeerClient {
             ("x-geomesh-target", enc(&d.target)),
             ("x-geomesh-replicant", b64url_encode(&replicant)),
         ];
-        for (n, v) in fields {
-            if let Some(v) = value(&v) {
-                h.insert(n, v);
-            }
-        }
+        put_fields(&mut h, fields);
         if let Some(ack) = d.ack {
             h.insert("x-geomesh-ack", HeaderValue::from(ack));
         }
@@ -324,22 +356,7 @@ impl PeerClient {
             // An unknown leader is reported like an unreachable one by the caller.
             Err(_) => format!("http://unknown-site.invalid{SUBMIT_PATH}"),
         };
-        let mut h = HeaderMap::new();
-        let fields = [
-            ("x-geomesh-meta", meta.to_string()),
-            ("x-geomesh-method", enc(method)),
-            ("x-geomesh-suffix", enc(suffix)),
-            ("x-geomesh-origin", enc(&self.site)),
-        ];
-        for (n, v) in fields {
-            if let Some(v) = value(&v) {
-                h.insert(n, v);
-            }
-        }
-        if let Some(q) = query.and_then(|q| value(&enc(q))) {
-            h.insert("x-geomesh-query", q);
-        }
-        put_forwarded(&mut h, headers);
+        let h = self.op_headers(meta, method, suffix, query, headers);
         let mut req = self.client.post(&url).headers(h);
         if let Some((b, len)) = body {
             req = req.header(BODY_LEN, len.map_or_else(|| "-".to_owned(), |l| l.to_string()));
@@ -362,22 +379,7 @@ impl PeerClient {
         headers: &[(String, String)],
     ) -> Result<reqwest::Response, String> {
         let url = self.url(site, READ_PATH)?;
-        let mut h = HeaderMap::new();
-        let fields = [
-            ("x-geomesh-meta", meta.to_string()),
-            ("x-geomesh-method", enc(method)),
-            ("x-geomesh-suffix", enc(suffix)),
-            ("x-geomesh-origin", enc(&self.site)),
-        ];
-        for (n, v) in fields {
-            if let Some(v) = value(&v) {
-                h.insert(n, v);
-            }
-        }
-        if let Some(q) = query.and_then(|q| value(&enc(q))) {
-            h.insert("x-geomesh-query", q);
-        }
-        put_forwarded(&mut h, headers);
+        let h = self.op_headers(meta, method, suffix, query, headers);
         self.client
             .post(&url)
             .headers(h)
@@ -386,8 +388,6 @@ impl PeerClient {
             .map_err(|e| describe(&e))
     }
 
-    /// `GET /v1/replication/replicants/<meta>` on `site`'s agent: `Ok(None)`
-    /// when it does not know it.
     /// Tells `peer` that `site` is removed from the system (the removal was
     /// asked of `requested_at`): JSON `{"site", "requested_at", "from"}`;
     /// `Ok` once the peer answered 200 (it applied the removal), within
@@ -417,6 +417,8 @@ impl PeerClient {
         Err(format!("{peer} answered {status}: {}", String::from_utf8_lossy(&b).trim()))
     }
 
+    /// `GET /v1/replication/replicants/<meta>` on `site`'s agent: `Ok(None)`
+    /// when it does not know it.
     pub async fn replicant(&self, site: &str, meta: &MetaId) -> Result<Option<Replicant>, String> {
         let url = self.url(site, &format!("/v1/replication/replicants/{meta}"))?;
         let resp = self

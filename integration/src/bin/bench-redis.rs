@@ -216,6 +216,30 @@ fn run_benchmark(
     })
 }
 
+/// The median of each figure over runs of one (workload, pipeline, path).
+fn median_row(runs: &[Row]) -> Option<Row> {
+    let first = runs.first()?.clone();
+    let med = |f: &dyn Fn(&Row) -> f64| -> f64 {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let n = first.cpu_split.len();
+    let cpu_split: Vec<f64> = (0..n)
+        .map(|i| med(&|r: &Row| r.cpu_split.get(i).copied().unwrap_or(0.0)))
+        .collect();
+    Some(Row {
+        rps: med(&|r| r.rps),
+        p50: med(&|r| r.p50),
+        p99: med(&|r| r.p99),
+        cpu: first.cpu.map(|_| cpu_split.iter().sum()),
+        cpu_split,
+        client_cpu: med(&|r| r.client_cpu),
+        redis_cpu: med(&|r| r.redis_cpu),
+        ..first
+    })
+}
+
 /// `taskset -a -pc cpus pid` (every thread of the process).
 fn pin(pid: u32, cpus: &str) -> Result<()> {
     let out = Command::new("taskset")
@@ -298,6 +322,8 @@ fn main() -> Result<()> {
     let mut bridge_threads: usize = 1;
     let mut pins: Vec<(String, String)> = Vec::new();
     let mut keyspace: u64 = 1000;
+    let mut repeat: usize = 1;
+    let mut envoy_log: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -310,6 +336,8 @@ fn main() -> Result<()> {
             "--tcp-bridge" => unix = false,
             "--bridge-threads" => bridge_threads = args.next().context("--bridge-threads N")?.parse()?,
             "--keyspace" => keyspace = args.next().context("--keyspace N")?.parse()?,
+            "--envoy-log" => envoy_log = Some(args.next().context("--envoy-log wasm:trace")?),
+            "--repeat" => repeat = args.next().context("--repeat N")?.parse::<usize>()?.max(1),
             "--pin" => {
                 for p in args.next().context("--pin envoy:0,bridge:1,redis:1,client:0")?.split(',') {
                     let (who, cpus) = p.split_once(':').context("--pin KIND:CPUS,...")?;
@@ -319,7 +347,9 @@ fn main() -> Result<()> {
             other => bail!(
                 "unknown argument {other} (--requests N, --clients N, --out FILE, --paths direct,tcp_proxy,native,geomesh, \
                  --workloads SET,GET,MSET,MGET[,MSETB], --perf: perf record Envoy and the bridge during the geomesh runs, \
-                 --tcp-bridge, --bridge-threads N, --keyspace N, --pin envoy:0,bridge:1,redis:1,client:0)"
+                 --tcp-bridge, --bridge-threads N, --keyspace N, --pin envoy:0,bridge:1,redis:1,client:0, \
+                 --repeat N: N interleaved rounds, medians reported, \
+                 --envoy-log wasm:trace: Envoy's --component-log-level, the test dir is kept)"
             ),
         }
     }
@@ -379,8 +409,13 @@ fn main() -> Result<()> {
     let opts = EnvoyOptions {
         concurrency: 1,
         log_level: "warning".into(),
+        component_log_level: envoy_log.clone(),
         ..EnvoyOptions::default()
     };
+    if envoy_log.is_some() {
+        dir.keep();
+        eprintln!("Envoy log in {}", dir.path().display());
+    }
     let mut envoy = Envoy::start_with(&dir, "envoy", &cfg, &opts)?;
     for p in [tcp_port, native_port, ours_port] {
         geomesh_integration::wait_tcp(p, Duration::from_secs(20))?;
@@ -441,13 +476,18 @@ fn main() -> Result<()> {
             continue;
         }
         for pipeline in [1, 16] {
-            for p in &paths {
+            let mut runs: Vec<Row> = Vec::new();
+            // Paths interleaved, `repeat` rounds: a drift of the machine's speed hits them all.
+            for (round, p) in (0..repeat).flat_map(|i| paths.iter().map(move |p| (i, p))) {
                 if !only_paths.is_empty() && !only_paths.iter().any(|w| w == p.name) {
                     continue;
                 }
                 let recorder = if perf && !p.pids.is_empty() {
                     let pids: Vec<String> = p.pids.iter().map(|p| p.to_string()).collect();
-                    let file = dir.join(format!("perf-{}-{workload}-P{pipeline}.data", p.name));
+                    let file = dir.join(format!(
+                        "perf-{}-{workload}-P{pipeline}-{round}.data",
+                        p.name
+                    ));
                     eprintln!("perf: {}", file.display());
                     Some(
                         Command::new("perf")
@@ -486,7 +526,13 @@ fn main() -> Result<()> {
                     r.cpu_split.iter().map(|c| (c * 10000.0).round() / 10.0).collect::<Vec<_>>(),
                     r.redis_cpu * 1000.0,
                 );
-                rows.push(r);
+                runs.push(r);
+            }
+            for p in &paths {
+                let mine: Vec<Row> = runs.iter().filter(|r| r.path == p.name).cloned().collect();
+                if let Some(m) = median_row(&mine) {
+                    rows.push(m);
+                }
             }
         }
     }
@@ -501,7 +547,11 @@ fn main() -> Result<()> {
             if !only_paths.is_empty() && !only_paths.iter().any(|w| w == p.name) {
                 continue;
             }
-            let r = run_benchmark(p, &probe, workload, 1, (requests / 5).max(1000), 1)?;
+            let mut runs = Vec::new();
+            for _ in 0..repeat {
+                runs.push(run_benchmark(p, &probe, workload, 1, (requests / 5).max(1000), 1)?);
+            }
+            let Some(r) = median_row(&runs) else { continue };
             eprintln!(
                 "{:5} -c 1 {:10} {:>8.0} req/s  p50 {:.3}  p99 {:.3}",
                 r.workload, r.path, r.rps, r.p50, r.p99
@@ -547,7 +597,8 @@ fn main() -> Result<()> {
         md,
         "Load: `redis-benchmark -c {clients} -n {requests}{rflag} [-P 16] --csv`; MSET/MGET of 10 keys `k1:__rand_int__` .. `k10:__rand_int__` \
          (random keys: each request spreads its 10 keys over both shards; 10 fixed keys split {native_split:?} over shards A/B by the native \
-         ring hash, {ours_split:?} by geomesh's hash route). Envoy->bridge: {}; bridge: `--threads {bridge_threads}`; CPU pinning: {pinned}.  \n\
+         ring hash, {ours_split:?} by geomesh's hash route). Envoy->bridge: {}; bridge: `--threads {bridge_threads}`; CPU pinning: {pinned}; \
+         {repeat} interleaved round(s) per row, medians.  \n\
          CPU columns: user+system µs per request of each process (redis-benchmark from getrusage, the others from /proc/<pid>/stat; \
          redis = both redis-servers). On this 2-CPU machine, when saturated, requests/s ~ 2 s / (total µs per request). \
          Command: `cargo run --release -p geomesh-integration --bin bench-redis`.\n",

@@ -171,6 +171,16 @@ async fn write_meta(app: &App, collection: &str, id: u64, v: &Value) -> Result<(
     tokio::fs::rename(&tmp, &p).await.map_err(|e| e.to_string())
 }
 
+/// Streams `body` into blob `id` of `collection` and records its metadata (the content type from
+/// `headers`): the metadata, or the answer to give when that failed.
+async fn save(app: &App, collection: &str, id: u64, headers: &HeaderMap, body: Body) -> Result<Value, Response> {
+    let ct = content_type(headers);
+    let (bytes, hash) = store(app, &blob_path(app, collection, id), body).await.map_err(internal)?;
+    let meta = json!({ "id": id, "bytes": bytes, "fnv1a64": format!("{hash:016x}"), "content_type": ct });
+    write_meta(app, collection, id, &meta).await.map_err(internal)?;
+    Ok(meta)
+}
+
 async fn create(State(app): State<Shared>, Path(collection): Path<String>, req: Request) -> Response {
     app.requests.fetch_add(1, Ordering::Relaxed);
     if !valid_collection(&collection) {
@@ -190,15 +200,10 @@ async fn create(State(app): State<Shared>, Path(collection): Path<String>, req: 
         n
     };
     let (parts, body) = req.into_parts();
-    let ct = content_type(&parts.headers);
-    let (bytes, hash) = match store(&app, &blob_path(&app, &collection, id), body).await {
-        Ok(x) => x,
-        Err(e) => return internal(e),
+    let meta = match save(&app, &collection, id, &parts.headers, body).await {
+        Ok(m) => m,
+        Err(r) => return r,
     };
-    let meta = json!({ "id": id, "bytes": bytes, "fnv1a64": format!("{hash:016x}"), "content_type": ct });
-    if let Err(e) = write_meta(&app, &collection, id, &meta).await {
-        return internal(e);
-    }
     let host = parts
         .headers
         .get("host")
@@ -292,15 +297,10 @@ async fn put_blob(
         return not_found();
     }
     let (parts, body) = req.into_parts();
-    let ct = content_type(&parts.headers);
-    let (bytes, hash) = match store(&app, &blob_path(&app, &collection, id), body).await {
-        Ok(x) => x,
-        Err(e) => return internal(e),
+    let meta = match save(&app, &collection, id, &parts.headers, body).await {
+        Ok(m) => m,
+        Err(r) => return r,
     };
-    let meta = json!({ "id": id, "bytes": bytes, "fnv1a64": format!("{hash:016x}"), "content_type": ct });
-    if let Err(e) = write_meta(&app, &collection, id, &meta).await {
-        return internal(e);
-    }
     Json(meta).into_response()
 }
 

@@ -26,6 +26,10 @@ use serde_yaml_ng::{Mapping, Value};
 
 use crate::hash::HashAlgorithm;
 
+pub mod fields;
+
+use fields::{as_map, check_fields, key_str, list, opt_str, req_str};
+
 /// Which protocol a filter instance speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkloadType {
@@ -321,15 +325,7 @@ fn parse_route(name: &str, v: &Value, path: &str) -> Result<RouteSpec, ConfigErr
         });
     }
     let map = as_map(v, path)?;
-    for (k, _) in map {
-        let k = key_str(k, path)?;
-        if !ROUTE_FIELDS.contains(&k) {
-            return Err(ConfigError::new(
-                format!("{path}.{k}"),
-                format!("unknown field; expected one of {}", list(ROUTE_FIELDS)),
-            ));
-        }
-    }
+    check_fields(map, ROUTE_FIELDS, path)?;
     let kind = match opt_str(map, "type", path)? {
         None => RouteType::Key,
         Some(t) => RouteType::from_name(t).ok_or_else(|| {
@@ -425,66 +421,8 @@ fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
     map.get(key)
 }
 
-fn as_map<'a>(v: &'a Value, path: &str) -> Result<&'a Mapping, ConfigError> {
-    match v {
-        Value::Mapping(m) => Ok(m),
-        other => Err(ConfigError::new(
-            path,
-            format!("expected a map, found {}", kind_of(other)),
-        )),
-    }
-}
-
-fn key_str<'a>(k: &'a Value, path: &str) -> Result<&'a str, ConfigError> {
-    k.as_str()
-        .ok_or_else(|| ConfigError::new(path, format!("field names must be strings, found {}", kind_of(k))))
-}
-
-fn req_str<'a>(map: &'a Mapping, key: &str, path: &str) -> Result<&'a str, ConfigError> {
-    opt_str(map, key, path)?.ok_or_else(|| ConfigError::new(join(path, key), "missing (required)"))
-}
-
-fn opt_str<'a>(map: &'a Mapping, key: &str, path: &str) -> Result<Option<&'a str>, ConfigError> {
-    match get(map, key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(ConfigError::new(
-            join(path, key),
-            format!("expected a string, found {}", kind_of(other)),
-        )),
-    }
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a map",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
-fn list(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Seed 004's EnvoyFilter, as written.

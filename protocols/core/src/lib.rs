@@ -2,7 +2,8 @@
 //!
 //! * [`config`]: the Écharde configuration shape (`workload_type`, `type_proxy`,
 //!   `default_cluster`, `local_cluster`, `routing_table`), extended, validated with messages that
-//!   name the field;
+//!   name the field; [`config::fields`] has the field-by-field helpers it uses, for protocol
+//!   crates to validate their own sections the same way;
 //! * [`route`]: the compiled routing table (key, prefix, value and hash routes, hash tags,
 //!   longest match, default);
 //! * [`hash`]: versioned consistent hashing;

@@ -360,6 +360,7 @@ pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::ECHARDE;
     use crate::config::Config;
 
     fn table(yaml: &str) -> RoutingTable {
@@ -369,20 +370,6 @@ mod tests {
     fn name(t: &RoutingTable, key: &str) -> String {
         t.cluster_name(t.route(key.as_bytes())).to_owned()
     }
-
-    const ECHARDE: &str = "\
-workload_type: redis
-type_proxy: downstream
-default_cluster: redis1-master
-local_cluster: redis1-master
-routing_table:
-  user1:
-    type: key
-    cluster: redis2-master
-  alert:
-    type: value
-    cluster: redis2-master
-";
 
     #[test]
     fn echarde_table() {

@@ -119,6 +119,15 @@ struct P<'t> {
 }
 
 impl<'t> P<'t> {
+    /// A parser of the whole `text` (a header value, not a JSON string inside one).
+    fn whole(text: &'t str) -> Self {
+        P {
+            text,
+            end: Found::EndOfInput,
+            refs: 0,
+        }
+    }
+
     fn off(&self, rest: &str) -> usize {
         self.text.len().saturating_sub(rest.len())
     }
@@ -618,10 +627,8 @@ fn digits_value(s: &str) -> u64 {
     })
 }
 
-/// Parses a scope: `{ compute: DC 1, image: DC1 & DC2 }`, the same without
-/// braces, or openstackoid's JSON form `{"compute": "DC 1"}`. Whitespace
-/// only, or `{}`, is the empty scope (every service local).
-pub fn parse(input: &str) -> Result<Scope, ParseError> {
+/// Refuses an input over [`MAX_INPUT`] bytes.
+fn check_len(input: &str) -> Result<(), ParseError> {
     if input.len() > MAX_INPUT {
         return Err(ParseError::at(
             input,
@@ -632,11 +639,15 @@ pub fn parse(input: &str) -> Result<Scope, ParseError> {
             },
         ));
     }
-    let mut p = P {
-        text: input,
-        end: Found::EndOfInput,
-        refs: 0,
-    };
+    Ok(())
+}
+
+/// Parses a scope: `{ compute: DC 1, image: DC1 & DC2 }`, the same without
+/// braces, or openstackoid's JSON form `{"compute": "DC 1"}`. Whitespace
+/// only, or `{}`, is the empty scope (every service local).
+pub fn parse(input: &str) -> Result<Scope, ParseError> {
+    check_len(input)?;
+    let mut p = P::whole(input);
     let entries = p.scope().map_err(|e| ParseError::at(input, e.at, e.kind))?;
     let scope = Scope::from_parser(entries);
     if scope.canonical_len_checked() > MAX_INPUT {
@@ -680,21 +691,8 @@ pub fn parse_bytes(input: &[u8]) -> Result<Scope, ParseError> {
 
 /// Parses one location expression (no service, no braces): `DC1 ; DC2`.
 pub fn parse_expr(input: &str) -> Result<Expr, ParseError> {
-    if input.len() > MAX_INPUT {
-        return Err(ParseError::at(
-            input,
-            MAX_INPUT,
-            ParseErrorKind::TooLong {
-                len: input.len(),
-                limit: MAX_INPUT,
-            },
-        ));
-    }
-    let mut p = P {
-        text: input,
-        end: Found::EndOfInput,
-        refs: 0,
-    };
+    check_len(input)?;
+    let mut p = P::whole(input);
     p.whole_expr()
         .map_err(|e| ParseError::at(input, e.at, e.kind))
 }

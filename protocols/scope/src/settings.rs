@@ -38,6 +38,7 @@
 //! `routing_table` is refused (it means nothing for HTTP). Every error names
 //! the field (`http.agent.tick_ms`).
 
+use geomesh_core::config::fields::{as_map, check_fields, kind_of, opt_str, req_str};
 use geomesh_core::{Config, ConfigError, WorkloadType};
 use serde_yaml_ng::{Mapping, Value};
 
@@ -131,56 +132,6 @@ const CLUSTER_ENTRY_FIELDS: &[&str] = &["service", "site", "cluster"];
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::new(field, message)
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a map",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
-
-fn as_map<'a>(v: &'a Value, path: &str) -> Result<&'a Mapping, ConfigError> {
-    match v {
-        Value::Mapping(m) => Ok(m),
-        other => Err(err(path, format!("expected a map, found {}", kind_of(other)))),
-    }
-}
-
-fn check_fields(map: &Mapping, allowed: &[&str], path: &str) -> Result<(), ConfigError> {
-    for (k, _) in map {
-        let Some(k) = k.as_str() else {
-            return Err(err(path, format!("field names must be strings, found {}", kind_of(k))));
-        };
-        if !allowed.contains(&k) {
-            let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
-            return Err(err(
-                format!("{path}.{k}"),
-                format!("unknown field; expected one of {}", list.join(", ")),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn opt_str<'a>(map: &'a Mapping, key: &str, path: &str) -> Result<Option<&'a str>, ConfigError> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(err(
-            format!("{path}.{key}"),
-            format!("expected a string, found {}", kind_of(other)),
-        )),
-    }
-}
-
-fn req_str<'a>(map: &'a Mapping, key: &str, path: &str) -> Result<&'a str, ConfigError> {
-    opt_str(map, key, path)?.ok_or_else(|| err(format!("{path}.{key}"), "missing (required)"))
 }
 
 fn opt_u64(
