@@ -339,7 +339,7 @@ fn wait_event(
 fn a_subscriber_is_disconnected_when_its_shard_dies_and_resubscribes() {
     let mut mesh = RedisMesh::start("redis-sub-kill", &["redis1", "redis2"], PUBSUB_TABLE).unwrap();
     let channel = "user1:news"; // routed to redis2 only
-    // redis-py (its default RESP3) in a child process.
+                                // redis-py (its default RESP3) in a child process.
     let script = mesh.dir.write("subscriber.py", PY_SUBSCRIBER).unwrap();
     let py_out = mesh.dir.join("subscriber.jsonl");
     let mut py = std::process::Command::new("python3")
@@ -359,9 +359,25 @@ fn a_subscriber_is_disconnected_when_its_shard_dies_and_resubscribes() {
     let publish = |c: &mut redis::Connection, m: &str| -> i64 {
         redis::cmd("PUBLISH").arg(channel).arg(m).query(c).unwrap()
     };
-    wait_event(&py_out, "redis-py subscribed", Duration::from_secs(20), |e| e["event"] == "subscribe", || {});
-    assert_eq!(publish(&mut publisher, "before"), 2, "both subscribers on redis2");
-    wait_event(&py_out, "message before", Duration::from_secs(10), |e| e["data"] == "before", || {});
+    wait_event(
+        &py_out,
+        "redis-py subscribed",
+        Duration::from_secs(20),
+        |e| e["event"] == "subscribe",
+        || {},
+    );
+    assert_eq!(
+        publish(&mut publisher, "before"),
+        2,
+        "both subscribers on redis2"
+    );
+    wait_event(
+        &py_out,
+        "message before",
+        Duration::from_secs(10),
+        |e| e["data"] == "before",
+        || {},
+    );
     let m = sub.get_message().unwrap();
     assert_eq!(m.get_payload::<String>().unwrap(), "before");
 

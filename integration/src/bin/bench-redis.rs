@@ -247,7 +247,10 @@ fn pin(pid: u32, cpus: &str) -> Result<()> {
         .output()
         .context("run taskset")?;
     if !out.status.success() {
-        bail!("taskset {cpus} {pid}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "taskset {cpus} {pid}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -549,7 +552,14 @@ fn main() -> Result<()> {
             }
             let mut runs = Vec::new();
             for _ in 0..repeat {
-                runs.push(run_benchmark(p, &probe, workload, 1, (requests / 5).max(1000), 1)?);
+                runs.push(run_benchmark(
+                    p,
+                    &probe,
+                    workload,
+                    1,
+                    (requests / 5).max(1000),
+                    1,
+                )?);
             }
             let Some(r) = median_row(&runs) else { continue };
             eprintln!(
@@ -605,12 +615,18 @@ fn main() -> Result<()> {
         if unix { "Unix socket" } else { "TCP" }
     )?;
     writeln!(md, "| workload | pipeline | path | requests/s | p50 ms | p99 ms | client µs | Envoy µs | bridge µs | redis µs | total µs | vs native |")?;
-    writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        md,
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
     for r in &rows {
         let vs = find(r.workload, r.pipeline, "native")
             .map(|n| format!("{:.2}x", r.rps / n.rps))
             .unwrap_or_default();
-        let us = |v: Option<f64>| v.map(|c| format!("{:.1}", c * 1000.0)).unwrap_or_else(|| "-".into());
+        let us = |v: Option<f64>| {
+            v.map(|c| format!("{:.1}", c * 1000.0))
+                .unwrap_or_else(|| "-".into())
+        };
         let total = r.client_cpu + r.redis_cpu + r.cpu.unwrap_or(0.0);
         writeln!(
             md,

@@ -82,7 +82,10 @@ const NEVER: Millis = Millis::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
-    Entry { seq: u64, part: u32 },
+    Entry {
+        seq: u64,
+        part: u32,
+    },
     Discard,
     /// A replayed session command (index into the store): an error means the connection does
     /// not hold the session's state, so it is reset (see [`RedisSession::condemn`]).
@@ -1841,7 +1844,8 @@ impl Session for RedisSession {
                             failure = Some(m);
                             break;
                         }
-                        if !self.resets.is_empty() && self.resets.iter().any(|r| r.cluster == cluster)
+                        if !self.resets.is_empty()
+                            && self.resets.iter().any(|r| r.cluster == cluster)
                         {
                             // Out of step: its next replies must not answer anything.
                             break;

@@ -148,7 +148,11 @@ impl Fake {
             }
             "SELECT" => {
                 let n: u8 = String::from_utf8_lossy(&arg(1)).parse().unwrap_or(99);
-                let dbs = if self.databases == 0 { 16 } else { self.databases };
+                let dbs = if self.databases == 0 {
+                    16
+                } else {
+                    self.databases
+                };
                 if n >= dbs {
                     return Frame::error("ERR DB index is out of range");
                 }
@@ -951,8 +955,8 @@ fn a_state_command_one_connection_refuses_resets_that_connection() {
     h.fake("redis2").databases = 4;
     assert_eq!(h.run(&["SET", "user1", "x"]), Frame::ok()); // opens redis2
     assert_eq!(h.run(&["SET", "a", "y"]), Frame::ok()); // opens redis1 (local)
-    // Local accepts SELECT 5, redis2 refuses it. The client is told OK (the local reply); the
-    // GET pipelined behind it on redis2 ran in DB 0 there: it fails rather than answer.
+                                                        // Local accepts SELECT 5, redis2 refuses it. The client is told OK (the local reply); the
+                                                        // GET pipelined behind it on redis2 ran in DB 0 there: it fails rather than answer.
     h.cmd(&["SELECT", "5"]);
     h.cmd(&["GET", "user1"]);
     h.cmd(&["GET", "a"]);
@@ -1029,7 +1033,11 @@ fn a_state_command_one_connection_refuses_resets_that_connection() {
     h.fake("redis1").stalled = false;
     h.fake("redis1").held.clear();
     h.run(&["GET", "user1"]);
-    assert_eq!(h.fake("redis2").conn.db, 0, "reopened without the failed SELECT");
+    assert_eq!(
+        h.fake("redis2").conn.db,
+        0,
+        "reopened without the failed SELECT"
+    );
 }
 
 #[test]
@@ -1058,7 +1066,10 @@ fn a_local_connection_opened_by_a_state_command_gets_the_rest_of_the_state_in_or
     h.close_upstream("redis1", UpstreamFailureKind::Eof, "");
     h.fake("redis1").password = Some(b"pw2".to_vec());
     assert_eq!(h.run(&["AUTH", "pw2"]), Frame::ok());
-    assert_eq!(&h.log("redis1")[6..], ["AUTH pw2", "CLIENT SETNAME me", "SELECT 3"]);
+    assert_eq!(
+        &h.log("redis1")[6..],
+        ["AUTH pw2", "CLIENT SETNAME me", "SELECT 3"]
+    );
     // RESET opens without any replay.
     h.close_upstream("redis1", UpstreamFailureKind::Eof, "");
     h.run(&["RESET"]);
@@ -1191,13 +1202,18 @@ fn a_channel_is_subscribed_where_its_messages_can_be_published() {
         assert_eq!(got, want, "{ch}");
         // route_message always lands in the set.
         for payload in ["", "alert!", "x"] {
-            let c = h.table.route_message(Some(ch.as_bytes()), Some(payload.as_bytes()));
+            let c = h
+                .table
+                .route_message(Some(ch.as_bytes()), Some(payload.as_bytes()));
             assert!(want.contains(&c), "{ch} {payload}");
         }
     }
     // Subscribing again sends nothing new; the confirmation still comes.
     let r = h.run(&["SUBSCRIBE", "other"]);
-    assert_eq!(r, Frame::Array(vec![bulk("subscribe"), bulk("other"), Frame::Integer(3)]));
+    assert_eq!(
+        r,
+        Frame::Array(vec![bulk("subscribe"), bulk("other"), Frame::Integer(3)])
+    );
     assert_eq!(h.log("redis1"), ["SUBSCRIBE other"]);
 }
 
@@ -1207,7 +1223,11 @@ fn losing_a_connection_that_carries_subscriptions_closes_the_client() {
     h.cmd(&["SUBSCRIBE", "user1:chan"]);
     h.deliver();
     h.replies();
-    let m = enc(&Frame::Array(vec![bulk("message"), bulk("user1:chan"), bulk("m1")]));
+    let m = enc(&Frame::Array(vec![
+        bulk("message"),
+        bulk("user1:chan"),
+        bulk("m1"),
+    ]));
     h.fake("redis2").out.extend(m);
     h.deliver();
     assert_eq!(h.replies(), vec![arr(&["message", "user1:chan", "m1"])]);
@@ -1217,7 +1237,11 @@ fn losing_a_connection_that_carries_subscriptions_closes_the_client() {
     h.close_upstream("redis3", UpstreamFailureKind::Eof, "");
     assert!(!h.closed);
     // The one carrying the subscription: what was received is delivered, then the close.
-    let m = enc(&Frame::Array(vec![bulk("message"), bulk("user1:chan"), bulk("m2")]));
+    let m = enc(&Frame::Array(vec![
+        bulk("message"),
+        bulk("user1:chan"),
+        bulk("m2"),
+    ]));
     h.fake("redis2").out.extend(m);
     h.deliver();
     h.close_upstream("redis2", UpstreamFailureKind::Eof, "");
@@ -1246,7 +1270,10 @@ fn losing_a_connection_that_carries_subscriptions_closes_the_client() {
     h.close_upstream("redis2", UpstreamFailureKind::Refused, "");
     assert!(h.closed);
     let r = h.replies();
-    assert!(err_text(&r[0]).starts_with("ERR geomesh: cluster redis2: "), "{r:?}");
+    assert!(
+        err_text(&r[0]).starts_with("ERR geomesh: cluster redis2: "),
+        "{r:?}"
+    );
 }
 
 #[test]
