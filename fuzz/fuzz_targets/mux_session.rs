@@ -11,8 +11,13 @@
 //!   payloads per cluster a prefix of what the session sent there;
 //! * a close of the client comes only after the session asked for it or the mux reported a
 //!   failure; never with `end_of_stream` from the bridge; and, unless the mux logs that it is
-//!   forced, never in a callback that carries bytes for the client, and only once everything
-//!   the session replied before the close has been delivered;
+//!   forced (a client that does not read), never in a callback that carries bytes for the
+//!   client, and only once everything the session replied before the close has been delivered;
+//! * a "close later" (done by the shell's timer, here an input op) comes only from
+//!   `on_upstream`, once, with the last bytes for the client and everything replied before the
+//!   close delivered; nothing reaches the client after it;
+//! * `on_upstream_with_clock` reads the clock at most once, and whenever it calls the session
+//!   (whose `now` is then the clock's value);
 //! * the mux holds no more than its limits (small ones here, so that they are hit).
 #![no_main]
 
@@ -50,6 +55,8 @@ struct Script {
     /// The session asked to close the client (then says nothing more).
     closed: bool,
     n: u64,
+    /// The `now` of every session call from a bridge callback, since the last check.
+    upstream_nows: Vec<Millis>,
 }
 
 impl Script {
@@ -142,7 +149,8 @@ impl Session for Script {
         }
     }
 
-    fn on_upstream(&mut self, cluster: ClusterId, data: &[u8], _now: Millis, out: &mut Vec<Action>) {
+    fn on_upstream(&mut self, cluster: ClusterId, data: &[u8], now: Millis, out: &mut Vec<Action>) {
+        self.upstream_nows.push(now);
         self.reply(data.to_vec(), out);
         match data.first() {
             Some(b'!') => self.close(out),
@@ -156,7 +164,8 @@ impl Session for Script {
         }
     }
 
-    fn on_upstream_closed(&mut self, cluster: ClusterId, f: &UpstreamFailure, _now: Millis, out: &mut Vec<Action>) {
+    fn on_upstream_closed(&mut self, cluster: ClusterId, f: &UpstreamFailure, now: Millis, out: &mut Vec<Action>) {
+        self.upstream_nows.push(now);
         let r = format!("-ERR {} {}", self.table.cluster_name(cluster), f.kind.describe()).into_bytes();
         self.reply(r, out);
         if f.kind == UpstreamFailureKind::Stalled {
@@ -165,6 +174,7 @@ impl Session for Script {
     }
 
     fn on_timeout(&mut self, now: Millis, out: &mut Vec<Action>) {
+        self.upstream_nows.push(now);
         let r = self.tag("t");
         self.reply(r, out);
         if now % 3 == 0 {
@@ -323,6 +333,8 @@ struct Run {
     received: Vec<u8>,
     /// The mux reported a failure or a forced close.
     mux_logged: bool,
+    /// The mux asked the shell to close the client later.
+    close_later: bool,
     done: bool,
 }
 
@@ -366,15 +378,39 @@ impl Run {
 
     fn deliver(&mut self, chunk: &[u8], eos: bool) {
         self.bridge.replay(chunk);
-        let out = self.mux.on_upstream(&mut self.s, chunk, eos, self.now);
+        let reads = std::cell::Cell::new(0u32);
+        let now = self.now;
+        let clock = || {
+            reads.set(reads.get() + 1);
+            now
+        };
+        self.s.upstream_nows.clear();
+        let out = self.mux.on_upstream_with_clock(&mut self.s, chunk, eos, clock);
+        assert!(reads.get() <= 1, "clock read {} times in one callback", reads.get());
+        if !self.s.upstream_nows.is_empty() {
+            assert_eq!(reads.get(), 1, "session called without reading the clock");
+            assert!(self.s.upstream_nows.iter().all(|t| *t == now), "session got a stale now");
+        }
         self.mux_logged |= out.log.is_some();
+        if self.close_later {
+            assert!(out.bytes.is_empty(), "bytes for the client after the close-later");
+            assert!(!out.close_later, "second close-later");
+        }
         self.received.extend_from_slice(&out.bytes);
         assert!(self.s.emitted.starts_with(&self.received), "client bytes out of order or invented");
+        if out.close_later {
+            assert!(!eos, "close-later together with end_of_stream from the bridge");
+            assert!(!out.close_downstream);
+            assert!(!out.bytes.is_empty(), "close-later without bytes: could close now");
+            assert!(self.s.closed || self.mux_logged, "close-later without a request or a failure");
+            assert_eq!(self.received, self.s.emitted, "close-later before every reply was delivered");
+            assert!(self.mux.is_closed());
+            self.close_later = true;
+        }
         if out.close_downstream {
             assert!(!eos, "close together with end_of_stream from the bridge");
-            let forced = out.log.is_some();
-            assert!(forced || out.bytes.is_empty(), "close in the callback that carries the last replies");
-            self.after_close(forced);
+            assert!(out.bytes.is_empty(), "close in the callback that carries the last replies");
+            self.after_close(false);
         }
     }
 }
@@ -393,6 +429,7 @@ fuzz_target!(|data: &[u8]| {
             table: table.clone(),
             closed: false,
             n: 0,
+            upstream_nows: Vec::new(),
         },
         bridge: Bridge {
             outbox: Vec::new(),
@@ -409,12 +446,13 @@ fuzz_target!(|data: &[u8]| {
         now: 1_000,
         received: Vec::new(),
         mux_logged: false,
+        close_later: false,
         done: false,
     };
     let mut i = Input(data);
     while !run.done {
         let Some(op) = i.byte() else { break };
-        match op % 14 {
+        match op % 15 {
             0..=2 => {
                 let n = usize::from(i.byte().unwrap_or(0) % 48);
                 let bytes = i.bytes(n).to_vec();
@@ -498,6 +536,13 @@ fuzz_target!(|data: &[u8]| {
                 let rest = std::mem::take(&mut run.bridge.outbox);
                 run.bridge.eof = true;
                 run.deliver(&rest, true);
+            }
+            14 => {
+                // The shell's timer: a close-later happens, Envoy reports the close.
+                if run.close_later {
+                    run.after_close(false);
+                    run.mux.on_downstream_closed(&mut run.s, run.now);
+                }
             }
             12 => {
                 run.mux.on_downstream_closed(&mut run.s, run.now);

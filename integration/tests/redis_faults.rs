@@ -381,9 +381,22 @@ fn a_subscriber_is_disconnected_when_its_shard_dies_and_resubscribes() {
     let m = sub.get_message().unwrap();
     assert_eq!(m.get_payload::<String>().unwrap(), "before");
 
-    // A last message, then the kill at once: the message left redis2 before it died (PUBLISH
-    // has answered), so it must be delivered before the close, not dropped with it.
+    // A last message, then the kill: once redis2 holds no output for its subscribers (redis can
+    // answer PUBLISH before it has written the subscribers' copies), the message has left it, so
+    // it must be delivered before the close, not dropped with it.
     assert_eq!(publish(&mut publisher, "last"), 2);
+    let mut direct = mesh.direct("redis2").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut direct).unwrap();
+        let subs: Vec<&str> = list.lines().filter(|l| l.contains(" sub=1 ")).collect();
+        if !subs.is_empty() && subs.iter().all(|l| l.contains(" obl=0 ") && l.contains(" oll=0 ")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "redis2 kept output buffered: {list}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    drop(direct);
     mesh.shard_mut("redis2").proc.signal(libc::SIGKILL).unwrap();
     let killed = Instant::now();
     let killed_at = std::time::SystemTime::now()

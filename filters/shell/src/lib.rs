@@ -12,7 +12,9 @@
 //!   connection opened before the update routes its next request by the new table and loses
 //!   nothing in flight;
 //! * **transport**: client bytes go through the session into GMB/1 frames for the bridge, and
-//!   bridge frames through the session back to the client ([`geomesh_frame::Mux`]).
+//!   bridge frames through the session back to the client ([`geomesh_frame::Mux`]);
+//! * **closing later**: a close that must not happen in the callback carrying the client's last
+//!   bytes is done by the root context's timer, armed only while such closes wait.
 //!
 //! README.md (beside this crate) says what happens at each end of a connection, which limits
 //! apply, which hostcalls can panic and why the `proxy_on_upstream_connection_close` export is
@@ -22,7 +24,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use geomesh_core::{Config, ConfigError, Millis, RoutingTable, Session, WorkloadType};
 use geomesh_frame::{Mux, MuxOutput};
@@ -130,12 +132,29 @@ pub fn load<P: Protocol>(text: &[u8], previous: Option<&RoutingTable>, generatio
 /// Registers the root context factory for protocol `P`. Call it from `proxy_wasm::main!`.
 pub fn install<P: Protocol>() {
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
         Box::new(Root::<P> {
+            id: context_id,
             slot: None,
             plugin: String::new(),
+            closes: Rc::new(RefCell::new(LaterCloses::default())),
         })
     });
+}
+
+/// How long after the callback that asked for it a "close later" happens. Any later event
+/// would do (the bytes of that callback are in Envoy's write buffer once it returns, and a
+/// close flushes them first); 1 ms is the shortest timer Proxy-Wasm can ask for.
+const CLOSE_LATER_MS: u64 = 1;
+
+/// The streams of one root context that asked to be closed later (`MuxOutput::close_later`),
+/// and whether that root's timer is armed. The timer runs only while this is not empty: a
+/// stream arms it (`proxy_set_tick_period_milliseconds` from a stream context sets its root's
+/// period), the root's `on_tick` closes them all and disarms it.
+#[derive(Default)]
+struct LaterCloses {
+    ids: Vec<u32>,
+    armed: bool,
 }
 
 /// Wall-clock milliseconds (Proxy-Wasm has no monotonic clock; Envoy's `get_current_time`
@@ -149,8 +168,10 @@ fn now_ms() -> Millis {
 }
 
 struct Root<P: Protocol> {
+    id: u32,
     slot: Option<Rc<Slot<P::Settings>>>,
     plugin: String,
+    closes: Rc<RefCell<LaterCloses>>,
 }
 
 impl<P: Protocol> Context for Root<P> {}
@@ -190,6 +211,26 @@ impl<P: Protocol> RootContext for Root<P> {
         }
     }
 
+    fn on_tick(&mut self) {
+        let ids = {
+            let mut closes = self.closes.borrow_mut();
+            closes.armed = false;
+            std::mem::take(&mut closes.ids)
+        };
+        // Envoy's setTimerPeriod always answers Ok; 0 disarms (before the effective context
+        // changes below, although any of them would name this root).
+        let _ = hostcalls::set_tick_period(Duration::ZERO);
+        for id in ids {
+            // BadArgument: Envoy no longer knows the context (the client went away first).
+            // Otherwise close_stream is always Ok, and Envoy runs it after this call returns,
+            // with FlushWrite: the bytes of earlier callbacks are written first.
+            if hostcalls::set_effective_context(id).is_ok() {
+                let _ = hostcalls::close_downstream();
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.id);
+    }
+
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::StreamContext)
     }
@@ -203,6 +244,8 @@ impl<P: Protocol> RootContext for Root<P> {
             (Some(slot), Some(loaded)) => {
                 let label = format!("{}#{}", self.plugin, context_id);
                 Box::new(Stream::<P> {
+                    id: context_id,
+                    closes: self.closes.clone(),
                     label: label.clone(),
                     session: P::new_session(&loaded),
                     mux: Mux::new(
@@ -222,6 +265,9 @@ impl<P: Protocol> RootContext for Root<P> {
 }
 
 struct Stream<P: Protocol> {
+    id: u32,
+    /// The root context's list of streams to close from its timer.
+    closes: Rc<RefCell<LaterCloses>>,
     label: String,
     session: P::Session,
     mux: Mux,
@@ -254,6 +300,16 @@ impl<P: Protocol> Stream<P> {
         if out.close_downstream {
             // Deferred by Envoy to the end of this callback; always Ok for a network filter.
             let _ = hostcalls::close_downstream();
+        } else if out.close_later {
+            // Once per stream (the mux asks once). The root's on_tick closes it.
+            let mut closes = self.closes.borrow_mut();
+            closes.ids.push(self.id);
+            if !closes.armed {
+                // Sets the period of this stream's root (Envoy: always Ok). Armed only on the
+                // first pending close, so later ones do not push the timer back.
+                let _ = hostcalls::set_tick_period(Duration::from_millis(CLOSE_LATER_MS));
+                closes.armed = true;
+            }
         }
     }
 }
@@ -277,13 +333,16 @@ impl<P: Protocol> StreamContext for Stream<P> {
 
     fn on_downstream_close(&mut self, _peer: PeerType) {
         self.mux.on_downstream_closed(&mut self.session, now_ms());
+        // Gone before the root's timer: nothing left to close (the timer stays armed until
+        // its next tick, which then finds nothing or other streams).
+        self.closes.borrow_mut().ids.retain(|id| *id != self.id);
     }
 
     fn on_upstream_data(&mut self, size: usize, end_of_stream: bool) -> Action {
         self.refresh();
-        let now = now_ms();
         let data = read_buffer(BufferType::UpstreamData, size);
-        let out = self.mux.on_upstream(&mut self.session, &data, end_of_stream, now);
+        // The clock is read only if a session method or a timer needs it.
+        let out = self.mux.on_upstream_with_clock(&mut self.session, &data, end_of_stream, now_ms);
         if size > 0 || !out.bytes.is_empty() {
             write_buffer(BufferType::UpstreamData, size, &out.bytes);
         }

@@ -9,12 +9,17 @@
 //!
 //! Rules the shell relies on (filters/shell/README.md says why):
 //! * bytes for the client only ever come out of [`Mux::on_upstream`];
-//! * a [`MuxOutput`] never asks to close the client in the same callback as it carries bytes
-//!   for the client that were due before the close (Envoy would close the socket before they
-//!   are written), except when [`MuxOutput::log`] says the close is forced;
+//! * a [`MuxOutput`] never asks to close the client *now* ([`MuxOutput::close_downstream`]) in
+//!   the same callback as it carries bytes for the client that were due before the close
+//!   (Envoy would close the socket before they are written), except when the client sends
+//!   without reading (then [`MuxOutput::log`] says so); when the last bytes and the close meet
+//!   in one bridge callback it asks to close *later* ([`MuxOutput::close_later`]): from an
+//!   event of its own (the shell's timer), which finds those bytes in Envoy's write buffer;
 //! * it never asks to close in a callback that has `end_of_stream` from the bridge: `tcp_proxy`
 //!   closes the client after writing the bytes (and Envoy would call
 //!   `proxy_on_upstream_connection_close` on the deleted context);
+//! * [`Mux::on_upstream_with_clock`] reads the clock only if a session call or a `WakeAt` in
+//!   that callback needs the time, and then once;
 //! * every buffer is bounded ([`MuxLimits`]); a limit hit fails the connection with a reason.
 
 use std::collections::{HashMap, HashSet};
@@ -28,20 +33,8 @@ use crate::{
 };
 
 /// Token of the `WAKE` that only asks for an upstream callback (to deliver local replies).
+/// Timer tokens are `at + 1` (saturating), so never 0.
 const FLUSH_TOKEN: u64 = 0;
-/// Token of the first `WAKE` after which the client connection is closed. Envoy closes a
-/// connection asked to close during a write callback before that callback's bytes reach the
-/// socket, so the close waits for a callback after the one that carried the last replies.
-const CLOSE_TOKEN: u64 = u64::MAX - 1;
-/// Token of the last close `WAKE`: if the first one came in the same callback as the flush
-/// (Envoy read both at once), this one closes, whatever that callback carries.
-const CLOSE_LAST_TOKEN: u64 = u64::MAX;
-/// Timer tokens are `at + 1`, clamped below the close tokens.
-const MAX_TIMER_TOKEN: u64 = u64::MAX - 2;
-/// How long after the flush the first close comes.
-const CLOSE_DELAY_MS: u32 = 20;
-/// How long after the flush the last close comes.
-const CLOSE_LAST_DELAY_MS: u32 = 500;
 /// Capacity kept for the partial-frame buffer between bridge callbacks.
 const INBUF_KEEP: usize = 64 << 10;
 
@@ -80,8 +73,15 @@ pub struct MuxOutput {
     /// Bytes to put in place of the bytes handled: frames for the bridge from
     /// [`Mux::on_downstream`], bytes for the client from [`Mux::on_upstream`].
     pub bytes: Vec<u8>,
-    /// Close the client connection now.
+    /// Close the client connection now (from this callback).
     pub close_downstream: bool,
+    /// Close the client connection from a later event of the shell's own (a timer), not from
+    /// a bridge or client callback: [`MuxOutput::bytes`] are the last bytes for the client,
+    /// and Envoy would close the socket before writing them if the close came from this
+    /// callback. Asked once per connection, only from [`Mux::on_upstream`], never together
+    /// with the bridge's `end_of_stream`. Until the shell closes, the mux keeps going (a later
+    /// callback may ask to close now, with nothing left to deliver).
+    pub close_later: bool,
     /// Why the connection failed or is closed, when the mux decided it (for the shell's log).
     pub log: Option<String>,
 }
@@ -108,10 +108,8 @@ pub struct Mux {
     timers: HashSet<u64>,
     /// The session asked to close the client, or the connection failed.
     close_requested: bool,
-    /// The close `WAKE`s are on their way.
-    close_armed: bool,
-    /// The last close `WAKE` came back.
-    close_forced: bool,
+    /// The shell was asked to close the client later ([`MuxOutput::close_later`]).
+    close_later_asked: bool,
     /// The connection failed: the session was told, no channel opens any more.
     failed: bool,
     /// The bridge's byte stream is unusable (malformed, `ERROR`, or ended): not read any more.
@@ -120,9 +118,6 @@ pub struct Mux {
     closed: bool,
     /// The session was told the client closed its side.
     downstream_ended: bool,
-    /// Callbacks so far, and the last one that carried bytes for the client.
-    calls: u64,
-    last_output_call: u64,
     log: Option<String>,
     actions: Vec<Action>,
     /// (channel, start of the `DATA` frame at the end of `to_bridge`): consecutive sends to one
@@ -151,14 +146,11 @@ impl Mux {
             flush_pending: false,
             timers: HashSet::new(),
             close_requested: false,
-            close_armed: false,
-            close_forced: false,
+            close_later_asked: false,
             failed: false,
             broken: false,
             closed: false,
             downstream_ended: false,
-            calls: 0,
-            last_output_call: 0,
             log: None,
             actions: Vec::new(),
             open_data: None,
@@ -185,16 +177,15 @@ impl Mux {
         self.inbuf.len() + self.to_client.len() + self.to_bridge.len()
     }
 
-    /// True once the mux asked to close the client, or was told it is gone.
+    /// True once the mux asked to close the client (now or later), or was told it is gone.
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.closed || self.close_later_asked
     }
 
     /// The client sent `data` (`end_of_stream`: and closed its side). Returns the frames to
     /// send to the bridge in their place; it may ask to close the client (never with bytes
     /// due to it still held here, unless forced: see [`MuxOutput::log`]).
     pub fn on_downstream<S: Session>(&mut self, session: &mut S, data: &[u8], end_of_stream: bool, now: Millis) -> MuxOutput {
-        self.calls += 1;
         if !self.hello_sent {
             let mut hello = Vec::with_capacity(16 + self.label.len() + self.to_bridge.len());
             encode_hello(&mut hello, &self.label);
@@ -204,15 +195,17 @@ impl Mux {
             self.hello_sent = true;
             self.open_data = None;
         }
+        let mut fixed = move || now;
+        let mut clock = Clock::new(&mut fixed);
         let mut actions = std::mem::take(&mut self.actions);
         if !self.closed && !self.failed && !data.is_empty() {
             session.on_downstream(data, now, &mut actions);
-            self.apply(session, &mut actions, now);
+            self.apply(session, &mut actions, &mut clock);
         }
         if end_of_stream && !self.closed && !self.downstream_ended {
             self.downstream_ended = true;
             session.on_downstream_closed(now, &mut actions);
-            self.apply(session, &mut actions, now);
+            self.apply(session, &mut actions, &mut clock);
         }
         self.actions = actions;
         let mut close = false;
@@ -228,16 +221,11 @@ impl Mux {
                 // Earlier replies went out in earlier (upstream) callbacks and sit in Envoy's
                 // write buffer, which a close from a read callback flushes.
                 close = true;
-            } else {
-                if !self.to_client.is_empty() && !self.flush_pending {
-                    encode_wake(&mut self.to_bridge, FLUSH_TOKEN, 0);
-                    self.flush_pending = true;
-                }
-                if self.close_requested && !self.close_armed {
-                    encode_wake(&mut self.to_bridge, CLOSE_TOKEN, CLOSE_DELAY_MS);
-                    encode_wake(&mut self.to_bridge, CLOSE_LAST_TOKEN, CLOSE_LAST_DELAY_MS);
-                    self.close_armed = true;
-                }
+            } else if !self.to_client.is_empty() && !self.flush_pending {
+                // The replies go out in the upstream callback that answers this WAKE; with a
+                // close requested, that callback asks to close later.
+                encode_wake(&mut self.to_bridge, FLUSH_TOKEN, 0);
+                self.flush_pending = true;
             }
         }
         if close {
@@ -248,6 +236,7 @@ impl Mux {
         MuxOutput {
             bytes: std::mem::take(&mut self.to_bridge),
             close_downstream: close,
+            close_later: false,
             log: self.log.take(),
         }
     }
@@ -269,14 +258,32 @@ impl Mux {
         self.open_data = None;
     }
 
-    /// The bridge sent `data` (`end_of_stream`: and closed its side). Returns the bytes for the
-    /// client; it may ask to close the client (never together with bytes that were due before
-    /// the close, unless forced, and never with `end_of_stream`).
+    /// The bridge sent `data` (`end_of_stream`: and closed its side) at time `now`: see
+    /// [`Mux::on_upstream_with_clock`].
     pub fn on_upstream<S: Session>(&mut self, session: &mut S, data: &[u8], end_of_stream: bool, now: Millis) -> MuxOutput {
-        self.calls += 1;
+        self.on_upstream_with_clock(session, data, end_of_stream, move || now)
+    }
+
+    /// The bridge sent `data` (`end_of_stream`: and closed its side). Returns the bytes for the
+    /// client; it may ask to close the client now (never together with bytes that were due
+    /// before the close) or later ([`MuxOutput::close_later`], with the last bytes), and never
+    /// with `end_of_stream`.
+    ///
+    /// `clock` is called at most once, and only if the time is needed: when a session method
+    /// is called (every one takes `now`) or a `WakeAt` is turned into a `WAKE` delay. A callback
+    /// that only carries flush answers, a cut frame, or bytes after the connection ended reads
+    /// no clock.
+    pub fn on_upstream_with_clock<S: Session>(
+        &mut self,
+        session: &mut S,
+        data: &[u8],
+        end_of_stream: bool,
+        mut clock: impl FnMut() -> Millis,
+    ) -> MuxOutput {
+        let mut clock = Clock::new(&mut clock);
         let mut actions = std::mem::take(&mut self.actions);
         if !self.closed && !self.broken {
-            self.read_frames(session, data, now, &mut actions);
+            self.read_frames(session, data, &mut clock, &mut actions);
         }
         if end_of_stream && !self.broken {
             self.broken = true;
@@ -285,7 +292,7 @@ impl Mux {
                 // After the client's own FIN (which the bridge answers by closing) this is how
                 // every connection ends: not worth a log line.
                 let log = !self.downstream_ended;
-                self.fail_all(session, "the bridge closed the connection", log, now, &mut actions);
+                self.fail_all(session, "the bridge closed the connection", log, &mut clock, &mut actions);
             }
         }
         if self.to_bridge.len() > self.limits.max_bridge_backlog && !self.closed {
@@ -296,7 +303,7 @@ impl Mux {
             );
             self.to_bridge = Vec::new();
             self.open_data = None;
-            self.fail_all(session, &msg, true, now, &mut actions);
+            self.fail_all(session, &msg, true, &mut clock, &mut actions);
         }
         self.actions = actions;
         let bytes = if self.closed {
@@ -305,21 +312,16 @@ impl Mux {
         } else {
             std::mem::take(&mut self.to_client)
         };
-        if !bytes.is_empty() {
-            self.last_output_call = self.calls;
-        }
         let mut close = false;
+        let mut close_later = false;
         // With end_of_stream, tcp_proxy closes the client after writing these bytes.
         if !self.closed && !end_of_stream && self.close_requested {
-            if self.last_output_call < self.calls {
+            if bytes.is_empty() {
+                // What was due went out in earlier callbacks: Envoy flushes it before closing.
                 close = true;
-            } else if self.close_forced {
-                self.set_log(format!(
-                    "closing the client {} ms after the flush with {} bytes of replies unsent (Envoy delivered the close wake late)",
-                    CLOSE_LAST_DELAY_MS,
-                    bytes.len()
-                ));
-                close = true;
+            } else if !self.close_later_asked {
+                self.close_later_asked = true;
+                close_later = true;
             }
         }
         if close {
@@ -328,6 +330,7 @@ impl Mux {
         MuxOutput {
             bytes,
             close_downstream: close,
+            close_later,
             log: self.log.take(),
         }
     }
@@ -340,7 +343,7 @@ impl Mux {
 
     /// Handles the complete frames of `inbuf` + `data`, keeping a partial frame for later.
     /// Bytes are copied into `inbuf` only while a frame is incomplete.
-    fn read_frames<S: Session>(&mut self, session: &mut S, data: &[u8], now: Millis, actions: &mut Vec<Action>) {
+    fn read_frames<S: Session>(&mut self, session: &mut S, data: &[u8], clock: &mut Clock<'_>, actions: &mut Vec<Action>) {
         let mut rest = data;
         // First complete the frame started in an earlier callback, taking no more than it needs.
         while !self.inbuf.is_empty() && !self.broken {
@@ -348,17 +351,17 @@ impl Mux {
                 Ok(None) => HEADER_LEN.saturating_sub(self.inbuf.len()),
                 Ok(Some(h)) => (HEADER_LEN + h.len).saturating_sub(self.inbuf.len()),
                 Err(e) => {
-                    self.stream_error(session, &format!("bridge: {e}"), now, actions);
+                    self.stream_error(session, &format!("bridge: {e}"), clock, actions);
                     return;
                 }
             };
             if need == 0 {
                 let buf = std::mem::take(&mut self.inbuf);
                 match split_frame(&buf) {
-                    Ok(Some((frame, _))) => self.on_frame(session, frame, now, actions),
+                    Ok(Some((frame, _))) => self.on_frame(session, frame, clock, actions),
                     // Cannot happen: the header said the frame is complete.
                     Ok(None) => {}
-                    Err(e) => self.stream_error(session, &format!("bridge: {e}"), now, actions),
+                    Err(e) => self.stream_error(session, &format!("bridge: {e}"), clock, actions),
                 }
                 if buf.capacity() <= INBUF_KEEP && !self.broken {
                     self.inbuf = buf;
@@ -378,11 +381,11 @@ impl Mux {
             match split_frame(rest.get(pos..).unwrap_or_default()) {
                 Ok(Some((frame, n))) => {
                     pos += n;
-                    self.on_frame(session, frame, now, actions);
+                    self.on_frame(session, frame, clock, actions);
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    self.stream_error(session, &format!("bridge: {e}"), now, actions);
+                    self.stream_error(session, &format!("bridge: {e}"), clock, actions);
                     return;
                 }
             }
@@ -392,11 +395,11 @@ impl Mux {
         }
     }
 
-    fn on_frame<S: Session>(&mut self, session: &mut S, frame: FrameRef<'_>, now: Millis, actions: &mut Vec<Action>) {
+    fn on_frame<S: Session>(&mut self, session: &mut S, frame: FrameRef<'_>, clock: &mut Clock<'_>, actions: &mut Vec<Action>) {
         match frame.kind {
             Kind::BridgeData => {
                 if let Some(Some(cluster)) = self.by_chan.get(&frame.chan) {
-                    session.on_upstream(*cluster, frame.payload, now, actions);
+                    session.on_upstream(*cluster, frame.payload, clock.now(), actions);
                 }
             }
             Kind::Closed => {
@@ -412,43 +415,41 @@ impl Mux {
                         kind: closed.code.failure_kind(),
                         message: closed.message.to_owned(),
                     };
-                    session.on_upstream_closed(cluster, &failure, now, actions);
+                    session.on_upstream_closed(cluster, &failure, clock.now(), actions);
                 }
             }
             Kind::WakeReply => match parse_wake_reply(frame.payload) {
                 Ok(FLUSH_TOKEN) => self.flush_pending = false,
-                Ok(CLOSE_TOKEN) => {}
-                Ok(CLOSE_LAST_TOKEN) => self.close_forced = true,
                 Ok(token) => {
                     self.timers.remove(&token);
                     if !self.failed {
-                        session.on_timeout(now, actions);
+                        session.on_timeout(clock.now(), actions);
                     }
                 }
-                Err(e) => return self.stream_error(session, &format!("bridge: {e}"), now, actions),
+                Err(e) => return self.stream_error(session, &format!("bridge: {e}"), clock, actions),
             },
             Kind::Error => {
                 let msg = String::from_utf8_lossy(frame.payload).into_owned();
-                return self.stream_error(session, &format!("bridge: {msg}"), now, actions);
+                return self.stream_error(session, &format!("bridge: {msg}"), clock, actions);
             }
             other => {
                 let msg = format!("bridge sent a {other:?} frame, which only filters send");
-                return self.stream_error(session, &msg, now, actions);
+                return self.stream_error(session, &msg, clock, actions);
             }
         }
-        self.apply(session, actions, now);
+        self.apply(session, actions, clock);
     }
 
     /// The bridge's byte stream cannot be read any further.
-    fn stream_error<S: Session>(&mut self, session: &mut S, message: &str, now: Millis, actions: &mut Vec<Action>) {
+    fn stream_error<S: Session>(&mut self, session: &mut S, message: &str, clock: &mut Clock<'_>, actions: &mut Vec<Action>) {
         self.broken = true;
         self.inbuf = Vec::new();
-        self.fail_all(session, message, true, now, actions);
+        self.fail_all(session, message, true, clock, actions);
     }
 
     /// The connection cannot go on: every channel fails (the session answers what waits on
     /// them), and the client is closed after those answers.
-    fn fail_all<S: Session>(&mut self, session: &mut S, message: &str, log: bool, now: Millis, actions: &mut Vec<Action>) {
+    fn fail_all<S: Session>(&mut self, session: &mut S, message: &str, log: bool, clock: &mut Clock<'_>, actions: &mut Vec<Action>) {
         if self.failed {
             return;
         }
@@ -465,13 +466,13 @@ impl Mux {
         clusters.dedup();
         self.by_cluster.clear();
         for c in clusters {
-            session.on_upstream_closed(c, &failure, now, actions);
+            session.on_upstream_closed(c, &failure, clock.now(), actions);
         }
-        self.apply(session, actions, now);
+        self.apply(session, actions, clock);
         self.close_requested = true;
     }
 
-    fn apply<S: Session>(&mut self, session: &mut S, actions: &mut Vec<Action>, now: Millis) {
+    fn apply<S: Session>(&mut self, session: &mut S, actions: &mut Vec<Action>, clock: &mut Clock<'_>) {
         let mut fail = None;
         for action in actions.drain(..) {
             match action {
@@ -515,7 +516,7 @@ impl Mux {
                     if self.closed || self.failed {
                         continue;
                     }
-                    let token = at.saturating_add(1).min(MAX_TIMER_TOKEN);
+                    let token = at.saturating_add(1);
                     if self.timers.contains(&token) {
                         // One WAKE per deadline: the session is called at that time either way.
                         continue;
@@ -525,14 +526,14 @@ impl Mux {
                         continue;
                     }
                     self.timers.insert(token);
-                    let delay = at.saturating_sub(now).min(u64::from(u32::MAX)) as u32;
+                    let delay = at.saturating_sub(clock.now()).min(u64::from(u32::MAX)) as u32;
                     encode_wake(&mut self.to_bridge, token, delay);
                     self.open_data = None;
                 }
             }
         }
         if let Some(msg) = fail {
-            self.fail_all(session, &msg, true, now, actions);
+            self.fail_all(session, &msg, true, clock, actions);
         }
     }
 
@@ -572,6 +573,29 @@ impl Mux {
         let start = self.to_bridge.len();
         encode_data(&mut self.to_bridge, Kind::Data, chan, bytes);
         self.open_data = if bytes.len() <= MAX_PAYLOAD { Some((chan, start)) } else { None };
+    }
+}
+
+/// The time of one callback: read at most once, and only when something needs it.
+struct Clock<'a> {
+    read: &'a mut dyn FnMut() -> Millis,
+    now: Option<Millis>,
+}
+
+impl<'a> Clock<'a> {
+    fn new(read: &'a mut dyn FnMut() -> Millis) -> Self {
+        Self { read, now: None }
+    }
+
+    fn now(&mut self) -> Millis {
+        match self.now {
+            Some(t) => t,
+            None => {
+                let t = (self.read)();
+                self.now = Some(t);
+                t
+            }
+        }
     }
 }
 

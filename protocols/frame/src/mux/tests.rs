@@ -4,7 +4,8 @@ use geomesh_core::Config;
 
 /// A line protocol for tests: "k=v\n" sends to the cluster routing k; the reply line comes
 /// back to the client; "local\n" answers "ok\n" locally; "bye\n" closes; "timer\n" asks for
-/// a wake in 100 ms; "drop=k\n" closes the channel of k's cluster.
+/// a wake in 100 ms; "drop=k\n" closes the channel of k's cluster. A server reply starting
+/// with '!' is passed on, then the client is closed (a subscriber whose server went away).
 #[derive(Default)]
 struct Lines {
     table: Option<Rc<RoutingTable>>,
@@ -41,6 +42,9 @@ impl Session for Lines {
     }
     fn on_upstream(&mut self, _c: ClusterId, data: &[u8], _now: Millis, out: &mut Vec<Action>) {
         out.push(Action::Reply(data.to_vec()));
+        if data.starts_with(b"!") {
+            out.push(Action::CloseDownstream);
+        }
     }
     fn on_upstream_closed(&mut self, c: ClusterId, f: &UpstreamFailure, _now: Millis, out: &mut Vec<Action>) {
         self.failures.push((c, f.kind));
@@ -179,6 +183,7 @@ fn bridge_garbage_fails_everything_then_closes_in_a_later_callback() {
     // Regression: the close used to come in this very callback, and Envoy closes the socket
     // before this callback's bytes are written: the client never saw its errors.
     assert!(!out.close_downstream);
+    assert!(out.close_later);
     assert!(out.log.unwrap().contains("unknown frame kind 0x42"));
     let out = mux.on_upstream(&mut s, b"more", false, 2);
     assert!(out.bytes.is_empty());
@@ -202,22 +207,18 @@ fn bridge_eof_answers_pending_channels_and_leaves_the_close_to_tcp_proxy() {
 fn close_downstream_comes_after_the_flush() {
     let (mut mux, mut s, _) = setup();
     let f = down(&mut mux, &mut s, b"local\nbye\n", 0);
-    assert_eq!(
-        wakes(&f),
-        [
-            Wake { token: FLUSH_TOKEN, delay_ms: 0 },
-            Wake { token: CLOSE_TOKEN, delay_ms: CLOSE_DELAY_MS },
-            Wake { token: CLOSE_LAST_TOKEN, delay_ms: CLOSE_LAST_DELAY_MS }
-        ]
-    );
+    // One WAKE to get the reply out; the close needs no round trip through the bridge.
+    assert_eq!(wakes(&f), [Wake { token: FLUSH_TOKEN, delay_ms: 0 }]);
+    assert!(!mux.is_closed());
     let out = mux.on_upstream(&mut s, &wake_reply(FLUSH_TOKEN), false, 1);
     assert_eq!(out.bytes, b"ok\n");
     assert!(!out.close_downstream, "the reply must reach the socket first");
-    let out = mux.on_upstream(&mut s, &wake_reply(CLOSE_TOKEN), false, 21);
-    assert!(out.bytes.is_empty());
-    assert!(out.close_downstream);
+    assert!(out.close_later, "the shell closes from its timer");
     assert!(out.log.is_none());
     assert!(mux.is_closed());
+    // A callback before the shell's timer, with nothing to deliver, may close at once.
+    let out = mux.on_upstream(&mut s, b"", false, 2);
+    assert!(out.bytes.is_empty() && out.close_downstream && !out.close_later);
 }
 
 #[test]
@@ -225,35 +226,42 @@ fn close_with_nothing_to_flush_is_immediate() {
     let (mut mux, mut s, _) = setup();
     let out = mux.on_downstream(&mut s, b"bye\n", false, 0);
     assert!(out.close_downstream);
+    assert!(!out.close_later);
     assert!(wakes(&out.bytes).is_empty());
 }
 
 #[test]
-fn flush_and_close_wakes_read_together_do_not_lose_the_reply() {
+fn a_close_decided_on_a_server_message_is_closed_later_without_the_bridge() {
+    // Regression: a session that passes a server's last message on and closes (a subscriber
+    // whose server went away) waited for a later callback; a silent subscriber never had one.
     let (mut mux, mut s, _) = setup();
-    down(&mut mux, &mut s, b"local\nbye\n", 0);
-    // Envoy was busy: the flush and the first close wake come in one read.
-    let mut b = wake_reply(FLUSH_TOKEN);
-    b.extend(wake_reply(CLOSE_TOKEN));
-    let out = mux.on_upstream(&mut s, &b, false, 30);
-    assert_eq!(out.bytes, b"ok\n");
+    let f = down(&mut mux, &mut s, b"a=subscribe\n", 0);
+    assert!(wakes(&f).is_empty());
+    let mut b = Vec::new();
+    encode_data(&mut b, Kind::BridgeData, 1, b"message 1\n");
+    encode_data(&mut b, Kind::BridgeData, 1, b"!gone\n");
+    let out = mux.on_upstream(&mut s, &b, false, 1);
+    assert_eq!(out.bytes, b"message 1\n!gone\n");
     assert!(!out.close_downstream);
-    let out = mux.on_upstream(&mut s, &wake_reply(CLOSE_LAST_TOKEN), false, 500);
-    assert!(out.close_downstream);
-    assert!(out.log.is_none(), "not forced: the reply went out earlier");
+    assert!(out.close_later);
+    // Asked once; later bytes for the client are dropped (the close comes after the replies
+    // emitted before it), and the bridge's end leaves the close to tcp_proxy.
+    let mut b = Vec::new();
+    encode_data(&mut b, Kind::BridgeData, 1, b"late\n");
+    let out = mux.on_upstream(&mut s, &b, true, 2);
+    assert!(out.bytes.is_empty());
+    assert!(!out.close_later && !out.close_downstream);
 }
 
 #[test]
-fn all_wakes_read_together_force_the_close() {
+fn a_close_with_end_of_stream_is_left_to_tcp_proxy() {
     let (mut mux, mut s, _) = setup();
-    down(&mut mux, &mut s, b"local\nbye\n", 0);
-    let mut b = wake_reply(FLUSH_TOKEN);
-    b.extend(wake_reply(CLOSE_TOKEN));
-    b.extend(wake_reply(CLOSE_LAST_TOKEN));
-    let out = mux.on_upstream(&mut s, &b, false, 600);
-    assert_eq!(out.bytes, b"ok\n");
-    assert!(out.close_downstream);
-    assert!(out.log.unwrap().contains("unsent"));
+    down(&mut mux, &mut s, b"a=subscribe\n", 0);
+    let mut b = Vec::new();
+    encode_data(&mut b, Kind::BridgeData, 1, b"!gone\n");
+    let out = mux.on_upstream(&mut s, &b, true, 1);
+    assert_eq!(out.bytes, b"!gone\n");
+    assert!(!out.close_downstream && !out.close_later);
 }
 
 #[test]
@@ -267,20 +275,61 @@ fn replies_after_close_downstream_are_dropped() {
 }
 
 #[test]
-fn timer_tokens_never_collide_with_the_close_tokens() {
+fn timer_tokens_never_collide_with_the_flush_token() {
     let (mut mux, mut s, _) = setup();
-    let mut actions = vec![Action::WakeAt(u64::MAX), Action::WakeAt(u64::MAX - 1), Action::WakeAt(u64::MAX - 2)];
+    let mut actions = vec![Action::WakeAt(u64::MAX), Action::WakeAt(u64::MAX - 1), Action::WakeAt(0)];
     mux.hello_sent = true;
-    mux.apply(&mut s, &mut actions, 0);
+    let mut read = || 0;
+    mux.apply(&mut s, &mut actions, &mut Clock::new(&mut read));
     let out = down(&mut mux, &mut s, b"", 0);
     let w = wakes(&out);
-    assert_eq!(w.len(), 1, "the three deadlines clamp to one token: {w:?}");
-    assert!(w.iter().all(|w| w.token != CLOSE_TOKEN && w.token != CLOSE_LAST_TOKEN && w.token != FLUSH_TOKEN));
-    // Regression: WakeAt(u64::MAX) used to produce the close token, and its answer closed the
-    // client.
-    let out = mux.on_upstream(&mut s, &wake_reply(w[0].token), false, 1);
-    assert!(!out.close_downstream);
-    assert_eq!(s.timeouts, 1);
+    assert_eq!(w.len(), 2, "the two last deadlines saturate to one token: {w:?}");
+    assert!(w.iter().all(|w| w.token != FLUSH_TOKEN));
+    // Regression (of the close tokens this mux used to have): WakeAt(u64::MAX) produced the
+    // close token, and its answer closed the client.
+    for (i, w) in w.iter().enumerate() {
+        let out = mux.on_upstream(&mut s, &wake_reply(w.token), false, 1);
+        assert!(!out.close_downstream && !out.close_later);
+        assert_eq!(s.timeouts, i + 1);
+    }
+}
+
+#[test]
+fn the_clock_is_read_only_when_needed_and_once() {
+    let (mut mux, mut s, _) = setup();
+    down(&mut mux, &mut s, b"local\na=1\ntimer\n", 1000);
+    let reads = std::cell::Cell::new(0);
+    let clock = || {
+        reads.set(reads.get() + 1);
+        1050
+    };
+    // A flush answer calls no session method: no clock.
+    let out = mux.on_upstream_with_clock(&mut s, &wake_reply(FLUSH_TOKEN), false, clock);
+    assert_eq!(out.bytes, b"ok\n");
+    assert_eq!(reads.get(), 0);
+    // Half a frame: nothing handled yet.
+    let mut b = Vec::new();
+    encode_data(&mut b, Kind::BridgeData, 1, b"one\n");
+    encode_data(&mut b, Kind::BridgeData, 1, b"two\n");
+    encode_wake_reply(&mut b, 1101);
+    let (head, tail) = b.split_at(5);
+    assert!(mux.on_upstream_with_clock(&mut s, head, false, clock).bytes.is_empty());
+    assert_eq!(reads.get(), 0);
+    // Two server replies and a timer in one callback: one read.
+    let out = mux.on_upstream_with_clock(&mut s, tail, false, clock);
+    assert_eq!(out.bytes, b"one\ntwo\n");
+    assert_eq!((reads.get(), s.timeouts), (1, 1));
+    // A WakeAt turned into a delay reads it (here from a timer answer).
+    let (mut mux, mut s, _) = setup();
+    down(&mut mux, &mut s, b"timer\n", 0);
+    reads.set(0);
+    mux.on_upstream_with_clock(&mut s, &wake_reply(101), false, clock);
+    assert_eq!(reads.get(), 1);
+    // After the client is gone, nothing.
+    mux.on_downstream_closed(&mut s, 5);
+    reads.set(0);
+    mux.on_upstream_with_clock(&mut s, &b, true, clock);
+    assert_eq!(reads.get(), 0);
 }
 
 #[test]
