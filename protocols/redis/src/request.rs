@@ -368,7 +368,12 @@ impl RequestDecoder {
                         .map(|i| i + from);
                     let Some(nl) = found else {
                         self.scan = src.len();
-                        if src.len() > self.limits.max_inline_len {
+                        // The line is too long once it cannot fit whatever comes next: a final
+                        // `\r` may still be the start of the `\r\n` that is stripped, so it
+                        // does not count yet (the same answer whatever the bytes' cutting).
+                        let max = self.limits.max_inline_len;
+                        let pending_cr = src.last() == Some(&b'\r');
+                        if src.len() > max + usize::from(pending_cr) {
                             return Err(DecodeError::InlineTooLong);
                         }
                         return Ok(None);
@@ -529,6 +534,36 @@ mod tests {
         assert_eq!(cmd.arg(3), None);
         assert_eq!(cmd.arg_raw(2), Some(&b"$5\r\nhello\r\n"[..]));
         assert!(!cmd.is_inline());
+    }
+
+    /// Found by fuzzing (redis_decode_request): a line of exactly `max_inline_len` bytes
+    /// followed by `\r\n` is accepted (or refused for its content) whether the `\r` and the
+    /// `\n` arrive together or apart; before, a lone trailing `\r` counted as one byte too many.
+    #[test]
+    fn inline_limit_does_not_depend_on_where_the_bytes_are_cut() {
+        let limits = Limits {
+            max_inline_len: 8,
+            ..Limits::default()
+        };
+        for line in [&b"GET abcd"[..], b"GET \0bcd", b"GET abcde"] {
+            let mut wire = line.to_vec();
+            wire.extend_from_slice(b"\r\n");
+            let mut whole = BytesMut::from(&wire[..]);
+            let expected = RequestDecoder::new(limits).decode(&mut whole).map(|c| c.map(|c| argv(&c)));
+            for cut in 1..wire.len() {
+                let mut dec = RequestDecoder::new(limits);
+                let mut buf = BytesMut::from(&wire[..cut]);
+                let first = dec.decode(&mut buf).map(|c| c.map(|c| argv(&c)));
+                let got = match first {
+                    Ok(None) => {
+                        buf.extend_from_slice(&wire[cut..]);
+                        dec.decode(&mut buf).map(|c| c.map(|c| argv(&c)))
+                    }
+                    other => other,
+                };
+                assert_eq!(got, expected, "{line:?} cut at {cut}");
+            }
+        }
     }
 
     #[test]
