@@ -211,6 +211,32 @@ impl Subs {
     fn total(&self) -> usize {
         self.channels.len() + self.patterns.len() + self.shard.len()
     }
+
+    /// The map a (un)subscribe of family `p` works on.
+    fn map_mut(&mut self, p: PubSub) -> &mut BTreeMap<Bytes, Vec<ClusterId>> {
+        match p {
+            PubSub::Subscribe | PubSub::Unsubscribe => &mut self.channels,
+            PubSub::PSubscribe | PubSub::PUnsubscribe => &mut self.patterns,
+            _ => &mut self.shard,
+        }
+    }
+
+    /// The count a confirmation of family `p` carries: shard channels are counted apart, as in
+    /// Redis.
+    fn count(&self, p: PubSub) -> usize {
+        match p {
+            PubSub::SSubscribe | PubSub::SUnsubscribe => self.shard.len(),
+            _ => self.channels.len() + self.patterns.len(),
+        }
+    }
+}
+
+/// Adds `name` to the names going to cluster `c`.
+fn group_by_cluster(per_cluster: &mut Vec<(ClusterId, Vec<Bytes>)>, c: ClusterId, name: &Bytes) {
+    match per_cluster.iter_mut().find(|(pc, _)| *pc == c) {
+        Some((_, v)) => v.push(name.clone()),
+        None => per_cluster.push((c, vec![name.clone()])),
+    }
 }
 
 /// A connection out of step with the session state, to close at the end of the callback.
@@ -1549,36 +1575,40 @@ impl RedisSession {
                 PubSub::PSubscribe => table.active_clusters().to_vec(),
                 _ => table.message_clusters(&name),
             };
-            let map = match p {
-                PubSub::Subscribe => &mut self.subs.channels,
-                PubSub::PSubscribe => &mut self.subs.patterns,
-                _ => &mut self.subs.shard,
-            };
-            let have = map.entry(name.clone()).or_default();
+            let have = self.subs.map_mut(p).entry(name.clone()).or_default();
             for c in want {
                 if !have.contains(&c) {
                     have.push(c);
-                    match per_cluster.iter_mut().find(|(pc, _)| *pc == c) {
-                        Some((_, v)) => v.push(name.clone()),
-                        None => per_cluster.push((c, vec![name.clone()])),
-                    }
+                    group_by_cluster(&mut per_cluster, c, &name);
                 }
             }
-            let count = match p {
-                PubSub::SSubscribe => self.subs.shard.len(),
-                _ => self.subs.channels.len() + self.subs.patterns.len(),
-            };
-            self.confirmation(&mut replies, kind, Some(&name), count);
+            self.confirmation(&mut replies, kind, Some(&name), self.subs.count(p));
         }
+        for (c, names) in &per_cluster {
+            if let Some(u) = self.upstream(*c) {
+                u.subs = u.subs.saturating_add(names.len() as u32);
+            }
+        }
+        self.send_pubsub(verb, per_cluster, replies, now, out);
+    }
+
+    /// Sends `verb names..` to each cluster and waits for one confirmation per name from each;
+    /// `replies` (the client's confirmations) go out when all have come, at once when none is
+    /// awaited.
+    fn send_pubsub(
+        &mut self,
+        verb: &[u8],
+        per_cluster: Vec<(ClusterId, Vec<Bytes>)>,
+        replies: Vec<u8>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
         if per_cluster.is_empty() {
             return self.local(Bytes::from(replies));
         }
         let per_cluster = per_cluster
             .into_iter()
             .map(|(c, names)| {
-                if let Some(u) = self.upstream(c) {
-                    u.subs = u.subs.saturating_add(names.len() as u32);
-                }
                 let mut b = Vec::new();
                 crate::write_command(
                     &mut b,
@@ -1643,62 +1673,25 @@ impl RedisSession {
         let names: Vec<Bytes> = if cmd.len() > 1 {
             (1..cmd.len()).filter_map(|i| cmd.arg_bytes(i)).collect()
         } else {
-            let map = match p {
-                PubSub::Unsubscribe => &self.subs.channels,
-                PubSub::PUnsubscribe => &self.subs.patterns,
-                _ => &self.subs.shard,
-            };
-            map.keys().cloned().collect()
+            self.subs.map_mut(p).keys().cloned().collect()
         };
         let mut replies = Vec::new();
         let mut per_cluster: Vec<(ClusterId, Vec<Bytes>)> = Vec::new();
         for name in &names {
-            let map = match p {
-                PubSub::Unsubscribe => &mut self.subs.channels,
-                PubSub::PUnsubscribe => &mut self.subs.patterns,
-                _ => &mut self.subs.shard,
-            };
-            if let Some(clusters) = map.remove(name) {
+            if let Some(clusters) = self.subs.map_mut(p).remove(name) {
                 for c in clusters {
                     if let Some(Some(u)) = self.ups.get_mut(c.index()) {
                         u.subs = u.subs.saturating_sub(1);
-                        match per_cluster.iter_mut().find(|(pc, _)| *pc == c) {
-                            Some((_, v)) => v.push(name.clone()),
-                            None => per_cluster.push((c, vec![name.clone()])),
-                        }
+                        group_by_cluster(&mut per_cluster, c, name);
                     }
                 }
             }
-            let count = match p {
-                PubSub::SUnsubscribe => self.subs.shard.len(),
-                _ => self.subs.channels.len() + self.subs.patterns.len(),
-            };
-            self.confirmation(&mut replies, kind, Some(name), count);
+            self.confirmation(&mut replies, kind, Some(name), self.subs.count(p));
         }
         if names.is_empty() {
-            let count = match p {
-                PubSub::SUnsubscribe => self.subs.shard.len(),
-                _ => self.subs.channels.len() + self.subs.patterns.len(),
-            };
-            self.confirmation(&mut replies, kind, None, count);
+            self.confirmation(&mut replies, kind, None, self.subs.count(p));
         }
-        if per_cluster.is_empty() {
-            return self.local(Bytes::from(replies));
-        }
-        let per_cluster = per_cluster
-            .into_iter()
-            .map(|(c, names)| {
-                let mut b = Vec::new();
-                crate::write_command(
-                    &mut b,
-                    std::iter::once(verb)
-                        .chain(names.iter().map(|n| &n[..]))
-                        .collect::<Vec<_>>(),
-                );
-                (c, Some(b), names.len() as u32)
-            })
-            .collect();
-        self.confirm_parts(&[], per_cluster, replies, now, out);
+        self.send_pubsub(verb, per_cluster, replies, now, out);
     }
 
     // ---- server replies ----------------------------------------------------------------------
