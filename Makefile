@@ -3,13 +3,14 @@
 #   make bootstrap   install missing tools (Debian packages, Envoy, json-server, cargo-fuzz)
 #   make build       bootstrap + .wasm filters (target/wasm/) + native binaries (dev profile)
 #   make test        build + clippy (native and wasm32, -D warnings) + cargo test --workspace
-#                    (unit + integration against real Envoy/servers) + bounded fuzzing
+#                    (unit + integration against real Envoy/servers) + the protocol crates'
+#                    tests compiled for wasm32 under wasm-bindgen-test in node + bounded fuzzing
 #   make demo        bootstrap + release builds + run the main topology (geomesh-demo)
-#   make clippy | make wasm | make fuzz     the single steps
+#   make clippy | make wasm | make test-wasm | make fuzz     the single steps
 #
 # Variables: FUZZ_SECONDS (per fuzz target, default 30), CARGO_TARGET_DIR (native builds and
 # tests; the harness finds the native binaries next to the test executables), CARGO (default
-# cargo). Everything downloaded lives in .cache/ (git-ignored).
+# cargo). Everything downloaded lives in .cache/ (git-ignored), wasm-bindgen-test-runner too.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,7 +23,7 @@ export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(CURDIR)/.cache/cargo-bin
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: bootstrap wasm native build clippy clippy-native clippy-wasm test-rust fuzz test demo
+.PHONY: bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -49,11 +50,16 @@ clippy: clippy-native clippy-wasm
 test-rust: build
 	$(CARGO) test --workspace
 
+# protocols/* tests built for wasm32-unknown-unknown (32-bit usize, the filters' target), run
+# in node by wasm-bindgen-test-runner (installed into .cache/cargo-bin at Cargo.lock's version).
+test-wasm: bootstrap
+	scripts/test-wasm.sh
+
 fuzz: bootstrap
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Prerequisites run left to right, each once (.NOTPARALLEL): cheap checks first, fuzzing last.
-test: build clippy test-rust fuzz
+test: build clippy test-rust test-wasm fuzz
 
 demo: wasm
 	$(CARGO) build --workspace --bins --release

@@ -7,9 +7,9 @@
 #   scripts/build-wasm.sh --clippy        clippy on all filters for wasm32, -D warnings
 #   scripts/build-wasm.sh [--clippy] P..  only the named packages
 #
-# Toolchain: rustup's wasm32-unknown-unknown target when installed; otherwise Debian's
-# rustc-web/cargo-web/rust-web-src/rust-web-clippy (1.96) with -Zbuild-std
-# (see /work/shared/notes/environment.md). scripts/bootstrap.sh installs the latter.
+# Toolchain and target dir: scripts/lib/wasm-toolchain.sh (rustup's wasm32-unknown-unknown target
+# when installed; otherwise Debian's rustc-web 1.96 with -Zbuild-std), shared with
+# scripts/test-wasm.sh.
 #
 # Env:
 #   GEOMESH_WASM_TARGET_DIR  cargo target dir (default <repo>/.cache/wasm-target; kept between
@@ -22,8 +22,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # rustup's bin dir may be missing from a non-login shell's PATH (CI).
 [ -d "${CARGO_HOME:-$HOME/.cargo}/bin" ] && export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 cd "$ROOT"
-TARGET=wasm32-unknown-unknown
-TD="${GEOMESH_WASM_TARGET_DIR:-$ROOT/.cache/wasm-target}"
 OUT="${GEOMESH_WASM_OUT:-$ROOT/target/wasm}"
 MAX="${GEOMESH_WASM_MAX_BYTES:-1048576}"
 
@@ -69,36 +67,15 @@ fi
 PKGS=()
 for f in "${FILTERS[@]}"; do PKGS+=(-p "${f%%$'\t'*}"); done
 
-installed_targets="$(rustup target list --installed 2>/dev/null || true)"
-if grep -qx "$TARGET" <<<"$installed_targets"; then
-  TOOLCHAIN="rustup $(rustc --version | cut -d' ' -f2)"
-  run_build()  { cargo build --profile wasm --target "$TARGET" "${PKGS[@]}"; }
-  run_clippy() { cargo clippy --profile wasm --target "$TARGET" "${PKGS[@]}" -- -D warnings; }
-else
-  for b in /usr/bin/rustc /usr/bin/cargo; do
-    [ -x "$b" ] || { echo "build-wasm: no rustup wasm32 target and no $b: run scripts/bootstrap.sh" >&2; exit 1; }
-  done
-  command -v wasm-ld >/dev/null || { echo "build-wasm: wasm-ld missing (Debian package lld): run scripts/bootstrap.sh" >&2; exit 1; }
-  TOOLCHAIN="Debian $(/usr/bin/rustc --version | cut -d' ' -f2) + build-std"
-  export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld
-  # rustup's proxies (rustdoc, clippy-driver, ...) come first on PATH; keep Debian's own.
-  unset RUSTDOC RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER
-  run_build() {
-    /usr/bin/cargo build --profile wasm --target "$TARGET" -Zbuild-std=std,panic_abort "${PKGS[@]}"
-  }
-  run_clippy() {
-    [ -x /usr/bin/cargo-clippy ] && [ -x /usr/bin/clippy-driver ] \
-      || { echo "build-wasm: /usr/bin/cargo-clippy missing (Debian package rust-web-clippy): run scripts/bootstrap.sh" >&2; exit 1; }
-    # Call Debian's cargo-clippy directly: `cargo clippy` would resolve to rustup's proxy in
-    # ~/.cargo/bin first. CARGO tells it which cargo to drive; it wraps workspace crates with the
-    # clippy-driver beside it (same 1.96 as /usr/bin/rustc, which builds std).
-    CARGO=/usr/bin/cargo /usr/bin/cargo-clippy clippy --profile wasm --target "$TARGET" \
-      -Zbuild-std=std,panic_abort "${PKGS[@]}" -- -D warnings
-  }
-fi
+WASM_WHO=build-wasm
+# shellcheck source=lib/wasm-toolchain.sh
+. "$ROOT/scripts/lib/wasm-toolchain.sh"
+TARGET="$WASM_TARGET"
+TD="$WASM_TARGET_DIR"
+run_build()  { wasm_cargo build --profile wasm "${PKGS[@]}"; }
+run_clippy() { wasm_clippy --profile wasm "${PKGS[@]}" -- -D warnings; }
 
-export CARGO_TARGET_DIR="$TD"
-echo "build-wasm: $MODE ${#FILTERS[@]} crate(s) with $TOOLCHAIN, target dir $TD"
+echo "build-wasm: $MODE ${#FILTERS[@]} crate(s) with $WASM_TOOLCHAIN, target dir $TD"
 
 if [ "$MODE" = clippy ]; then
   run_clippy

@@ -423,6 +423,9 @@ fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     /// Seed 004's EnvoyFilter, as written.

@@ -130,6 +130,9 @@ impl<T: Copy> HashRing<T> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use proptest::prelude::*;
 

@@ -359,6 +359,9 @@ pub fn hash_tag(key: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::config::tests::ECHARDE;
     use crate::config::Config;

@@ -101,6 +101,9 @@ pub(crate) fn parse_double(s: &[u8]) -> Result<f64, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     #[test]

@@ -787,6 +787,9 @@ fn to_frame(reply: &Reply) -> Frame {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn decode_one(wire: &[u8]) -> Result<Option<Reply>, DecodeError> {

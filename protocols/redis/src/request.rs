@@ -506,6 +506,9 @@ fn split_inline(line: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn decode_all(dec: &mut RequestDecoder, buf: &mut BytesMut) -> Vec<Command> {

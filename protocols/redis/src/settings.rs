@@ -129,6 +129,9 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn parse(yaml: &str) -> Result<Settings, ConfigError> {

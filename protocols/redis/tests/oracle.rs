@@ -6,6 +6,9 @@
 //! aggregate map keys and set members, verbatim formats other than txt/mkd, and attributes on
 //! null; we reject non-canonical integers and bare CR/LF in lines).
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,8 @@
 //! Property tests: encode then decode gives back what was encoded, however the bytes are cut.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 mod common;
 
 use common::{command_args, cuts, frame};

@@ -334,6 +334,9 @@ pub fn plan_request(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::health::SitesDocument;
     use crate::parse::parse;

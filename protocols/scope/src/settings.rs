@@ -395,6 +395,9 @@ impl HttpSettings {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     const FULL: &str = r#"

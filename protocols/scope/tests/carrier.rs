@@ -1,3 +1,6 @@
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use geomesh_scope::carrier::{
     auth_token_with_scope, baggage_scope_text, baggage_with_scope, percent_encode,
     scope_from_auth_token, scope_from_baggage, scope_from_x_scope, split_auth_token, x_scope_value,

@@ -1,3 +1,6 @@
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use std::time::Duration;
 
 use geomesh_scope::{parse, parse_bytes, parse_expr, Entry, Expr, ParseErrorKind, Scope};

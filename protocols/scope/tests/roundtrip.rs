@@ -2,6 +2,9 @@
 //! names include spaces, quotes, backslashes, operators, non-ASCII and the
 //! keyword `around`; and the parser never panics on arbitrary input.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use std::time::Duration;
 
 use geomesh_scope::{parse, parse_bytes, parse_expr, Entry, Expr, Scope};

@@ -101,6 +101,9 @@ pub fn req_str<'a>(map: &'a Mapping, key: &str, path: &str) -> Result<&'a str, C
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn map(yaml: &str) -> Mapping {

@@ -693,6 +693,9 @@ impl ExactSizeIterator for KeyPositions {}
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn keys(args: &[&str]) -> Result<Vec<String>, String> {

@@ -5,6 +5,9 @@
 //! `Send`s are fed to one small scripted server per cluster (a key-value map and the
 //! connection state the session relies on), whose replies are fed back, cut as the test says.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
