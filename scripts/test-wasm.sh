@@ -76,6 +76,11 @@ echo "test-wasm: ${CRATES[*]} for $WASM_TARGET with $WASM_TOOLCHAIN, target dir 
 
 # --tests: unit and integration tests; doctests would need the toolchain's rustdoc to
 # cross-compile them, and they document the API rather than test the decoders.
+# Lint the test code as built for wasm32 first (tests/wasm32.rs exists only there; the native
+# `make clippy` never sees it). Same -D warnings as the rest of `make clippy`.
+wasm_clippy --tests "${PKGS[@]}" -- -D warnings
+echo "test-wasm: clippy clean (test code, wasm32, -D warnings)"
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
