@@ -167,6 +167,16 @@ async fn proxy_peers_and_api_of_two_agents() {
         assert_eq!(r.headers()["x-geomesh-replica"], "B");
         assert_eq!(r.json::<Value>().await.unwrap(), json!({ "name": "alpine", "id": meta }));
     }
+    // HEAD answers the length of what GET answers (the rewritten body), at a replica and at
+    // the leader.
+    for site in [0, 1] {
+        let path = format!("/images/{meta}");
+        let get = two.http.get(two.proxy(site, &path)).header("x-geomesh-service", "image").send().await.unwrap();
+        let get_len = get.bytes().await.unwrap().len();
+        let head = two.http.head(two.proxy(site, &path)).header("x-geomesh-service", "image").send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers()["content-length"].to_str().unwrap(), get_len.to_string(), "HEAD at site {site}");
+    }
     // Without the hand-over headers the proxy refuses (only the scope filter calls it).
     let (st, v) = two.get(two.proxy(1, "/images/1")).await;
     assert_eq!((st, v.as_str().map(|s| s.contains("x-geomesh-service"))), (400, Some(true)), "{v}");
@@ -182,6 +192,7 @@ async fn proxy_peers_and_api_of_two_agents() {
         .http
         .patch(two.proxy(1, &format!("/images/{meta}")))
         .header("x-geomesh-service", "image")
+        .header("authorization", "Bearer SECRET-TOKEN-123")
         .json(&json!({ "size": 7 }))
         .send()
         .await
@@ -190,6 +201,8 @@ async fn proxy_peers_and_api_of_two_agents() {
     let seq: u64 = r.headers()["x-geomesh-operation"].to_str().unwrap().parse().unwrap();
     let (st, op) = two.get(two.api(0, &format!("/v1/replication/operations/{seq}"))).await;
     assert_eq!((st, op["origin"].as_str(), op["kind"].as_str()), (200, Some("B"), Some("update")), "{op}");
+    // Credentials travel to the replicas but the API does not show them.
+    assert!(op["headers"].to_string().contains("[redacted]") && !op.to_string().contains("SECRET"), "{op}");
     let (_, ops) = two.get(two.api(0, &format!("/v1/replication/operations?meta={meta}&site=B"))).await;
     assert!(ops.as_array().unwrap().len() >= 2, "{ops}");
     let (_, q) = two.get(two.api(0, "/v1/replication/queues")).await;

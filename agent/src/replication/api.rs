@@ -20,7 +20,7 @@ use serde_json::json;
 use super::applier::WriteRequest;
 use super::db::OpFilter;
 use super::metaid::MetaId;
-use super::model::{Body, OpKind};
+use super::model::{Body, OpKind, Operation};
 use super::node::Node;
 use super::paths::Split;
 use super::peers::{b64url_decode, decoded, take_forwarded, text, value, APPLIED, BODY_LEN, TRUNCATED};
@@ -131,7 +131,7 @@ async fn operations(State(node): State<Arc<Node>>, Query(q): Query<HashMap<Strin
         limit: Some(limit),
     };
     match blocking(&node.db, move |db| db.ops(&f)).await {
-        Ok(v) => Json(v).into_response(),
+        Ok(v) => Json(v.into_iter().map(redacted).collect::<Vec<_>>()).into_response(),
         Err(e) => store_error(e),
     }
 }
@@ -141,10 +141,25 @@ async fn operation(State(node): State<Arc<Node>>, Path(seq): Path<String>) -> Re
         return json_error(400, "expected an operation number");
     };
     match blocking(&node.db, move |db| db.op(seq)).await {
-        Ok(Some(op)) => Json(op).into_response(),
+        Ok(Some(op)) => Json(redacted(op)).into_response(),
         Ok(None) => json_error(404, format!("no operation {seq} in this agent's log")),
         Err(e) => store_error(e),
     }
+}
+
+/// Request headers that carry credentials: kept in the log (every replica needs them), shown by
+/// the API as `[redacted]`.
+const CREDENTIAL_HEADERS: [&str; 6] =
+    ["authorization", "proxy-authorization", "cookie", "x-auth-token", "x-api-key", "x-subject-token"];
+
+/// An operation as the API shows it: credential headers' values hidden.
+fn redacted(mut op: Operation) -> Operation {
+    for (name, value) in &mut op.headers {
+        if CREDENTIAL_HEADERS.iter().any(|c| name.eq_ignore_ascii_case(c)) {
+            *value = "[redacted]".to_owned();
+        }
+    }
+    op
 }
 
 async fn queues(State(node): State<Arc<Node>>) -> Response {

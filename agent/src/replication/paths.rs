@@ -5,7 +5,8 @@
 //! `<collection>/<id><suffix>` (REST convention, and what json-server's
 //! `Location` says), so a path names a replicant when one of its segments is
 //!
-//! * a meta-identifier (`/images/gm-01jd...`, `/images/gm-01jd.../tags`), or
+//! * a meta-identifier (`/images/gm-01jd...`, `/images/gm-01jd.../tags`) whose
+//!   replicant's collection is exactly the segments before it, or
 //! * the local id, **on this site**, of a live replica whose collection is
 //!   exactly the segments before it (`/images/42` on the site where the
 //!   replica of `/images` has id 42). Local ids of other sites are not

@@ -37,7 +37,7 @@ use super::model::{LocalId, OpKind, Replicant, ReplicantState, Reply};
 use super::node::Node;
 use super::paths::{normalize_collection, Split};
 use super::peers::{decoded, describe, is_geomesh, text, value, ERROR_MARK};
-use super::resolve::{read_plan, resolve, write_plan, Named, ReadPlan, WritePlan};
+use super::resolve::{path_names, read_plan, resolve, write_plan, Named, ReadPlan, WritePlan};
 use super::rewrite::{
     is_json_type, parse_json_body, replace_at, reply_to_meta, rewrite_location, Skip,
 };
@@ -265,7 +265,10 @@ async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
             known(&node, &local, inc, body, replicant, split).await
         }
         Named::UnknownMeta { meta, split } => match find_remote(&node, &meta).await {
-            Some(r) => known(&node, &local, inc, body, r, split).await,
+            Some(r) if path_names(&r, &inc.service, &split) => {
+                known(&node, &local, inc, body, r, split).await
+            }
+            Some(_) => passthrough(&node, &local, inc, body).await,
             None => plain(
                 404,
                 format!("geomesh: no replicant {meta} on site {} nor on any reachable site", node.site),
@@ -533,6 +536,26 @@ fn to_reply(status: u16, h: &reqwest::header::HeaderMap, body: Bytes) -> Reply {
     }
 }
 
+/// `method target` to this site's instance; `Err` when it is unreachable or answers 503.
+async fn instance_read(
+    node: &Node,
+    local: &LocalService,
+    r: &Replicant,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+) -> Result<reqwest::Response, String> {
+    let resp = local
+        .instance
+        .send_streaming(method, target, headers, None, true)
+        .await
+        .map_err(|e| format!("site {}: instance of '{}': {e}", node.site, r.service))?;
+    if resp.status().as_u16() == 503 {
+        return Err(format!("site {}: instance of '{}' answered 503", node.site, r.service));
+    }
+    Ok(resp)
+}
+
 /// A read served by this site's replica: `local_id` hidden in the answer
 /// (body at the id pointers when it is JSON of a bounded size, `Location`),
 /// anything else streamed unchanged. `Err`: the instance is unreachable.
@@ -545,13 +568,13 @@ pub async fn local_read(
     r: &Replicant,
     local_id: &LocalId,
 ) -> Result<Response, String> {
-    let resp = local
-        .instance
-        .send_streaming(method, target, headers, None, true)
-        .await
-        .map_err(|e| format!("site {}: instance of '{}': {e}", node.site, r.service))?;
-    if resp.status().as_u16() == 503 {
-        return Err(format!("site {}: instance of '{}' answered 503", node.site, r.service));
+    let send = |m| instance_read(node, local, r, m, target, headers);
+    let head = method.eq_ignore_ascii_case("HEAD");
+    let mut resp = send(method).await?;
+    if head && maybe_json(resp.headers(), node.cfg.max_rewrite_bytes).is_ok() {
+        // The instance's Content-Length counts its body before the ids are hidden: read the
+        // body with GET, rewrite it, and answer its headers with the rewritten length.
+        resp = send("GET").await?;
     }
     let tags = [
         ("x-geomesh-meta", r.meta.to_string()),
@@ -579,6 +602,12 @@ pub async fn local_read(
             }
             if let Some(skip) = w.body_skipped.filter(|s| !matches!(s, Skip::NoMatch | Skip::Empty)) {
                 reply.set_header("x-geomesh-rewrite", Some(skip.as_str().to_owned()));
+            }
+            if head {
+                let len = std::mem::take(&mut reply.body).len();
+                let mut resp = reply_response(reply);
+                resp.headers_mut().insert(axum::http::header::CONTENT_LENGTH, len.into());
+                return Ok(resp);
             }
             Ok(reply_response(reply))
         }

@@ -5,7 +5,7 @@
 use super::db::{Db, DbResult};
 use super::metaid::MetaId;
 use super::model::{LocalId, ReplicaStatus, Replicant, ReplicantState};
-use super::paths::{meta_split, splits, Split};
+use super::paths::{meta_split, normalize_collection, splits, Split};
 
 /// What a request path names.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,11 +34,14 @@ pub enum Named {
 pub fn resolve(db: &Db, service: &str, site: &str, path: &str) -> DbResult<Named> {
     if let Some((split, meta)) = meta_split(path) {
         return Ok(match db.replicant(&meta)? {
-            Some(r) => Named::Known {
+            Some(r) if path_names(&r, service, &split) => Named::Known {
                 replicant: r,
                 split,
                 by_meta: true,
             },
+            // A meta-id under another collection (or service) than its replicant's: the path
+            // names something else (`DELETE /users/gm-…` must not delete an image).
+            Some(_) => Named::Plain,
             None => Named::UnknownMeta { meta, split },
         });
     }
@@ -54,6 +57,13 @@ pub fn resolve(db: &Db, service: &str, site: &str, path: &str) -> DbResult<Named
         }
     }
     Ok(Named::Plain)
+}
+
+/// Whether `split` (a path read as collection/id/suffix) can name `r`: same service, and the
+/// collection the replicant was created in (a meta-id is only recognised where the resource
+/// lives, `<collection>/<meta><suffix>`).
+pub fn path_names(r: &Replicant, service: &str, split: &Split) -> bool {
+    r.service == service && normalize_collection(&split.collection) == r.collection
 }
 
 /// Where a read of a known replicant is served.
@@ -213,6 +223,22 @@ mod tests {
         assert_eq!(
             resolve(&db, "image", "A", "/v2/images").unwrap(),
             Named::Plain
+        );
+        for other in [
+            format!("/users/{meta}"),
+            format!("/v2/{meta}"),
+            format!("/v2/images/x/{meta}"),
+        ] {
+            assert_eq!(
+                resolve(&db, "image", "A", &other).unwrap(),
+                Named::Plain,
+                "{other}: a meta-id outside its replicant's collection names nothing"
+            );
+        }
+        assert_eq!(
+            resolve(&db, "compute", "A", &format!("/v2/images/{meta}")).unwrap(),
+            Named::Plain,
+            "another service's replicant"
         );
         let unknown = MetaId::from_u128(5);
         assert!(matches!(
