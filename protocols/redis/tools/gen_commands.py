@@ -53,7 +53,7 @@ POLICY = {
     "function|kill": "Category::Broadcast(Merge::OneOk)",
     "pubsub|channels": "Category::Broadcast(Merge::Union)",
     "pubsub|shardchannels": "Category::Broadcast(Merge::Union)",
-    "pubsub|numpat": "Category::Broadcast(Merge::Sum)",
+    "pubsub|numpat": "Category::Broadcast(Merge::Max)",
     "pubsub|numsub": "Category::Broadcast(Merge::NumSub)",
     "pubsub|shardnumsub": "Category::Broadcast(Merge::NumSub)",
     # answered by the proxy

@@ -81,7 +81,7 @@ pub enum Split {
 pub enum Merge {
     /// Arrays concatenated, duplicates removed (KEYS, PUBSUB CHANNELS).
     Union,
-    /// Integers summed (DBSIZE, PUBSUB NUMPAT).
+    /// Integers summed (DBSIZE).
     Sum,
     /// SCAN: a proxy cursor that walks the clusters one after the other.
     Scan,
@@ -92,11 +92,16 @@ pub enum Merge {
     Any,
     /// The smallest integer, element-wise for arrays (WAIT, WAITAOF).
     Min,
+    /// The largest integer (PUBSUB NUMPAT: a client's pattern is subscribed on every
+    /// cluster, so a sum would count it once per cluster).
+    Max,
     /// Element-wise logical AND of integer arrays (SCRIPT EXISTS).
     And,
     /// Success if one cluster succeeded (SCRIPT KILL, FUNCTION KILL).
     OneOk,
-    /// Flat `[channel, count, ...]` arrays, counts summed per channel (PUBSUB NUMSUB).
+    /// Flat `[channel, count, ...]` arrays, the largest count per channel (PUBSUB NUMSUB,
+    /// SHARDNUMSUB): a client's subscription is replicated on every cluster the channel can be
+    /// published to, so a sum would count it once per cluster.
     NumSub,
 }
 

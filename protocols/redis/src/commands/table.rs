@@ -140,7 +140,7 @@ static OBJECT_SUBCOMMANDS: [CommandSpec; 5] = [
 static PUBSUB_SUBCOMMANDS: [CommandSpec; 6] = [
     CommandSpec { name: "pubsub|channels", arity: -2, flags: flags::PUBSUB, keys: &[], category: Category::Broadcast(Merge::Union), subcommands: &[] },
     CommandSpec { name: "pubsub|help", arity: 2, flags: 0, keys: &[], category: Category::LocalCluster, subcommands: &[] },
-    CommandSpec { name: "pubsub|numpat", arity: 2, flags: flags::PUBSUB, keys: &[], category: Category::Broadcast(Merge::Sum), subcommands: &[] },
+    CommandSpec { name: "pubsub|numpat", arity: 2, flags: flags::PUBSUB, keys: &[], category: Category::Broadcast(Merge::Max), subcommands: &[] },
     CommandSpec { name: "pubsub|numsub", arity: -2, flags: flags::PUBSUB, keys: &[], category: Category::Broadcast(Merge::NumSub), subcommands: &[] },
     CommandSpec { name: "pubsub|shardchannels", arity: -2, flags: flags::PUBSUB, keys: &[], category: Category::Broadcast(Merge::Union), subcommands: &[] },
     CommandSpec { name: "pubsub|shardnumsub", arity: -2, flags: flags::PUBSUB, keys: &[], category: Category::Broadcast(Merge::NumSub), subcommands: &[] },

@@ -21,7 +21,7 @@ pub(crate) enum MergeKind {
     Mget { order: Vec<(u32, u32)> },
     /// MSET split by cluster: `+OK` if every part said OK.
     Mset,
-    /// Integers summed (DEL, UNLINK, EXISTS, TOUCH, DBSIZE, PUBSUB NUMPAT).
+    /// Integers summed (DEL, UNLINK, EXISTS, TOUCH, DBSIZE).
     Sum,
     /// Arrays concatenated, duplicates removed (KEYS, PUBSUB CHANNELS).
     Union,
@@ -31,11 +31,14 @@ pub(crate) enum MergeKind {
     Any,
     /// The smallest integer, element-wise for arrays (WAIT, WAITAOF).
     Min,
+    /// The largest integer (PUBSUB NUMPAT).
+    Max,
     /// Element-wise AND of integer arrays (SCRIPT EXISTS).
     And,
     /// One success is enough (SCRIPT KILL, FUNCTION KILL).
     OneOk,
-    /// `[channel, count, ...]` summed per channel (PUBSUB NUMSUB).
+    /// `[channel, count, ...]`, the largest count per channel (PUBSUB NUMSUB): one client's
+    /// subscription is on every cluster the channel can be published to.
     NumSub,
     /// SCAN on the active cluster of index `idx` (of `count`).
     Scan { idx: u64, count: u64 },
@@ -212,7 +215,8 @@ pub(crate) fn finalize(
             .map(|r| r.raw().clone())
             .or_else(|| first_error(table, parts))
             .unwrap_or_default(),
-        MergeKind::Min | MergeKind::And => min_merge(parts, table),
+        MergeKind::Min | MergeKind::And => min_merge(parts, table, false),
+        MergeKind::Max => min_merge(parts, table, true),
         MergeKind::NumSub => numsub(parts, table, proto),
         MergeKind::Scan { idx, count } => scan(*idx, *count, parts, table),
     }
@@ -282,7 +286,8 @@ fn mset(parts: &[Part], table: &RoutingTable) -> Bytes {
     error(msg.as_bytes())
 }
 
-fn min_merge(parts: &[Part], table: &RoutingTable) -> Bytes {
+/// Element-wise minimum (or maximum, `max`) of integers or integer arrays.
+fn min_merge(parts: &[Part], table: &RoutingTable, max: bool) -> Bytes {
     if let Some(e) = first_error(table, parts) {
         return e;
     }
@@ -313,7 +318,7 @@ fn min_merge(parts: &[Part], table: &RoutingTable) -> Bytes {
             Some(a) => a
                 .iter()
                 .zip(vals.iter())
-                .map(|(x, y)| (*x).min(*y))
+                .map(|(x, y)| if max { (*x).max(*y) } else { (*x).min(*y) })
                 .collect(),
         });
     }
@@ -349,7 +354,7 @@ fn numsub(parts: &[Part], table: &RoutingTable, proto: Protocol) -> Bytes {
             let raw = ch.raw_with_attributes();
             let n = n.as_integer().unwrap_or(0);
             match counts.iter_mut().find(|(c, _)| *c == raw) {
-                Some(slot) => slot.1 = slot.1.saturating_add(n),
+                Some(slot) => slot.1 = slot.1.max(n),
                 None => counts.push((raw, n)),
             }
         }

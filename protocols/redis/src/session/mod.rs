@@ -992,6 +992,10 @@ impl RedisSession {
     fn local_command(&mut self, cmd: &Command, l: Local, now: Millis, out: &mut Vec<Action>) {
         match l {
             Local::Ping => {
+                if cmd.len() > 2 {
+                    // Redis's pingCommand: arity -1 in the table, at most one message.
+                    return self.local_error("ERR wrong number of arguments for 'ping' command");
+                }
                 let mut v = Vec::new();
                 if self.proto == Protocol::Resp2 && self.subs.total() > 0 {
                     write_array_header(&mut v, 2);
@@ -1099,6 +1103,7 @@ impl RedisSession {
             Merge::AllOk => MergeKind::AllOk,
             Merge::Any => MergeKind::Any,
             Merge::Min => MergeKind::Min,
+            Merge::Max => MergeKind::Max,
             Merge::And => MergeKind::And,
             Merge::OneOk => MergeKind::OneOk,
             Merge::NumSub => MergeKind::NumSub,

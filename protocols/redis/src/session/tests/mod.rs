@@ -275,6 +275,19 @@ impl Fake {
                 }
                 last
             }
+            // This connection's subscriptions (the only client of the fake).
+            "PUBSUB" if arg(1).eq_ignore_ascii_case(b"NUMPAT") => {
+                Frame::Integer(self.conn.psubs.len() as i64)
+            }
+            "PUBSUB" if arg(1).eq_ignore_ascii_case(b"NUMSUB") => Frame::Array(
+                a[2..]
+                    .iter()
+                    .flat_map(|ch| {
+                        let n = i64::from(self.conn.subs.contains(ch));
+                        [Frame::bulk(ch.clone()), Frame::Integer(n)]
+                    })
+                    .collect(),
+            ),
             "PUBLISH" => {
                 let n = i64::from(self.conn.subs.contains(&arg(1)));
                 if n == 1 {
@@ -755,6 +768,11 @@ fn local_commands_and_quit() {
     let mut h = Harness::new();
     assert_eq!(h.run(&["PING"]), Frame::SimpleString("PONG".into()));
     assert_eq!(h.run(&["PING", "x"]), bulk("x"));
+    // As Redis's pingCommand: at most one message (the table's arity is -1).
+    assert_eq!(
+        err_text(&h.run(&["PING", "x", "y"])),
+        "ERR wrong number of arguments for 'ping' command"
+    );
     assert_eq!(h.run(&["ECHO", "y"]), bulk("y"));
     assert!(h.fakes.is_empty(), "answered locally");
     // QUIT behind a pending request: +OK after its reply, then close.
@@ -1143,6 +1161,10 @@ fn pubsub_fans_out_and_in() {
     // Subscribed (RESP2): only pub/sub commands; PING answers the pub/sub way.
     assert!(err_text(&h.run(&["GET", "a"])).starts_with("ERR Can't execute 'get'"));
     assert_eq!(h.run(&["PING"]), arr(&["pong", ""]));
+    assert_eq!(
+        err_text(&h.run(&["PING", "a", "b"])),
+        "ERR wrong number of arguments for 'ping' command"
+    );
     // Messages published on the servers are fanned in.
     let m = enc(&Frame::Array(vec![
         bulk("message"),
@@ -1178,6 +1200,31 @@ fn pubsub_fans_out_and_in() {
     );
     // Out of subscribed mode.
     assert_eq!(h.run(&["GET", "a"]), Frame::NullBulk);
+}
+
+#[test]
+fn pubsub_counts_a_subscription_once_though_it_is_on_several_clusters() {
+    let mut h = Harness::new();
+    h.run(&["HELLO", "3"]);
+    // `news` is listened to on redis1 and redis2, `n*` on every cluster: a sum would say
+    // 2 subscribers and 3 patterns for this one client (Redis: 1 and 1).
+    h.cmd(&["SUBSCRIBE", "news"]);
+    h.cmd(&["PSUBSCRIBE", "n*"]);
+    h.deliver();
+    assert_eq!(h.replies().len(), 2);
+    assert_eq!(
+        h.run(&["PUBSUB", "NUMSUB", "news", "other"]),
+        Frame::Array(vec![
+            bulk("news"),
+            Frame::Integer(1),
+            bulk("other"),
+            Frame::Integer(0)
+        ])
+    );
+    assert_eq!(h.run(&["PUBSUB", "NUMPAT"]), Frame::Integer(1));
+    for n in ["redis1", "redis2", "redis3"] {
+        assert_eq!(h.log(n).last().unwrap(), "PUBSUB NUMPAT", "{n}");
+    }
 }
 
 #[test]
