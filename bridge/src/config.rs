@@ -58,7 +58,8 @@ pub struct Defaults {
     /// Connect timeout when `OPEN` says 0 (ms).
     pub connect_timeout_ms: u32,
     /// Bytes a channel may hold for its backend (before connect, or while the backend does not
-    /// read) before it is closed with `OVERFLOW`.
+    /// read) before the bridge stops reading the filter connection (backpressure; a frame that
+    /// finds the channel under the limit is taken whole).
     pub channel_buffer_bytes: usize,
     /// Bytes for the filter the bridge holds before it stops reading backends (backpressure).
     pub filter_buffer_bytes: usize,

@@ -150,6 +150,9 @@ struct Conn<S> {
     /// The filter closed its side (read EOF): no more frames; backends are half-closed and
     /// what they still send is forwarded until they close or `drain_at`.
     read_eof: bool,
+    /// A `DATA` frame in `inbuf` waits for its channel to go under `channel_buffer_bytes`: the
+    /// frames from it on are held and the filter connection is not read (backpressure).
+    input_blocked: bool,
     /// End of the drain after the filter's end of stream (`defaults.half_close_drain_ms`).
     drain_at: Option<Instant>,
     inbuf: BytesMut,
@@ -200,6 +203,7 @@ where
         closing: None,
         shut_down: false,
         read_eof: false,
+        input_blocked: false,
         drain_at: None,
         inbuf: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::with_capacity(READ_CHUNK),
@@ -243,7 +247,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
                 self.inbuf.reserve(READ_CHUNK);
             }
-            let read = if self.read_eof {
+            let read = if self.read_eof || (self.input_blocked && self.closing.is_none()) {
                 Poll::Pending
             } else {
                 poll_read_buf(Pin::new(&mut self.io), cx, &mut self.inbuf)
@@ -273,6 +277,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let now = Instant::now();
             progress |= self.poll_channels(cx, now);
             progress |= self.poll_timers(cx, now);
+            if self.input_blocked && self.closing.is_none() {
+                // A backend took bytes, or its channel closed: go on with the held frames.
+                let held = self.inbuf.len();
+                self.on_input();
+                progress |= self.inbuf.len() != held;
+            }
             if self.closing.is_some_and(|at| at <= now) {
                 return Poll::Ready(());
             }
@@ -368,15 +378,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.closing = Some(now + CLOSE_GRACE);
     }
 
-    /// Handles every complete frame in `inbuf`.
+    /// Handles the complete frames in `inbuf`, in order, up to a `DATA` frame whose channel
+    /// already holds `channel_buffer_bytes` its backend has not taken: that one and the frames
+    /// after it wait ([`Self::input_blocked`]), and the filter connection is not read meanwhile.
     fn on_input(&mut self) {
         let mut inbuf = std::mem::take(&mut self.inbuf);
         let mut pos = 0;
         let mut need = 0;
+        self.input_blocked = false;
         while self.closing.is_none() {
             let rest = inbuf.get(pos..).unwrap_or_default();
             match split_frame(rest) {
                 Ok(Some((f, n))) => {
+                    if f.kind == Kind::Data
+                        && self
+                            .chans
+                            .get(&f.chan)
+                            .is_some_and(|c| c.wbuf.len() >= self.limits.channel_buffer)
+                    {
+                        self.input_blocked = true;
+                        break;
+                    }
                     pos += n;
                     self.on_frame(f.kind, f.chan, f.payload);
                 }
@@ -442,15 +464,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Err(e) => self.fatal(&e.to_string()),
             },
             Kind::Data => {
+                // Under `channel_buffer_bytes` before this frame ([`Self::on_input`]), so at
+                // most that plus one frame (`MAX_PAYLOAD`) is held for a backend.
                 if let Some(ch) = self.chans.get_mut(&chan) {
                     ch.wbuf.extend_from_slice(p);
-                    if ch.wbuf.len() > self.limits.channel_buffer {
-                        let msg = format!(
-                            "more than {} bytes queued for {} before it took them",
-                            self.limits.channel_buffer, ch.target
-                        );
-                        self.close_chan(chan, CloseCode::Overflow, &msg);
-                    }
                 }
                 // Else the channel is closed and its CLOSED is on its way: drop the bytes.
             }
@@ -577,11 +594,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                             Poll::Pending => break,
                         }
                     }
-                    if wrote {
-                        progress = true;
+                    if wrote || !ch.wbuf.is_empty() {
+                        // Bytes written, or bytes the backend does not take: the stall clock
+                        // runs until it sends something (a backend that takes nothing while
+                        // the filter connection waits for it is closed STALLED, not waited on).
                         if let (Some(t), None) = (ch.reply_timeout, ch.stall_at) {
                             ch.stall_at = Some(now + t);
                         }
+                    }
+                    if wrote {
+                        progress = true;
                         if ch.wbuf.is_empty() && ch.wbuf.capacity() > BIG_BUFFER {
                             ch.wbuf = BytesMut::new();
                         }
@@ -667,6 +689,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                 continue 'chans;
                             }
                             Poll::Pending => break,
+                        }
+                    }
+                    if !ch.wbuf.is_empty() {
+                        // The tunnel takes nothing (HTTP/2 flow control): the stall clock runs.
+                        if let (Some(t), None) = (ch.reply_timeout, ch.stall_at) {
+                            ch.stall_at = Some(now + t);
                         }
                     }
                     if half_close && !ch.shut && ch.wbuf.is_empty() {

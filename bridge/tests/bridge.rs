@@ -148,7 +148,7 @@ fn refused_connect_is_reported_fast() {
 }
 
 #[test]
-fn connect_timeout_and_overflow() {
+fn connect_timeout_and_backpressure_while_connecting() {
     let hole = Blackhole::new();
     let (_r1, _r2, b) = two_redis_bridge(&format!(
         "  hole: {{ address: \"{}\" }}\ndefaults: {{ connect_timeout_ms: 5000, channel_buffer_bytes: 1000 }}\n",
@@ -163,16 +163,50 @@ fn connect_timeout_and_overflow() {
         waited >= Duration::from_millis(250) && waited < Duration::from_millis(1000),
         "{waited:?}"
     );
-    // Data queued before the connection exists is bounded.
-    g.open(2, "hole", 0, 0);
-    g.send(2, &[b'x'; 600]);
-    g.send(2, &[b'x'; 600]);
-    let (code, msg, waited) = g.expect_closed(2, FIVE);
-    assert_eq!(code, CloseCode::Overflow, "{msg}");
-    assert!(waited < Duration::from_millis(500), "{waited:?}");
-    // The connection still works.
+    // Data for a channel still connecting is bounded: past `channel_buffer_bytes` its next
+    // DATA frame, and every frame after it, waits (the filter connection is not read) until
+    // the channel can take bytes or goes; here its connect timeout closes it.
+    g.open(2, "hole", 0, 300);
+    for _ in 0..3 {
+        g.send(2, &[b'x'; 600]);
+    }
     g.open(3, "redis1", 0, 0);
-    assert_eq!(g.roundtrip(3, &["PING"], b"\r\n"), b"+PONG\r\n");
+    g.cmd(3, &["PING"]);
+    let (code, msg, waited) = g.expect_closed(2, FIVE);
+    assert_eq!(code, CloseCode::ConnectTimeout, "{msg}");
+    assert!(waited < Duration::from_millis(1000), "{waited:?}");
+    // The frames held behind it were then handled, in order: channel 3 answers.
+    assert_eq!(g.read_until(3, b"\r\n", 0, FIVE), b"+PONG\r\n");
+}
+
+#[test]
+fn frames_larger_than_the_channel_buffer_pass_and_a_stalled_backend_releases_the_input() {
+    let (r1, _r2, b) = two_redis_bridge("defaults: { channel_buffer_bytes: 1000 }\n");
+    let mut g = b.client();
+    g.open(1, "redis1", 2000, 0);
+    g.open(2, "redis2", 2000, 0);
+    // One SET of 3 MB (a single frame 3000 times the channel buffer), pipelined with more.
+    let big = "v".repeat(3 << 20);
+    for i in 0..4 {
+        g.cmd(1, &["SET", &format!("big{i}"), &big]);
+    }
+    let ok = g.read_until(1, b"+OK\r\n+OK\r\n+OK\r\n+OK\r\n", 20, FIVE);
+    assert_eq!(ok, b"+OK\r\n+OK\r\n+OK\r\n+OK\r\n");
+    assert_eq!(g.roundtrip(1, &["STRLEN", "big3"], b"\r\n"), format!(":{}\r\n", 3 << 20).into_bytes());
+    // A backend that stops reading while the filter connection waits for it: closed STALLED
+    // within its reply timeout, and the frames held behind it go on.
+    r1.stop();
+    let t = Instant::now();
+    for i in 0..8 {
+        g.cmd(1, &["SET", &format!("late{i}"), &big]);
+    }
+    g.cmd(2, &["PING"]);
+    let (code, msg, _) = g.expect_closed(1, Duration::from_secs(10));
+    let waited = t.elapsed();
+    r1.cont();
+    assert_eq!(code, CloseCode::Stalled, "{msg}");
+    assert!(waited < Duration::from_millis(4000), "STALLED after {waited:?}");
+    assert_eq!(g.read_until(2, b"\r\n", 0, FIVE), b"+PONG\r\n");
 }
 
 #[test]

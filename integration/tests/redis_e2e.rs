@@ -341,6 +341,36 @@ fn command_families_with_the_redis_crate() {
     }
 }
 
+/// Values far over the bridge's 8 MiB channel buffer, one SET and pipelined, to a local shard
+/// and to another, stored whole on the shard the table names and read back through Envoy.
+#[test]
+fn large_values_pass_whole() {
+    let mesh = RedisMesh::start("redis-large", &SHARDS, TABLE).unwrap();
+    let t = table(TABLE);
+    let mut c = mesh.client().unwrap();
+    let big: Vec<u8> = (0..(20usize << 20)).map(|i| (i % 251) as u8).collect();
+    for k in ["big", "user1:big"] {
+        let _: () = c.set(k, &big).unwrap();
+        let back: Vec<u8> = c.get(k).unwrap();
+        assert!(back == big, "{k}: {} bytes back", back.len());
+        let len: usize = redis::cmd("STRLEN").arg(k).query(&mut mesh.direct(&expected(&t, k)).unwrap()).unwrap();
+        assert_eq!(len, big.len(), "{k} on {}", expected(&t, k));
+    }
+    // Pipelined: four 12 MiB values to two shards in one write.
+    let mid = &big[..12 << 20];
+    let keys = ["p1", "user1:p2", "p3", "user1:p4"];
+    let mut p = redis::pipe();
+    for k in keys {
+        p.set(k, mid).ignore();
+    }
+    for k in keys {
+        p.strlen(k);
+    }
+    let lens: Vec<usize> = p.query(&mut c).unwrap();
+    assert_eq!(lens, vec![mid.len(); 4]);
+    assert_placement(&mesh, &t, &keys.map(String::from), 0);
+}
+
 #[test]
 fn session_state_is_replayed_on_every_shard() {
     let mesh = RedisMesh::start("redis-replay", &SHARDS, TABLE).unwrap();
