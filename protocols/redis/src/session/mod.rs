@@ -158,6 +158,22 @@ struct Entry {
     rollback: Option<Box<Rollback>>,
 }
 
+impl Entry {
+    /// An entry whose reply is known already (answered locally), waiting only for its turn.
+    fn answered(bytes: Bytes, close_after: bool) -> Entry {
+        Entry {
+            merge: MergeKind::Forward,
+            parts: Parts::Many(Vec::new()),
+            left: 0,
+            deadline: NEVER,
+            budget: 0,
+            done: Some(bytes),
+            close_after,
+            rollback: None,
+        }
+    }
+}
+
 /// Connection-state commands kept for replay, in replay order.
 #[derive(Debug, Clone, Copy)]
 #[repr(usize)]
@@ -443,16 +459,7 @@ impl RedisSession {
         if self.queue.is_empty() {
             self.write_client(&bytes);
         } else {
-            self.queue.push_back(Entry {
-                merge: MergeKind::Forward,
-                parts: Parts::Many(Vec::new()),
-                left: 0,
-                deadline: NEVER,
-                budget: 0,
-                done: Some(bytes),
-                close_after: false,
-                rollback: None,
-            });
+            self.queue.push_back(Entry::answered(bytes, false));
         }
     }
 
@@ -462,16 +469,7 @@ impl RedisSession {
 
     fn local_close(&mut self, bytes: Bytes, now: Millis, out: &mut Vec<Action>) {
         self.closing = Closing::Pending;
-        self.queue.push_back(Entry {
-            merge: MergeKind::Forward,
-            parts: Parts::Many(Vec::new()),
-            left: 0,
-            deadline: NEVER,
-            budget: 0,
-            done: Some(bytes),
-            close_after: true,
-            rollback: None,
-        });
+        self.queue.push_back(Entry::answered(bytes, true));
         self.flush_ready();
         if self.closing == Closing::Pending {
             // Earlier replies are still due: ask for callbacks after they can have arrived.
