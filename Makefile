@@ -22,8 +22,21 @@ SHELL := bash
 export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(CURDIR)/.cache/cargo-bin/bin:$(PATH)
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
+# Incremental caches are large and a clean checkout (CI) never reuses them; set it to 1 to
+# iterate locally with make.
+export CARGO_INCREMENTAL ?= 0
 
-.PHONY: bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo
+.PHONY: disk bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo
+
+# Printed first so a CI log shows how much room the run started with (a clean run needs about
+# DISK_NEED_GB; see README "Disk").
+DISK_NEED_GB ?= 6
+disk:
+	@avail=$$(df -Pk . | awk 'NR==2 {print int($$4/1048576)}'); \
+	  echo "disk: $${avail} GiB free on $$(df -P . | awk 'NR==2 {print $$6}'), a clean run needs about $(DISK_NEED_GB) GiB"; \
+	  if [ "$$avail" -lt "$(DISK_NEED_GB)" ]; then \
+	    echo "disk: warning: less than $(DISK_NEED_GB) GiB free; builds may fail with 'No space left on device'" >&2; \
+	    du -sh target .cache fuzz/target 2>/dev/null || true; fi
 
 bootstrap:
 	scripts/bootstrap.sh
@@ -59,7 +72,7 @@ fuzz: bootstrap
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Prerequisites run left to right, each once (.NOTPARALLEL): cheap checks first, fuzzing last.
-test: build clippy test-rust test-wasm fuzz
+test: disk build clippy test-rust test-wasm fuzz
 
 demo: wasm
 	$(CARGO) build --workspace --bins --release
