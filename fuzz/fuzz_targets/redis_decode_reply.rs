@@ -6,12 +6,13 @@
 //! Input: byte 0 picks the chunk size for the cut feed, the rest is the server's byte stream.
 #![no_main]
 
-use geomesh_redis::{BytesMut, DecodeError, Frame, Limits, Reply, ReplyDecoder};
+use geomesh_redis::{BytesMut, DecodeError, Limits, Reply, ReplyDecoder};
 use libfuzzer_sys::fuzz_target;
-use redis_protocol::resp2::types::OwnedFrame as O2;
-use redis_protocol::resp3::types::{OwnedFrame as O3, VerbatimStringFormat};
 
 mod common;
+// The normal form and comparison rules of the proptest oracle (protocols/redis/tests/oracle.rs).
+#[path = "../../protocols/redis/tests/common/norm.rs"]
+mod norm;
 
 use common::{decode_in_chunks, small_limits};
 
@@ -50,104 +51,6 @@ fn walk(r: &Reply) -> usize {
     seen
 }
 
-#[derive(Debug, PartialEq)]
-enum Norm {
-    Str(&'static str, Vec<u8>),
-    Int(i64),
-    Double(String),
-    Bool(bool),
-    Null,
-    Seq(&'static str, Vec<Norm>),
-    Map(Vec<(Norm, Norm)>),
-    Unordered,
-}
-
-fn ours(f: &Frame) -> Norm {
-    match f {
-        Frame::SimpleString(s) => Norm::Str("simple", s.to_vec()),
-        Frame::SimpleError(s) => Norm::Str("error", s.to_vec()),
-        Frame::BulkString(s) => Norm::Str("bulk", s.to_vec()),
-        Frame::BulkError(s) => Norm::Str("bulkerror", s.to_vec()),
-        Frame::BigNumber(s) => Norm::Str("big", s.to_vec()),
-        Frame::Verbatim { format, text } => {
-            let mut v = format.to_vec();
-            v.extend_from_slice(text);
-            Norm::Str("verbatim", v)
-        }
-        Frame::Integer(n) => Norm::Int(*n),
-        Frame::Double(d) => Norm::Double(format!("{d:?}")),
-        Frame::Boolean(b) => Norm::Bool(*b),
-        Frame::Null | Frame::NullBulk | Frame::NullArray => Norm::Null,
-        Frame::Array(v) => Norm::Seq("array", v.iter().map(ours).collect()),
-        Frame::Push(v) => Norm::Seq("push", v.iter().map(ours).collect()),
-        // Hash containers on the other side: compared only when they hold at most one element.
-        Frame::Set(v) if v.len() > 1 => Norm::Unordered,
-        Frame::Set(v) => Norm::Seq("set", v.iter().map(ours).collect()),
-        Frame::Map(p) if p.len() > 1 => Norm::Unordered,
-        Frame::Map(p) => Norm::Map(p.iter().map(|(k, v)| (ours(k), ours(v))).collect()),
-        Frame::Attribute { value, .. } => ours(value),
-    }
-}
-
-fn theirs3(f: &O3) -> Option<Norm> {
-    Some(match f {
-        O3::SimpleString { data, .. } => Norm::Str("simple", data.clone()),
-        O3::SimpleError { data, .. } => Norm::Str("error", data.as_bytes().to_vec()),
-        O3::BlobString { data, .. } => Norm::Str("bulk", data.clone()),
-        O3::BlobError { data, .. } => Norm::Str("bulkerror", data.clone()),
-        O3::BigNumber { data, .. } => Norm::Str("big", data.clone()),
-        O3::VerbatimString { data, format, .. } => {
-            let mut v = match format {
-                VerbatimStringFormat::Text => b"txt".to_vec(),
-                VerbatimStringFormat::Markdown => b"mkd".to_vec(),
-            };
-            v.extend_from_slice(data);
-            Norm::Str("verbatim", v)
-        }
-        O3::Number { data, .. } => Norm::Int(*data),
-        O3::Double { data, .. } => Norm::Double(format!("{data:?}")),
-        O3::Boolean { data, .. } => Norm::Bool(*data),
-        O3::Null => Norm::Null,
-        O3::Array { data, .. } => {
-            Norm::Seq("array", data.iter().map(theirs3).collect::<Option<_>>()?)
-        }
-        O3::Push { data, .. } => {
-            Norm::Seq("push", data.iter().map(theirs3).collect::<Option<_>>()?)
-        }
-        O3::Set { data, .. } if data.len() > 1 => Norm::Unordered,
-        O3::Set { data, .. } => Norm::Seq("set", data.iter().map(theirs3).collect::<Option<_>>()?),
-        O3::Map { data, .. } if data.len() > 1 => Norm::Unordered,
-        O3::Map { data, .. } => Norm::Map(
-            data.iter()
-                .map(|(k, v)| Some((theirs3(k)?, theirs3(v)?)))
-                .collect::<Option<_>>()?,
-        ),
-        O3::Hello { .. } | O3::ChunkedString(_) => return None,
-    })
-}
-
-fn theirs2(f: &O2) -> Norm {
-    match f {
-        O2::SimpleString(s) => Norm::Str("simple", s.clone()),
-        O2::Error(s) => Norm::Str("error", s.as_bytes().to_vec()),
-        O2::Integer(n) => Norm::Int(*n),
-        O2::BulkString(s) => Norm::Str("bulk", s.clone()),
-        O2::Array(v) => Norm::Seq("array", v.iter().map(theirs2).collect()),
-        O2::Null => Norm::Null,
-    }
-}
-
-fn contains_unordered(n: &Norm) -> bool {
-    match n {
-        Norm::Unordered => true,
-        Norm::Seq(_, v) => v.iter().any(contains_unordered),
-        Norm::Map(p) => p
-            .iter()
-            .any(|(k, v)| contains_unordered(k) || contains_unordered(v)),
-        _ => false,
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&ctl, input)) = data.split_first() else {
         return;
@@ -181,17 +84,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     if let Some(r) = first {
-        let mine = ours(&r.to_frame());
+        let mine = norm::ours(&r.to_frame());
         if let Ok(Some((t, n))) = redis_protocol::resp3::decode::complete::decode(input) {
-            if let Some(t) = theirs3(&t) {
-                if !contains_unordered(&mine) && !contains_unordered(&t) {
+            if let Some(t) = norm::theirs3(&t) {
+                if !mine.ambiguous() && !t.ambiguous() {
                     assert_eq!(mine, t, "resp3 oracle disagrees");
                     assert_eq!(n, r.raw().len(), "resp3 oracle length");
                 }
             }
         }
         if let Ok(Some((t, n))) = redis_protocol::resp2::decode::decode(input) {
-            assert_eq!(mine, theirs2(&t), "resp2 oracle disagrees");
+            assert_eq!(mine, norm::theirs2(&t), "resp2 oracle disagrees");
             assert_eq!(n, r.raw().len(), "resp2 oracle length");
         }
     }

@@ -1575,7 +1575,7 @@ fn too_many_pending_requests_get_an_error() {
 
 /// Cost of the hot path, natively: `cargo test --release -p geomesh-redis --lib hot_path -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "benchmark: run explicitly (see the doc comment)"]
 fn hot_path_cost() {
     let yaml = "workload_type: redis\ndefault_cluster: a\nrouting_table:\n  '*': { type: hash, clusters: [a, b] }\n";
     let t = table(yaml);
