@@ -166,6 +166,8 @@ pub fn http_listener(name: &str, port: u16, http_filters: Vec<Value>, cluster: &
             } ],
         },
         "http_filters": filters,
+        // As an Istio sidecar does: WebSocket upgrades pass (Envoy answers 403 otherwise).
+        "upgrade_configs": [ { "upgrade_type": "websocket" } ],
     });
     tcp_listener(
         name,

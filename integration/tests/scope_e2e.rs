@@ -444,3 +444,53 @@ fn ecds_update_changes_the_registry() {
         .unwrap();
     assert_eq!(scoped(&topo, DC1, "{ image: DC 4 }"), (200, "IMAGE cat @ DC 3".into()));
 }
+
+/// A WebSocket upgrade with a scope crosses the sidecars to the named site's instance, and the
+/// upgraded connection carries messages both ways; without a scope it stays local.
+#[test]
+fn websocket_upgrade_follows_the_scope() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (_dir, topo) = start("scope-ws", ScopePlan::free().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let talk = |site: usize, scope: Option<&str>, texts: &[&str]| -> Vec<String> {
+        let port = topo.plan.listener(site, "image").unwrap();
+        let mut req = format!("ws://127.0.0.1:{port}/ws").into_client_request().unwrap();
+        if let Some(s) = scope {
+            req.headers_mut().insert("x-scope", s.parse().unwrap());
+        }
+        let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+        rt.block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let (mut ws, resp) = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio_tungstenite::client_async(req, tcp),
+            )
+            .await
+            .expect("handshake within 10 s")
+            .expect("101 Switching Protocols through Envoy");
+            assert_eq!(resp.status().as_u16(), 101);
+            let mut answers = Vec::new();
+            for t in texts {
+                ws.send(Message::text(t)).await.unwrap();
+                let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                    .await
+                    .expect("answer within 10 s")
+                    .expect("connection open")
+                    .unwrap();
+                answers.push(m.into_text().unwrap().as_str().to_owned());
+            }
+            ws.close(None).await.unwrap();
+            answers
+        })
+    };
+
+    let before = requests(&topo, DC2, "image");
+    let answers = talk(DC1, Some("{ image: DC 2 }"), &["hello", "again"]);
+    assert_eq!(answers, ["DC 2: hello", "DC 2: again"]);
+    assert_eq!(requests(&topo, DC2, "image"), before + 1, "one upgrade served by DC 2's t");
+    // No scope: the local instance.
+    assert_eq!(talk(DC3, None, &["x"]), ["DC 3: x"]);
+}

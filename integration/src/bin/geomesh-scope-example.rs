@@ -9,7 +9,9 @@
 //!   (`--t-url`, the local Envoy's listener for `image`) forwarding only `x-scope`, `baggage`
 //!   and `x-auth-token`, and answers JSON with what it saw and what t answered.
 //!
-//! Both: `GET /healthz`, `GET /stats` (`{"site","role","requests","uploads","upload_bytes"}`).
+//! Both: `GET /healthz`, `GET /stats` (`{"site","role","requests","uploads","upload_bytes"}`),
+//! and `GET /ws`, a WebSocket that answers each text message `m` with `<site>: m` (an upgraded
+//! connection crossing the sidecars).
 //! Every answer names the serving site in `x-geomesh-site`; t also echoes the carrier headers it
 //! received in `x-seen-<header>` (`-` when absent), so tests see what the application saw.
 //!
@@ -24,6 +26,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -228,6 +231,27 @@ async fn compute(State(app): State<Shared>, Path(name): Path<String>, headers: H
     resp
 }
 
+/// Both: a WebSocket echo that names the serving site in every answer.
+async fn ws(State(app): State<Shared>, upgrade: WebSocketUpgrade) -> Response {
+    app.requests.fetch_add(1, Ordering::Relaxed);
+    let site = app.site.clone();
+    upgrade.on_upgrade(move |socket| echo(socket, site))
+}
+
+async fn echo(mut socket: WebSocket, site: String) {
+    while let Some(Ok(msg)) = socket.recv().await {
+        let answer = match msg {
+            Message::Text(t) => Message::Text(format!("{site}: {}", t.as_str()).into()),
+            Message::Close(_) => break,
+            // Pings are answered by axum itself; binary and pongs are not echoed.
+            _ => continue,
+        };
+        if socket.send(answer).await.is_err() {
+            break;
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let (role, site, listen, t_url) = parse_args()?;
     let client = reqwest::Client::builder().no_proxy().build()?;
@@ -242,7 +266,8 @@ fn main() -> Result<()> {
     });
     let mut router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/stats", get(stats));
+        .route("/stats", get(stats))
+        .route("/ws", get(ws));
     router = match role {
         Role::T => router
             .route("/image/{name}", get(image))
