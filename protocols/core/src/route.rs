@@ -297,8 +297,11 @@ impl RoutingTable {
                     offer(&mut best, sk.len(), 3, *idx, t.pick(sk));
                 } else {
                     let mut end = sk.len();
-                    while let Some(pos) = sk[..end].iter().rposition(|b| KEY_SEPARATORS.contains(b)) {
-                        if let Some((idx, t)) = self.segments.get(&sk[..pos]) {
+                    while let Some((pos, head)) = sk.get(..end).and_then(|s| {
+                        let pos = s.iter().rposition(|b| KEY_SEPARATORS.contains(b))?;
+                        Some((pos, s.get(..pos)?))
+                    }) {
+                        if let Some((idx, t)) = self.segments.get(head) {
                             offer(&mut best, pos, 3, *idx, t.pick(sk));
                             break;
                         }
@@ -307,8 +310,8 @@ impl RoutingTable {
                 }
             }
             for &len in &self.prefix_lens {
-                if len <= sk.len() {
-                    if let Some((idx, t)) = self.prefixes.get(&sk[..len]) {
+                if let Some(head) = sk.get(..len) {
+                    if let Some((idx, t)) = self.prefixes.get(head) {
                         offer(&mut best, len, 2, *idx, t.pick(sk));
                         break;
                     }
