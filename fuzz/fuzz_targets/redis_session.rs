@@ -56,7 +56,7 @@ impl Harness {
                     self.client.extend_from_slice(&b);
                 }
                 Action::CloseDownstream => self.closed = true,
-                Action::Send { .. } | Action::CloseUpstream(_) | Action::WakeAt(_) => {}
+                Action::Send { .. } | Action::CloseUpstream(_) | Action::WakeAt(_) | Action::Bind { .. } => {}
             }
         }
         self.check();

@@ -11,7 +11,7 @@
 //!   "tmp:": { type: prefix, cluster: redis3-master }
 //!   "*":    { type: hash, clusters: [redis1-master, redis2-master], algorithm: rendezvous-v1 }
 //! # extensions (all optional)
-//! hash_tags: true                 # honour Redis-style {tag} in keys
+//! hash_tags: true                 # honour Redis-style {tag} in keys (default: true for redis only)
 //! upstream_timeout_ms: 5000       # a shard that does not answer within this gets an error reply
 //! redis: { ... }                  # a section named after workload_type, parsed by its protocol crate
 //! ```
@@ -255,7 +255,8 @@ impl Config {
             None => default_cluster.clone(),
         };
         let hash_tags = match get(map, "hash_tags") {
-            None => true,
+            // A Redis convention: other workloads (an MQTT topic `{a}/b`) opt in explicitly.
+            None => workload_type == WorkloadType::Redis,
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(ConfigError::new("hash_tags", "expected true or false")),
         };
@@ -456,6 +457,17 @@ routing_table:
         assert_eq!(c.routes[0].kind, RouteType::Value);
         assert!(c.hash_tags);
         assert_eq!(c.upstream_timeout_ms, 5000);
+    }
+
+    #[test]
+    fn hash_tags_default_to_on_for_redis_only() {
+        for (workload, on) in [("redis", true), ("mqtt", false), ("kafka", false), ("influxdb", false), ("http", false)] {
+            let c = Config::parse(format!("workload_type: {workload}\ndefault_cluster: a\n").as_bytes()).unwrap();
+            assert_eq!(c.hash_tags, on, "{workload}");
+            let c = Config::parse(format!("workload_type: {workload}\ndefault_cluster: a\nhash_tags: true\n").as_bytes())
+                .unwrap();
+            assert!(c.hash_tags, "{workload}: configured");
+        }
     }
 
     #[test]

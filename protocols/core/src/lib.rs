@@ -7,17 +7,20 @@
 //! * [`route`]: the compiled routing table (key, prefix, value and hash routes, hash tags,
 //!   longest match, default);
 //! * [`hash`]: versioned consistent hashing;
-//! * [`session`]: the sans-IO contract a protocol implements and a host shell drives.
+//! * [`session`]: the sans-IO contract a protocol implements and a host shell drives;
+//! * [`metrics`]: what sessions count, drained by the host into Envoy's stats.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod config;
 pub mod hash;
+pub mod metrics;
 pub mod route;
 pub mod session;
 
 pub use config::{Config, ConfigError, RouteSpec, RouteTarget, RouteType, TypeProxy, WorkloadType};
 pub use hash::HashAlgorithm;
+pub use metrics::{Meter, Metric};
 pub use route::{ClusterId, Decision, RoutingTable};
 pub use session::{Action, DeadlineCover, Millis, Session, UpstreamFailure, UpstreamFailureKind};

@@ -19,13 +19,30 @@ use crate::config::{Config, RouteTarget, RouteType};
 use crate::hash::{fnv1a64, HashRing};
 
 /// Index of a cluster in [`RoutingTable::clusters`]. Stable for the life of one table.
+///
+/// Ids from [`ClusterId::FIRST_ENDPOINT`] up name no table cluster: they are *endpoint links*
+/// a session defines itself with [`crate::Action::Bind`] (one endpoint of a cluster, learned
+/// at run time, such as a Kafka broker named by Metadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClusterId(pub u16);
 
 impl ClusterId {
+    /// The first id of the endpoint-link range (above [`MAX_CLUSTERS`]).
+    pub const FIRST_ENDPOINT: u16 = 0x8000;
+
     /// As an index.
     pub fn index(self) -> usize {
         usize::from(self.0)
+    }
+
+    /// Endpoint link number `n` (`n` < 0x8000).
+    pub fn endpoint(n: u16) -> Self {
+        ClusterId(Self::FIRST_ENDPOINT | (n & 0x7fff))
+    }
+
+    /// True for an endpoint link (see [`crate::Action::Bind`]).
+    pub fn is_endpoint(self) -> bool {
+        self.0 >= Self::FIRST_ENDPOINT
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::rc::Rc;
 
+use crate::metrics::Meter;
 use crate::route::{ClusterId, RoutingTable};
 
 /// Milliseconds from an arbitrary origin, non-decreasing (the host's clock, passed in).
@@ -33,10 +34,21 @@ pub enum Action {
     /// Call [`Session::on_timeout`] at (or soon after) this time. The host cannot wake a
     /// session by itself (see [`DeadlineCover`] for how to ask rarely).
     WakeAt(Millis),
+    /// Defines the endpoint link `link` ([`ClusterId::endpoint`]): one endpoint (`host:port`)
+    /// of the table cluster `cluster`, learned at run time (a Kafka broker from Metadata).
+    /// `Send`s to `link` then open a connection to that endpoint; the bridge accepts it only
+    /// if the endpoint belongs to what the cluster's configuration allows (never an open
+    /// relay), and answers `CLOSED(UNKNOWN_TARGET)` otherwise. A `Bind` of a link that is
+    /// open changes where the next connection goes, not the open one.
+    Bind {
+        link: ClusterId,
+        cluster: ClusterId,
+        endpoint: String,
+    },
 }
 
 /// Why an upstream connection went away (the bridge's `CLOSED` codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UpstreamFailureKind {
     /// We asked for it.
     Local,
@@ -114,6 +126,12 @@ pub trait Session {
     /// requests after this call use the new table. Cluster ids are per table: the session must
     /// map the connections it holds by name (see [`RoutingTable::cluster_id`]).
     fn on_new_table(&mut self, table: Rc<RoutingTable>);
+
+    /// What the session counted since the host last asked (the host drains it after each
+    /// callback into Envoy's stats); `None` = the session counts nothing.
+    fn meter(&mut self) -> Option<&mut Meter> {
+        None
+    }
 }
 
 /// Decides when a session must ask for a wake-up so that every deadline it holds is noticed at

@@ -512,6 +512,8 @@ impl Mux {
                     }
                 }
                 Action::CloseDownstream => self.close_requested = true,
+                // Endpoint links are not carried by this mux yet: sends to them open nothing.
+                Action::Bind { .. } => {}
                 Action::WakeAt(at) => {
                     if self.closed || self.failed {
                         continue;

@@ -365,6 +365,7 @@ impl Harness {
                     f.held.clear();
                 }
                 Action::WakeAt(t) => self.wakes.push(t),
+                Action::Bind { .. } => {}
             }
         }
     }
