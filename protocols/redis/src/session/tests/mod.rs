@@ -8,9 +8,6 @@
 //! session's files: `route`, `merge`, `state`, `transaction`, `pubsub`, and the pipeline's
 //! behaviour as Redis clients see it (`queue`, `faults`).
 
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen_test::wasm_bindgen_test as test;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Deref, DerefMut};
 
