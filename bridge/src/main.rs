@@ -90,6 +90,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// What --watch-config compares: the configuration file's bytes, then those of the TLS files it
+/// names (a renewed certificate changes them without touching the configuration).
+fn watched_bytes(path: &std::path::Path) -> Option<Vec<u8>> {
+    let mut bytes = std::fs::read(path).ok()?;
+    if let Ok(Some(tls)) = Config::load(path).map(|c| c.tls) {
+        for f in [&tls.cert, &tls.key, &tls.ca] {
+            bytes.extend(std::fs::read(f).unwrap_or_default());
+        }
+    }
+    Some(bytes)
+}
+
 /// Reloads `path` into `bridge`, keeping the configuration in force when it does not load.
 fn reload(bridge: &Bridge, path: &std::path::Path) {
     match Config::load(path) {
@@ -117,18 +129,18 @@ async fn run(path: PathBuf, config: Config, watch_secs: u64) -> anyhow::Result<(
     );
     let _ = std::io::stdout().flush();
     // The file as last loaded, for --watch-config.
-    let mut seen = std::fs::read(&path).ok();
+    let mut seen = watched_bytes(&path);
     let watch = Duration::from_secs(watch_secs.max(1));
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                seen = std::fs::read(&path).ok();
+                seen = watched_bytes(&path);
                 reload(&bridge, &path);
             }
             _ = tokio::time::sleep(watch), if watch_secs > 0 => {
-                let now = std::fs::read(&path).ok();
+                let now = watched_bytes(&path);
                 if now.is_some() && now != seen {
-                    info!("configuration file changed: reloading");
+                    info!("configuration or TLS files changed: reloading (the gRPC server's own certificate changes at the next start)");
                     seen = now;
                     reload(&bridge, &path);
                 }
