@@ -14,6 +14,7 @@ pub mod config;
 mod conn;
 pub mod drain;
 pub mod envoy_admin;
+pub mod metrics;
 pub mod remote;
 pub mod stats;
 pub mod tls;
