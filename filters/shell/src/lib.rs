@@ -34,6 +34,10 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, PeerType};
 
 pub use proxy_wasm;
 
+pub mod stats;
+
+pub use stats::Stats;
+
 /// What a network filter brings to the shell.
 pub trait Protocol: 'static {
     /// Protocol-specific settings, parsed from the configuration section named after
@@ -65,6 +69,9 @@ pub struct Loaded<S> {
     pub config: Config,
     pub table: Rc<RoutingTable>,
     pub settings: S,
+    /// Where this configuration's metrics go (`<workload>.<stat_prefix>.…`, cluster names from
+    /// `table`); every stream bound to it drains its session's meter there.
+    pub stats: Rc<Stats>,
 }
 
 /// The current configuration of one plugin (by plugin name) in this VM.
@@ -121,11 +128,14 @@ pub fn load<P: Protocol>(text: &[u8], previous: Option<&RoutingTable>, generatio
         Some(prev) => RoutingTable::succeed(&config, prev)?,
         None => RoutingTable::new(&config)?,
     };
+    let table = Rc::new(table);
+    let stats = Rc::new(Stats::new(P::WORKLOAD, &config.stat_prefix, Some(table.clone())));
     Ok(Loaded {
         generation,
         config,
-        table: Rc::new(table),
+        table,
         settings,
+        stats,
     })
 }
 
@@ -193,6 +203,7 @@ impl<P: Protocol> RootContext for Root<P> {
         let generation = slot.generation.get() + 1;
         match load::<P>(&text, previous.as_ref().map(|l| &*l.table), generation) {
             Ok(loaded) => {
+                stats::count_accepted(&loaded.stats, &plugin, &text);
                 log::info!(
                     "geomesh {plugin}: configuration generation {generation} loaded: {} routes over clusters [{}]",
                     loaded.config.routes.len(),
@@ -206,6 +217,7 @@ impl<P: Protocol> RootContext for Root<P> {
             }
             Err(e) => {
                 log::error!("geomesh {plugin}: {e}");
+                stats::count_rejected(P::WORKLOAD, &plugin, &text);
                 false
             }
         }
@@ -255,6 +267,7 @@ impl<P: Protocol> RootContext for Root<P> {
                         loaded.config.upstream_timeout_ms.min(10_000),
                     ),
                     generation: loaded.generation,
+                    stats: loaded.stats.clone(),
                     slot,
                 })
             }
@@ -272,6 +285,8 @@ struct Stream<P: Protocol> {
     session: P::Session,
     mux: Mux,
     generation: u64,
+    /// The metrics of the configuration `generation` (drained after each callback).
+    stats: Rc<Stats>,
     slot: Rc<Slot<P::Settings>>,
 }
 
@@ -283,6 +298,7 @@ impl<P: Protocol> Stream<P> {
         }
         if let Some(loaded) = self.slot.current() {
             self.generation = loaded.generation;
+            self.stats = loaded.stats.clone();
             self.mux.set_table(loaded.table.clone());
             self.session.on_new_table(loaded.table.clone());
         }
@@ -328,11 +344,13 @@ impl<P: Protocol> StreamContext for Stream<P> {
             write_buffer(BufferType::DownstreamData, size, &out.bytes);
         }
         self.finish(&out);
+        self.stats.drain_session(&mut self.session);
         Action::Continue
     }
 
     fn on_downstream_close(&mut self, _peer: PeerType) {
         self.mux.on_downstream_closed(&mut self.session, now_ms());
+        self.stats.drain_session(&mut self.session);
         // Gone before the root's timer: nothing left to close (the timer stays armed until
         // its next tick, which then finds nothing or other streams).
         self.closes.borrow_mut().ids.retain(|id| *id != self.id);
@@ -347,6 +365,7 @@ impl<P: Protocol> StreamContext for Stream<P> {
             write_buffer(BufferType::UpstreamData, size, &out.bytes);
         }
         self.finish(&out);
+        self.stats.drain_session(&mut self.session);
         Action::Continue
     }
 }
