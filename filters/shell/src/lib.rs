@@ -13,6 +13,8 @@
 //!   nothing in flight;
 //! * **transport**: client bytes go through the session into GMB/1 frames for the bridge, and
 //!   bridge frames through the session back to the client ([`geomesh_frame::Mux`]);
+//! * **metrics**: after each callback the session's meter is drained into Envoy's stats
+//!   ([`stats`], usable by HTTP filters too); configurations accepted and rejected are counted;
 //! * **closing later**: a close that must not happen in the callback carrying the client's last
 //!   bytes is done by the root context's timer, armed only while such closes wait.
 //!

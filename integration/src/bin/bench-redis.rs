@@ -17,7 +17,9 @@
 //! Options for the investigation of where the time goes: `--bridge-threads N` (default 1),
 //! `--pin envoy:0,bridge:1,redis:1,client:0` (taskset CPU lists per process kind),
 //! `--keyspace N` (`-r N`, 0 = no `-r`), `--workloads ...,MSETB` (redis-benchmark's own
-//! `-t mset`: ten times the same key placeholder), `--tcp-bridge`, `--perf`.
+//! `-t mset`: ten times the same key placeholder), `--tcp-bridge`, `--perf`,
+//! `--baseline-wasm FILE` (one more path, `geomesh_base`: the same topology with another build of
+//! the filter, e.g. the one before a change, measured in the same run, interleaved).
 //!
 //! ```text
 //! scripts/build-wasm.sh geomesh-filter-redis
@@ -327,6 +329,7 @@ fn main() -> Result<()> {
     let mut keyspace: u64 = 1000;
     let mut repeat: usize = 1;
     let mut envoy_log: Option<String> = None;
+    let mut baseline_wasm: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -341,6 +344,7 @@ fn main() -> Result<()> {
             "--keyspace" => keyspace = args.next().context("--keyspace N")?.parse()?,
             "--envoy-log" => envoy_log = Some(args.next().context("--envoy-log wasm:trace")?),
             "--repeat" => repeat = args.next().context("--repeat N")?.parse::<usize>()?.max(1),
+            "--baseline-wasm" => baseline_wasm = Some(args.next().context("--baseline-wasm FILE")?.into()),
             "--pin" => {
                 for p in args.next().context("--pin envoy:0,bridge:1,redis:1,client:0")?.split(',') {
                     let (who, cpus) = p.split_once(':').context("--pin KIND:CPUS,...")?;
@@ -352,6 +356,7 @@ fn main() -> Result<()> {
                  --workloads SET,GET,MSET,MGET[,MSETB], --perf: perf record Envoy and the bridge during the geomesh runs, \
                  --tcp-bridge, --bridge-threads N, --keyspace N, --pin envoy:0,bridge:1,redis:1,client:0, \
                  --repeat N: N interleaved rounds, medians reported, \
+                 --baseline-wasm FILE: path geomesh_base, the filter built from FILE, \
                  --envoy-log wasm:trace: Envoy's --component-log-level, the test dir is kept)"
             ),
         }
@@ -372,7 +377,7 @@ fn main() -> Result<()> {
         bridge_threads,
     )?;
 
-    let (tcp_port, native_port, ours_port) = (free_port()?, free_port()?, free_port()?);
+    let (tcp_port, native_port, ours_port, base_port) = (free_port()?, free_port()?, free_port()?, free_port()?);
     let ours_cfg = "workload_type: redis\ndefault_cluster: shard_a\nupstream_timeout_ms: 5000\nrouting_table:\n  '*': { type: hash, clusters: [shard_a, shard_b] }\n";
     let plugin = WasmPlugin::new(
         "geomesh_redis",
@@ -409,6 +414,20 @@ fn main() -> Result<()> {
         .cluster(static_cluster("shard_a", &[a.port]))
         .cluster(bridge_cluster("geomesh_bridge", &bridge))
         .cluster(ring);
+    let cfg = match &baseline_wasm {
+        Some(file) => {
+            let base = WasmPlugin::new("geomesh_redis_base", "", file.clone(), ours_cfg);
+            cfg.listener(tcp_listener(
+                "geomesh_base_in",
+                base_port,
+                vec![
+                    wasm_network_filter(&base),
+                    tcp_proxy_filter("geomesh_base_in", "geomesh_bridge"),
+                ],
+            ))
+        }
+        None => cfg,
+    };
     let opts = EnvoyOptions {
         concurrency: 1,
         log_level: "warning".into(),
@@ -422,6 +441,9 @@ fn main() -> Result<()> {
     let mut envoy = Envoy::start_with(&dir, "envoy", &cfg, &opts)?;
     for p in [tcp_port, native_port, ours_port] {
         geomesh_integration::wait_tcp(p, Duration::from_secs(20))?;
+    }
+    if baseline_wasm.is_some() {
+        geomesh_integration::wait_tcp(base_port, Duration::from_secs(20))?;
     }
     let envoy_pid = envoy.proc().pid();
     let mut client_cpus = None;
@@ -446,7 +468,7 @@ fn main() -> Result<()> {
     let ours_split = check_spread(ours_port, &a, &b)?;
     eprintln!("10 keys: native ring hash {native_split:?}, geomesh {ours_split:?}");
 
-    let paths = [
+    let mut paths = vec![
         Path {
             name: "direct",
             port: a.port,
@@ -468,6 +490,13 @@ fn main() -> Result<()> {
             pids: vec![envoy_pid, bridge.proc.pid()],
         },
     ];
+    if baseline_wasm.is_some() {
+        paths.push(Path {
+            name: "geomesh_base",
+            port: base_port,
+            pids: vec![envoy_pid, bridge.proc.pid()],
+        });
+    }
     // Warm-up (V8 tiers up, connections and caches settle).
     for p in &paths {
         run_benchmark(p, &probe, "SET", 1, 20_000, clients)?;
