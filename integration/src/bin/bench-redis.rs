@@ -18,8 +18,8 @@
 //! `--pin envoy:0,bridge:1,redis:1,client:0` (taskset CPU lists per process kind),
 //! `--keyspace N` (`-r N`, 0 = no `-r`), `--workloads ...,MSETB` (redis-benchmark's own
 //! `-t mset`: ten times the same key placeholder), `--tcp-bridge`, `--perf`,
-//! `--baseline-wasm FILE` (one more path, `geomesh_base`: the same topology with another build of
-//! the filter, e.g. the one before a change, measured in the same run, interleaved).
+//! `--baseline-wasm FILE` (a fifth path, `geomesh_before`: the same bridge behind another build
+//! of the filter, for a before/after comparison in one run).
 //!
 //! ```text
 //! scripts/build-wasm.sh geomesh-filter-redis
@@ -329,7 +329,7 @@ fn main() -> Result<()> {
     let mut keyspace: u64 = 1000;
     let mut repeat: usize = 1;
     let mut envoy_log: Option<String> = None;
-    let mut baseline_wasm: Option<std::path::PathBuf> = None;
+    let mut baseline_wasm: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -339,12 +339,12 @@ fn main() -> Result<()> {
             "--paths" => only_paths = args.next().context("--paths a,b")?.split(',').map(str::to_owned).collect(),
             "--workloads" => only_workloads = args.next().context("--workloads A,B")?.split(',').map(str::to_owned).collect(),
             "--perf" => perf = true,
+            "--baseline-wasm" => baseline_wasm = Some(args.next().context("--baseline-wasm FILE")?),
             "--tcp-bridge" => unix = false,
             "--bridge-threads" => bridge_threads = args.next().context("--bridge-threads N")?.parse()?,
             "--keyspace" => keyspace = args.next().context("--keyspace N")?.parse()?,
             "--envoy-log" => envoy_log = Some(args.next().context("--envoy-log wasm:trace")?),
             "--repeat" => repeat = args.next().context("--repeat N")?.parse::<usize>()?.max(1),
-            "--baseline-wasm" => baseline_wasm = Some(args.next().context("--baseline-wasm FILE")?.into()),
             "--pin" => {
                 for p in args.next().context("--pin envoy:0,bridge:1,redis:1,client:0")?.split(',') {
                     let (who, cpus) = p.split_once(':').context("--pin KIND:CPUS,...")?;
@@ -356,7 +356,6 @@ fn main() -> Result<()> {
                  --workloads SET,GET,MSET,MGET[,MSETB], --perf: perf record Envoy and the bridge during the geomesh runs, \
                  --tcp-bridge, --bridge-threads N, --keyspace N, --pin envoy:0,bridge:1,redis:1,client:0, \
                  --repeat N: N interleaved rounds, medians reported, \
-                 --baseline-wasm FILE: path geomesh_base, the filter built from FILE, \
                  --envoy-log wasm:trace: Envoy's --component-log-level, the test dir is kept)"
             ),
         }
@@ -396,7 +395,7 @@ fn main() -> Result<()> {
     });
     let mut ring = static_cluster("redis_ring", &[a.port, b.port]);
     ring["lb_policy"] = json!("RING_HASH");
-    let cfg = EnvoyConfig::new()?
+    let mut cfg = EnvoyConfig::new()?
         .listener(tcp_listener(
             "tcp_in",
             tcp_port,
@@ -414,20 +413,14 @@ fn main() -> Result<()> {
         .cluster(static_cluster("shard_a", &[a.port]))
         .cluster(bridge_cluster("geomesh_bridge", &bridge))
         .cluster(ring);
-    let cfg = match &baseline_wasm {
-        Some(file) => {
-            let base = WasmPlugin::new("geomesh_redis_base", "", file.clone(), ours_cfg);
-            cfg.listener(tcp_listener(
-                "geomesh_base_in",
-                base_port,
-                vec![
-                    wasm_network_filter(&base),
-                    tcp_proxy_filter("geomesh_base_in", "geomesh_bridge"),
-                ],
-            ))
-        }
-        None => cfg,
-    };
+    if let Some(w) = &baseline_wasm {
+        let base = WasmPlugin::new("geomesh_redis_before", "", std::path::PathBuf::from(w), ours_cfg);
+        cfg = cfg.listener(tcp_listener(
+            "geomesh_before_in",
+            base_port,
+            vec![wasm_network_filter(&base), tcp_proxy_filter("geomesh_before_in", "geomesh_bridge")],
+        ));
+    }
     let opts = EnvoyOptions {
         concurrency: 1,
         log_level: "warning".into(),
@@ -492,7 +485,7 @@ fn main() -> Result<()> {
     ];
     if baseline_wasm.is_some() {
         paths.push(Path {
-            name: "geomesh_base",
+            name: "geomesh_before",
             port: base_port,
             pids: vec![envoy_pid, bridge.proc.pid()],
         });

@@ -39,10 +39,12 @@ pub enum WorkloadType {
     Influxdb,
     Kafka,
     Http,
+    /// The line protocol used only by tests (protocols/line): the kit's end-to-end proof.
+    Line,
 }
 
 impl WorkloadType {
-    const NAMES: &'static [&'static str] = &["redis", "mqtt", "influxdb", "kafka", "http"];
+    const NAMES: &'static [&'static str] = &["redis", "mqtt", "influxdb", "kafka", "http", "line"];
 
     fn from_name(s: &str) -> Option<Self> {
         Some(match s {
@@ -51,6 +53,7 @@ impl WorkloadType {
             "influxdb" => Self::Influxdb,
             "kafka" => Self::Kafka,
             "http" => Self::Http,
+            "line" => Self::Line,
             _ => return None,
         })
     }
@@ -63,6 +66,7 @@ impl WorkloadType {
             Self::Influxdb => "influxdb",
             Self::Kafka => "kafka",
             Self::Http => "http",
+            Self::Line => "line",
         }
     }
 }
