@@ -6,7 +6,9 @@
 use std::sync::OnceLock;
 
 use geomesh_scope::health::Health;
-use geomesh_scope::{plan_request, HttpSettings, RequestHeaders, Verdict};
+use geomesh_scope::{
+    plan_request, DecisionKind, HttpSettings, RequestHeaders, Verdict, STAT_REPLY_4XX, STAT_REPLY_5XX,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn settings() -> &'static HttpSettings {
@@ -36,6 +38,13 @@ fuzz_target!(|data: &[u8]| {
     let s = settings();
     let headers = RequestHeaders { x_scope, x_auth_token: token, baggage, forwarded_by: fwd };
     let verdict = plan_request(s, &health, &headers, |slot| memory.as_deref().and_then(|m| slot.decode(m, 1)), 1);
+    // Every verdict counts under one of the filter's counters (forwarded requests: by kind).
+    let stat = verdict.stat_name();
+    let kinds = DecisionKind::ALL.map(DecisionKind::stat_name);
+    assert!(kinds.contains(&stat) || [STAT_REPLY_4XX, STAT_REPLY_5XX].contains(&stat), "{stat}");
+    if let Verdict::Forward(f) = &verdict {
+        assert_eq!(f.kind == DecisionKind::Forwarded, fwd.is_some(), "{:?}", f.kind);
+    }
     match verdict {
         Verdict::Reply { status, body } => assert!((400..600).contains(&status) && !body.is_empty()),
         Verdict::Forward(f) => {

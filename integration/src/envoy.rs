@@ -275,6 +275,20 @@ pub struct EnvoyConfig {
     pub node_cluster: String,
     pub listeners: Vec<Value>,
     pub clusters: Vec<Value>,
+    /// Bootstrap `stats_config` (e.g. [`geomesh_stats_tags`]), if any.
+    pub stats_config: Option<Value>,
+}
+
+/// The `stats_config` that names geomesh's metrics as Envoy's own (filters/shell/README.md,
+/// "Metrics"): `stat_namespace` takes `wasmcustom.` out of the tag-extracted name (so Prometheus
+/// shows `envoy_redis_...`), and `envoy.redis_prefix` takes the Redis filter's `stat_prefix` out
+/// as native `redis_proxy`'s does: `envoy_redis_command_get_total{envoy_redis_prefix="shop",
+/// stat_namespace="wasmcustom"}`.
+pub fn geomesh_stats_tags() -> Value {
+    json!({ "stats_tags": [
+        { "tag_name": "stat_namespace", "regex": "^((wasmcustom)\\.)(?:redis|mqtt|kafka|influxdb|http)\\." },
+        { "tag_name": "envoy.redis_prefix", "regex": "^wasmcustom\\.redis\\.((.+?)\\.)" },
+    ] })
 }
 
 impl EnvoyConfig {
@@ -286,7 +300,13 @@ impl EnvoyConfig {
             node_cluster: "geomesh".into(),
             listeners: Vec::new(),
             clusters: Vec::new(),
+            stats_config: None,
         })
+    }
+
+    pub fn stats_config(mut self, stats_config: Value) -> Self {
+        self.stats_config = Some(stats_config);
+        self
     }
 
     pub fn node(mut self, id: impl Into<String>, cluster: impl Into<String>) -> Self {
@@ -306,11 +326,15 @@ impl EnvoyConfig {
     }
 
     pub fn to_value(&self) -> Value {
-        json!({
+        let mut v = json!({
             "node": { "id": self.node_id, "cluster": self.node_cluster },
             "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": self.admin_port } } },
             "static_resources": { "listeners": self.listeners, "clusters": self.clusters },
-        })
+        });
+        if let Some(sc) = &self.stats_config {
+            v["stats_config"] = sc.clone();
+        }
+        v
     }
 
     pub fn to_yaml(&self) -> String {
@@ -450,6 +474,15 @@ impl Envoy {
             }
         }
         Ok(None)
+    }
+
+    /// `/stats/prometheus`, parsed (see [`crate::prometheus`]).
+    pub fn prometheus(&self) -> Result<crate::prometheus::Scrape> {
+        let (status, body) = self.admin_get("/stats/prometheus")?;
+        if status != 200 {
+            bail!("/stats/prometheus returned {status}: {body}");
+        }
+        crate::prometheus::Scrape::parse(&body)
     }
 
     /// Waits until stat `name` satisfies `pred`.

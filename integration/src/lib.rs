@@ -11,6 +11,7 @@
 //!   process group) on drop and print their log tail when the test panics; readiness waits.
 //! * [`envoy`]: Envoy config builders (Wasm network/HTTP filters, tcp_proxy, HTTP router,
 //!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
+//! * [`prometheus`]: Envoy's `/stats/prometheus` parsed into (name, labels) -> value.
 //! * [`servers`]: redis-server, json-server, native daemons.
 //! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
 //!   filter) and redis-cli.
@@ -34,6 +35,7 @@ pub mod envoy;
 pub mod paths;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod redis_mesh;
 pub mod relay;
 pub mod replication;

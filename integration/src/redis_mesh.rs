@@ -46,6 +46,8 @@ pub struct MeshOptions {
     /// Extra `redis-server` arguments for one shard (name, args), after `redis_args`.
     pub shard_args: Vec<(String, Vec<String>)>,
     pub envoy: EnvoyOptions,
+    /// Bootstrap `stats_config` (e.g. [`crate::envoy::geomesh_stats_tags`]).
+    pub stats_config: Option<serde_json::Value>,
 }
 
 impl MeshOptions {
@@ -57,6 +59,7 @@ impl MeshOptions {
             redis_args: Vec::new(),
             shard_args: Vec::new(),
             envoy: EnvoyOptions::default(),
+            stats_config: None,
         }
     }
 }
@@ -122,6 +125,7 @@ impl RedisMesh {
         for (n, r) in &shards {
             cfg = cfg.cluster(static_cluster(n, &[r.port]));
         }
+        cfg.stats_config = opts.stats_config.clone();
         let envoy = Envoy::start_with(&dir, "envoy", &cfg, &opts.envoy)?;
         let mesh = RedisMesh {
             envoy,

@@ -186,6 +186,7 @@ impl ReplicationPlan {
             node_cluster: "geomesh-replication".into(),
             listeners: vec![l],
             clusters: Vec::new(),
+            stats_config: None,
         };
         for (j, other) in self.sites.iter().enumerate() {
             let port = if j == i { p.instance } else { self.ports[j].listener };

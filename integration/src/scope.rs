@@ -236,6 +236,7 @@ impl ScopePlan {
             node_cluster: "geomesh-scope".into(),
             listeners: Vec::new(),
             clusters: Vec::new(),
+            stats_config: None,
         };
         for (service, _) in SERVICES {
             let ecds = match ecds_dir {
@@ -394,6 +395,8 @@ pub(crate) fn filter_yaml(
     let _ = writeln!(t, "workload_type: http");
     let _ = writeln!(t, "type_proxy: upstream");
     let _ = writeln!(t, "default_cluster: {}_{}", sanitize(site), sanitize(service));
+    // Stats per listener: `http.image.scope.decision.shared` (both listeners share one VM).
+    let _ = writeln!(t, "stat_prefix: {}", sanitize(service));
     let _ = writeln!(t, "http:");
     let _ = writeln!(t, "  service: {service}");
     let _ = writeln!(t, "  site: {}", yaml_str(site));

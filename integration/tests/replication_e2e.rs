@@ -172,6 +172,9 @@ fn create_read_update_delete_on_two_of_three_sites() {
     assert_eq!(a.header("x-geomesh-replica"), "DC 1");
     assert_eq!(a.header("x-geomesh-routed-to"), "geomesh_agent_proxy");
     let create_seq = seq_of(&a);
+    // DC 1's scope filter counted its first request as a replication (filters/scope/README.md).
+    let stats = topo.sites[DC1].envoy.as_ref().unwrap().prometheus().unwrap();
+    assert_eq!(stats.counter("http_image_scope_decision_replicated", &[]).unwrap(), 1);
 
     // Each application holds its own copy under its own id; the third site has nothing.
     wait_op(&topo, DC1, create_seq, &[("DC 1", "done"), ("DC 2", "done")]);

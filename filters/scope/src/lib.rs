@@ -38,9 +38,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use geomesh_core::{Metric, WorkloadType};
+use geomesh_filter_shell::stats::{count_accepted, count_rejected, Stats};
 use geomesh_scope::carrier::{BAGGAGE, X_AUTH_TOKEN, X_SCOPE};
 use geomesh_scope::health::{Health, MAX_SITES_DOCUMENT};
-use geomesh_scope::{plan_request, AgentSettings, HttpSettings, RequestHeaders, Verdict};
+use geomesh_scope::{
+    plan_request, AgentSettings, DecisionKind, HttpSettings, RequestHeaders, Verdict,
+    STAT_REPLY_4XX, STAT_REPLY_5XX,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
@@ -48,11 +53,13 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 pub const ROUTED_TO_HEADER: &str = "x-geomesh-routed-to";
 /// Response header marking an answer written by this filter.
 pub const ERROR_HEADER: &str = "x-geomesh-error";
+/// The group of this filter's counters: `http.<stat_prefix>.scope.decision.local`, ...
+pub const STAT_GROUP: &str = "scope";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(ScopeRoot { settings: None, plugin: String::new(), fast_since: None })
+        Box::new(ScopeRoot { settings: None, stats: None, plugin: String::new(), fast_since: None })
     });
 }}
 
@@ -122,6 +129,8 @@ const STARTUP_MS: u64 = 3000;
 
 struct ScopeRoot {
     settings: Option<Rc<HttpSettings>>,
+    /// Where decisions are counted (also set for a rejected configuration: its 500s count).
+    stats: Option<Rc<Stats>>,
     plugin: String,
     /// Still ticking every [`STARTUP_TICK_MS`]; since when (Unix ms).
     fast_since: Option<u64>,
@@ -266,7 +275,15 @@ impl RootContext for ScopeRoot {
             .unwrap_or_else(|| "geomesh_scope".to_owned());
         let text = self.get_plugin_configuration().unwrap_or_default();
         match HttpSettings::parse(&text) {
-            Ok((_, settings)) => {
+            Ok((config, settings)) => {
+                let stats = Stats::new(WorkloadType::Http, &config.stat_prefix, None);
+                count_accepted(&stats, &plugin, &text);
+                // The whole (fixed) set at 0, so that a kind never taken shows as 0, not absent.
+                let names = DecisionKind::ALL.map(DecisionKind::stat_name);
+                for name in names.into_iter().chain([STAT_REPLY_4XX, STAT_REPLY_5XX]) {
+                    stats.define(Metric::Event { group: STAT_GROUP, name });
+                }
+                self.stats = Some(Rc::new(stats));
                 log::info!(
                     "geomesh scope {plugin}: service `{}` at site `{}`, local cluster {}, {} sites, {}",
                     settings.service,
@@ -289,6 +306,7 @@ impl RootContext for ScopeRoot {
             }
             Err(e) => {
                 log::error!("geomesh scope {plugin}: {e}");
+                self.stats = Some(Rc::new(count_rejected(WorkloadType::Http, &plugin, &text)));
                 false
             }
         }
@@ -319,6 +337,7 @@ impl RootContext for ScopeRoot {
         // `None` would make the SDK panic: an unconfigured root gets streams that refuse.
         Some(Box::new(ScopeHttp {
             settings: self.settings.clone(),
+            stats: self.stats.clone(),
             routed_to: None,
         }))
     }
@@ -326,10 +345,18 @@ impl RootContext for ScopeRoot {
 
 struct ScopeHttp {
     settings: Option<Rc<HttpSettings>>,
+    stats: Option<Rc<Stats>>,
     routed_to: Option<String>,
 }
 
 impl ScopeHttp {
+    /// Counts one request under `name` (`decision.<kind>`, `reply.4xx|5xx`): one host call.
+    fn count(&self, name: &'static str) {
+        if let Some(stats) = &self.stats {
+            stats.record(Metric::Event { group: STAT_GROUP, name }, 1);
+        }
+    }
+
     fn clear_route_cache(&self) {
         if let Err(status) = proxy_wasm::hostcalls::call_foreign_function("clear_route_cache", None) {
             if !ROUTE_CACHE_WARNED.with(|w| w.replace(true)) {
@@ -359,6 +386,7 @@ impl Context for ScopeHttp {}
 impl HttpContext for ScopeHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(settings) = self.settings.clone() else {
+            self.count(STAT_REPLY_5XX);
             self.reply(500, "geomesh scope filter: no valid configuration");
             return Action::Pause;
         };
@@ -384,6 +412,7 @@ impl HttpContext for ScopeHttp {
             },
             now,
         );
+        self.count(verdict.stat_name());
         match verdict {
             Verdict::Reply { status, body } => {
                 log::debug!("geomesh scope: {status} {body}");

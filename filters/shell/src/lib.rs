@@ -13,6 +13,8 @@
 //!   nothing in flight;
 //! * **transport**: client bytes go through the session into GMB/1 frames for the bridge, and
 //!   bridge frames through the session back to the client ([`geomesh_frame::Mux`]);
+//! * **metrics**: after each callback the session's meter is drained into Envoy's stats
+//!   ([`stats`], usable by HTTP filters too); configurations accepted and rejected are counted;
 //! * **closing later**: a close that must not happen in the callback carrying the client's last
 //!   bytes is done by the root context's timer, armed only while such closes wait.
 //!
@@ -33,6 +35,10 @@ use proxy_wasm::traits::{Context, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, PeerType};
 
 pub use proxy_wasm;
+
+pub mod stats;
+
+pub use stats::Stats;
 
 /// What a network filter brings to the shell.
 pub trait Protocol: 'static {
@@ -65,6 +71,9 @@ pub struct Loaded<S> {
     pub config: Config,
     pub table: Rc<RoutingTable>,
     pub settings: S,
+    /// Where this configuration's metrics go (`<workload>.<stat_prefix>.…`, cluster names from
+    /// `table`); every stream bound to it drains its session's meter there.
+    pub stats: Rc<Stats>,
 }
 
 /// The current configuration of one plugin (by plugin name) in this VM.
@@ -121,11 +130,14 @@ pub fn load<P: Protocol>(text: &[u8], previous: Option<&RoutingTable>, generatio
         Some(prev) => RoutingTable::succeed(&config, prev)?,
         None => RoutingTable::new(&config)?,
     };
+    let table = Rc::new(table);
+    let stats = Rc::new(Stats::new(P::WORKLOAD, &config.stat_prefix, Some(table.clone())));
     Ok(Loaded {
         generation,
         config,
-        table: Rc::new(table),
+        table,
         settings,
+        stats,
     })
 }
 
@@ -193,6 +205,7 @@ impl<P: Protocol> RootContext for Root<P> {
         let generation = slot.generation.get() + 1;
         match load::<P>(&text, previous.as_ref().map(|l| &*l.table), generation) {
             Ok(loaded) => {
+                stats::count_accepted(&loaded.stats, &plugin, &text);
                 log::info!(
                     "geomesh {plugin}: configuration generation {generation} loaded: {} routes over clusters [{}]",
                     loaded.config.routes.len(),
@@ -206,6 +219,7 @@ impl<P: Protocol> RootContext for Root<P> {
             }
             Err(e) => {
                 log::error!("geomesh {plugin}: {e}");
+                stats::count_rejected(P::WORKLOAD, &plugin, &text);
                 false
             }
         }
@@ -255,6 +269,7 @@ impl<P: Protocol> RootContext for Root<P> {
                         loaded.config.upstream_timeout_ms.min(10_000),
                     ),
                     generation: loaded.generation,
+                    stats: loaded.stats.clone(),
                     slot,
                 })
             }
@@ -272,6 +287,8 @@ struct Stream<P: Protocol> {
     session: P::Session,
     mux: Mux,
     generation: u64,
+    /// The metrics of the configuration `generation` (drained after each callback).
+    stats: Rc<Stats>,
     slot: Rc<Slot<P::Settings>>,
 }
 
@@ -283,6 +300,7 @@ impl<P: Protocol> Stream<P> {
         }
         if let Some(loaded) = self.slot.current() {
             self.generation = loaded.generation;
+            self.stats = loaded.stats.clone();
             self.mux.set_table(loaded.table.clone());
             self.session.on_new_table(loaded.table.clone());
         }
@@ -328,11 +346,13 @@ impl<P: Protocol> StreamContext for Stream<P> {
             write_buffer(BufferType::DownstreamData, size, &out.bytes);
         }
         self.finish(&out);
+        self.stats.drain_session(&mut self.session);
         Action::Continue
     }
 
     fn on_downstream_close(&mut self, _peer: PeerType) {
         self.mux.on_downstream_closed(&mut self.session, now_ms());
+        self.stats.drain_session(&mut self.session);
         // Gone before the root's timer: nothing left to close (the timer stays armed until
         // its next tick, which then finds nothing or other streams).
         self.closes.borrow_mut().ids.retain(|id| *id != self.id);
@@ -347,6 +367,7 @@ impl<P: Protocol> StreamContext for Stream<P> {
             write_buffer(BufferType::UpstreamData, size, &out.bytes);
         }
         self.finish(&out);
+        self.stats.drain_session(&mut self.session);
         Action::Continue
     }
 }

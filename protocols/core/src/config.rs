@@ -13,6 +13,7 @@
 //! # extensions (all optional)
 //! hash_tags: true                 # honour Redis-style {tag} in keys (default: true for redis only)
 //! upstream_timeout_ms: 5000       # a shard that does not answer within this gets an error reply
+//! stat_prefix: geomesh            # Envoy stats: <workload_type>.<stat_prefix>.command.get.total ...
 //! redis: { ... }                  # a section named after workload_type, parsed by its protocol crate
 //! ```
 //!
@@ -148,6 +149,9 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     pub hash_tags: bool,
     pub upstream_timeout_ms: u32,
+    /// The second segment of this filter's stat names (`redis.<stat_prefix>.command.get.total`),
+    /// as Envoy's native filters' `stat_prefix`. Default [`DEFAULT_STAT_PREFIX`].
+    pub stat_prefix: String,
     /// The section named after `workload_type`, for the protocol crate to validate.
     pub extension: Option<Value>,
 }
@@ -182,6 +186,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// `stat_prefix` when the configuration names none.
+pub const DEFAULT_STAT_PREFIX: &str = "geomesh";
+
+/// The longest `stat_prefix` accepted, in bytes.
+pub const MAX_STAT_PREFIX: usize = 64;
+
 /// The largest configuration text accepted (a routing table of some ten thousand entries).
 pub const MAX_CONFIG_BYTES: usize = 4 << 20;
 
@@ -193,6 +203,7 @@ const TOP_FIELDS: &[&str] = &[
     "routing_table",
     "hash_tags",
     "upstream_timeout_ms",
+    "stat_prefix",
 ];
 
 const ROUTE_FIELDS: &[&str] = &["type", "cluster", "clusters", "algorithm"];
@@ -276,6 +287,10 @@ impl Config {
                 }
             },
         };
+        let stat_prefix = match get(map, "stat_prefix") {
+            None => DEFAULT_STAT_PREFIX.to_owned(),
+            Some(v) => stat_prefix(v)?.to_owned(),
+        };
         let routes = match get(map, "routing_table") {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => parse_routes(v)?,
@@ -289,9 +304,39 @@ impl Config {
             routes,
             hash_tags,
             upstream_timeout_ms,
+            stat_prefix,
             extension,
         })
     }
+
+    /// The `stat_prefix` a configuration text names, if it can be read and is valid, even when
+    /// the configuration is rejected for another field: a host counts the rejection under it.
+    pub fn stat_prefix_of(text: &[u8]) -> Option<String> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return None;
+        }
+        let doc: Value = serde_yaml_ng::from_slice(text).ok()?;
+        let v = doc.as_mapping()?.get("stat_prefix")?;
+        stat_prefix(v).ok().map(str::to_owned)
+    }
+}
+
+/// A valid `stat_prefix`: one stat-name segment that reads the same in `/stats` and in
+/// Prometheus (Envoy turns every other character into `_` there, and a dot would add a segment).
+fn stat_prefix(v: &Value) -> Result<&str, ConfigError> {
+    let s = v.as_str().ok_or_else(|| {
+        ConfigError::new("stat_prefix", format!("expected a string, found {}", fields::kind_of(v)))
+    })?;
+    if s.is_empty() || s.len() > MAX_STAT_PREFIX || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(ConfigError::new(
+            "stat_prefix",
+            format!(
+                "`{}` is not a stat prefix: 1 to {MAX_STAT_PREFIX} ASCII letters, digits or `_` (one segment of a stat name)",
+                s.escape_default()
+            ),
+        ));
+    }
+    Ok(s)
 }
 
 fn parse_routes(v: &Value) -> Result<Vec<RouteSpec>, ConfigError> {
@@ -475,6 +520,24 @@ routing_table:
     }
 
     #[test]
+    fn stat_prefix_defaults_and_is_read_from_rejected_configs() {
+        let c = Config::parse(b"workload_type: redis\ndefault_cluster: a\n").unwrap();
+        assert_eq!(c.stat_prefix, DEFAULT_STAT_PREFIX);
+        let c = Config::parse(b"workload_type: redis\ndefault_cluster: a\nstat_prefix: Shop_2\n").unwrap();
+        assert_eq!(c.stat_prefix, "Shop_2");
+        let long = format!("workload_type: redis\ndefault_cluster: a\nstat_prefix: {}\n", "p".repeat(MAX_STAT_PREFIX + 1));
+        assert_eq!(Config::parse(long.as_bytes()).unwrap_err().field, "stat_prefix");
+        // Rejected for another field: its stat_prefix is still known.
+        let bad = b"workload_type: redis\nstat_prefix: shop\nrouting_table: [x]\n";
+        assert!(Config::parse(bad).is_err());
+        assert_eq!(Config::stat_prefix_of(bad).as_deref(), Some("shop"));
+        assert_eq!(Config::stat_prefix_of(b"stat_prefix: a.b\n"), None);
+        assert_eq!(Config::stat_prefix_of(b"[unclosed"), None);
+        assert_eq!(Config::stat_prefix_of(b"- a\n"), None);
+        assert_eq!(Config::stat_prefix_of(&[0xff]), None);
+    }
+
+    #[test]
     fn json_is_accepted() {
         let c = Config::parse(
             br#"{"workload_type":"redis","default_cluster":"a","routing_table":{"u":{"cluster":"b"},"*":{"type":"hash","clusters":["a","b"]}}}"#,
@@ -522,6 +585,10 @@ routing_table:
             ("workload_type: redis\ndefault_cluster: 7\n", "default_cluster", "expected a string, found a number"),
             ("workload_type: redis\ndefault_cluster: a\nhash_tags: yes please\n", "hash_tags", "true or false"),
             ("workload_type: redis\ndefault_cluster: a\nupstream_timeout_ms: 0\n", "upstream_timeout_ms", "between 1 and"),
+            ("workload_type: redis\ndefault_cluster: a\nstat_prefix: 3\n", "stat_prefix", "expected a string, found a number"),
+            ("workload_type: redis\ndefault_cluster: a\nstat_prefix: ''\n", "stat_prefix", "is not a stat prefix"),
+            ("workload_type: redis\ndefault_cluster: a\nstat_prefix: a.b\n", "stat_prefix", "`a.b` is not a stat prefix"),
+            ("workload_type: redis\ndefault_cluster: a\nstat_prefix: my-app\n", "stat_prefix", "letters, digits or `_`"),
             ("workload_type: redis\ndefault_cluster: a\nrouting_table: [a]\n", "routing_table", "expected a map"),
             ("workload_type: redis\ndefault_cluster: a\nrouting_table:\n  u: {type: regex, cluster: b}\n", "routing_table.u.type", "unknown route type `regex`"),
             ("workload_type: redis\ndefault_cluster: a\nrouting_table:\n  u: {type: key}\n", "routing_table.u.cluster", "missing"),

@@ -21,6 +21,6 @@ pub mod session;
 
 pub use config::{Config, ConfigError, RouteSpec, RouteTarget, RouteType, TypeProxy, WorkloadType};
 pub use hash::HashAlgorithm;
-pub use metrics::{Meter, Metric};
+pub use metrics::{ConfigStat, Meter, Metric};
 pub use route::{ClusterId, Decision, RoutingTable};
 pub use session::{Action, DeadlineCover, Millis, Session, UpstreamFailure, UpstreamFailureKind};

@@ -8,8 +8,9 @@
 //! `redis.<stat_prefix>.splitter.invalid_request`), so existing dashboards fit; every workload
 //! uses the same shape under its own first segment (`mqtt.<stat_prefix>.command.publish.total`).
 //!
-//! Recording is cheap (a push onto a reused vector; names are built by the host once per
-//! distinct metric), so sessions record on their hot path.
+//! Recording is cheap (a counter is summed into its entry among the few distinct ones
+//! recorded since the last drain, a histogram value pushed onto a reused vector; names are
+//! built by the host once per distinct metric), so sessions record on their hot path.
 
 use crate::route::ClusterId;
 use crate::session::UpstreamFailureKind;
@@ -110,6 +111,24 @@ impl PipelineStat {
     }
 }
 
+/// What a host counts about its configuration (not a session's: the shell records these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConfigStat {
+    /// A configuration was accepted (the first one included).
+    Reload,
+    /// A configuration was rejected (the filter keeps the previous one, or refuses connections).
+    Rejected,
+}
+
+impl ConfigStat {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Reload => "reload",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
 /// One metric a session records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
@@ -119,6 +138,11 @@ pub enum Metric {
     Upstream { cluster: ClusterId, stat: UpstreamStat },
     /// Per session, whatever the request.
     Pipeline(PipelineStat),
+    /// Configurations accepted and rejected (recorded by the host shell).
+    Config(ConfigStat),
+    /// A counter of one filter's own (`group` `scope`, `name` `decision.local`): for what has no
+    /// counterpart above, so that every filter's names are built and drained the same way.
+    Event { group: &'static str, name: &'static str },
 }
 
 impl Metric {
@@ -136,7 +160,9 @@ impl Metric {
     /// The stat name: `<workload>.<stat_prefix>.` then
     /// * `command.<family>.total|success|error|latency`,
     /// * `upstream.<cluster>.rq_total|rq_timeout|cx_refused|...`,
-    /// * `splitter.split|broadcast|replayed|local|invalid_request|unsupported_command|pushed`.
+    /// * `splitter.split|broadcast|replayed|local|invalid_request|unsupported_command|pushed`,
+    /// * `config.reload|rejected`,
+    /// * `<group>.<name>` for an [`Metric::Event`].
     ///
     /// `cluster_name` names a cluster id (the host's current routing table). Dots in names are
     /// kept: Envoy's stats treat them as separators, as in its own `cluster.<name>.` stats.
@@ -149,19 +175,32 @@ impl Metric {
                 format!("{workload}.{stat_prefix}.upstream.{}.{}", cluster_name(*cluster), stat.name())
             }
             Metric::Pipeline(p) => format!("{workload}.{stat_prefix}.splitter.{}", p.name()),
+            Metric::Config(c) => format!("{workload}.{stat_prefix}.config.{}", c.name()),
+            Metric::Event { group, name } => format!("{workload}.{stat_prefix}.{group}.{name}"),
         }
     }
 }
 
 /// The metrics one session recorded since the host last drained them.
+///
+/// Counters are summed as they are recorded (one entry per distinct counter, whatever the
+/// number of requests), so a host makes one host call per counter and callback; histogram
+/// values are kept one by one. Both are bounded: a host that never drains (a native test)
+/// does not grow memory without bound.
 #[derive(Debug, Default)]
 pub struct Meter {
-    entries: Vec<(Metric, u64)>,
+    /// Distinct counters and their sums, in the order first recorded.
+    counters: Vec<(Metric, u64)>,
+    /// Histogram values, in the order recorded.
+    samples: Vec<(Metric, u64)>,
+    /// Records refused because a bound was reached.
+    dropped: u64,
 }
 
-/// Entries kept before the oldest are coalesced away: a host that never drains (a native test)
-/// must not grow memory without bound.
-const MAX_ENTRIES: usize = 4096;
+/// Distinct counters kept between drains; a new one beyond is dropped (and counted).
+const MAX_COUNTERS: usize = 1024;
+/// Histogram values kept between drains; later ones are dropped (and counted).
+const MAX_SAMPLES: usize = 8192;
 
 impl Meter {
     /// An empty meter.
@@ -171,10 +210,25 @@ impl Meter {
 
     /// Adds `n` to a counter, or records the value `n` in a histogram.
     pub fn add(&mut self, metric: Metric, n: u64) {
-        if self.entries.len() >= MAX_ENTRIES {
-            self.entries.clear();
+        match metric.kind() {
+            MetricKind::Histogram => {
+                if self.samples.len() < MAX_SAMPLES {
+                    self.samples.push((metric, n));
+                } else {
+                    self.dropped = self.dropped.saturating_add(1);
+                }
+            }
+            MetricKind::Counter => {
+                // Latest first: a session records the same few counters over and over.
+                if let Some(entry) = self.counters.iter_mut().rev().find(|(m, _)| *m == metric) {
+                    entry.1 = entry.1.saturating_add(n);
+                } else if self.counters.len() < MAX_COUNTERS {
+                    self.counters.push((metric, n));
+                } else {
+                    self.dropped = self.dropped.saturating_add(1);
+                }
+            }
         }
-        self.entries.push((metric, n));
     }
 
     /// Adds one to a counter.
@@ -215,12 +269,29 @@ impl Meter {
 
     /// True when nothing was recorded since the last drain.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.counters.is_empty() && self.samples.is_empty()
     }
 
-    /// Hands every entry to the host, oldest first, and forgets them.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, (Metric, u64)> {
-        self.entries.drain(..)
+    /// The sum of counter `metric` (or the number of values of histogram `metric`) recorded
+    /// since the last drain: for tests of what a session counts.
+    pub fn count(&self, metric: &Metric) -> u64 {
+        match metric.kind() {
+            MetricKind::Counter => self.counters.iter().filter(|(m, _)| m == metric).map(|(_, n)| *n).sum(),
+            MetricKind::Histogram => self.samples.iter().filter(|(m, _)| m == metric).count() as u64,
+        }
+    }
+
+    /// Records refused since the meter was made because a bound was reached (a host that
+    /// drains after every callback sees none unless one callback answers more than 8192
+    /// requests: then the latency values beyond are dropped, never a counter's sum).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Hands every entry to the host and forgets them: each distinct counter once with its sum
+    /// (in the order first recorded), then the histogram values in the order recorded.
+    pub fn drain(&mut self) -> impl Iterator<Item = (Metric, u64)> + '_ {
+        self.counters.drain(..).chain(self.samples.drain(..))
     }
 }
 
@@ -257,6 +328,10 @@ mod tests {
             .stat_name("mqtt", "p", &name),
             "mqtt.p.upstream.c2.cx_refused"
         );
+        assert_eq!(Metric::Config(ConfigStat::Reload).stat_name("redis", "p", &name), "redis.p.config.reload");
+        let event = Metric::Event { group: "scope", name: "decision.local" };
+        assert_eq!(event.stat_name("http", "p", &name), "http.p.scope.decision.local");
+        assert_eq!(event.kind(), MetricKind::Counter);
     }
 
     #[test]
@@ -266,9 +341,52 @@ mod tests {
         m.answered("get", true, 3);
         assert_eq!(m.drain().count(), 3);
         assert!(m.is_empty());
-        for _ in 0..(MAX_ENTRIES * 2 + 5) {
+        for _ in 0..(MAX_SAMPLES * 2 + 5) {
             m.request("get");
+            m.answered("get", true, 1);
         }
-        assert!(m.drain().count() <= MAX_ENTRIES);
+        // Counters are summed exactly, however many; histogram values are bounded.
+        let total = Metric::Command { family: "get", stat: CommandStat::Total };
+        let latency = Metric::Command { family: "get", stat: CommandStat::Latency };
+        assert_eq!(m.count(&total), (MAX_SAMPLES * 2 + 5) as u64);
+        assert_eq!(m.count(&latency), MAX_SAMPLES as u64);
+        assert_eq!(m.dropped(), (MAX_SAMPLES + 5) as u64);
+        assert_eq!(m.drain().count(), 2 + MAX_SAMPLES);
+        for i in 0..(MAX_COUNTERS + 1) {
+            m.upstream(ClusterId(i as u16), UpstreamStat::Requests);
+        }
+        assert_eq!(m.drain().count(), MAX_COUNTERS);
+        assert_eq!(m.dropped(), (MAX_SAMPLES + 6) as u64);
+    }
+
+    #[test]
+    fn counters_are_summed_and_drained_before_values() {
+        let mut m = Meter::new();
+        let split = Metric::Pipeline(PipelineStat::Split);
+        m.request("mget");
+        m.pipeline(PipelineStat::Split);
+        m.upstream(ClusterId(0), UpstreamStat::Requests);
+        m.upstream(ClusterId(1), UpstreamStat::Requests);
+        m.answered("mget", true, 4);
+        m.request("mget");
+        m.pipeline(PipelineStat::Split);
+        m.answered("mget", false, 7);
+        m.add(split, 3);
+        assert_eq!(m.count(&split), 5);
+        let got: Vec<(Metric, u64)> = m.drain().collect();
+        let cmd = |stat| Metric::Command { family: "mget", stat };
+        assert_eq!(
+            got,
+            vec![
+                (cmd(CommandStat::Total), 2),
+                (split, 5),
+                (Metric::Upstream { cluster: ClusterId(0), stat: UpstreamStat::Requests }, 1),
+                (Metric::Upstream { cluster: ClusterId(1), stat: UpstreamStat::Requests }, 1),
+                (cmd(CommandStat::Success), 1),
+                (cmd(CommandStat::Error), 1),
+                (cmd(CommandStat::Latency), 4),
+                (cmd(CommandStat::Latency), 7),
+            ]
+        );
     }
 }

@@ -318,8 +318,15 @@ fn the_meter_counts_requests_answers_and_pipeline_events() {
     h.send(b"ID 1 b\nALL\nNOPE\n");
     h.deliver();
     let m: Vec<(Metric, u64)> = h.s.meter().unwrap().drain().collect();
-    let count = |f: &dyn Fn(&Metric) -> bool| m.iter().filter(|(x, _)| f(x)).count();
-    use geomesh_core::metrics::{CommandStat, PipelineStat, UpstreamStat};
+    use geomesh_core::metrics::{CommandStat, MetricKind, PipelineStat, UpstreamStat};
+    // Events recorded: a counter's entry carries its sum (the meter adds up equal counters),
+    // a histogram has one entry per value.
+    let count = |f: &dyn Fn(&Metric) -> bool| -> u64 {
+        m.iter()
+            .filter(|(x, _)| f(x))
+            .map(|(x, n)| if x.kind() == MetricKind::Histogram { 1 } else { *n })
+            .sum()
+    };
     assert_eq!(count(&|x| matches!(x, Metric::Command { stat: CommandStat::Total, .. })), 3);
     assert_eq!(count(&|x| matches!(x, Metric::Command { stat: CommandStat::Latency, .. })), 3);
     assert_eq!(count(&|x| *x == Metric::Pipeline(PipelineStat::Broadcast)), 1);

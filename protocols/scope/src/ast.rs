@@ -35,6 +35,21 @@ pub enum Expr {
     Otherwise(Vec<Expr>),
 }
 
+impl Expr {
+    /// Whether the expression has an `around(...)` anywhere (iterative walk).
+    pub fn uses_around(&self) -> bool {
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            match e {
+                Expr::Around { .. } => return true,
+                Expr::Site(_) => {}
+                Expr::Replicate(ops) | Expr::Otherwise(ops) => stack.extend(ops.iter()),
+            }
+        }
+        false
+    }
+}
+
 /// One `service: expression` pair.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Entry {

@@ -65,8 +65,9 @@ pub use error::{
 pub use parse::{parse, parse_bytes, parse_expr};
 pub use health::{Health, HeartbeatReply, SitesDocument};
 pub use request::{
-    plan_request, site_list_value, Forward, Reason, RequestHeaders, Verdict, HANDOVER_HEADERS,
-    X_GEOMESH_PINNED, X_GEOMESH_REPLICATE, X_GEOMESH_SCOPE, X_GEOMESH_SERVICE,
+    plan_request, site_list_value, DecisionKind, Forward, Reason, RequestHeaders, Verdict,
+    HANDOVER_HEADERS, STAT_REPLY_4XX, STAT_REPLY_5XX, X_GEOMESH_PINNED, X_GEOMESH_REPLICATE,
+    X_GEOMESH_SCOPE, X_GEOMESH_SERVICE,
 };
 pub use resolve::{
     sanitize, ClusterPattern, Decision, Plan, Registry, RegistryBuilder, Resolution, SiteTable,

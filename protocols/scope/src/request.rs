@@ -93,6 +93,74 @@ pub enum Reason {
     Forwarded,
 }
 
+/// What placed a forwarded request, as the filter counts it (one counter
+/// per kind, `http.<stat_prefix>.scope.decision.<kind>`). Exactly one kind
+/// per request; when several apply, the first in this order wins:
+/// forwarded, local, replicated, around, fallback, shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecisionKind {
+    /// Sent by a peer site's filter: served here (the peer counted its own
+    /// decision).
+    Forwarded,
+    /// No scope for this service (none on the request, or one that does not
+    /// name the service): the local instance.
+    Local,
+    /// `&`: replicated on several sites.
+    Replicated,
+    /// The service's expression has an `around(...)`: its centre or a site
+    /// near it.
+    Around,
+    /// `A ; B` (or `A | B`): a later alternative, the earlier ones being
+    /// unavailable.
+    Fallback,
+    /// The scope's first choice for the service: one site (this one or
+    /// another).
+    Shared,
+}
+
+impl DecisionKind {
+    /// Every kind, in the order of precedence.
+    pub const ALL: [DecisionKind; 6] = [
+        DecisionKind::Forwarded,
+        DecisionKind::Local,
+        DecisionKind::Replicated,
+        DecisionKind::Around,
+        DecisionKind::Fallback,
+        DecisionKind::Shared,
+    ];
+
+    /// The counter's name under the filter's group: `decision.<kind>`.
+    pub fn stat_name(self) -> &'static str {
+        match self {
+            DecisionKind::Forwarded => "decision.forwarded",
+            DecisionKind::Local => "decision.local",
+            DecisionKind::Replicated => "decision.replicated",
+            DecisionKind::Around => "decision.around",
+            DecisionKind::Fallback => "decision.fallback",
+            DecisionKind::Shared => "decision.shared",
+        }
+    }
+
+    /// The kind of a decision taken from a scope: alternative `rank` (0 =
+    /// the first) of `expr`'s plan, `replicated` for a `&` decision.
+    fn scoped(expr: Option<&crate::ast::Expr>, rank: usize, replicated: bool) -> Self {
+        if replicated {
+            DecisionKind::Replicated
+        } else if expr.is_some_and(crate::ast::Expr::uses_around) {
+            DecisionKind::Around
+        } else if rank > 0 {
+            DecisionKind::Fallback
+        } else {
+            DecisionKind::Shared
+        }
+    }
+}
+
+/// Counter name of a request the filter answered itself with a 4xx.
+pub const STAT_REPLY_4XX: &str = "reply.4xx";
+/// Counter name of a request the filter answered itself with a 5xx.
+pub const STAT_REPLY_5XX: &str = "reply.5xx";
+
 /// Let the request go on, to `cluster`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
@@ -104,6 +172,8 @@ pub struct Forward {
     pub remote: bool,
     /// Why.
     pub reason: Reason,
+    /// What placed it, for the filter's counters.
+    pub kind: DecisionKind,
     /// Request headers to set (replacing any value), cluster header included.
     pub set: Vec<(String, Vec<u8>)>,
     /// Request headers to remove.
@@ -126,6 +196,18 @@ pub enum Verdict {
         /// Plain-text body (one line).
         body: String,
     },
+}
+
+impl Verdict {
+    /// The filter's counter for this verdict (its name under the group
+    /// `scope`): the decision's kind, or the class of the answer.
+    pub fn stat_name(&self) -> &'static str {
+        match self {
+            Verdict::Forward(f) => f.kind.stat_name(),
+            Verdict::Reply { status, .. } if *status < 500 => STAT_REPLY_4XX,
+            Verdict::Reply { .. } => STAT_REPLY_5XX,
+        }
+    }
 }
 
 fn reply(status: u16, body: impl Into<String>) -> Verdict {
@@ -217,11 +299,12 @@ pub fn plan_request(
         None => {}
     }
 
-    let local = |reason: Reason| Forward {
+    let local = |reason: Reason, kind: DecisionKind| Forward {
         cluster: settings.local_cluster.clone(),
         site: settings.site.clone(),
         remote: false,
         reason,
+        kind,
         set: Vec::new(),
         remove: Vec::new(),
         remember: None,
@@ -234,22 +317,27 @@ pub fn plan_request(
     let mut replicate: Option<Vec<Target>> = None;
     let mut fwd = if forwarded {
         pinned = true;
-        let mut f = local(Reason::Forwarded);
+        let mut f = local(Reason::Forwarded, DecisionKind::Forwarded);
         f.remove.push(settings.forwarded_header.clone());
         f
     } else if let Some(scope) = &scope {
         let decision = settings
             .registry
             .resolve(scope, &settings.service, health.table())
-            .and_then(|r| r.select_with(|t| health.available(&t.site, &settings.service)));
-        match decision {
+            .and_then(|r| r.select_ranked(|t| health.available(&t.site, &settings.service)));
+        let (rank, decision) = match decision {
             Err(e) => return error_reply(&Error::Resolve(e)),
-            Ok(Decision::Local) => local(Reason::NotNamed),
-            Ok(Decision::Route(t)) if t.local => {
+            Ok(d) => d,
+        };
+        let expr = scope.get(&settings.service);
+        let kind = DecisionKind::scoped(expr, rank, matches!(decision, Decision::Replicate(_)));
+        match decision {
+            Decision::Local => local(Reason::NotNamed, DecisionKind::Local),
+            Decision::Route(t) if t.local => {
                 pinned = true;
-                local(Reason::Scoped)
+                local(Reason::Scoped, kind)
             }
-            Ok(Decision::Route(t)) => {
+            Decision::Route(t) => {
                 let mut set = vec![(
                     settings.forwarded_header.clone(),
                     site_header_value(&settings.site),
@@ -267,13 +355,14 @@ pub fn plan_request(
                     site: t.site,
                     remote: true,
                     reason: Reason::Scoped,
+                    kind,
                     set,
                     remove: Vec::new(),
                     remember: None,
                     agent: false,
                 }
             }
-            Ok(Decision::Replicate(ts)) => {
+            Decision::Replicate(ts) => {
                 if settings.replication.is_none() {
                     let sites: Vec<&str> = ts.iter().map(|t| t.site.as_str()).collect();
                     return reply(
@@ -286,11 +375,11 @@ pub fn plan_request(
                     );
                 }
                 replicate = Some(ts);
-                local(Reason::Scoped)
+                local(Reason::Scoped, kind)
             }
         }
     } else {
-        local(Reason::NoScope)
+        local(Reason::NoScope, DecisionKind::Local)
     };
 
     if let Some(rep) = &settings.replication {
@@ -564,6 +653,51 @@ mod tests {
         let plain = forward(plan(&settings("image"), &h, RequestHeaders::default()));
         assert_eq!((plain.cluster.as_str(), plain.agent), ("dc_1_image", false));
         assert!(plain.remove.is_empty());
+    }
+
+    #[test]
+    fn each_request_counts_under_one_decision_kind() {
+        let s = settings("image");
+        let h = health(
+            r#"{"site":"DC 1","generated_at_ms":0,"sites":[
+                {"name":"DC 1","up":true,"services":{"image":true}},
+                {"name":"DC 2","up":true,"rtt_ms":20,"services":{"image":false}},
+                {"name":"DC 3","up":true,"rtt_ms":5,"services":{"image":true}}]}"#,
+        );
+        let kind = |hd: RequestHeaders<'_>| forward(plan(&s, &h, hd)).kind;
+        let scoped = |x: &'static [u8]| kind(RequestHeaders { x_scope: Some(x), ..Default::default() });
+        assert_eq!(kind(RequestHeaders::default()), DecisionKind::Local);
+        assert_eq!(scoped(b"{ compute: DC 2 }"), DecisionKind::Local);
+        assert_eq!(scoped(b"{ image: DC 1 }"), DecisionKind::Shared);
+        assert_eq!(scoped(b"{ image: DC 3 }"), DecisionKind::Shared);
+        assert_eq!(scoped(b"{ image: DC 3 ; DC 2 }"), DecisionKind::Shared);
+        assert_eq!(scoped(b"{ image: DC 2 ; DC 3 }"), DecisionKind::Fallback);
+        assert_eq!(scoped(b"{ image: DC 2 | DC 1 }"), DecisionKind::Fallback);
+        assert_eq!(scoped(b"{ image: around(DC 3, 10ms) }"), DecisionKind::Around);
+        assert_eq!(scoped(b"{ image: around(DC 2, 30ms) }"), DecisionKind::Around);
+        assert_eq!(scoped(b"{ image: DC 2 ; around(DC 1, 1ms) }"), DecisionKind::Around);
+        assert_eq!(
+            kind(RequestHeaders { x_scope: Some(b"{ image: DC 3 }"), forwarded_by: Some(b"DC 3"), ..Default::default() }),
+            DecisionKind::Forwarded
+        );
+        let r = replicated("image");
+        let rep = forward(plan(&r, &h, RequestHeaders { x_scope: Some(b"{ image: DC 1 & DC 3 }"), ..Default::default() }));
+        assert_eq!(rep.kind, DecisionKind::Replicated);
+        // `&` inside `;`, its first alternative down: still a replication.
+        let rep = forward(plan(&r, &h, RequestHeaders { x_scope: Some(b"{ image: (DC 2 & DC 1) ; (DC 1 & DC 3) }"), ..Default::default() }));
+        assert_eq!(rep.kind, DecisionKind::Replicated);
+
+        // The counters' names.
+        assert_eq!(Verdict::Forward(rep).stat_name(), "decision.replicated");
+        let names: Vec<&str> = DecisionKind::ALL.iter().map(|k| k.stat_name()).collect();
+        assert_eq!(
+            names,
+            ["decision.forwarded", "decision.local", "decision.replicated", "decision.around", "decision.fallback", "decision.shared"]
+        );
+        let answered = |x: &'static [u8]| plan(&s, &h, RequestHeaders { x_scope: Some(x), ..Default::default() }).stat_name();
+        assert_eq!(answered(b"{ image: DC 9 }"), STAT_REPLY_4XX);
+        assert_eq!(answered(b"{ image: DC 2 }"), STAT_REPLY_5XX);
+        assert_eq!(answered(b"{ image: DC 1 & DC 3 }"), STAT_REPLY_5XX);
     }
 
     #[test]

@@ -266,20 +266,31 @@ impl Resolution {
     /// error naming every site tried (and which were down) if none is.
     pub fn select_with(
         &self,
-        mut available: impl FnMut(&Target) -> bool,
+        available: impl FnMut(&Target) -> bool,
     ) -> Result<Decision, ResolveError> {
+        self.select_ranked(available).map(|(_, d)| d)
+    }
+
+    /// [`Resolution::select_with`], with the position of the alternative
+    /// chosen: 0 for the first (or for [`Decision::Local`]), more when the
+    /// earlier ones were unavailable.
+    pub fn select_ranked(
+        &self,
+        mut available: impl FnMut(&Target) -> bool,
+    ) -> Result<(usize, Decision), ResolveError> {
         if matches!(self.plan, Plan::Local) {
-            return Ok(Decision::Local);
+            return Ok((0, Decision::Local));
         }
         let mut tried = Vec::new();
-        for alt in self.alternatives() {
+        for (rank, alt) in self.alternatives().into_iter().enumerate() {
             let marks: Vec<(String, bool)> =
                 alt.iter().map(|t| (t.site.clone(), available(t))).collect();
             if marks.iter().all(|(_, up)| *up) {
-                return Ok(match alt {
+                let decision = match alt {
                     [one] => Decision::Route(one.clone()),
                     many => Decision::Replicate(many.to_vec()),
-                });
+                };
+                return Ok((rank, decision));
             }
             tried.push(marks);
         }
