@@ -33,6 +33,16 @@ impl Decoder {
         }
     }
 
+    /// For what a client sends after a CONNECT of `version` was decoded elsewhere (a second
+    /// CONNECT is a Protocol Error).
+    pub fn from_client_connected(version: Version, limits: Limits) -> Self {
+        Self {
+            from_client: true,
+            version: Some(version),
+            limits,
+        }
+    }
+
     /// For what a server sends on a connection whose CONNECT spoke `version`.
     pub fn from_server(version: Version, limits: Limits) -> Self {
         Self {

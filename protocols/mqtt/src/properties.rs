@@ -195,11 +195,12 @@ impl Properties {
         let allowed = ctx.allowed();
         let mut p = Properties::default();
         while !r.is_empty() {
-            let ident = r.varint()?;
-            let ident = u8::try_from(ident)
-                .ok()
-                .filter(|i| *i < 64 && allowed & (1u64 << *i) != 0)
-                .ok_or(Error::malformed(msg::UNKNOWN_PROPERTY))?;
+            // A variable byte integer on the wire; every defined identifier fits its first byte,
+            // so a continuation bit (a longer or non-minimal encoding) names no property.
+            let ident = r.u8()?;
+            if ident >= 64 || allowed & (1u64 << ident) == 0 {
+                return Err(Error::malformed(msg::UNKNOWN_PROPERTY));
+            }
             match ident {
                 id::PAYLOAD_FORMAT_INDICATOR => once(&mut p.payload_format_indicator, flag(&mut r)?)?,
                 id::MESSAGE_EXPIRY_INTERVAL => once(&mut p.message_expiry_interval, r.u32()?)?,
