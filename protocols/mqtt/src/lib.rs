@@ -32,9 +32,12 @@
 mod decoder;
 mod error;
 mod limits;
+pub mod merge;
 pub mod packet;
+pub mod packet_ids;
 pub mod properties;
 pub mod reason;
+pub mod route;
 pub mod topic;
 mod wire;
 
