@@ -11,11 +11,12 @@
 //!   errors carry the MQTT 5.0 reason code to answer with ([`Error::reply`]).
 //! * [`topic`], [`route`]: topic names and filters, `$share`, `$SYS`, and which broker carries
 //!   a topic or must hold a subscription.
-//! * [`connack`], [`suback`]: merges of the brokers' answers into the one the client sees.
+//! * [`merge`]: the brokers' CONNACKs, SUBACKs and UNSUBACKs merged into the one answer the
+//!   client sees.
 //! * [`packet_ids`], [`flow`], [`alias`]: packet identifiers remapped per broker, Receive
 //!   Maximum shared out, topic aliases resolved.
-//! * [`connect`]: the CONNECT replayed on each broker (one client identifier, the will only
-//!   where its topic lives).
+//! * [`replay`]: the CONNECT replayed on each broker (one client identifier, the will only
+//!   where its topic lives, a share of the Receive Maximum).
 #![forbid(unsafe_code)]
 #![cfg_attr(
     not(test),
@@ -29,14 +30,17 @@
     )
 )]
 
+pub mod alias;
 mod decoder;
 mod error;
+pub mod flow;
 mod limits;
 pub mod merge;
 pub mod packet;
 pub mod packet_ids;
 pub mod properties;
 pub mod reason;
+pub mod replay;
 pub mod route;
 pub mod topic;
 mod wire;

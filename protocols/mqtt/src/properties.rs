@@ -56,14 +56,8 @@ pub(crate) enum Context {
     Auth,
 }
 
-const fn bits(ids: &[u8]) -> u64 {
-    let mut m = 0u64;
-    let mut i = 0;
-    while i < ids.len() {
-        m |= 1u64 << ids[i];
-        i += 1;
-    }
-    m
+fn bits(ids: &[u8]) -> u64 {
+    ids.iter().fold(0u64, |m, i| m | (1u64 << i))
 }
 
 impl Context {

@@ -91,7 +91,7 @@ fn samples(v: Version) -> (Vec<Packet>, Vec<Packet>) {
         filters: vec![Bytes::from_static(b"a/#"), Bytes::from_static(b"b")],
     };
     let mut client = vec![
-        Packet::Connect(connect),
+        Packet::Connect(Box::new(connect)),
         Packet::Publish(publish.clone()),
         Packet::PubAck(ack.clone()),
         Packet::PubRec(ack.clone()),
@@ -227,7 +227,7 @@ fn acks_use_the_short_forms_of_v5() {
 
 fn connected(v: Version) -> Decoder {
     let mut d = Decoder::from_client(Limits::default());
-    let c = Packet::Connect(Connect::new(v, "c")).to_bytes(v).unwrap();
+    let c = Packet::Connect(Box::new(Connect::new(v, "c"))).to_bytes(v).unwrap();
     d.decode(&mut BytesMut::from(&c[..])).unwrap().unwrap();
     assert_eq!(d.version(), Some(v));
     d
@@ -266,7 +266,7 @@ fn garbage_and_phase_errors() {
     assert_eq!(e.message(), msg::RESERVED_PACKET_TYPE);
     let e = err(&mut Decoder::from_client(Limits::default()), &[0xc0, 0x00]);
     assert_eq!((e.reason(), e.message()), (ReasonCode::PROTOCOL_ERROR, msg::FIRST_PACKET_NOT_CONNECT));
-    let c = Packet::Connect(Connect::new(Version::V5, "c")).to_bytes(Version::V5).unwrap();
+    let c = Packet::Connect(Box::new(Connect::new(Version::V5, "c"))).to_bytes(Version::V5).unwrap();
     assert_eq!(err(&mut connected(Version::V5), &c).message(), msg::SECOND_CONNECT);
     assert_eq!(err(&mut connected(Version::V5), &[0x20, 0x03, 0, 0, 0]).message(), msg::WRONG_DIRECTION, "CONNACK from a client");
     let mut s = Decoder::from_server(Version::V311, Limits::default());
@@ -332,7 +332,7 @@ fn field_errors_map_to_their_reason_codes() {
 fn limits_on_properties_user_properties_topics_and_filters() {
     let limits = Limits { max_user_properties: 2, max_properties_len: 40, max_topic_len: 4, max_topic_filters: 2, ..Limits::default() };
     let mut d = Decoder::from_client(limits);
-    d.decode(&mut BytesMut::from(&Packet::Connect(Connect::new(Version::V5, "c")).to_bytes(Version::V5).unwrap()[..]))
+    d.decode(&mut BytesMut::from(&Packet::Connect(Box::new(Connect::new(Version::V5, "c"))).to_bytes(Version::V5).unwrap()[..]))
         .unwrap()
         .unwrap();
     let publish = |props: Properties, topic: &'static [u8]| {

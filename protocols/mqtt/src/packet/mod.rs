@@ -160,7 +160,8 @@ impl PacketType {
 /// One control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
-    Connect(Connect),
+    /// Boxed: a CONNECT is the largest packet and the rarest.
+    Connect(Box<Connect>),
     ConnAck(ConnAck),
     Publish(Publish),
     PubAck(Ack),
@@ -222,7 +223,7 @@ impl Packet {
     ) -> Result<Packet, Error> {
         let flags = first & 0x0f;
         Ok(match kind {
-            PacketType::Connect => Packet::Connect(Connect::decode(body, limits)?),
+            PacketType::Connect => Packet::Connect(Box::new(Connect::decode(body, limits)?)),
             PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(body, version, limits)?),
             PacketType::Publish => Packet::Publish(Publish::decode(flags, body, version, limits)?),
             PacketType::PubAck => Packet::PubAck(Ack::decode(kind, body, version, limits)?),

@@ -217,7 +217,7 @@ pub fn connect(v: Version) -> BoxedStrategy<Packet> {
         opt((text("[a-z]{0,8}"), opt(text("[a-z0-9]{0,8}")))),
     )
         .prop_map(move |(clean_start, keep_alive, properties, client_id, will, login)| {
-            Packet::Connect(Connect {
+            Packet::Connect(Box::new(Connect {
                 version: v,
                 clean_start,
                 keep_alive,
@@ -226,7 +226,7 @@ pub fn connect(v: Version) -> BoxedStrategy<Packet> {
                 will,
                 username: login.as_ref().map(|l| l.0.clone()),
                 password: login.and_then(|l| l.1),
-            })
+            }))
         })
         .boxed()
 }
