@@ -12,6 +12,7 @@
 //! * [`envoy`]: Envoy config builders (Wasm network/HTTP filters, tcp_proxy, HTTP router,
 //!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
 //! * [`servers`]: redis-server, json-server, native daemons.
+//! * [`mosquitto`]: mosquitto brokers, `mosquitto_pub`/`mosquitto_sub`, paho-mqtt scripts.
 //! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
 //!   filter) and redis-cli.
 //! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
@@ -29,6 +30,7 @@
 
 pub mod demo;
 pub mod envoy;
+pub mod mosquitto;
 pub mod paths;
 pub mod ports;
 pub mod process;
@@ -42,4 +44,5 @@ pub use envoy::{Envoy, EnvoyConfig, EnvoyOptions, WasmPlugin};
 pub use ports::{free_port, free_ports};
 pub use process::{http_get, wait_for, wait_tcp, Proc, TestDir};
 pub use relay::{Dir, Relay};
+pub use mosquitto::{Mosquitto, MosquittoSub};
 pub use servers::{spawn_native, JsonServer, Redis};

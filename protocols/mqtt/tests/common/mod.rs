@@ -1,56 +1,13 @@
-//! Packet generators and the differential oracle (`mqttbytes-ng`, the maintained fork of
-//! `mqttbytes`), shared by the property tests.
+//! Packet generators, and the differential oracle (`oracle.rs`), shared by the property tests.
 #![allow(dead_code)]
 
-use bytes::{Bytes, BytesMut};
+mod oracle;
+
+use bytes::Bytes;
 use geomesh_mqtt::*;
 use proptest::prelude::*;
 
-/// The oracle reads up to MQTT's own bound (ours stops at Limits::max_packet_size).
-pub const ORACLE_MAX: usize = 268_435_455;
-
-/// Decodes `wire` with the oracle for `version` and writes what it read back. `Err` holds the
-/// oracle's error (its `Debug` form).
-pub fn oracle_reencode(version: Version, wire: &[u8]) -> Result<(Vec<u8>, usize), String> {
-    let mut src = BytesMut::from(wire);
-    let mut out = BytesMut::new();
-    match version {
-        Version::V311 => {
-            let p = mqttbytes_ng::v4::Packet::read(&mut src, ORACLE_MAX).map_err(|e| format!("{e:?}"))?;
-            p.write(&mut out, ORACLE_MAX).map_err(|e| format!("write {e:?}"))?;
-        }
-        Version::V5 => {
-            let p = mqttbytes_ng::v5::Packet::read(&mut src, Some(ORACLE_MAX as u32)).map_err(|e| format!("{e:?}"))?;
-            p.write(&mut out, Some(ORACLE_MAX as u32)).map_err(|e| format!("write {e:?}"))?;
-        }
-    }
-    Ok((out.to_vec(), wire.len() - src.len()))
-}
-
-/// A decoder for the direction that sends `kind`, in `version` (a server's for the types that
-/// go both ways: a PUBLISH from a server may carry subscription identifiers).
-pub fn decoder_for(kind: PacketType, version: Version) -> Decoder {
-    use PacketType::*;
-    match kind {
-        ConnAck | SubAck | UnsubAck | PingResp | Publish | PubAck | PubRec | PubRel | PubComp => {
-            Decoder::from_server(version, Limits::default())
-        }
-        Disconnect | Auth if version == Version::V5 => Decoder::from_server(version, Limits::default()),
-        _ => Decoder::from_client_connected(version, Limits::default()),
-    }
-}
-
-/// Our decode of one packet, for the direction its type (first byte) is sent in.
-pub fn ours(version: Version, wire: &[u8]) -> Result<Option<(Packet, usize)>, Error> {
-    let Some(&first) = wire.first() else { return Ok(None) };
-    let mut dec = match PacketType::from_byte(first) {
-        Ok(PacketType::Connect) => Decoder::from_client(Limits::default()),
-        Ok(kind) => decoder_for(kind, version),
-        Err(e) => return Err(e),
-    };
-    let mut buf = BytesMut::from(wire);
-    Ok(dec.decode(&mut buf)?.map(|d| (d.packet, wire.len() - buf.len())))
-}
+pub use oracle::*;
 
 // ---- generators -----------------------------------------------------------------------------
 
