@@ -73,6 +73,10 @@ pub fn oracle_gap(p: &Packet, v: Version) -> Option<&'static str> {
         Packet::Disconnect(d) if v == Version::V5 && d.reason != ReasonCode::SUCCESS && d.properties.is_empty() => {
             Some("DISCONNECT with a reason code and no property length")
         }
+        // The oracle's reader counts the identifier byte of each Subscription Identifier twice
+        // (`cursor += 1 + id_len` after the identifier's own byte): it stops short of the
+        // properties length and takes the rest for payload.
+        Packet::Publish(p) if !p.properties.subscription_identifiers.is_empty() => Some("subscription identifiers in PUBLISH"),
         // The oracle's Login holds strings: a 5.0 password is binary data.
         Packet::Connect(c) if c.password.as_ref().is_some_and(|p| std::str::from_utf8(p).is_err()) => {
             Some("binary password")
@@ -128,6 +132,11 @@ pub const ORACLE_REFUSES: &[(&str, PacketType)] = &[
 /// only as documented; `Err` says how they differ otherwise.
 pub fn compare(v: Version, bytes: &[u8]) -> Result<(), String> {
     let o = ours(v, bytes);
+    // A CONNECT carries its own version: the oracle of that version reads it.
+    let v = match &o {
+        Ok(Some((Packet::Connect(c), _))) => c.version,
+        _ => v,
+    };
     let t = oracle_reencode(v, bytes);
     match (o, t) {
         (Ok(Some((p, n))), Ok((w, m))) => {
