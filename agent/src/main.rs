@@ -1,39 +1,68 @@
-//! `geomesh-agent --config agent.yaml`: see README.md.
+//! `geomesh-agent --config FILE [--check] [--listen ADDR] [--log-format text|json]`
+//! `geomesh-agent --probe HOST:PORT` (container health check: `GET /healthz` on the API)
+//!
+//! The same command-line conventions as geomesh-bridge (`geomesh-cli`); see README.md. Logs go
+//! to stderr, filtered by RUST_LOG (or GEOMESH_LOG; default `info`).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::Result;
 use clap::Parser;
 use geomesh_agent::{Agent, AgentConfig};
 
-/// geomesh per-site agent: heartbeats, RTT, service probes, /v1/sites.
+/// geomesh per-site agent: heartbeats, RTT, service probes, /v1/sites, replication.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "geomesh-agent", version, about)]
 struct Args {
     /// Configuration file (YAML).
-    #[arg(short, long)]
-    config: PathBuf,
+    #[arg(short, long, required_unless_present = "probe")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    common: geomesh_cli::Common,
     /// Override `listen` from the file (host:port).
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
 }
 
-fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GEOMESH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = AgentConfig::load(&args.config)?;
+    if let Some(addr) = &args.common.probe {
+        return geomesh_cli::probe("geomesh-agent", addr, "/healthz");
+    }
+    let Some(path) = args.config.clone() else {
+        eprintln!("geomesh-agent: --config is required");
+        return ExitCode::FAILURE;
+    };
+    geomesh_cli::init_logs(args.common.log_format, &["RUST_LOG", "GEOMESH_LOG"]);
+    let mut config = match AgentConfig::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("geomesh-agent: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(l) = args.listen {
         config.listen = l;
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async move {
+    if args.common.check {
+        println!(
+            "{}: valid (site {}, {} peers, {} services, replication {})",
+            path.display(),
+            config.site,
+            config.peers.len(),
+            config.services.len(),
+            if config.replication.is_some() { "on" } else { "off" }
+        );
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("geomesh-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = rt.block_on(async move {
         let agent = Agent::start(&config).await?;
         tokio::select! {
             r = agent.wait() => r,
@@ -42,7 +71,14 @@ fn main() -> Result<()> {
                 Ok(())
             }
         }
-    })
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("geomesh-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown() {

@@ -49,6 +49,14 @@ pub struct Config {
     /// `/clusters?format=json` (healthy hosts of the cluster of that name).
     #[serde(default)]
     pub envoy_admin: Option<String>,
+    /// TLS with client certificates between sites (crate::tls). Required for `grpc_listen`
+    /// or `sites` unless `plaintext` is true.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Tunnels between sites without TLS, asked for explicitly (a mesh's mTLS or an encrypted
+    /// overlay network carries them, or a test).
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 /// Limits and timeouts.
@@ -231,7 +239,7 @@ impl Config {
         if let Some(url) = &self.envoy_admin {
             parse_http_url(url).map_err(|e| ConfigError(format!("envoy_admin: {e}")))?;
         }
-        Ok(())
+        crate::tls::validate(self)
     }
 
     /// The filter-facing listener.
@@ -271,10 +279,11 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
 }
 
 fn check_grpc_url(s: &str) -> Result<(), String> {
-    if s.starts_with("https://") {
-        return Err(format!("`{s}`: https is not supported (plain HTTP/2 only)"));
+    // https:// (TLS) or http:// (plaintext): which one the configuration allows is crate::tls's.
+    match s.strip_prefix("https://") {
+        Some(rest) => parse_http_url(&format!("http://{rest}")).map(|_| ()),
+        None => parse_http_url(s).map(|_| ()),
     }
-    parse_http_url(s).map(|_| ())
 }
 
 /// Splits `http://host:port[/path]` into (`host:port`, `/path`).
@@ -308,6 +317,7 @@ clusters:
 sites:
   dc2: { grpc: "http://127.0.0.1:16001" }
 envoy_admin: http://127.0.0.1:9901
+plaintext: true
 "#;
 
     #[test]
@@ -370,7 +380,7 @@ envoy_admin: http://127.0.0.1:9901
             "clusters.r.addresses",
         );
         rejects(
-            "site: a\nlisten: x:1\nclusters: { r: { site: b } }\n",
+            "site: a\nlisten: x:1\nplaintext: true\nclusters: { r: { site: b } }\n",
             "clusters.r.site",
         );
         rejects("site: a\nlisten: x:1\nclusters: { r: { site: a } }\n", "clusters.r");
@@ -380,17 +390,31 @@ envoy_admin: http://127.0.0.1:9901
             "clusters.r",
         );
         rejects(
-            "site: a\nlisten: x:1\nsites: { b: { grpc: '127.0.0.1:1' } }\n",
+            "site: a\nlisten: x:1\nplaintext: true\nsites: { b: { grpc: '127.0.0.1:1' } }\n",
             "sites.b.grpc",
         );
         rejects(
-            "site: a\nlisten: x:1\nsites: { b: { grpc: 'https://h:1' } }\n",
+            "site: a\nlisten: x:1\nplaintext: true\nsites: { b: { grpc: 'https://h:1' } }\n",
             "sites.b.grpc",
         );
         rejects(
-            "site: a\nlisten: x:1\nsites: { a: { grpc: 'http://h:1' } }\n",
+            "site: a\nlisten: x:1\nplaintext: true\nsites: { a: { grpc: 'http://h:1' } }\n",
             "sites.a",
         );
+        // Between sites: TLS, or plaintext said explicitly; the URL's scheme agrees.
+        rejects("site: a\nlisten: x:1\ngrpc_listen: x:2\n", "tls: missing");
+        rejects("site: a\nlisten: x:1\nsites: { b: { grpc: 'http://h:1' } }\n", "tls: missing");
+        let tls = "tls: { cert: /c, key: /k, ca: /a }\n";
+        rejects(
+            &format!("site: a\nlisten: x:1\n{tls}sites: {{ b: {{ grpc: 'http://h:1' }} }}\n"),
+            "sites.b.grpc",
+        );
+        rejects(&format!("site: a\nlisten: x:1\nplaintext: true\n{tls}"), "not both");
+        rejects("site: a\nlisten: x:1\ntls: { cert: /c }\n", "key");
+        assert!(Config::parse(&format!(
+            "site: a\nlisten: x:1\ngrpc_listen: x:2\n{tls}sites: {{ b: {{ grpc: 'https://h:1' }} }}\n"
+        ))
+        .is_ok());
         rejects("site: a\nlisten: x:1\nenvoy_admin: localhost\n", "envoy_admin");
         rejects("site: a\nlisten: x:1\ngrpc_listen: x\n", "grpc_listen");
         rejects(

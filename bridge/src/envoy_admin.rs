@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Largest admin answer read.
 const MAX_BODY: usize = 64 << 20;
@@ -73,62 +71,31 @@ fn is_healthy(host: &Value) -> bool {
     }
 }
 
-/// A minimal HTTP/1.1 GET (`Connection: close`), chunked or not.
+/// `GET http://{authority}{path}` through reqwest (hyper): 200 or an error, at most
+/// [`MAX_BODY`] bytes.
 async fn get(authority: &str, path: &str) -> Result<Vec<u8>, String> {
-    let mut s = TcpStream::connect(authority)
+    use futures_util::StreamExt as _;
+    let err = |e: reqwest::Error| format!("Envoy admin {authority}: {e}");
+    let client = reqwest::Client::builder().no_proxy().build().map_err(err)?;
+    let resp = client
+        .get(format!("http://{authority}{path}"))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
         .await
-        .map_err(|e| format!("Envoy admin {authority}: {e}"))?;
-    let _ = s.set_nodelay(true);
-    let req =
-        format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("Envoy admin {authority}: {e}"))?;
-    let mut raw = Vec::new();
-    (&mut s)
-        .take(MAX_BODY as u64)
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| format!("Envoy admin {authority}: {e}"))?;
-    parse_response(&raw).map_err(|e| format!("Envoy admin {authority}{path}: {e}"))
-}
-
-fn parse_response(raw: &[u8]) -> Result<Vec<u8>, String> {
-    let end = find(raw, b"\r\n\r\n").ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "headers are not UTF-8")?;
-    let body = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default();
-    let code = status.split(' ').nth(1).unwrap_or_default();
-    if code != "200" {
-        return Err(format!("answered `{status}`"));
+        .map_err(err)?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(format!("Envoy admin {authority}{path}: answered `{}`", resp.status()));
     }
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok(body.to_vec());
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let eol = find(rest, b"\r\n").ok_or("truncated chunk size")?;
-        let size_text = std::str::from_utf8(&rest[..eol]).map_err(|_| "bad chunk size")?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
-        rest = &rest[eol + 2..];
-        if size == 0 {
-            return Ok(out);
+    let mut body = Vec::new();
+    let mut chunks = resp.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(err)?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("Envoy admin {authority}{path}: answer over {MAX_BODY} bytes"));
         }
-        let chunk = rest.get(..size).ok_or("truncated chunk")?;
-        out.extend_from_slice(chunk);
-        rest = rest.get(size + 2..).ok_or("truncated chunk")?;
+        body.extend_from_slice(&chunk);
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -154,17 +121,5 @@ mod tests {
         let m = parse_clusters(&doc);
         assert_eq!(m["redis1"], vec!["127.0.0.1:6379".to_string(), "[::1]:8".to_string()]);
         assert!(m["empty"].is_empty());
-    }
-
-    #[test]
-    fn chunked_and_plain_bodies() {
-        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(r).unwrap(), b"abcde");
-        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
-        assert_eq!(parse_response(r).unwrap(), b"hi");
-        assert!(parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n")
-            .unwrap_err()
-            .contains("404"));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab").is_err());
     }
 }

@@ -14,8 +14,10 @@ pub mod config;
 mod conn;
 pub mod drain;
 pub mod envoy_admin;
+pub mod metrics;
 pub mod remote;
 pub mod stats;
+pub mod tls;
 
 /// The generated gRPC code of `proto/bridge.proto` (package `geomesh.bridge.v1`).
 pub mod pb {
@@ -53,6 +55,8 @@ pub type OpenError = (CloseCode, String);
 pub struct SiteClient {
     pub url: String,
     pub client: BridgeClient<Channel>,
+    /// The TLS files' contents the client was made with (`None`: plaintext).
+    pub tls: Option<tls::TlsMaterial>,
 }
 
 /// The configuration in force, with the clients of its sites. Replaced as a whole on reload.
@@ -228,12 +232,19 @@ async fn connect_one(addr: &str) -> std::io::Result<TcpStream> {
 /// Builds the gRPC clients of a configuration's sites, keeping the ones whose URL is unchanged.
 fn site_clients(cfg: &Config, old: Option<&Snapshot>) -> anyhow::Result<HashMap<String, SiteClient>> {
     let mut out = HashMap::new();
+    let material = match &cfg.tls {
+        Some(t) if !cfg.sites.is_empty() => Some(t.load()?),
+        _ => None,
+    };
     for (name, spec) in &cfg.sites {
-        if let Some(prev) = old.and_then(|o| o.sites.get(name)).filter(|p| p.url == spec.grpc) {
+        if let Some(prev) = old
+            .and_then(|o| o.sites.get(name))
+            .filter(|p| p.url == spec.grpc && p.tls == material)
+        {
             out.insert(name.clone(), prev.clone());
             continue;
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(spec.grpc.clone())
+        let mut endpoint = tonic::transport::Endpoint::from_shared(spec.grpc.clone())
             .with_context(|| format!("sites.{name}.grpc"))?
             .connect_timeout(Duration::from_millis(u64::from(cfg.defaults.connect_timeout_ms)))
             .tcp_nodelay(true)
@@ -241,12 +252,18 @@ fn site_clients(cfg: &Config, old: Option<&Snapshot>) -> anyhow::Result<HashMap<
             .keep_alive_timeout(Duration::from_secs(5))
             .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(8 << 20);
+        if let Some(m) = &material {
+            endpoint = endpoint
+                .tls_config(m.client())
+                .with_context(|| format!("sites.{name}: TLS"))?;
+        }
         let channel = endpoint.connect_lazy();
         out.insert(
             name.clone(),
             SiteClient {
                 url: spec.grpc.clone(),
                 client: BridgeClient::new(channel),
+                tls: material.clone(),
             },
         );
     }
@@ -292,6 +309,10 @@ impl Bridge {
     /// Binds every listener of `config` and serves them on the current tokio runtime.
     pub async fn start(config: Config) -> anyhow::Result<Bridge> {
         let sites = site_clients(&config, None)?;
+        let server_tls = match (&config.tls, &config.grpc_listen) {
+            (Some(t), Some(_)) => Some(t.load()?.server()),
+            _ => None,
+        };
         let listen_cfg = config.listen_addr()?;
         let grpc_listen = config.grpc_listen.clone();
         let admin_listen = config.admin_listen.clone();
@@ -331,7 +352,7 @@ impl Bridge {
                 let bound = l.local_addr()?;
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 grpc_stop = Some(tx);
-                grpc_task = Some(tokio::spawn(remote::serve_grpc(l, shared.clone(), rx)));
+                grpc_task = Some(tokio::spawn(remote::serve_grpc(l, shared.clone(), rx, server_tls)));
                 Some(bound)
             }
             None => None,

@@ -1,33 +1,24 @@
-//! `geomesh-bridge --config FILE [--check] [--threads N] [--log-format text|json]`
+//! `geomesh-bridge --config FILE [--check] [--threads N] [--log-format text|json] [--watch-config S]`
 //! `geomesh-bridge --probe HOST:PORT` (container health check: `GET /ready` on the admin port)
 //!
-//! Runs a bridge (docs/bridge-protocol.md). Once every listener is bound it prints one line on
-//! stdout, `geomesh-bridge ready site=S listen=A grpc=A|- admin=A|-`, with the real addresses
-//! (port 0 in the config picks a free port). SIGHUP reloads the config file (new channels use
-//! it). SIGTERM or SIGINT drains (`Bridge::drain`: no new connections, open ones go on for
+//! The flags shared with geomesh-agent come from `geomesh-cli`. Runs a bridge
+//! (docs/bridge-protocol.md). Once every listener is bound it prints one line on stdout,
+//! `geomesh-bridge ready site=S listen=A grpc=A|- admin=A|-`, with the real addresses (port 0
+//! in the config picks a free port). SIGHUP, or with `--watch-config` a changed file, reloads
+//! the config file (new channels use it; TLS files are read again). SIGTERM or SIGINT drains (`Bridge::drain`: no new connections, open ones go on for
 //! `defaults.drain_timeout_ms`, then are cut) and exits 0; a second signal during the drain
 //! stops at once. Logs go to stderr, filtered by RUST_LOG (default `info`), as text or as one
 //! JSON object per line (`--log-format json` or `GEOMESH_LOG_FORMAT=json`).
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use geomesh_bridge::{Bridge, Config};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
-
-/// How log lines look.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    /// `2026-01-01T00:00:00.000000Z  INFO geomesh_bridge: message key=value` (colours on a tty).
-    Text,
-    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's fields
-    /// at the top level (what log shippers such as Fluent Bit, Vector or Loki's promtail parse).
-    Json,
-}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,48 +30,28 @@ struct Cli {
     /// The configuration file (YAML).
     #[arg(short, long, required_unless_present = "probe")]
     config: Option<PathBuf>,
-    /// Validate the configuration, print the result, and exit (status 0 if valid).
-    #[arg(long)]
-    check: bool,
+    #[command(flatten)]
+    common: geomesh_cli::Common,
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
-    /// Health probe for container runtimes without curl (Docker HEALTHCHECK): GET /ready on the
-    /// admin endpoint at HOST:PORT; exit 0 if it answers 200 within 2 s, else 1.
-    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["config", "check"])]
-    probe: Option<String>,
-    /// Log format on stderr (the level filter is RUST_LOG, default `info`).
-    #[arg(long, value_enum, env = "GEOMESH_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
-}
-
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
-    }
+    /// Re-read the configuration file every SECONDS and reload it when its content changed (as
+    /// SIGHUP does): a Kubernetes ConfigMap volume or a cert-manager Secret is updated in place,
+    /// without a signal. 0 = off.
+    #[arg(long, value_name = "SECONDS", env = "GEOMESH_WATCH_CONFIG", default_value_t = 0)]
+    watch_config: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(addr) = &cli.probe {
-        return probe(addr);
+    if let Some(addr) = &cli.common.probe {
+        return geomesh_cli::probe("geomesh-bridge", addr, "/ready");
     }
     let Some(path) = cli.config.clone() else {
         eprintln!("geomesh-bridge: --config is required");
         return ExitCode::FAILURE;
     };
-    init_logs(cli.log_format);
+    geomesh_cli::init_logs(cli.common.log_format, &["RUST_LOG"]);
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -88,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if cli.check {
+    if cli.common.check {
         println!(
             "{}: valid (site {}, {} clusters, {} sites)",
             path.display(),
@@ -110,7 +81,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(path, config)) {
+    match rt.block_on(run(path, config, cli.watch_config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("geomesh-bridge: {e:#}");
@@ -119,40 +90,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--probe`: one `GET /ready`, status 200 or failure, within 2 s in all.
-fn probe(addr: &str) -> ExitCode {
-    use std::io::Read as _;
-    use std::net::ToSocketAddrs as _;
-    let timeout = Duration::from_secs(2);
-    let result = (|| -> std::io::Result<String> {
-        let sa = addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| std::io::Error::other(format!("{addr}: no address")))?;
-        let mut s = std::net::TcpStream::connect_timeout(&sa, timeout)?;
-        s.set_read_timeout(Some(timeout))?;
-        s.set_write_timeout(Some(timeout))?;
-        s.write_all(b"GET /ready HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")?;
-        let mut buf = Vec::new();
-        s.take(4096).read_to_end(&mut buf)?;
-        Ok(String::from_utf8_lossy(&buf).into_owned())
-    })();
-    match result {
-        Ok(text) if text.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
-        Ok(text) => {
-            let status = text.lines().next().unwrap_or_default();
-            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.trim()).unwrap_or_default();
-            eprintln!("geomesh-bridge --probe {addr}: {status} {body}");
-            ExitCode::FAILURE
+/// What --watch-config compares: the configuration file's bytes, then those of the TLS files it
+/// names (a renewed certificate changes them without touching the configuration).
+fn watched_bytes(path: &std::path::Path) -> Option<Vec<u8>> {
+    let mut bytes = std::fs::read(path).ok()?;
+    if let Ok(Some(tls)) = Config::load(path).map(|c| c.tls) {
+        for f in [&tls.cert, &tls.key, &tls.ca] {
+            bytes.extend(std::fs::read(f).unwrap_or_default());
         }
-        Err(e) => {
-            eprintln!("geomesh-bridge --probe {addr}: {e}");
-            ExitCode::FAILURE
+    }
+    Some(bytes)
+}
+
+/// Reloads `path` into `bridge`, keeping the configuration in force when it does not load.
+fn reload(bridge: &Bridge, path: &std::path::Path) {
+    match Config::load(path) {
+        Ok(c) => {
+            if let Err(e) = bridge.reload(c) {
+                error!("reload: {e:#}");
+            }
         }
+        Err(e) => error!("reload: keeping the configuration in force: {e}"),
     }
 }
 
-async fn run(path: PathBuf, config: Config) -> anyhow::Result<()> {
+async fn run(path: PathBuf, config: Config, watch_secs: u64) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -166,16 +128,23 @@ async fn run(path: PathBuf, config: Config) -> anyhow::Result<()> {
         show(bridge.admin)
     );
     let _ = std::io::stdout().flush();
+    // The file as last loaded, for --watch-config.
+    let mut seen = watched_bytes(&path);
+    let watch = Duration::from_secs(watch_secs.max(1));
     loop {
         tokio::select! {
-            _ = hup.recv() => match Config::load(&path) {
-                Ok(c) => {
-                    if let Err(e) = bridge.reload(c) {
-                        error!("reload: {e:#}");
-                    }
+            _ = hup.recv() => {
+                seen = watched_bytes(&path);
+                reload(&bridge, &path);
+            }
+            _ = tokio::time::sleep(watch), if watch_secs > 0 => {
+                let now = watched_bytes(&path);
+                if now.is_some() && now != seen {
+                    info!("configuration or TLS files changed: reloading (the gRPC server's own certificate changes at the next start)");
+                    seen = now;
+                    reload(&bridge, &path);
                 }
-                Err(e) => error!("reload: keeping the configuration in force: {e}"),
-            },
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

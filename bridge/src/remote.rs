@@ -88,10 +88,27 @@ fn describe(status: &Status) -> String {
 /// Serves the gRPC service on `listener` until the task is aborted.
 /// Serves the gRPC service until `stop` fires; then it accepts nothing more, sends HTTP/2
 /// `GOAWAY` on its connections and returns once their open tunnels have ended.
-pub(crate) async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>, stop: tokio::sync::oneshot::Receiver<()>) {
+/// With `tls`, every connection is TLS and must present a client certificate the configured CA
+/// signed (crate::tls); a peer without one fails the handshake.
+pub(crate) async fn serve_grpc(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let svc = BridgeServer::new(Service { shared });
-    let r = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = tls {
+        builder = match builder.tls_config(t) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!("gRPC server: TLS configuration refused: {e}");
+                return;
+            }
+        };
+    }
+    let r = builder
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(8 << 20)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -93,7 +93,7 @@ impl Stats {
     }
 
     /// (from filters, to filters, to backends, from backends, wakes), live connections included.
-    fn bytes(&self) -> [u64; 5] {
+    pub fn bytes(&self) -> [u64; 5] {
         let mut t = [
             self.bytes_from_filters.load(Relaxed),
             self.bytes_to_filters.load(Relaxed),
@@ -141,7 +141,8 @@ impl Stats {
         ]
     }
 
-    fn sites_snapshot(&self) -> BTreeMap<String, Result<u64, String>> {
+    /// Per site: the last `Ping` round trip in µs, or the last error.
+    pub fn sites_snapshot(&self) -> BTreeMap<String, Result<u64, String>> {
         self.sites.lock().map(|s| s.clone()).unwrap_or_default()
     }
 

@@ -517,11 +517,11 @@ fn two_sites() -> (Redis, Redis, BridgeProc, BridgeProc) {
     let near = Redis::start();
     let far = Redis::start();
     let dc2 = BridgeProc::start(&format!(
-        "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nclusters:\n  far: {{ address: \"{}\" }}\n",
+        "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\nplaintext: true\nadmin_listen: 127.0.0.1:0\nclusters:\n  far: {{ address: \"{}\" }}\n",
         far.addr()
     ));
     let dc1 = BridgeProc::start(&format!(
-        "site: dc1\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefaults: {{ ping_interval_ms: 100 }}\nclusters:\n  near: {{ address: \"{}\" }}\n  far: {{ site: dc2 }}\n  ghost: {{ site: dc2 }}\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
+        "site: dc1\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefaults: {{ ping_interval_ms: 100 }}\nclusters:\n  near: {{ address: \"{}\" }}\n  far: {{ site: dc2 }}\n  ghost: {{ site: dc2 }}\nplaintext: true\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
         near.addr(),
         dc2.grpc.as_ref().unwrap()
     ));
@@ -621,7 +621,7 @@ fn unreachable_site_and_a_site_that_dies() {
     // dc2 comes back at the same address: dc1 reconnects by itself.
     let grpc = dc2.grpc.clone().unwrap();
     let _dc2 = BridgeProc::start(&format!(
-        "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: {grpc}\nclusters:\n  far: {{ address: \"{}\" }}\n",
+        "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: {grpc}\nplaintext: true\nclusters:\n  far: {{ address: \"{}\" }}\n",
         far.addr()
     ));
     let deadline = Instant::now() + FIVE;
@@ -649,7 +649,7 @@ fn a_blackholed_site_fails_within_the_connect_timeout() {
     let b = BridgeProc::start(&config(
         "dc1",
         &format!(
-            "clusters:\n  far: {{ site: dc2 }}\n  near: {{ address: \"{}\" }}\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
+            "clusters:\n  far: {{ site: dc2 }}\n  near: {{ address: \"{}\" }}\nplaintext: true\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
             r.addr(),
             hole.addr
         ),
@@ -832,11 +832,11 @@ fn a_draining_site_ends_its_incoming_tunnels_with_a_reason() {
         let near = Redis::start();
         let far = Redis::start();
         let dc2 = BridgeProc::start(&format!(
-            "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndefaults: {{ drain_timeout_ms: 800 }}\nclusters:\n  far: {{ address: \"{}\" }}\n",
+            "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\nplaintext: true\nadmin_listen: 127.0.0.1:0\ndefaults: {{ drain_timeout_ms: 800 }}\nclusters:\n  far: {{ address: \"{}\" }}\n",
             far.addr()
         ));
         let dc1 = BridgeProc::start(&format!(
-            "site: dc1\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nclusters:\n  near: {{ address: \"{}\" }}\n  far: {{ site: dc2 }}\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
+            "site: dc1\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nclusters:\n  near: {{ address: \"{}\" }}\n  far: {{ site: dc2 }}\nplaintext: true\nsites:\n  dc2: {{ grpc: \"http://{}\" }}\n",
             near.addr(),
             dc2.grpc.as_ref().unwrap()
         ));

@@ -402,6 +402,9 @@ impl RedisPlan {
         let _ = writeln!(t, "site: {site}");
         let _ = writeln!(t, "listen: 127.0.0.1:{}", b.listen);
         let _ = writeln!(t, "grpc_listen: 127.0.0.1:{}", b.grpc);
+        // Loopback between the demo's two sites: plaintext, said explicitly (bridge `tls:`
+        // otherwise).
+        let _ = writeln!(t, "plaintext: true");
         let _ = writeln!(t, "admin_listen: 127.0.0.1:{}", b.admin);
         let _ = writeln!(t, "defaults: {{ connect_timeout_ms: 2000, ping_interval_ms: 1000, drain_timeout_ms: 1000 }}");
         let _ = writeln!(t, "clusters:");

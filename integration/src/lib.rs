@@ -28,7 +28,9 @@
 //! `GEOMESH_BIN_DIR` (native binaries), `GEOMESH_TEST_TMP` (parent of test dirs),
 //! `GEOMESH_KEEP_TEST_DIRS=1` (keep test dirs of passing tests too).
 
+pub mod bridge;
 pub mod demo;
+pub mod mesh;
 pub mod envoy;
 pub mod mosquitto;
 pub mod paths;

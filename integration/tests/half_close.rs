@@ -171,7 +171,7 @@ fn a_half_closing_client_gets_every_reply_locally_and_across_sites() {
         &dir,
         "bridge-dc2",
         &format!(
-            "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:{grpc}\nclusters:\n  r1: {{ address: 127.0.0.1:{} }}\n",
+            "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:{grpc}\nplaintext: true\nclusters:\n  r1: {{ address: 127.0.0.1:{} }}\n",
             redis.port
         ),
     )
@@ -180,7 +180,7 @@ fn a_half_closing_client_gets_every_reply_locally_and_across_sites() {
         &dir,
         "bridge-dc1",
         &format!(
-            "site: dc1\nlisten: 127.0.0.1:0\nclusters:\n  r1: {{ site: dc2 }}\nsites:\n  dc2: {{ grpc: \"http://127.0.0.1:{grpc}\" }}\n"
+            "site: dc1\nlisten: 127.0.0.1:0\nclusters:\n  r1: {{ site: dc2 }}\nplaintext: true\nsites:\n  dc2: {{ grpc: \"http://127.0.0.1:{grpc}\" }}\n"
         ),
     )
     .unwrap();

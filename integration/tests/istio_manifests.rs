@@ -43,7 +43,14 @@ const CRDS: &str = "integration/tests/data/istio-crds.gen.yaml";
 const VARIANTS: &[(&str, &[&str])] = &[
     ("redis-inline", &["istio/30-echarde-outbound-tunnel.yaml"]),
     ("redis-ecds", &["istio/31-echarde-outbound-tunnel-ecds.yaml"]),
-    ("redis-wasmplugin", &["istio/32-echarde-wasmplugin.yaml"]),
+    (
+        "redis-wasmplugin",
+        &["istio/32-echarde-wasmplugin.yaml", "istio/35-echarde-redis-to-bridge.yaml"],
+    ),
+    (
+        "redis-trafficextension",
+        &["istio/33-echarde-trafficextension.yaml", "istio/35-echarde-redis-to-bridge.yaml"],
+    ),
     (
         "scope-ecds",
         &["istio/40-scope-route.yaml", "istio/41-scope-envoyfilter.yaml"],
@@ -52,7 +59,21 @@ const VARIANTS: &[(&str, &[&str])] = &[
         "scope-wasmplugin",
         &["istio/40-scope-route.yaml", "istio/42-scope-wasmplugin.yaml"],
     ),
+    (
+        "scope-trafficextension",
+        &["istio/40-scope-route.yaml", "istio/43-scope-trafficextension.yaml"],
+    ),
 ];
+
+/// The Wasm part of a WasmPlugin's spec, or of a TrafficExtension's (`spec.wasm`; selector and
+/// match stay in `spec`).
+fn wasm_spec(d: &Doc) -> Option<&Value> {
+    match d.kind() {
+        "WasmPlugin" => Some(&d.value["spec"]),
+        "TrafficExtension" => d.value["spec"].get("wasm"),
+        _ => None,
+    }
+}
 
 const WASM_NETWORK: &str = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
 const WASM_HTTP: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
@@ -134,7 +155,7 @@ fn every_istio_object_validates_against_its_crd_schema() {
     // Everything else is a Kubernetes core kind (checked by manifests_agree_with_each_other).
     for d in docs.iter().filter(|d| !is_istio(&d.value)) {
         assert!(
-            ["v1", "apps/v1"].contains(&d.value["apiVersion"].as_str().unwrap_or_default()),
+            ["v1", "apps/v1", "policy/v1"].contains(&d.value["apiVersion"].as_str().unwrap_or_default()),
             "{}: neither Istio nor core Kubernetes",
             d.label()
         );
@@ -174,15 +195,13 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                     }
                 }
             }
-            "WasmPlugin" => {
+            "WasmPlugin" | "TrafficExtension" => {
                 let s = &d.value["spec"];
+                let ty = wasm_spec(d).and_then(|w| w["type"].as_str()).unwrap_or("HTTP");
                 for m in s["match"].as_array().into_iter().flatten() {
                     for port in m["ports"].as_array().into_iter().flatten() {
                         let n = port["number"].as_u64().unwrap_or_default();
-                        match (
-                            s["type"].as_str().unwrap_or("HTTP"),
-                            m["mode"].as_str().unwrap_or_default(),
-                        ) {
+                        match (ty, m["mode"].as_str().unwrap_or_default()) {
                             ("NETWORK", "CLIENT") => outbound_tcp.insert(n),
                             ("HTTP", "SERVER") => inbound_http.insert(n),
                             (t, mode) => bail!("{}: WasmPlugin {t}/{mode} is not emulated by this test", d.label()),
@@ -262,12 +281,18 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
         }));
     }
 
-    // WasmPlugins: Istio inserts an ECDS filter before the terminal filter and serves the
-    // resource (after istio-agent's download: local code, pluginConfig as a JSON string).
+    // WasmPlugins and TrafficExtensions: Istio inserts an ECDS filter before the terminal
+    // filter and serves the resource (after istio-agent's download: local code, pluginConfig as
+    // a JSON string).
     let mut ecds: BTreeMap<String, Value> = BTreeMap::new();
-    for d in docs.iter().filter(|d| d.kind() == "WasmPlugin") {
-        let s = &d.value["spec"];
-        let resource = format!("extensions.istio.io/wasmplugin/{}.{}", d.namespace(), d.name());
+    for d in docs.iter().filter(|d| wasm_spec(d).is_some()) {
+        let s = wasm_spec(d).context("wasm spec")?;
+        let resource = format!(
+            "extensions.istio.io/{}/{}.{}",
+            d.kind().to_ascii_lowercase(),
+            d.namespace(),
+            d.name()
+        );
         let network = s["type"] == "NETWORK";
         let url = s["url"].as_str().unwrap_or_default();
         let mut config = json!({
@@ -297,7 +322,7 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
             "config_discovery": { "config_source": { "ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3" },
                                   "type_urls": [type_url] },
         });
-        for m in s["match"].as_array().into_iter().flatten() {
+        for m in d.value["spec"]["match"].as_array().into_iter().flatten() {
             for p in m["ports"].as_array().into_iter().flatten() {
                 let port = p["number"].as_u64().unwrap_or_default();
                 for l in listeners.iter_mut().filter(|l| l["_geomesh"]["port"] == port) {
@@ -539,7 +564,7 @@ fn every_variant_gives_a_sidecar_config_envoy_validates_and_runs() {
     let docs = istio_docs();
     // Completeness: nothing that changes a sidecar escapes this test.
     for d in &docs {
-        if ["EnvoyFilter", "WasmPlugin", "VirtualService"].contains(&d.kind()) {
+        if ["EnvoyFilter", "WasmPlugin", "TrafficExtension", "VirtualService"].contains(&d.kind()) {
             assert!(
                 VARIANTS.iter().any(|(_, files)| files.contains(&d.file.as_str())),
                 "{} is in no variant of this test",
@@ -577,10 +602,9 @@ fn every_variant_gives_a_sidecar_config_envoy_validates_and_runs() {
 fn filter_configs(docs: &[Doc]) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     for d in docs {
-        if d.kind() == "WasmPlugin" {
-            let url = d.value["spec"]["url"].as_str().unwrap_or_default();
-            let module = url.rsplit('/').next().unwrap_or_default().to_owned();
-            out.push((d.label(), module, d.value["spec"]["pluginConfig"].clone()));
+        if let Some(w) = wasm_spec(d) {
+            let module = module_file(w["url"].as_str().unwrap_or_default());
+            out.push((d.label(), module, w["pluginConfig"].clone()));
         }
         if d.kind() == "EnvoyFilter" {
             for (_, m) in objects(&d.value) {
@@ -682,8 +706,8 @@ fn manifests_agree_with_each_other() {
                 }
             }
         }
-        if d.kind() == "WasmPlugin" {
-            let url = d.value["spec"]["url"].as_str().unwrap_or_default();
+        if let Some(w) = wasm_spec(d) {
+            let url = w["url"].as_str().unwrap_or_default();
             if let Some(rest) = url.strip_prefix("http://") {
                 let hostport = rest.split('/').next().unwrap_or_default();
                 let (h, p) = hostport.rsplit_once(':').unwrap_or((hostport, "80"));
@@ -905,26 +929,38 @@ fn manifests_agree_with_each_other() {
         }
     }
 
-    // 6. Module pins: one sha256 per module, well formed; URL and hash the same everywhere.
+    // 6. Module pins: one sha256 per module and transport (an HTTP module's sha256, an OCI
+    //    image's manifest digest), well formed; URL and hash the same everywhere; an
+    //    `oci://...@sha256:D` URL and its `sha256` field name the same digest.
     let mut pins: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     for d in &docs {
-        if d.kind() == "WasmPlugin" {
-            let url = d.value["spec"]["url"].as_str().unwrap_or_default().to_owned();
-            let m = url.rsplit('/').next().unwrap_or_default().to_owned();
-            pins.entry(m)
+        if let Some(w) = wasm_spec(d) {
+            let url = w["url"].as_str().unwrap_or_default().to_owned();
+            let sha = w["sha256"].as_str().unwrap_or_default().to_owned();
+            if url.starts_with("oci://") {
+                match url.split_once("@sha256:") {
+                    Some((_, digest)) if digest == sha => {}
+                    _ => problems.push(format!(
+                        "{}: an OCI module is pinned by digest: url `{url}` must end in @sha256:{sha}",
+                        d.label()
+                    )),
+                }
+            }
+            let transport = if url.starts_with("oci://") { "oci" } else { "http" };
+            pins.entry(format!("{} ({transport})", module_file(&url)))
                 .or_default()
-                .insert((url, d.value["spec"]["sha256"].as_str().unwrap_or_default().to_owned()));
+                .insert((url, sha));
         }
         for (_, m) in objects(&d.value) {
             if let Some(r) = m.get("remote") {
                 let url = r["http_uri"]["uri"].as_str().unwrap_or_default().to_owned();
-                let module = url.rsplit('/').next().unwrap_or_default().to_owned();
-                pins.entry(module)
+                pins.entry(format!("{} (http)", module_file(&url)))
                     .or_default()
                     .insert((url, r["sha256"].as_str().unwrap_or_default().to_owned()));
             }
         }
     }
+    let oci_dir = TestDir::new("istio-oci-pins").unwrap();
     for (module, set) in &pins {
         if set.len() != 1 {
             problems.push(format!("{module}: manifests disagree on URL/sha256: {set:?}"));
@@ -934,15 +970,25 @@ fn manifests_agree_with_each_other() {
                 problems.push(format!("{module}: sha256 `{sha}` is not 64 lowercase hex digits"));
             }
         }
-        let built = wasm_dir().join(module);
-        if let (Ok(local), Some((_, pinned))) = (sha256_hex(&built), set.iter().next()) {
+        let file = module.split(' ').next().unwrap_or_default();
+        let built = wasm_dir().join(file);
+        let local = if module.ends_with("(oci)") {
+            std::fs::read(&built).ok().and_then(|m| {
+                geomesh_wasm_oci::build(&m, &oci_dir.join(file), "pin")
+                    .ok()
+                    .map(|b| b.manifest_digest.trim_start_matches("sha256:").to_owned())
+            })
+        } else {
+            sha256_hex(&built).ok()
+        };
+        if let (Some(local), Some((_, pinned))) = (local, set.iter().next()) {
             // Not a failure: the manifests pin a release, the tree may hold a newer build.
             eprintln!(
-                "{module}: pinned {pinned}, target/wasm has {local}{}",
+                "{module}: pinned {pinned}, this build gives {local}{}",
                 if &local == pinned {
                     " (same)"
                 } else {
-                    " (differs: run istio/pin-wasm.sh before deploying this build)"
+                    " (differs: run make oci && istio/pin-wasm.sh before deploying this build)"
                 }
             );
         }

@@ -92,6 +92,12 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
     if overlay.len() != 1 {
         problems.push(format!("one overlay network expected, got {overlay:?}"));
     }
+    // The bridges' tunnel crosses it in plaintext: the overlay must encrypt (IPsec).
+    for o in &overlay {
+        if nets[*o]["driver_opts"].get("encrypted").is_none() {
+            problems.push(format!("overlay network {o} is not `encrypted` (driver_opts)"));
+        }
+    }
 
     // The config files, read as Docker would upload them.
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -359,7 +365,7 @@ fn the_bridge_image_can_build() {
         dockerfile.contains("cargo build --release --locked -p geomesh-bridge"),
         "{dockerfile}"
     );
-    let ignore = std::fs::read_to_string(repo_root().join("bridge/Dockerfile.dockerignore")).unwrap();
+    let ignore = std::fs::read_to_string(repo_root().join(".dockerignore")).unwrap();
     for must in ["target", ".cache", ".git"] {
         assert!(ignore.lines().any(|l| l.trim() == must), "{must} not ignored");
     }
@@ -419,6 +425,10 @@ fn broken_stacks_are_rejected() {
     let s = broken_copy(&dir, "docker-stack.yml", |t| t.replacen("placement:", "placment:", 1));
     let err = format!("{:#}", check_stack(&s, &dir, false).unwrap_err());
     assert!(err.contains("placment"), "{err}");
+    // An overlay network that does not encrypt the plaintext tunnel.
+    let s = broken_copy(&dir, "docker-stack.yml", |t| t.replacen("encrypted: \"true\"", "foo: \"bar\"", 1));
+    let p = check_stack(&s, &dir, false).unwrap().join("\n");
+    assert!(p.contains("not `encrypted`"), "{p}");
     // A service without its site constraint.
     let s = broken_copy(&dir, "docker-stack.yml", |t| {
         t.replacen(

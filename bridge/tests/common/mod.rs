@@ -296,7 +296,7 @@ impl BridgeProc {
     pub fn admin_get(&self, path: &str) -> (String, String) {
         let mut s = TcpStream::connect(self.admin.as_ref().expect("admin_listen")).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();

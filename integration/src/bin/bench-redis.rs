@@ -17,7 +17,9 @@
 //! Options for the investigation of where the time goes: `--bridge-threads N` (default 1),
 //! `--pin envoy:0,bridge:1,redis:1,client:0` (taskset CPU lists per process kind),
 //! `--keyspace N` (`-r N`, 0 = no `-r`), `--workloads ...,MSETB` (redis-benchmark's own
-//! `-t mset`: ten times the same key placeholder), `--tcp-bridge`, `--perf`.
+//! `-t mset`: ten times the same key placeholder), `--tcp-bridge`, `--perf`,
+//! `--baseline-wasm FILE` (a fifth path, `geomesh_before`: the same bridge behind another build
+//! of the filter, for a before/after comparison in one run).
 //!
 //! ```text
 //! scripts/build-wasm.sh geomesh-filter-redis
@@ -327,6 +329,7 @@ fn main() -> Result<()> {
     let mut keyspace: u64 = 1000;
     let mut repeat: usize = 1;
     let mut envoy_log: Option<String> = None;
+    let mut baseline_wasm: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -336,6 +339,7 @@ fn main() -> Result<()> {
             "--paths" => only_paths = args.next().context("--paths a,b")?.split(',').map(str::to_owned).collect(),
             "--workloads" => only_workloads = args.next().context("--workloads A,B")?.split(',').map(str::to_owned).collect(),
             "--perf" => perf = true,
+            "--baseline-wasm" => baseline_wasm = Some(args.next().context("--baseline-wasm FILE")?),
             "--tcp-bridge" => unix = false,
             "--bridge-threads" => bridge_threads = args.next().context("--bridge-threads N")?.parse()?,
             "--keyspace" => keyspace = args.next().context("--keyspace N")?.parse()?,
@@ -372,7 +376,7 @@ fn main() -> Result<()> {
         bridge_threads,
     )?;
 
-    let (tcp_port, native_port, ours_port) = (free_port()?, free_port()?, free_port()?);
+    let (tcp_port, native_port, ours_port, base_port) = (free_port()?, free_port()?, free_port()?, free_port()?);
     let ours_cfg = "workload_type: redis\ndefault_cluster: shard_a\nupstream_timeout_ms: 5000\nrouting_table:\n  '*': { type: hash, clusters: [shard_a, shard_b] }\n";
     let plugin = WasmPlugin::new(
         "geomesh_redis",
@@ -391,7 +395,7 @@ fn main() -> Result<()> {
     });
     let mut ring = static_cluster("redis_ring", &[a.port, b.port]);
     ring["lb_policy"] = json!("RING_HASH");
-    let cfg = EnvoyConfig::new()?
+    let mut cfg = EnvoyConfig::new()?
         .listener(tcp_listener(
             "tcp_in",
             tcp_port,
@@ -409,6 +413,14 @@ fn main() -> Result<()> {
         .cluster(static_cluster("shard_a", &[a.port]))
         .cluster(bridge_cluster("geomesh_bridge", &bridge))
         .cluster(ring);
+    if let Some(w) = &baseline_wasm {
+        let base = WasmPlugin::new("geomesh_redis_before", "", std::path::PathBuf::from(w), ours_cfg);
+        cfg = cfg.listener(tcp_listener(
+            "geomesh_before_in",
+            base_port,
+            vec![wasm_network_filter(&base), tcp_proxy_filter("geomesh_before_in", "geomesh_bridge")],
+        ));
+    }
     let opts = EnvoyOptions {
         concurrency: 1,
         log_level: "warning".into(),
@@ -422,6 +434,9 @@ fn main() -> Result<()> {
     let mut envoy = Envoy::start_with(&dir, "envoy", &cfg, &opts)?;
     for p in [tcp_port, native_port, ours_port] {
         geomesh_integration::wait_tcp(p, Duration::from_secs(20))?;
+    }
+    if baseline_wasm.is_some() {
+        geomesh_integration::wait_tcp(base_port, Duration::from_secs(20))?;
     }
     let envoy_pid = envoy.proc().pid();
     let mut client_cpus = None;
@@ -446,7 +461,7 @@ fn main() -> Result<()> {
     let ours_split = check_spread(ours_port, &a, &b)?;
     eprintln!("10 keys: native ring hash {native_split:?}, geomesh {ours_split:?}");
 
-    let paths = [
+    let mut paths = vec![
         Path {
             name: "direct",
             port: a.port,
@@ -468,6 +483,13 @@ fn main() -> Result<()> {
             pids: vec![envoy_pid, bridge.proc.pid()],
         },
     ];
+    if baseline_wasm.is_some() {
+        paths.push(Path {
+            name: "geomesh_before",
+            port: base_port,
+            pids: vec![envoy_pid, bridge.proc.pid()],
+        });
+    }
     // Warm-up (V8 tiers up, connections and caches settle).
     for p in &paths {
         run_benchmark(p, &probe, "SET", 1, 20_000, clients)?;

@@ -345,8 +345,21 @@ pub fn referenced_clusters(v: &Value) -> Vec<String> {
     out
 }
 
+/// The built module a URL names: an `http://.../NAME.wasm` URL's last segment; an OCI image
+/// `oci://REGISTRY/geomesh-filter-redis[:tag|@sha256:...]` is `geomesh_filter_redis.wasm` (the
+/// image `make oci` makes of that module).
+pub fn module_file(url: &str) -> String {
+    let last = url.rsplit('/').next().unwrap_or_default();
+    if url.starts_with("oci://") {
+        let name = last.split(['@', ':']).next().unwrap_or_default();
+        format!("{}.wasm", name.replace('-', "_"))
+    } else {
+        last.to_owned()
+    }
+}
+
 /// Every Wasm `vm_config` whose code is remote becomes a local file from `target/wasm/` (the
-/// file named like the URL's last segment). Returns (uri, sha256, local path) per replacement.
+/// file [`module_file`] names). Returns (uri, sha256, local path) per replacement.
 /// Fails if the module is not built.
 pub fn remote_wasm_to_local(v: &mut Value) -> Result<Vec<(String, String, String)>> {
     let mut done = Vec::new();
@@ -360,7 +373,7 @@ pub fn remote_wasm_to_local(v: &mut Value) -> Result<Vec<(String, String, String
         };
         let uri = remote["http_uri"]["uri"].as_str().unwrap_or_default().to_owned();
         let sha = remote["sha256"].as_str().unwrap_or_default().to_owned();
-        let file = uri.rsplit('/').next().unwrap_or_default().to_owned();
+        let file = module_file(&uri);
         let local = format!("target/wasm/{file}");
         if !file.ends_with(".wasm") || !wasm_dir().join(&file).is_file() {
             err.get_or_insert_with(|| format!("{uri}: no module target/wasm/{file} (run scripts/build-wasm.sh)"));

@@ -38,10 +38,12 @@ pub enum WorkloadType {
     Influxdb,
     Kafka,
     Http,
+    /// The line protocol used only by tests (protocols/line): the kit's end-to-end proof.
+    Line,
 }
 
 impl WorkloadType {
-    const NAMES: &'static [&'static str] = &["redis", "mqtt", "influxdb", "kafka", "http"];
+    const NAMES: &'static [&'static str] = &["redis", "mqtt", "influxdb", "kafka", "http", "line"];
 
     fn from_name(s: &str) -> Option<Self> {
         Some(match s {
@@ -50,6 +52,7 @@ impl WorkloadType {
             "influxdb" => Self::Influxdb,
             "kafka" => Self::Kafka,
             "http" => Self::Http,
+            "line" => Self::Line,
             _ => return None,
         })
     }
@@ -62,6 +65,7 @@ impl WorkloadType {
             Self::Influxdb => "influxdb",
             Self::Kafka => "kafka",
             Self::Http => "http",
+            Self::Line => "line",
         }
     }
 }

@@ -32,7 +32,7 @@ pub mod flags {
 }
 
 /// What the router does with a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Category {
     /// One key (GET, SET, HSET, ...): forward to the key's cluster.
     Keyed,
@@ -76,15 +76,27 @@ pub enum Split {
     Sum,
 }
 
-/// How the replies of a broadcast are merged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the replies of a command's parts become the client's reply: the table names it for
+/// broadcasts; the session builds the others (split, pub/sub, connection state).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Merge {
     /// Arrays concatenated, duplicates removed (KEYS, PUBSUB CHANNELS).
     Union,
-    /// Integers summed (DBSIZE).
+    /// Integers summed (DBSIZE; DEL, UNLINK, EXISTS, TOUCH split by cluster).
     Sum,
-    /// SCAN: a proxy cursor that walks the clusters one after the other.
+    /// SCAN: a proxy cursor that walks the clusters one after the other (one cluster per call;
+    /// the cursor's low bits are the cluster's index in the table's active clusters).
     Scan,
+    /// MGET split by cluster: for each of the client's keys, (part, element index).
+    Mget { order: Vec<(u32, u32)> },
+    /// MSET split by cluster: `+OK` if every part said OK, else an error naming the clusters
+    /// that failed and those that applied their part.
+    Mset,
+    /// A connection-state command: the local cluster's reply is the client's, the other
+    /// connections must agree (or are reset). `name` for messages.
+    Session { name: &'static str },
+    /// (P|S)(UN)SUBSCRIBE: the confirmations the client gets once every part confirmed.
+    Confirm { replies: bytes::Bytes },
     /// Every cluster must succeed; the first cluster's reply is returned (FLUSHDB, SCRIPT
     /// LOAD, FUNCTION LOAD).
     AllOk,
@@ -222,7 +234,7 @@ pub enum KeySpec {
 }
 
 /// What the table knows about a command (or a subcommand such as `client|setname`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CommandSpec {
     /// Lowercase, `container|sub` for subcommands, as Redis names them.
     pub name: &'static str,
@@ -715,7 +727,7 @@ mod tests {
 
     fn cat(args: &[&str]) -> Category {
         let cmd = Command::new(args);
-        lookup(&cmd).unwrap().category
+        lookup(&cmd).unwrap().category.clone()
     }
 
     #[test]

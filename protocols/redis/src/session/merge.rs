@@ -3,153 +3,59 @@
 use bytes::{BufMut, Bytes};
 use geomesh_core::{ClusterId, RoutingTable};
 
+use super::replies::{error, named_error, unexpected, NO_REPLY};
+use crate::commands::Merge;
 use crate::{write_array_header, write_integer, write_map_header, Kind, Protocol, Reply, Value};
 
-/// One sub-request of a client request: where it went and what came back.
-#[derive(Debug)]
-pub(crate) struct Part {
-    pub cluster: ClusterId,
-    pub reply: Option<Reply>,
-}
-
-/// How parts are merged.
-#[derive(Debug)]
-pub(crate) enum MergeKind {
-    /// One part; its reply is the client's reply.
-    Forward,
-    /// MGET split by cluster: for each of the client's keys, (part, element index).
-    Mget { order: Vec<(u32, u32)> },
-    /// MSET split by cluster: `+OK` if every part said OK.
-    Mset,
-    /// Integers summed (DEL, UNLINK, EXISTS, TOUCH, DBSIZE).
-    Sum,
-    /// Arrays concatenated, duplicates removed (KEYS, PUBSUB CHANNELS).
-    Union,
-    /// Every part must succeed; the first part's reply (FLUSHDB, SCRIPT LOAD, ...).
-    AllOk,
-    /// The first non-null reply (RANDOMKEY).
-    Any,
-    /// The smallest integer, element-wise for arrays (WAIT, WAITAOF).
-    Min,
-    /// The largest integer (PUBSUB NUMPAT).
-    Max,
-    /// Element-wise AND of integer arrays (SCRIPT EXISTS).
-    And,
-    /// One success is enough (SCRIPT KILL, FUNCTION KILL).
-    OneOk,
-    /// `[channel, count, ...]`, the largest count per channel (PUBSUB NUMSUB): one client's
-    /// subscription is on every cluster the channel can be published to.
-    NumSub,
-    /// SCAN on the active cluster of index `idx` (of `count`).
-    Scan { idx: u64, count: u64 },
-    /// A connection-state command: the first part (local cluster) answers, the others must
-    /// agree. `name` for messages.
-    Session { name: &'static str },
-    /// (P|S)(UN)SUBSCRIBE: the confirmations the client gets once every part confirmed.
-    Confirm { replies: Bytes },
-}
+/// One part of a request as the pipeline keeps it.
+pub(crate) type Part = geomesh_kit::Part<Reply>;
 
 /// The SCAN cursor the client sees: the server cursor in the high bits, the index of the
 /// cluster in `active_clusters()` in the low [`SCAN_INDEX_BITS`] bits.
 pub(crate) const SCAN_INDEX_BITS: u32 = 12;
 
-/// A server error re-worded to name the cluster, its code kept:
-/// `WRONGTYPE Operation...` -> `-WRONGTYPE geomesh: cluster redis2: Operation...`.
-pub(crate) fn named_error(table: &RoutingTable, cluster: ClusterId, v: &Value<'_>) -> Bytes {
-    named_error_text(table, cluster, v.as_bytes().unwrap_or_default())
-}
-
-pub(crate) fn named_error_text(table: &RoutingTable, cluster: ClusterId, text: &[u8]) -> Bytes {
-    let (code, rest) = match memchr::memchr(b' ', text) {
-        Some(i) => (
-            text.get(..i).unwrap_or_default(),
-            text.get(i + 1..).unwrap_or_default(),
-        ),
-        None => (text, &b""[..]),
-    };
-    let code = if code.is_empty() { &b"ERR"[..] } else { code };
-    let mut msg = Vec::with_capacity(text.len() + 48);
-    msg.extend_from_slice(code);
-    msg.extend_from_slice(b" geomesh: cluster ");
-    msg.extend_from_slice(table.cluster_name(cluster).as_bytes());
-    if !rest.is_empty() {
-        msg.extend_from_slice(b": ");
-        msg.extend_from_slice(rest);
-    }
-    error(&msg)
-}
-
-/// `-<message>\r\n`
-pub(crate) fn error(message: &[u8]) -> Bytes {
-    let mut v = Vec::with_capacity(message.len() + 3);
-    crate::write_error(&mut v, message);
-    Bytes::from(v)
-}
-
-fn unexpected(table: &RoutingTable, cluster: ClusterId, what: &str) -> Bytes {
-    error(
-        format!(
-            "ERR geomesh: cluster {}: unexpected reply to {what}",
-            table.cluster_name(cluster)
-        )
-        .as_bytes(),
-    )
-}
-
 /// The first error among the parts, re-worded to name its cluster.
 fn first_error(table: &RoutingTable, parts: &[Part]) -> Option<Bytes> {
     parts.iter().find_map(|p| {
-        let r = p.reply.as_ref()?;
-        r.is_error()
-            .then(|| named_error(table, p.cluster, &r.root()))
+        let r = p.answer.as_ref()?;
+        r.is_error().then(|| named_error(table, p.cluster, &r.root()))
     })
 }
 
 fn missing(table: &RoutingTable, parts: &[Part]) -> Option<Bytes> {
-    parts.iter().find(|p| p.reply.is_none()).map(|p| {
-        error(
-            format!(
-                "ERR geomesh: cluster {}: no reply",
-                table.cluster_name(p.cluster)
-            )
-            .as_bytes(),
-        )
-    })
+    parts
+        .iter()
+        .find(|p| p.answer.is_none())
+        .map(|p| error(super::replies::cluster_error(table, p.cluster, "no reply").as_bytes()))
 }
 
 fn is_aggregate_list(v: &Value<'_>) -> bool {
     matches!(v.kind(), Kind::Array | Kind::Set | Kind::Push)
 }
 
-/// The client's reply for finished parts.
-pub(crate) fn finalize(
-    kind: &MergeKind,
-    parts: &[Part],
-    table: &RoutingTable,
-    proto: Protocol,
-) -> Bytes {
+/// The client's reply for finished parts (connection-state merges are the session's own:
+/// they reset connections, see `state.rs`; here the local cluster's reply stands for them).
+pub(crate) fn finalize(kind: &Merge, parts: &[Part], table: &RoutingTable, proto: Protocol) -> Bytes {
     if let Some(e) = missing(table, parts) {
         return e;
     }
     match kind {
-        MergeKind::Forward | MergeKind::Session { .. } => {
-            match parts.first().and_then(|p| p.reply.as_ref()) {
-                Some(r) => r.raw().clone(),
-                None => error(b"ERR geomesh: no reply"),
-            }
-        }
-        MergeKind::Confirm { replies } => {
+        Merge::Session { .. } => match parts.first().and_then(|p| p.answer.as_ref()) {
+            Some(r) => r.raw().clone(),
+            None => error(NO_REPLY.as_bytes()),
+        },
+        Merge::Confirm { replies } => {
             first_error(table, parts).unwrap_or_else(|| replies.clone())
         }
-        MergeKind::Mget { order } => mget(order, parts, table),
-        MergeKind::Mset => mset(parts, table),
-        MergeKind::Sum => {
+        Merge::Mget { order } => mget(order, parts, table),
+        Merge::Mset => mset(parts, table),
+        Merge::Sum => {
             if let Some(e) = first_error(table, parts) {
                 return e;
             }
             let mut total: i64 = 0;
             for p in parts {
-                match p.reply.as_ref().and_then(|r| r.root().as_integer()) {
+                match p.answer.as_ref().and_then(|r| r.root().as_integer()) {
                     Some(n) => total = total.saturating_add(n),
                     None => return unexpected(table, p.cluster, "a counting command"),
                 }
@@ -158,14 +64,14 @@ pub(crate) fn finalize(
             write_integer(&mut v, total);
             Bytes::from(v)
         }
-        MergeKind::Union => {
+        Merge::Union => {
             if let Some(e) = first_error(table, parts) {
                 return e;
             }
             let mut seen = std::collections::HashSet::new();
             let mut items: Vec<&[u8]> = Vec::new();
             for p in parts {
-                let Some(r) = p.reply.as_ref() else { continue };
+                let Some(r) = p.answer.as_ref() else { continue };
                 let root = r.root();
                 if !is_aggregate_list(&root) {
                     return unexpected(table, p.cluster, "a listing command");
@@ -184,17 +90,17 @@ pub(crate) fn finalize(
             }
             Bytes::from(v)
         }
-        MergeKind::AllOk => first_error(table, parts).unwrap_or_else(|| {
+        Merge::AllOk => first_error(table, parts).unwrap_or_else(|| {
             parts
                 .first()
-                .and_then(|p| p.reply.as_ref())
+                .and_then(|p| p.answer.as_ref())
                 .map(|r| r.raw().clone())
                 .unwrap_or_default()
         }),
-        MergeKind::Any => {
+        Merge::Any => {
             let ok = parts
                 .iter()
-                .filter_map(|p| p.reply.as_ref())
+                .filter_map(|p| p.answer.as_ref())
                 .filter(|r| !r.is_error());
             let mut first_ok = None;
             for r in ok {
@@ -208,17 +114,17 @@ pub(crate) fn finalize(
                 None => first_error(table, parts).unwrap_or_default(),
             }
         }
-        MergeKind::OneOk => parts
+        Merge::OneOk => parts
             .iter()
-            .filter_map(|p| p.reply.as_ref())
+            .filter_map(|p| p.answer.as_ref())
             .find(|r| !r.is_error())
             .map(|r| r.raw().clone())
             .or_else(|| first_error(table, parts))
             .unwrap_or_default(),
-        MergeKind::Min | MergeKind::And => min_merge(parts, table, false),
-        MergeKind::Max => min_merge(parts, table, true),
-        MergeKind::NumSub => numsub(parts, table, proto),
-        MergeKind::Scan { idx, count } => scan(*idx, *count, parts, table),
+        Merge::Min | Merge::And => min_merge(parts, table, false),
+        Merge::Max => min_merge(parts, table, true),
+        Merge::NumSub => numsub(parts, table, proto),
+        Merge::Scan => scan(parts, table),
     }
 }
 
@@ -228,7 +134,7 @@ fn mget(order: &[(u32, u32)], parts: &[Part], table: &RoutingTable) -> Bytes {
     }
     let mut elems: Vec<Vec<&[u8]>> = Vec::with_capacity(parts.len());
     for p in parts {
-        let Some(r) = p.reply.as_ref() else {
+        let Some(r) = p.answer.as_ref() else {
             return unexpected(table, p.cluster, "MGET");
         };
         let root = r.root();
@@ -259,7 +165,7 @@ fn mset(parts: &[Part], table: &RoutingTable) -> Bytes {
     let mut ok = Vec::new();
     for p in parts {
         let name = table.cluster_name(p.cluster);
-        match p.reply.as_ref() {
+        match p.answer.as_ref() {
             Some(r)
                 if r.root().kind() == Kind::SimpleString && r.root().as_bytes() == Some(b"OK") =>
             {
@@ -294,7 +200,7 @@ fn min_merge(parts: &[Part], table: &RoutingTable, max: bool) -> Bytes {
     let mut acc: Option<Vec<i64>> = None;
     let mut scalar = false;
     for p in parts {
-        let Some(r) = p.reply.as_ref() else { continue };
+        let Some(r) = p.answer.as_ref() else { continue };
         let root = r.root();
         let vals: Vec<i64> = if let Some(n) = root.as_integer() {
             scalar = true;
@@ -342,7 +248,7 @@ fn numsub(parts: &[Part], table: &RoutingTable, proto: Protocol) -> Bytes {
     let mut counts: Vec<(&[u8], i64)> = Vec::new();
     let mut map = false;
     for p in parts {
-        let Some(r) = p.reply.as_ref() else { continue };
+        let Some(r) = p.answer.as_ref() else { continue };
         let root = r.root();
         if root.kind() == Kind::Map {
             map = true;
@@ -372,14 +278,19 @@ fn numsub(parts: &[Part], table: &RoutingTable, proto: Protocol) -> Bytes {
     Bytes::from(v)
 }
 
-fn scan(idx: u64, count: u64, parts: &[Part], table: &RoutingTable) -> Bytes {
+/// The page of the cluster at index `idx` of the table's active clusters, read against the
+/// table in force when the reply comes (a cluster no longer active ends the scan).
+fn scan(parts: &[Part], table: &RoutingTable) -> Bytes {
     if let Some(e) = first_error(table, parts) {
         return e;
     }
     let Some(p) = parts.first() else {
-        return error(b"ERR geomesh: no reply");
+        return error(NO_REPLY.as_bytes());
     };
-    let Some(r) = p.reply.as_ref() else {
+    let active = table.active_clusters();
+    let count = active.len() as u64;
+    let idx = active.iter().position(|c| *c == p.cluster).map_or(count, |i| i as u64);
+    let Some(r) = p.answer.as_ref() else {
         return unexpected(table, p.cluster, "SCAN");
     };
     let root = r.root();
@@ -393,7 +304,7 @@ fn scan(idx: u64, count: u64, parts: &[Part], table: &RoutingTable) -> Bytes {
     else {
         return unexpected(table, p.cluster, "SCAN");
     };
-    let next = if server == 0 {
+    let next = if server == 0 || idx >= count {
         if idx + 1 < count {
             idx + 1
         } else {
