@@ -60,7 +60,7 @@ pub const TOPIC_SEPARATORS: &[u8] = b"/";
 pub fn key_separators(workload: WorkloadType) -> &'static [u8] {
     match workload {
         WorkloadType::Mqtt => TOPIC_SEPARATORS,
-        WorkloadType::Redis | WorkloadType::Influxdb | WorkloadType::Kafka | WorkloadType::Http => {
+        WorkloadType::Redis | WorkloadType::Influxdb | WorkloadType::Kafka | WorkloadType::Http | WorkloadType::Line => {
             KEY_SEPARATORS
         }
     }
@@ -486,7 +486,7 @@ mod tests {
         for key in ["user1", "user1/x", "user1.x", "user1:x"] {
             assert_eq!(name(&redis, key), "u", "{key}");
         }
-        for workload in ["influxdb", "kafka", "http"] {
+        for workload in ["influxdb", "kafka", "http", "line"] {
             let t = table(&format!("workload_type: {workload}\n{routes}"));
             assert_eq!(t.separators(), KEY_SEPARATORS, "{workload}");
         }
