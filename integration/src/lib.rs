@@ -13,6 +13,7 @@
 //!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
 //! * [`prometheus`]: Envoy's `/stats/prometheus` parsed into (name, labels) -> value.
 //! * [`servers`]: redis-server, json-server, native daemons.
+//! * [`mosquitto`]: mosquitto brokers, `mosquitto_pub`/`mosquitto_sub`, paho-mqtt scripts.
 //! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
 //!   filter) and redis-cli.
 //! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
@@ -32,6 +33,7 @@ pub mod bridge;
 pub mod demo;
 pub mod mesh;
 pub mod envoy;
+pub mod mosquitto;
 pub mod paths;
 pub mod ports;
 pub mod process;
@@ -46,4 +48,5 @@ pub use envoy::{Envoy, EnvoyConfig, EnvoyOptions, WasmPlugin};
 pub use ports::{free_port, free_ports};
 pub use process::{http_get, wait_for, wait_tcp, Proc, TestDir};
 pub use relay::{Dir, Relay};
+pub use mosquitto::{Mosquitto, MosquittoSub};
 pub use servers::{spawn_native, JsonServer, Redis};

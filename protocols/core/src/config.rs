@@ -83,7 +83,8 @@ pub enum TypeProxy {
 /// How a routing-table entry matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteType {
-    /// The shard key equals NAME, or starts with NAME followed by `:`, `/` or `.`.
+    /// The shard key equals NAME, or starts with NAME followed by a separator: `:`, `/` or `.`,
+    /// or for MQTT (topic levels) `/` only ([`crate::route::key_separators`]).
     Key,
     /// The shard key starts with NAME (raw byte prefix).
     Prefix,

@@ -8,7 +8,9 @@
 //!   longest match, default);
 //! * [`hash`]: versioned consistent hashing;
 //! * [`session`]: the sans-IO contract a protocol implements and a host shell drives;
-//! * [`metrics`]: what sessions count, drained by the host into Envoy's stats.
+//! * [`metrics`]: what sessions count, drained by the host into Envoy's stats;
+//! * [`topic_filter`]: MQTT topic filters (`+`, `#`) against the routing table: the clusters a
+//!   subscription must listen on.
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
@@ -18,6 +20,7 @@ pub mod hash;
 pub mod metrics;
 pub mod route;
 pub mod session;
+pub mod topic_filter;
 
 pub use config::{Config, ConfigError, RouteSpec, RouteTarget, RouteType, TypeProxy, WorkloadType};
 pub use hash::HashAlgorithm;

@@ -5,7 +5,9 @@
 //!    `{` and the next `}` is represented by that part alone (Redis Cluster's rule), for matching
 //!    and for hashing: `{user1}:cart` matches the route `user1` and lands with `user1`.
 //! 2. **Candidates.** A `key` or `hash` route NAME matches when the shard key equals NAME or
-//!    starts with NAME followed by `:`, `/` or `.`; a `prefix` route when the key starts with
+//!    starts with NAME followed by a separator of the table's workload (`:`, `/` or `.`;
+//!    for MQTT, whose topic levels are split by `/` only, `/`); a `prefix` route when the key
+//!    starts with
 //!    NAME; a `value` route when the payload contains NAME; the name `*` (key, prefix and hash
 //!    routes) matches any key, as the shortest possible match.
 //! 3. **Longest match wins.** Among all matching routes the longest NAME wins; on equal length
@@ -15,7 +17,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::config::{Config, RouteTarget, RouteType};
+use crate::config::{Config, RouteTarget, RouteType, WorkloadType};
 use crate::hash::{fnv1a64, HashRing};
 
 /// Index of a cluster in [`RoutingTable::clusters`]. Stable for the life of one table.
@@ -46,8 +48,23 @@ impl ClusterId {
     }
 }
 
-/// Characters that end a segment of a `key` route name.
+/// Characters that end a segment of a `key` route name (Redis keys, and every workload but
+/// MQTT).
 pub const KEY_SEPARATORS: &[u8] = b":/.";
+
+/// MQTT topic levels are separated by `/` only: `a.b` is one level, and a route `a` does not
+/// match the topic `a.b` (it does match `a/b`).
+pub const TOPIC_SEPARATORS: &[u8] = b"/";
+
+/// The separators of `key` and `hash` routes for a workload.
+pub fn key_separators(workload: WorkloadType) -> &'static [u8] {
+    match workload {
+        WorkloadType::Mqtt => TOPIC_SEPARATORS,
+        WorkloadType::Redis | WorkloadType::Influxdb | WorkloadType::Kafka | WorkloadType::Http | WorkloadType::Line => {
+            KEY_SEPARATORS
+        }
+    }
+}
 
 /// The most distinct clusters one table can name.
 pub const MAX_CLUSTERS: usize = 4096;
@@ -100,6 +117,8 @@ pub struct RoutingTable {
     default: ClusterId,
     local: ClusterId,
     hash_tags: bool,
+    /// What ends a segment of a `key` route name ([`key_separators`] of the workload).
+    separators: &'static [u8],
     /// `key` and `hash` routes by NAME.
     segments: FastMap<(usize, Target)>,
     /// `prefix` routes by NAME, and the distinct NAME lengths, longest first.
@@ -137,6 +156,7 @@ impl RoutingTable {
             default: ClusterId(0),
             local: ClusterId(0),
             hash_tags: config.hash_tags,
+            separators: key_separators(config.workload_type),
             segments: FastMap::default(),
             prefixes: FastMap::default(),
             prefix_lens: Vec::new(),
@@ -250,6 +270,44 @@ impl RoutingTable {
         self.local
     }
 
+    /// What ends a segment of a `key` or `hash` route NAME in this table.
+    pub fn separators(&self) -> &'static [u8] {
+        self.separators
+    }
+
+    /// Whether `{tag}` hash tags are honoured.
+    pub fn hash_tags(&self) -> bool {
+        self.hash_tags
+    }
+
+    /// The NAMEs of the `key`, `hash` and `prefix` routes (not `*`, not `value` routes): every
+    /// text a shard key can be matched against.
+    pub(crate) fn key_side_names(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.segments.keys().chain(self.prefixes.keys()).map(|k| &k[..])
+    }
+
+    /// The `value` routes: NAME (looked for in payloads) and cluster, longest NAME first.
+    pub(crate) fn value_routes(&self) -> impl Iterator<Item = (&[u8], ClusterId)> + '_ {
+        self.values.iter().map(|(name, _, c)| (&name[..], *c))
+    }
+
+    /// The clusters a route spreads keys over, when it is a hash route (`*` included).
+    pub(crate) fn hash_members(&self, route: &str) -> Option<Vec<ClusterId>> {
+        let target = if route == "*" {
+            self.catch_all.as_ref().map(|(_, t)| t)
+        } else {
+            let name = route.as_bytes();
+            self.segments
+                .get(name)
+                .or_else(|| self.prefixes.get(name))
+                .map(|(_, t)| t)
+        };
+        match target? {
+            Target::Hash(ring) => Some(ring.members().collect()),
+            Target::One(_) => None,
+        }
+    }
+
     /// The part of `key` that is matched and hashed (the hash tag when there is one).
     pub fn shard_key<'k>(&self, key: &'k [u8]) -> &'k [u8] {
         if self.hash_tags {
@@ -315,7 +373,7 @@ impl RoutingTable {
                 } else {
                     let mut end = sk.len();
                     while let Some((pos, head)) = sk.get(..end).and_then(|s| {
-                        let pos = s.iter().rposition(|b| KEY_SEPARATORS.contains(b))?;
+                        let pos = s.iter().rposition(|b| self.separators.contains(b))?;
                         Some((pos, s.get(..pos)?))
                     }) {
                         if let Some((idx, t)) = self.segments.get(head) {
@@ -409,6 +467,29 @@ mod tests {
         let c = t.route_message(Some(b"sensors"), Some(b"temperature 20C"));
         assert_eq!(t.cluster_name(c), "redis1-master");
         assert_eq!(t.active_cluster_names().collect::<Vec<_>>(), ["redis1-master", "redis2-master"]);
+    }
+
+    #[test]
+    fn mqtt_key_routes_split_on_slash_only() {
+        let routes = "default_cluster: d\nrouting_table:\n  user1: {cluster: u}\n  'a.b': {cluster: ab}\n";
+        let mqtt = table(&format!("workload_type: mqtt\n{routes}"));
+        assert_eq!(mqtt.separators(), b"/");
+        assert_eq!(name(&mqtt, "user1"), "u");
+        assert_eq!(name(&mqtt, "user1/x/y"), "u");
+        assert_eq!(name(&mqtt, "user1.x"), "d", "`.` is part of an MQTT topic level");
+        assert_eq!(name(&mqtt, "user1:x"), "d", "`:` is part of an MQTT topic level");
+        assert_eq!(name(&mqtt, "a.b/c"), "ab");
+        assert_eq!(name(&mqtt, "a.bc"), "d");
+        // The same routes for Redis keep splitting on `:`, `/` and `.`.
+        let redis = table(&format!("workload_type: redis\n{routes}"));
+        assert_eq!(redis.separators(), b":/.");
+        for key in ["user1", "user1/x", "user1.x", "user1:x"] {
+            assert_eq!(name(&redis, key), "u", "{key}");
+        }
+        for workload in ["influxdb", "kafka", "http", "line"] {
+            let t = table(&format!("workload_type: {workload}\n{routes}"));
+            assert_eq!(t.separators(), KEY_SEPARATORS, "{workload}");
+        }
     }
 
     #[test]
