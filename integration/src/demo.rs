@@ -105,8 +105,14 @@ impl Options {
                 "--check" => o.check = true,
                 "--free-ports" => o.free_ports = true,
                 "--duration" => {
-                    let v = args.next().context("--duration needs a number of seconds")?;
-                    let s: f64 = v.parse().ok().filter(|s: &f64| s.is_finite() && *s >= 0.0).with_context(|| format!("--duration {v}: not a number of seconds"))?;
+                    let v = args
+                        .next()
+                        .context("--duration needs a number of seconds")?;
+                    let s: f64 = v
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                        .with_context(|| format!("--duration {v}: not a number of seconds"))?;
                     o.duration = Some(Duration::from_secs_f64(s));
                 }
                 other => bail!("unknown argument {other:?}"),
@@ -152,7 +158,10 @@ fn install_signal_handlers() -> Result<()> {
         .name("signals".into())
         .spawn(move || {
             use tokio::signal::unix::{signal, SignalKind};
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = tx.send(Err(e.to_string()));
@@ -160,14 +169,17 @@ fn install_signal_handlers() -> Result<()> {
                 }
             };
             rt.block_on(async move {
-                let (mut int, mut term, mut hup) =
-                    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
-                        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-                        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                            let _ = tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
+                let (mut int, mut term, mut hup) = match (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::hangup()),
+                ) {
+                    (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
                 let _ = tx.send(Ok(()));
                 loop {
                     let name = tokio::select! {
@@ -292,7 +304,9 @@ fn more(text: &str) {
 
 /// A shell word: as is when safe, else single-quoted.
 fn shell_word(s: &str) -> String {
-    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
     if safe {
         s.to_owned()
     } else {
@@ -355,12 +369,32 @@ impl RedisPlan {
         Ok(RedisPlan {
             envoy_admin: port(17100)?,
             envoy_listen: port(17101)?,
-            dc1: BridgePorts { listen: port(17110)?, grpc: port(17111)?, admin: port(17112)? },
-            dc2: BridgePorts { listen: port(17210)?, grpc: port(17211)?, admin: port(17212)? },
+            dc1: BridgePorts {
+                listen: port(17110)?,
+                grpc: port(17111)?,
+                admin: port(17112)?,
+            },
+            dc2: BridgePorts {
+                listen: port(17210)?,
+                grpc: port(17211)?,
+                admin: port(17212)?,
+            },
             shards: vec![
-                Shard { name: "redis1-master", site: "dc1", port: port(17121)? },
-                Shard { name: "redis3-master", site: "dc1", port: port(17123)? },
-                Shard { name: "redis2-master", site: "dc2", port: port(17222)? },
+                Shard {
+                    name: "redis1-master",
+                    site: "dc1",
+                    port: port(17121)?,
+                },
+                Shard {
+                    name: "redis3-master",
+                    site: "dc1",
+                    port: port(17123)?,
+                },
+                Shard {
+                    name: "redis2-master",
+                    site: "dc2",
+                    port: port(17222)?,
+                },
             ],
             wan_delay: Duration::from_millis(10),
         })
@@ -413,7 +447,10 @@ impl RedisPlan {
             }
         }
         if site == "dc1" {
-            let _ = writeln!(t, "sites:\n  dc2: {{ grpc: \"http://127.0.0.1:{dc2_grpc}\" }}");
+            let _ = writeln!(
+                t,
+                "sites:\n  dc2: {{ grpc: \"http://127.0.0.1:{dc2_grpc}\" }}"
+            );
         }
         t
     }
@@ -434,15 +471,30 @@ fn start_redis_server(dir: &TestDir, name: &str, port: u16) -> Result<Proc> {
     let wd = dir.join(name);
     std::fs::create_dir_all(&wd)?;
     let mut cmd = Command::new(system_bin("redis-server")?);
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(&wd);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+    ])
+    .arg("--dir")
+    .arg(&wd);
     let mut p = Proc::spawn(dir, name, cmd)?;
     p.set_grace(Duration::from_secs(3));
-    p.wait_until(Duration::from_secs(10), &format!("{name} PONG on {port}"), || {
-        let mut c = connect(&format!("redis://127.0.0.1:{port}/"))?;
-        Ok(redis::cmd("PING").query::<String>(&mut c)? == "PONG")
-    })?;
+    p.wait_until(
+        Duration::from_secs(10),
+        &format!("{name} PONG on {port}"),
+        || {
+            let mut c = connect(&format!("redis://127.0.0.1:{port}/"))?;
+            Ok(redis::cmd("PING").query::<String>(&mut c)? == "PONG")
+        },
+    )?;
     Ok(p)
 }
 
@@ -458,7 +510,8 @@ impl RedisSites {
         let bridge_dc2 = Bridge::start_config(dir, "bridge-dc2", &plan.bridge_config("dc2", 0))?;
         let wan = Relay::start(plan.dc2.grpc)?;
         wan.set_delay(plan.wan_delay);
-        let bridge_dc1 = Bridge::start_config(dir, "bridge-dc1", &plan.bridge_config("dc1", wan.port()))?;
+        let bridge_dc1 =
+            Bridge::start_config(dir, "bridge-dc1", &plan.bridge_config("dc1", wan.port()))?;
         checkpoint()?;
         let plugin = WasmPlugin::new(PLUGIN, "", wasm, REDIS_FILTER_CONFIG);
         let mut cfg = EnvoyConfig::new()?
@@ -466,13 +519,25 @@ impl RedisSites {
             .listener(tcp_listener(
                 "redis_in",
                 plan.envoy_listen,
-                vec![wasm_network_filter(&plugin), tcp_proxy_filter("redis_in", "geomesh_bridge")],
+                vec![
+                    wasm_network_filter(&plugin),
+                    tcp_proxy_filter("redis_in", "geomesh_bridge"),
+                ],
             ))
             .cluster(bridge_cluster("geomesh_bridge", &bridge_dc1));
         cfg.admin_port = plan.envoy_admin;
         let mut envoy = Envoy::start_with(dir, "envoy-redis-dc1", &cfg, &EnvoyOptions::default())?;
-        envoy.proc().wait_tcp(plan.envoy_listen, Duration::from_secs(20))?;
-        Ok(RedisSites { envoy, bridge_dc1, wan, bridge_dc2, shards, plan })
+        envoy
+            .proc()
+            .wait_tcp(plan.envoy_listen, Duration::from_secs(20))?;
+        Ok(RedisSites {
+            envoy,
+            bridge_dc1,
+            wan,
+            bridge_dc2,
+            shards,
+            plan,
+        })
     }
 
     /// `redis://127.0.0.1:<Envoy listener>/`
@@ -481,7 +546,10 @@ impl RedisSites {
     }
 
     fn direct(&self, shard: &str) -> Result<redis::Connection> {
-        let s = self.plan.shard(shard).with_context(|| format!("no shard {shard}"))?;
+        let s = self
+            .plan
+            .shard(shard)
+            .with_context(|| format!("no shard {shard}"))?;
         connect(&format!("redis://127.0.0.1:{}/", s.port))
     }
 
@@ -535,7 +603,10 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     };
     let route = |key: &str| -> String { t.cluster_name(t.route(key.as_bytes())).to_owned() };
     let p = &r.plan;
-    say!("\n== Redis sharding (Écharde): one Redis at 127.0.0.1:{}, 3 shards on 2 sites ==", p.envoy_listen);
+    say!(
+        "\n== Redis sharding (Écharde): one Redis at 127.0.0.1:{}, 3 shards on 2 sites ==",
+        p.envoy_listen
+    );
     say!("the filter's configuration at dc1 (seed 004's table + a hash route):");
     for l in REDIS_FILTER_CONFIG.lines() {
         say!("  | {l}");
@@ -547,7 +618,12 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
 
     let mut c = connect(&r.url())?;
     let mut written: BTreeSet<String> = BTreeSet::new();
-    say!("  {:<CMD_W$} {:<PLACE_W$} {:>8}  reply", "command (redis crate, via Envoy)", "shard (by table)", "time");
+    say!(
+        "  {:<CMD_W$} {:<PLACE_W$} {:>8}  reply",
+        "command (redis crate, via Envoy)",
+        "shard (by table)",
+        "time"
+    );
     let sets = [
         ("user1", "alice"),
         ("user1:cart", "3 items"),
@@ -561,23 +637,55 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     ];
     for (k, v) in sets {
         let t0 = Instant::now();
-        let reply: Value = redis::cmd("SET").arg(k).arg(v).query(&mut c).with_context(|| format!("SET {k}"))?;
+        let reply: Value = redis::cmd("SET")
+            .arg(k)
+            .arg(v)
+            .query(&mut c)
+            .with_context(|| format!("SET {k}"))?;
         let took = t0.elapsed();
-        row(&format!("SET {k} {v:?}"), &place(&route(k)), Some(took), &show(&reply));
+        row(
+            &format!("SET {k} {v:?}"),
+            &place(&route(k)),
+            Some(took),
+            &show(&reply),
+        );
         ck.eq(&format!("SET {k}"), &reply, &Value::Okay)?;
         written.insert(k.to_owned());
     }
-    for (k, v) in [("user1", "alice"), ("{user1}:session", "s-42"), ("product:2", "desk"), ("nope", "")] {
+    for (k, v) in [
+        ("user1", "alice"),
+        ("{user1}:session", "s-42"),
+        ("product:2", "desk"),
+        ("nope", ""),
+    ] {
         let t0 = Instant::now();
-        let reply: Value = redis::cmd("GET").arg(k).query(&mut c).with_context(|| format!("GET {k}"))?;
+        let reply: Value = redis::cmd("GET")
+            .arg(k)
+            .query(&mut c)
+            .with_context(|| format!("GET {k}"))?;
         let took = t0.elapsed();
-        row(&format!("GET {k}"), &place(&route(k)), Some(took), &show(&reply));
-        let want = if v.is_empty() { Value::Nil } else { Value::BulkString(v.as_bytes().to_vec()) };
+        row(
+            &format!("GET {k}"),
+            &place(&route(k)),
+            Some(took),
+            &show(&reply),
+        );
+        let want = if v.is_empty() {
+            Value::Nil
+        } else {
+            Value::BulkString(v.as_bytes().to_vec())
+        };
         ck.eq(&format!("GET {k}"), &reply, &want)?;
     }
 
     // MSET / MGET: one command, split into one per shard, merged in the client's order.
-    let pairs = [("user1:name", "Alice"), ("product:4", "shade"), ("order:3", "chair x4"), ("news", "sunny"), ("stock", "12")];
+    let pairs = [
+        ("user1:name", "Alice"),
+        ("product:4", "shade"),
+        ("order:3", "chair x4"),
+        ("news", "sunny"),
+        ("stock", "12"),
+    ];
     let shards_of = |keys: &[&str]| -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
         for k in keys {
@@ -588,8 +696,19 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
     let split = shards_of(&keys);
     ck.eq("the MSET keys span every shard", split.len(), 3)?;
-    let split_text = split.iter().map(|(s, n)| format!("{n} on {s}")).collect::<Vec<_>>().join(", ");
-    let mset_text = format!("MSET {}", pairs.iter().map(|(k, v)| format!("{k} {v:?}")).collect::<Vec<_>>().join(" "));
+    let split_text = split
+        .iter()
+        .map(|(s, n)| format!("{n} on {s}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mset_text = format!(
+        "MSET {}",
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k} {v:?}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let mut cmd = redis::cmd("MSET");
     for (k, v) in pairs {
         cmd.arg(k).arg(v);
@@ -597,28 +716,62 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     }
     let t0 = Instant::now();
     let reply: Value = cmd.query(&mut c).context("MSET")?;
-    row(&mset_text, "3 shards, 2 sites", Some(t0.elapsed()), &show(&reply));
+    row(
+        &mset_text,
+        "3 shards, 2 sites",
+        Some(t0.elapsed()),
+        &show(&reply),
+    );
     more(&format!("(one MSET per shard: {split_text})"));
     ck.eq("MSET", &reply, &Value::Okay)?;
     for sh in &p.shards {
         let n = command_calls(r.direct(sh.name)?, "mset")?;
-        ck.eq(&format!("MSET calls on {} (INFO commandstats)", sh.name), n, 1)?;
+        ck.eq(
+            &format!("MSET calls on {} (INFO commandstats)", sh.name),
+            n,
+            1,
+        )?;
     }
     more("(INFO commandstats of each shard: exactly 1 MSET, no SET per key)");
-    let asked = ["stock", "user1", "missing", "product:1", "user1:name", "order:3"];
+    let asked = [
+        "stock",
+        "user1",
+        "missing",
+        "product:1",
+        "user1:name",
+        "order:3",
+    ];
     let t0 = Instant::now();
-    let reply: Value = redis::cmd("MGET").arg(&asked[..]).query(&mut c).context("MGET")?;
-    row(&format!("MGET {}", asked.join(" ")), "3 shards, 2 sites", Some(t0.elapsed()), &show(&reply));
+    let reply: Value = redis::cmd("MGET")
+        .arg(&asked[..])
+        .query(&mut c)
+        .context("MGET")?;
+    row(
+        &format!("MGET {}", asked.join(" ")),
+        "3 shards, 2 sites",
+        Some(t0.elapsed()),
+        &show(&reply),
+    );
     let want = Value::Array(
         ["12", "alice", "", "lamp", "Alice", "chair x4"]
             .iter()
-            .map(|v| if v.is_empty() { Value::Nil } else { Value::BulkString(v.as_bytes().to_vec()) })
+            .map(|v| {
+                if v.is_empty() {
+                    Value::Nil
+                } else {
+                    Value::BulkString(v.as_bytes().to_vec())
+                }
+            })
             .collect(),
     );
     ck.eq("MGET merged in the client's order", &reply, &want)?;
     for sh in &p.shards {
         let n = command_calls(r.direct(sh.name)?, "mget")?;
-        ck.eq(&format!("MGET calls on {} (INFO commandstats)", sh.name), n, 1)?;
+        ck.eq(
+            &format!("MGET calls on {} (INFO commandstats)", sh.name),
+            n,
+            1,
+        )?;
     }
     more("(one MGET per shard, merged in the client's order)");
 
@@ -632,23 +785,58 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     let union: BTreeSet<String> = direct.values().flatten().cloned().collect();
     let t0 = Instant::now();
     let all: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).context("KEYS")?;
-    row("KEYS *", "all 3 (union)", Some(t0.elapsed()), &format!("{} keys", all.len()));
-    ck.eq("KEYS * through geomesh = the union of the shards", all.iter().cloned().collect::<BTreeSet<_>>(), union.clone())?;
+    row(
+        "KEYS *",
+        "all 3 (union)",
+        Some(t0.elapsed()),
+        &format!("{} keys", all.len()),
+    );
+    ck.eq(
+        "KEYS * through geomesh = the union of the shards",
+        all.iter().cloned().collect::<BTreeSet<_>>(),
+        union.clone(),
+    )?;
     ck.eq("KEYS * = what was written", union, written.clone())?;
     let t0 = Instant::now();
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).context("DBSIZE")?;
-    let parts: Vec<String> = p.shards.iter().map(|s| direct[s.name].len().to_string()).collect();
-    row("DBSIZE", "all 3 (sum)", Some(t0.elapsed()), &format!("(integer) {n} = {} on {}", parts.join(" + "), p.shards.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")));
+    let parts: Vec<String> = p
+        .shards
+        .iter()
+        .map(|s| direct[s.name].len().to_string())
+        .collect();
+    row(
+        "DBSIZE",
+        "all 3 (sum)",
+        Some(t0.elapsed()),
+        &format!(
+            "(integer) {n} = {} on {}",
+            parts.join(" + "),
+            p.shards
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
     ck.eq("DBSIZE", n as usize, written.len())?;
 
     // RESP3: the crate sends HELLO 3; geomesh replays it on every shard it opens.
     let mut c3 = connect(&format!("{}?protocol=resp3", r.url()))?;
     let t0 = Instant::now();
-    let hello: Value = redis::cmd("HELLO").arg(3).query(&mut c3).context("HELLO 3")?;
+    let hello: Value = redis::cmd("HELLO")
+        .arg(3)
+        .query(&mut c3)
+        .context("HELLO 3")?;
     let took = t0.elapsed();
     let field = |name: &str| -> Option<Value> {
         match &hello {
-            Value::Map(m) => m.iter().find(|(k, _)| *k == Value::BulkString(name.as_bytes().to_vec()) || *k == Value::SimpleString(name.into())).map(|(_, v)| v.clone()),
+            Value::Map(m) => m
+                .iter()
+                .find(|(k, _)| {
+                    *k == Value::BulkString(name.as_bytes().to_vec())
+                        || *k == Value::SimpleString(name.into())
+                })
+                .map(|(_, v)| v.clone()),
             _ => None,
         }
     };
@@ -656,27 +844,65 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
         Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
         other => format!("{other:?}"),
     };
-    row("HELLO 3 (a RESP3 client)", &place("redis1-master"), Some(took), &format!("proto 3, redis {version} (the local shard answers)"));
-    ck.eq("HELLO 3 answers a RESP3 map with proto 3", field("proto"), Some(Value::Int(3)))?;
-    let _: Value = redis::cmd("HSET").arg("user1:profile").arg("name").arg("Alice").arg("city").arg("Lyon").query(&mut c3)?;
+    row(
+        "HELLO 3 (a RESP3 client)",
+        &place("redis1-master"),
+        Some(took),
+        &format!("proto 3, redis {version} (the local shard answers)"),
+    );
+    ck.eq(
+        "HELLO 3 answers a RESP3 map with proto 3",
+        field("proto"),
+        Some(Value::Int(3)),
+    )?;
+    let _: Value = redis::cmd("HSET")
+        .arg("user1:profile")
+        .arg("name")
+        .arg("Alice")
+        .arg("city")
+        .arg("Lyon")
+        .query(&mut c3)?;
     written.insert("user1:profile".into());
     let t0 = Instant::now();
-    let h: Value = redis::cmd("HGETALL").arg("user1:profile").query(&mut c3).context("HGETALL")?;
-    row("HGETALL user1:profile (RESP3)", &place(&route("user1:profile")), Some(t0.elapsed()), &format!("{} (a RESP3 map)", show(&h)));
+    let h: Value = redis::cmd("HGETALL")
+        .arg("user1:profile")
+        .query(&mut c3)
+        .context("HGETALL")?;
+    row(
+        "HGETALL user1:profile (RESP3)",
+        &place(&route("user1:profile")),
+        Some(t0.elapsed()),
+        &format!("{} (a RESP3 map)", show(&h)),
+    );
     let is_map = matches!(&h, Value::Map(m) if m.len() == 2);
-    ck.that(is_map, || format!("HGETALL over RESP3 from dc2 is a map of 2: {h:?}"))?;
+    ck.that(is_map, || {
+        format!("HGETALL over RESP3 from dc2 is a map of 2: {h:?}")
+    })?;
     for sh in ["redis1-master", "redis2-master"] {
         let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut r.direct(sh)?)?;
-        ck.that(list.contains("resp=3"), || format!("{sh} has a RESP3 connection from geomesh: CLIENT LIST = {list}"))?;
+        ck.that(list.contains("resp=3"), || {
+            format!("{sh} has a RESP3 connection from geomesh: CLIENT LIST = {list}")
+        })?;
     }
     more("(CLIENT LIST on redis1-master and redis2-master: a resp=3 connection each, HELLO 3 replayed)");
     let t0 = Instant::now();
-    let v: Value = redis::cmd("MGET").arg("user1").arg("product:3").query(&mut c3)?;
-    row("MGET user1 product:3 (RESP3)", "2 sites", Some(t0.elapsed()), &show(&v));
+    let v: Value = redis::cmd("MGET")
+        .arg("user1")
+        .arg("product:3")
+        .query(&mut c3)?;
+    row(
+        "MGET user1 product:3 (RESP3)",
+        "2 sites",
+        Some(t0.elapsed()),
+        &show(&v),
+    );
     ck.eq(
         "MGET over RESP3",
         &v,
-        &Value::Array(vec![Value::BulkString(b"alice".to_vec()), Value::BulkString(b"chair".to_vec())]),
+        &Value::Array(vec![
+            Value::BulkString(b"alice".to_vec()),
+            Value::BulkString(b"chair".to_vec()),
+        ]),
     )?;
 
     // Pub/sub: a subscriber through geomesh listens on every shard a message on its channel can
@@ -697,38 +923,97 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     }
     let mut sub_con = connect(&r.url())?;
     let mut sub = sub_con.as_pubsub();
-    sub.subscribe("news").context("SUBSCRIBE news through geomesh")?;
+    sub.subscribe("news")
+        .context("SUBSCRIBE news through geomesh")?;
     sub.set_read_timeout(Some(Duration::from_secs(5)))?;
     // geomesh listens where a message on `news` can be published: the channel's hash target
     // and the `alert` value route's cluster, not on every shard.
-    let listen: Vec<String> = t.message_clusters(b"news").into_iter().map(|id| t.cluster_name(id).to_owned()).collect();
+    let listen: Vec<String> = t
+        .message_clusters(b"news")
+        .into_iter()
+        .map(|id| t.cluster_name(id).to_owned())
+        .collect();
     for sh in &p.shards {
-        let v: Vec<Value> = redis::cmd("PUBSUB").arg("NUMSUB").arg("news").query(&mut r.direct(sh.name)?)?;
-        let want = if listen.iter().any(|l| l == sh.name) { 2 } else { 1 };
-        ck.eq(&format!("subscribers of news on {} (direct one + geomesh's where it listens)", sh.name), v.get(1), Some(&Value::Int(want)))?;
+        let v: Vec<Value> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("news")
+            .query(&mut r.direct(sh.name)?)?;
+        let want = if listen.iter().any(|l| l == sh.name) {
+            2
+        } else {
+            1
+        };
+        ck.eq(
+            &format!(
+                "subscribers of news on {} (direct one + geomesh's where it listens)",
+                sh.name
+            ),
+            v.get(1),
+            Some(&Value::Int(want)),
+        )?;
     }
-    row("SUBSCRIBE news (a 2nd client)", &format!("{} shards", listen.len()), None, "subscribed");
+    row(
+        "SUBSCRIBE news (a 2nd client)",
+        &format!("{} shards", listen.len()),
+        None,
+        "subscribed",
+    );
     more(&format!("(on {}: where a message on news can be published: the channel's hash shard, the alert route's)", listen.join(" and ")));
-    let msgs = [("news", "new lamps in stock"), ("news", "alert: warehouse door open")];
+    let msgs = [
+        ("news", "new lamps in stock"),
+        ("news", "alert: warehouse door open"),
+    ];
     let mut expected_on: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (ch, payload) in msgs {
-        let target = t.cluster_name(t.route_message(Some(ch.as_bytes()), Some(payload.as_bytes()))).to_owned();
-        let why = if payload.contains("alert") { "value route: holds \"alert\"" } else { "hash of the channel" };
+        let target = t
+            .cluster_name(t.route_message(Some(ch.as_bytes()), Some(payload.as_bytes())))
+            .to_owned();
+        let why = if payload.contains("alert") {
+            "value route: holds \"alert\""
+        } else {
+            "hash of the channel"
+        };
         let t0 = Instant::now();
-        let n: i64 = redis::cmd("PUBLISH").arg(ch).arg(payload).query(&mut c).context("PUBLISH")?;
-        row(&format!("PUBLISH {ch} {payload:?}"), &place(&target), Some(t0.elapsed()), &format!("(integer) {n}  ({why})"));
-        ck.eq("PUBLISH receivers (geomesh's subscription + the direct subscriber of that shard)", n, 2)?;
-        expected_on.entry(p.shard(&target).map(|s| s.name).unwrap_or("?")).or_default().push(payload.to_owned());
+        let n: i64 = redis::cmd("PUBLISH")
+            .arg(ch)
+            .arg(payload)
+            .query(&mut c)
+            .context("PUBLISH")?;
+        row(
+            &format!("PUBLISH {ch} {payload:?}"),
+            &place(&target),
+            Some(t0.elapsed()),
+            &format!("(integer) {n}  ({why})"),
+        );
+        ck.eq(
+            "PUBLISH receivers (geomesh's subscription + the direct subscriber of that shard)",
+            n,
+            2,
+        )?;
+        expected_on
+            .entry(p.shard(&target).map(|s| s.name).unwrap_or("?"))
+            .or_default()
+            .push(payload.to_owned());
     }
     let mut got = Vec::new();
     for _ in msgs {
-        let m = sub.get_message().context("the subscriber through geomesh")?;
+        let m = sub
+            .get_message()
+            .context("the subscriber through geomesh")?;
         got.push(m.get_payload::<String>()?);
     }
     got.sort();
     let mut want: Vec<String> = msgs.iter().map(|(_, p)| p.to_string()).collect();
     want.sort();
-    row("the subscriber through geomesh got", "", None, &got.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", "));
+    row(
+        "the subscriber through geomesh got",
+        "",
+        None,
+        &got.iter()
+            .map(|m| format!("{m:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     ck.eq("messages received through geomesh", got, want)?;
     for (name, ps) in dsubs.iter_mut() {
         let mut seen = Vec::new();
@@ -736,7 +1021,11 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
             seen.push(m.get_payload::<String>()?);
         }
         let want = expected_on.get(name).cloned().unwrap_or_default();
-        ck.eq(&format!("messages published on {name} (its direct subscriber)"), &seen, &want)?;
+        ck.eq(
+            &format!("messages published on {name} (its direct subscriber)"),
+            &seen,
+            &want,
+        )?;
     }
     drop(sub);
     drop(dsubs);
@@ -745,10 +1034,29 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
     say!("\n  where the keys are (each shard read directly with KEYS *, not through geomesh):");
     for s in &p.shards {
         let mut d = r.direct(s.name)?;
-        let keys: BTreeSet<String> = redis::cmd("KEYS").arg("*").query::<Vec<String>>(&mut d)?.into_iter().collect();
-        say!("  {:<14} {} :{:<6} {:>2} keys  {}", s.name, s.site, s.port, keys.len(), keys.iter().cloned().collect::<Vec<_>>().join(" "));
-        let want: BTreeSet<String> = written.iter().filter(|k| route(k) == s.name).cloned().collect();
-        ck.eq(&format!("keys on {} = the keys the table puts there", s.name), keys, want)?;
+        let keys: BTreeSet<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query::<Vec<String>>(&mut d)?
+            .into_iter()
+            .collect();
+        say!(
+            "  {:<14} {} :{:<6} {:>2} keys  {}",
+            s.name,
+            s.site,
+            s.port,
+            keys.len(),
+            keys.iter().cloned().collect::<Vec<_>>().join(" ")
+        );
+        let want: BTreeSet<String> = written
+            .iter()
+            .filter(|k| route(k) == s.name)
+            .cloned()
+            .collect();
+        ck.eq(
+            &format!("keys on {} = the keys the table puts there", s.name),
+            keys,
+            want,
+        )?;
     }
     say!("  every key is on the shard the routing table names, and only there");
 
@@ -764,7 +1072,9 @@ fn redis_section(r: &RedisSites, ck: &mut Checks) -> Result<()> {
         stat_u64(&s1, "site.dc2.rtt_us") as f64 / 1000.0,
         tunnels
     );
-    ck.that(remote > 0 && tunnels > 0, || format!("dc1 remote_channels_total {remote}, dc2 tunnels_in_total {tunnels}"))?;
+    ck.that(remote > 0 && tunnels > 0, || {
+        format!("dc1 remote_channels_total {remote}, dc2 tunnels_in_total {tunnels}")
+    })?;
     Ok(())
 }
 
@@ -788,10 +1098,18 @@ impl Answer {
 
 fn get(c: &reqwest::blocking::Client, url: &str, scope: &str) -> Result<Answer> {
     let t0 = Instant::now();
-    let r = c.get(url).header("x-scope", scope).send().with_context(|| format!("GET {url}"))?;
+    let r = c
+        .get(url)
+        .header("x-scope", scope)
+        .send()
+        .with_context(|| format!("GET {url}"))?;
     let status = r.status().as_u16();
     let body = r.text()?;
-    Ok(Answer { status, body, took: t0.elapsed() })
+    Ok(Answer {
+        status,
+        body,
+        took: t0.elapsed(),
+    })
 }
 
 fn scope_row(scope: &str, result: &str, took: Duration) {
@@ -799,11 +1117,17 @@ fn scope_row(scope: &str, result: &str, took: Duration) {
 }
 
 fn image_up(d: &geomesh_scope::health::SitesDocument, site: &str) -> Option<bool> {
-    d.sites.iter().find(|s| s.name == site).and_then(|s| s.services.get("image").copied())
+    d.sites
+        .iter()
+        .find(|s| s.name == site)
+        .and_then(|s| s.services.get("image").copied())
 }
 
 fn rtt(d: &geomesh_scope::health::SitesDocument, site: &str) -> Option<f64> {
-    d.sites.iter().find(|s| s.name == site).and_then(|s| s.rtt_ms)
+    d.sites
+        .iter()
+        .find(|s| s.name == site)
+        .and_then(|s| s.rtt_ms)
 }
 
 fn scope_section(topo: &mut ScopeTopology, ck: &mut Checks) -> Result<()> {
@@ -815,24 +1139,49 @@ fn scope_section(topo: &mut ScopeTopology, ck: &mut Checks) -> Result<()> {
         "every request enters at DC 1 (compute {}, image {}); WAN links: {}",
         topo.url(0, "compute"),
         topo.url(0, "image"),
-        SCOPE_DELAYS.iter().map(|(a, b, d)| format!("DC {}⇄DC {} +{d} ms each way", a + 1, b + 1)).collect::<Vec<_>>().join(", ")
+        SCOPE_DELAYS
+            .iter()
+            .map(|(a, b, d)| format!("DC {}⇄DC {} +{d} ms each way", a + 1, b + 1))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     say!("s (compute) calls t (image) through its own site's Envoy, forwarding x-scope as apps forward headers.\n");
 
     let compute = |scope: &str, want: (&str, &str), ck: &mut Checks| -> Result<()> {
         let a = get(&c, &compute_url, scope)?;
-        let v: serde_json::Value = serde_json::from_str(&a.body).with_context(|| format!("compute answered {} {}", a.status, a.body))?;
-        let got = (v["site"].as_str().unwrap_or("?").to_owned(), v["image"]["site"].as_str().unwrap_or("?").to_owned());
-        scope_row(scope, &format!("{} compute@{} -> image@{}", a.status, got.0, got.1), a.took);
-        ck.eq(&format!("x-scope {scope}: (compute, image) sites"), (a.status, got), (200, (want.0.to_owned(), want.1.to_owned())))
+        let v: serde_json::Value = serde_json::from_str(&a.body)
+            .with_context(|| format!("compute answered {} {}", a.status, a.body))?;
+        let got = (
+            v["site"].as_str().unwrap_or("?").to_owned(),
+            v["image"]["site"].as_str().unwrap_or("?").to_owned(),
+        );
+        scope_row(
+            scope,
+            &format!("{} compute@{} -> image@{}", a.status, got.0, got.1),
+            a.took,
+        );
+        ck.eq(
+            &format!("x-scope {scope}: (compute, image) sites"),
+            (a.status, got),
+            (200, (want.0.to_owned(), want.1.to_owned())),
+        )
     };
     let image = |scope: &str, want_status: u16, want_line: &str, ck: &mut Checks| -> Result<()> {
         let a = get(&c, &image_url, scope)?;
         scope_row(scope, &format!("{} {}", a.status, a.first_line()), a.took);
-        ck.eq(&format!("x-scope {scope}: answer"), (a.status, a.first_line()), (want_status, want_line))
+        ck.eq(
+            &format!("x-scope {scope}: answer"),
+            (a.status, a.first_line()),
+            (want_status, want_line),
+        )
     };
     let wait_image = |topo: &ScopeTopology, site: &str, up: bool| -> Result<()> {
-        topo.wait_sites(0, Duration::from_secs(20), &format!("{site}'s image {}", if up { "up" } else { "down" }), |d| image_up(d, site) == Some(up))?;
+        topo.wait_sites(
+            0,
+            Duration::from_secs(20),
+            &format!("{site}'s image {}", if up { "up" } else { "down" }),
+            |d| image_up(d, site) == Some(up),
+        )?;
         Ok(())
     };
 
@@ -855,9 +1204,15 @@ fn scope_section(topo: &mut ScopeTopology, ck: &mut Checks) -> Result<()> {
     checkpoint()?;
 
     say!("  around(site, radius): the site, then the others within the radius, nearest first:");
-    let d = topo.wait_sites(0, Duration::from_secs(20), "RTTs measured through the WAN relays", |d| {
-        rtt(d, "DC 2").is_some_and(|r| r > 60.0) && rtt(d, "DC 3").is_some_and(|r| (5.0..30.0).contains(&r))
-    })?;
+    let d = topo.wait_sites(
+        0,
+        Duration::from_secs(20),
+        "RTTs measured through the WAN relays",
+        |d| {
+            rtt(d, "DC 2").is_some_and(|r| r > 60.0)
+                && rtt(d, "DC 3").is_some_and(|r| (5.0..30.0).contains(&r))
+        },
+    )?;
     say!(
         "  RTTs measured by DC 1's agent: DC 2 {:.1} ms, DC 3 {:.1} ms",
         rtt(&d, "DC 2").unwrap_or(f64::NAN),
@@ -868,10 +1223,23 @@ fn scope_section(topo: &mut ScopeTopology, ck: &mut Checks) -> Result<()> {
     wait_image(topo, "DC 1", false)?;
     say!("  (DC 1's image stopped)");
     image("{ image: around(DC 1, 50ms) }", 200, "IMAGE cat @ DC 3", ck)?;
-    image("{ image: around(DC 1, 200ms) }", 200, "IMAGE cat @ DC 3", ck)?;
+    image(
+        "{ image: around(DC 1, 200ms) }",
+        200,
+        "IMAGE cat @ DC 3",
+        ck,
+    )?;
     let a = get(&c, &image_url, "{ image: around(DC 1, 5ms) }")?;
-    scope_row("{ image: around(DC 1, 5ms) }", &format!("{} {}", a.status, a.first_line()), a.took);
-    ck.eq("around(DC 1, 5ms) with DC 1 down: 503, never served elsewhere", a.status, 503)?;
+    scope_row(
+        "{ image: around(DC 1, 5ms) }",
+        &format!("{} {}", a.status, a.first_line()),
+        a.took,
+    );
+    ck.eq(
+        "around(DC 1, 5ms) with DC 1 down: 503, never served elsewhere",
+        a.status,
+        503,
+    )?;
     topo.restart_instance(0, "image")?;
     wait_image(topo, "DC 1", true)?;
     say!("  (DC 1's image started again)");
@@ -880,10 +1248,22 @@ fn scope_section(topo: &mut ScopeTopology, ck: &mut Checks) -> Result<()> {
     say!("  errors are answered, never served locally:");
     let served_before = topo.instance_stats(0, "image")?["requests"].as_u64();
     let a = get(&c, &image_url, "{ image: DC 9 }")?;
-    scope_row("{ image: DC 9 }", &format!("{} {}", a.status, a.first_line()), a.took);
-    ck.eq("unknown site", (a.status, a.first_line()), (400, "scope: unknown site 'DC 9'"))?;
+    scope_row(
+        "{ image: DC 9 }",
+        &format!("{} {}", a.status, a.first_line()),
+        a.took,
+    );
+    ck.eq(
+        "unknown site",
+        (a.status, a.first_line()),
+        (400, "scope: unknown site 'DC 9'"),
+    )?;
     let served_after = topo.instance_stats(0, "image")?["requests"].as_u64();
-    ck.eq("DC 1's image served nothing for the bad scope", served_after, served_before)?;
+    ck.eq(
+        "DC 1's image served nothing for the bad scope",
+        served_after,
+        served_before,
+    )?;
 
     Ok(())
 }
@@ -912,7 +1292,8 @@ fn app_item(t: &ReplicationTopology, i: usize, name: &str) -> Result<Option<serd
     if st != 200 {
         bail!("{}'s json-server GET /images: {st} {v}", t.plan.sites[i]);
     }
-    Ok(v.as_array().and_then(|a| a.iter().find(|x| x["name"] == name).cloned()))
+    Ok(v.as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == name).cloned()))
 }
 
 fn replication_section(t: &ReplicationTopology, ck: &mut Checks) -> Result<()> {
@@ -925,20 +1306,46 @@ fn replication_section(t: &ReplicationTopology, ck: &mut Checks) -> Result<()> {
     let scope = "{ image: DC 1 & DC 2 }";
     let body = json!({ "name": "cat.png", "size": 3 });
     let t0 = Instant::now();
-    let r = c.post(format!("{}/images", t.url(0))).header("x-scope", scope).json(&body).send().context("POST /images")?;
+    let r = c
+        .post(format!("{}/images", t.url(0)))
+        .header("x-scope", scope)
+        .json(&body)
+        .send()
+        .context("POST /images")?;
     let took = t0.elapsed();
     let status = r.status().as_u16();
-    let hdr = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let hdr = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
     let replica = hdr("x-geomesh-replica");
     let text = r.text()?;
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     let meta = v["id"].as_str().unwrap_or("").to_owned();
     say!("  POST /images {body} at DC 1, x-scope: {scope}");
-    say!("  {:<CMD_W$} {:>8}  {status} {text}  (answered by {replica}'s replica)", "", ms(took));
-    ck.that(status == 201 && meta.len() == 29 && meta.starts_with("gm-"), || format!("replicated create: {status} {text}"))?;
-    ck.eq("the create's answer comes from DC 1's replica", replica.as_str(), "DC 1")?;
+    say!(
+        "  {:<CMD_W$} {:>8}  {status} {text}  (answered by {replica}'s replica)",
+        "",
+        ms(took)
+    );
+    ck.that(
+        status == 201 && meta.len() == 29 && meta.starts_with("gm-"),
+        || format!("replicated create: {status} {text}"),
+    )?;
+    ck.eq(
+        "the create's answer comes from DC 1's replica",
+        replica.as_str(),
+        "DC 1",
+    )?;
     // The other replica is written by the leader's agent, maybe just after the answer.
-    wait_for(Duration::from_secs(15), "DC 2's json-server holds the replica", || Ok(app_item(t, 1, "cat.png")?.is_some()))?;
+    wait_for(
+        Duration::from_secs(15),
+        "DC 2's json-server holds the replica",
+        || Ok(app_item(t, 1, "cat.png")?.is_some()),
+    )?;
     say!("  each site's json-server, read directly:");
     let mut local_ids = BTreeMap::new();
     for (i, site) in t.plan.sites.iter().enumerate() {
@@ -957,28 +1364,74 @@ fn replication_section(t: &ReplicationTopology, ck: &mut Checks) -> Result<()> {
         .iter()
         .map(|s| (s.to_string(), rec["replicas"][*s]["local_id"].clone()))
         .collect();
-    say!("  DC 1's agent (the leader) maps {meta} -> {}", recorded.iter().map(|(s, id)| format!("{s}: {id}")).collect::<Vec<_>>().join(", "));
-    ck.eq("the leader's record of the replica ids", (st, recorded), (200, local_ids.clone()))?;
-    ck.that(local_ids.get("DC 1") != local_ids.get("DC 2"), || format!("different local ids per site: {local_ids:?}"))?;
+    say!(
+        "  DC 1's agent (the leader) maps {meta} -> {}",
+        recorded
+            .iter()
+            .map(|(s, id)| format!("{s}: {id}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ck.eq(
+        "the leader's record of the replica ids",
+        (st, recorded),
+        (200, local_ids.clone()),
+    )?;
+    ck.that(local_ids.get("DC 1") != local_ids.get("DC 2"), || {
+        format!("different local ids per site: {local_ids:?}")
+    })?;
 
     let t0 = Instant::now();
     let r = c.get(format!("{}/images/{meta}", t.url(1))).send()?;
-    let (status, replica) = (r.status().as_u16(), r.headers().get("x-geomesh-replica").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned());
+    let (status, replica) = (
+        r.status().as_u16(),
+        r.headers()
+            .get("x-geomesh-replica")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+    );
     let got: serde_json::Value = r.json().unwrap_or(serde_json::Value::Null);
-    say!("  GET /images/{meta} at DC 2 -> {status} {got}  ({replica}'s replica, {})", ms(t0.elapsed()));
-    ck.eq("read by meta-id at DC 2", (status, got["id"].as_str(), replica.as_str()), (200, Some(meta.as_str()), "DC 2"))?;
+    say!(
+        "  GET /images/{meta} at DC 2 -> {status} {got}  ({replica}'s replica, {})",
+        ms(t0.elapsed())
+    );
+    ck.eq(
+        "read by meta-id at DC 2",
+        (status, got["id"].as_str(), replica.as_str()),
+        (200, Some(meta.as_str()), "DC 2"),
+    )?;
 
     let t0 = Instant::now();
-    let r = c.patch(format!("{}/images/{meta}", t.url(1))).json(&json!({ "size": 4 })).send()?;
+    let r = c
+        .patch(format!("{}/images/{meta}", t.url(1)))
+        .json(&json!({ "size": 4 }))
+        .send()?;
     let status = r.status().as_u16();
     let text = r.text()?;
-    say!("  PATCH /images/{meta} {{\"size\":4}} at DC 2 -> {status} {text}  ({})", ms(t0.elapsed()));
-    ck.eq("update through DC 2 (it submits to the leader)", status, 200)?;
-    wait_for(Duration::from_secs(15), "the update on both replicas", || {
-        Ok(app_item(t, 0, "cat.png")?.is_some_and(|x| x["size"] == 4) && app_item(t, 1, "cat.png")?.is_some_and(|x| x["size"] == 4))
-    })?;
+    say!(
+        "  PATCH /images/{meta} {{\"size\":4}} at DC 2 -> {status} {text}  ({})",
+        ms(t0.elapsed())
+    );
+    ck.eq(
+        "update through DC 2 (it submits to the leader)",
+        status,
+        200,
+    )?;
+    wait_for(
+        Duration::from_secs(15),
+        "the update on both replicas",
+        || {
+            Ok(app_item(t, 0, "cat.png")?.is_some_and(|x| x["size"] == 4)
+                && app_item(t, 1, "cat.png")?.is_some_and(|x| x["size"] == 4))
+        },
+    )?;
     say!("  both json-servers now hold size 4 (each under its own id); DC 3 still holds nothing");
-    ck.eq("DC 3 holds nothing", app_item(t, 2, "cat.png")?.is_none(), true)?;
+    ck.eq(
+        "DC 3 holds nothing",
+        app_item(t, 2, "cat.png")?.is_none(),
+        true,
+    )?;
     Ok(())
 }
 
@@ -1021,7 +1474,10 @@ impl Demo {
     fn dead(&mut self) -> Vec<String> {
         self.procs()
             .into_iter()
-            .filter_map(|(n, p)| p.try_exit_status().map(|s| format!("{n} ({s}; log {})", p.stderr_path().display())))
+            .filter_map(|(n, p)| {
+                p.try_exit_status()
+                    .map(|s| format!("{n} ({s}; log {})", p.stderr_path().display()))
+            })
             .collect()
     }
 
@@ -1048,33 +1504,92 @@ fn print_table(d: &mut Demo) {
     let r = d.redis.plan.clone();
     let sp = d.scope.plan.clone();
     let mut rows: Vec<(String, String, String, u32)> = Vec::new();
-    rows.push(("dc1".into(), "envoy + geomesh_filter_redis.wasm".into(), format!("redis :{}  admin :{}", r.envoy_listen, r.envoy_admin), d.redis.envoy.proc().pid()));
-    for (site, b, p) in [("dc1", &r.dc1, &d.redis.bridge_dc1.proc), ("dc2", &r.dc2, &d.redis.bridge_dc2.proc)] {
-        rows.push((site.into(), "geomesh-bridge".into(), format!("filters :{}  gRPC :{}  admin :{}", b.listen, b.grpc, b.admin), p.pid()));
+    rows.push((
+        "dc1".into(),
+        "envoy + geomesh_filter_redis.wasm".into(),
+        format!("redis :{}  admin :{}", r.envoy_listen, r.envoy_admin),
+        d.redis.envoy.proc().pid(),
+    ));
+    for (site, b, p) in [
+        ("dc1", &r.dc1, &d.redis.bridge_dc1.proc),
+        ("dc2", &r.dc2, &d.redis.bridge_dc2.proc),
+    ] {
+        rows.push((
+            site.into(),
+            "geomesh-bridge".into(),
+            format!(
+                "filters :{}  gRPC :{}  admin :{}",
+                b.listen, b.grpc, b.admin
+            ),
+            p.pid(),
+        ));
     }
     for (s, p) in &d.redis.shards {
-        rows.push((s.site.into(), format!("redis-server {}", s.name), format!(":{}", s.port), p.pid()));
+        rows.push((
+            s.site.into(),
+            format!("redis-server {}", s.name),
+            format!(":{}", s.port),
+            p.pid(),
+        ));
     }
     for (i, s) in d.scope.sites.iter_mut().enumerate() {
         let ports = &sp.ports[i];
         if i == 0 {
             rows.push(("".into(), "-- scope-lang sites --".into(), String::new(), 0));
         }
-        rows.push((s.name.clone(), "envoy + geomesh_filter_scope.wasm".into(), format!("compute :{}  image :{}  admin :{}", ports.listeners["compute"], ports.listeners["image"], ports.admin), s.envoy.proc().pid()));
-        rows.push((s.name.clone(), "geomesh-agent".into(), format!(":{}", ports.agent), s.agent.pid()));
+        rows.push((
+            s.name.clone(),
+            "envoy + geomesh_filter_scope.wasm".into(),
+            format!(
+                "compute :{}  image :{}  admin :{}",
+                ports.listeners["compute"], ports.listeners["image"], ports.admin
+            ),
+            s.envoy.proc().pid(),
+        ));
+        rows.push((
+            s.name.clone(),
+            "geomesh-agent".into(),
+            format!(":{}", ports.agent),
+            s.agent.pid(),
+        ));
         for (svc, p) in &s.instances {
             let role = if svc == "compute" { "s" } else { "t" };
-            rows.push((s.name.clone(), format!("{role} ({svc} instance)"), format!(":{}", ports.instances[svc]), p.pid()));
+            rows.push((
+                s.name.clone(),
+                format!("{role} ({svc} instance)"),
+                format!(":{}", ports.instances[svc]),
+                p.pid(),
+            ));
         }
     }
     let rp = d.repl.plan.clone();
-    rows.push(("".into(), "-- replication sites --".into(), String::new(), 0));
+    rows.push((
+        "".into(),
+        "-- replication sites --".into(),
+        String::new(),
+        0,
+    ));
     for (i, s) in d.repl.sites.iter_mut().enumerate() {
         let ports = &rp.ports[i];
         let pid = |p: Option<&mut Proc>| p.map(|p| p.pid()).unwrap_or(0);
-        rows.push((s.name.clone(), "envoy + scope filter (http.replication)".into(), format!("image :{}  admin :{}", ports.listener, ports.admin), pid(s.envoy.as_mut().map(|e| e.proc()))));
-        rows.push((s.name.clone(), "geomesh-agent (replication)".into(), format!("API :{}  proxy :{}", ports.agent, ports.proxy), pid(s.agent.as_mut())));
-        rows.push((s.name.clone(), "json-server 0.17 (image instance)".into(), format!(":{}", ports.instance), pid(s.app.as_mut())));
+        rows.push((
+            s.name.clone(),
+            "envoy + scope filter (http.replication)".into(),
+            format!("image :{}  admin :{}", ports.listener, ports.admin),
+            pid(s.envoy.as_mut().map(|e| e.proc())),
+        ));
+        rows.push((
+            s.name.clone(),
+            "geomesh-agent (replication)".into(),
+            format!("API :{}  proxy :{}", ports.agent, ports.proxy),
+            pid(s.agent.as_mut()),
+        ));
+        rows.push((
+            s.name.clone(),
+            "json-server 0.17 (image instance)".into(),
+            format!(":{}", ports.instance),
+            pid(s.app.as_mut()),
+        ));
     }
     say!("\n== what runs where (all on 127.0.0.1) ==");
     say!("  {:<6} {:<40} {:<44} pid", "site", "process", "ports");
@@ -1111,35 +1626,144 @@ struct Try {
 fn tries(d: &Demo) -> Vec<Try> {
     let r = &d.redis.plan;
     let p = r.envoy_listen.to_string();
-    let dc2 = r.shard("redis2-master").map(|s| s.port).unwrap_or(0).to_string();
+    let dc2 = r
+        .shard("redis2-master")
+        .map(|s| s.port)
+        .unwrap_or(0)
+        .to_string();
     let sv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let sp = &d.scope.plan;
-    let compute = format!("http://127.0.0.1:{}/compute/cat", sp.ports[0].listeners["compute"]);
-    let image = format!("http://127.0.0.1:{}/image/cat?size=0", sp.ports[0].listeners["image"]);
+    let compute = format!(
+        "http://127.0.0.1:{}/compute/cat",
+        sp.ports[0].listeners["compute"]
+    );
+    let image = format!(
+        "http://127.0.0.1:{}/image/cat?size=0",
+        sp.ports[0].listeners["image"]
+    );
     let agent = format!("http://127.0.0.1:{}/", sp.ports[0].agent);
     vec![
-        Try { what: "a key of user1 goes to dc2", argv: sv(&["redis-cli", "-p", &p, "set", "user1:color", "blue"]), expect: Expect::Contains("OK") },
-        Try { what: "one MGET, answered by 2 sites", argv: sv(&["redis-cli", "-p", &p, "mget", "user1", "product:1", "order:1"]), expect: Expect::Contains("alice") },
-        Try { what: "the union of the 3 shards", argv: sv(&["redis-cli", "-p", &p, "keys", "*"]), expect: Expect::Contains("product:1") },
-        Try { what: "what dc2's shard holds (directly)", argv: sv(&["redis-cli", "-p", &dc2, "keys", "*"]), expect: Expect::Contains("user1:color") },
-        Try { what: "RESP3 (HELLO 3 replayed on each shard)", argv: sv(&["redis-cli", "-3", "-p", &p, "hgetall", "user1:profile"]), expect: Expect::Contains("Alice") },
-        Try { what: "subscribe through geomesh (on every shard news can be published to)", argv: sv(&["redis-cli", "-p", &p, "subscribe", "news"]), expect: Expect::NotRun },
-        Try { what: "…and publish, in another terminal", argv: sv(&["redis-cli", "-p", &p, "publish", "news", "alert: fire drill"]), expect: Expect::Integer },
-        Try { what: "compute at DC 1, its image call at DC 2", argv: sv(&["curl", "-s", "-H", "x-scope: { compute: DC 1, image: DC 2 }", &compute]), expect: Expect::Contains("IMAGE cat @ DC 2") },
-        Try { what: "DC 3, else DC 2", argv: sv(&["curl", "-s", "-H", "x-scope: { image: DC 3 ; DC 2 }", &image]), expect: Expect::Contains("IMAGE cat @ DC 3") },
-        Try { what: "the scope in W3C baggage", argv: sv(&["curl", "-s", "-H", "baggage: scope=%7B%20image%3A%20DC%202%20%7D", &image]), expect: Expect::Contains("IMAGE cat @ DC 2") },
+        Try {
+            what: "a key of user1 goes to dc2",
+            argv: sv(&["redis-cli", "-p", &p, "set", "user1:color", "blue"]),
+            expect: Expect::Contains("OK"),
+        },
+        Try {
+            what: "one MGET, answered by 2 sites",
+            argv: sv(&[
+                "redis-cli",
+                "-p",
+                &p,
+                "mget",
+                "user1",
+                "product:1",
+                "order:1",
+            ]),
+            expect: Expect::Contains("alice"),
+        },
+        Try {
+            what: "the union of the 3 shards",
+            argv: sv(&["redis-cli", "-p", &p, "keys", "*"]),
+            expect: Expect::Contains("product:1"),
+        },
+        Try {
+            what: "what dc2's shard holds (directly)",
+            argv: sv(&["redis-cli", "-p", &dc2, "keys", "*"]),
+            expect: Expect::Contains("user1:color"),
+        },
+        Try {
+            what: "RESP3 (HELLO 3 replayed on each shard)",
+            argv: sv(&["redis-cli", "-3", "-p", &p, "hgetall", "user1:profile"]),
+            expect: Expect::Contains("Alice"),
+        },
+        Try {
+            what: "subscribe through geomesh (on every shard news can be published to)",
+            argv: sv(&["redis-cli", "-p", &p, "subscribe", "news"]),
+            expect: Expect::NotRun,
+        },
+        Try {
+            what: "…and publish, in another terminal",
+            argv: sv(&[
+                "redis-cli",
+                "-p",
+                &p,
+                "publish",
+                "news",
+                "alert: fire drill",
+            ]),
+            expect: Expect::Integer,
+        },
+        Try {
+            what: "compute at DC 1, its image call at DC 2",
+            argv: sv(&[
+                "curl",
+                "-s",
+                "-H",
+                "x-scope: { compute: DC 1, image: DC 2 }",
+                &compute,
+            ]),
+            expect: Expect::Contains("IMAGE cat @ DC 2"),
+        },
+        Try {
+            what: "DC 3, else DC 2",
+            argv: sv(&[
+                "curl",
+                "-s",
+                "-H",
+                "x-scope: { image: DC 3 ; DC 2 }",
+                &image,
+            ]),
+            expect: Expect::Contains("IMAGE cat @ DC 3"),
+        },
+        Try {
+            what: "the scope in W3C baggage",
+            argv: sv(&[
+                "curl",
+                "-s",
+                "-H",
+                "baggage: scope=%7B%20image%3A%20DC%202%20%7D",
+                &image,
+            ]),
+            expect: Expect::Contains("IMAGE cat @ DC 2"),
+        },
         Try {
             what: "a replicated create at DC 1 and DC 3 (answers the meta-id)",
-            argv: sv(&["curl", "-s", "-H", "x-scope: { image: DC 1 & DC 3 }", "-H", "content-type: application/json", "-d", "{\"name\":\"dog.png\"}", &format!("{}/images", d.repl.url(0))]),
+            argv: sv(&[
+                "curl",
+                "-s",
+                "-H",
+                "x-scope: { image: DC 1 & DC 3 }",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                "{\"name\":\"dog.png\"}",
+                &format!("{}/images", d.repl.url(0)),
+            ]),
             expect: Expect::Contains("\"id\":\"gm-"),
         },
         Try {
             what: "the replicants DC 1's agent leads",
-            argv: sv(&["curl", "-s", &format!("{}/v1/replication/replicants", d.repl.agent_url(0))]),
+            argv: sv(&[
+                "curl",
+                "-s",
+                &format!("{}/v1/replication/replicants", d.repl.agent_url(0)),
+            ]),
             expect: Expect::Contains("\"DC 3\""),
         },
-        Try { what: "DC 1's agent: sites, health, RTTs (JSON)", argv: sv(&["curl", "-s", &format!("{agent}v1/sites")]), expect: Expect::Contains("\"DC 3\"") },
-        Try { what: "dc1's bridge counters", argv: sv(&["curl", "-s", &format!("http://127.0.0.1:{}/stats", r.dc1.admin)]), expect: Expect::Contains("remote_channels_total") },
+        Try {
+            what: "DC 1's agent: sites, health, RTTs (JSON)",
+            argv: sv(&["curl", "-s", &format!("{agent}v1/sites")]),
+            expect: Expect::Contains("\"DC 3\""),
+        },
+        Try {
+            what: "dc1's bridge counters",
+            argv: sv(&[
+                "curl",
+                "-s",
+                &format!("http://127.0.0.1:{}/stats", r.dc1.admin),
+            ]),
+            expect: Expect::Contains("remote_channels_total"),
+        },
     ]
 }
 
@@ -1147,13 +1771,41 @@ fn print_tries(d: &Demo) {
     let sp = &d.scope.plan;
     say!("\n== try it (from another terminal) ==");
     for t in tries(d) {
-        let cmd = t.argv.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" ");
+        let cmd = t
+            .argv
+            .iter()
+            .map(|a| shell_word(a))
+            .collect::<Vec<_>>()
+            .join(" ");
         say!("  {cmd}\n      # {}", t.what);
     }
-    say!("  agents' status pages: {}", (0..sp.sites.len()).map(|i| format!("http://127.0.0.1:{}/", sp.ports[i].agent)).collect::<Vec<_>>().join("  "));
-    say!("    with replication:   {}", (0..d.repl.sites.len()).map(|i| format!("{}/", d.repl.agent_url(i))).collect::<Vec<_>>().join("  "));
-    say!("  bridges' /stats:      http://127.0.0.1:{}/stats  http://127.0.0.1:{}/stats", d.redis.plan.dc1.admin, d.redis.plan.dc2.admin);
-    say!("  Envoy admin:          http://127.0.0.1:{}/ (redis, dc1)  {}", d.redis.plan.envoy_admin, (0..sp.sites.len()).map(|i| format!("http://127.0.0.1:{}/", sp.ports[i].admin)).collect::<Vec<_>>().join("  "));
+    say!(
+        "  agents' status pages: {}",
+        (0..sp.sites.len())
+            .map(|i| format!("http://127.0.0.1:{}/", sp.ports[i].agent))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
+    say!(
+        "    with replication:   {}",
+        (0..d.repl.sites.len())
+            .map(|i| format!("{}/", d.repl.agent_url(i)))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
+    say!(
+        "  bridges' /stats:      http://127.0.0.1:{}/stats  http://127.0.0.1:{}/stats",
+        d.redis.plan.dc1.admin,
+        d.redis.plan.dc2.admin
+    );
+    say!(
+        "  Envoy admin:          http://127.0.0.1:{}/ (redis, dc1)  {}",
+        d.redis.plan.envoy_admin,
+        (0..sp.sites.len())
+            .map(|i| format!("http://127.0.0.1:{}/", sp.ports[i].admin))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
 }
 
 /// `--check`: every printed command that does not block is run and its output checked.
@@ -1164,7 +1816,10 @@ fn run_tries(d: &Demo, ck: &mut Checks) -> Result<()> {
             continue;
         }
         let program = system_bin(&t.argv[0])?;
-        let out = Command::new(program).args(&t.argv[1..]).output().with_context(|| format!("run {}", t.argv[0]))?;
+        let out = Command::new(program)
+            .args(&t.argv[1..])
+            .output()
+            .with_context(|| format!("run {}", t.argv[0]))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let (ok, wanted) = match t.expect {
             Expect::Contains(s) => (text.contains(s), format!("{s:?} in it")),
@@ -1172,7 +1827,12 @@ fn run_tries(d: &Demo, ck: &mut Checks) -> Result<()> {
             Expect::NotRun => (true, String::new()),
         };
         ck.that(out.status.success() && ok, || {
-            format!("`{}` ({}) printed {text:?} {}, expected {wanted}", t.argv.join(" "), out.status, String::from_utf8_lossy(&out.stderr))
+            format!(
+                "`{}` ({}) printed {text:?} {}, expected {wanted}",
+                t.argv.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
         })?;
         n += 1;
     }
@@ -1189,7 +1849,12 @@ struct Plans {
 }
 
 fn free_plans(note: String) -> Result<Plans> {
-    Ok(Plans { redis: RedisPlan::free()?, scope: ScopePlan::free()?, repl: replication_plan(true)?, note })
+    Ok(Plans {
+        redis: RedisPlan::free()?,
+        scope: ScopePlan::free()?,
+        repl: replication_plan(true)?,
+        note,
+    })
 }
 
 fn choose_plans(opts: &Options) -> Result<Plans> {
@@ -1197,7 +1862,11 @@ fn choose_plans(opts: &Options) -> Result<Plans> {
     if opts.free_ports {
         return free("free ports (--free-ports)".into());
     }
-    let (redis, scope, repl) = (RedisPlan::fixed(), ScopePlan::fixed(), replication_plan(false)?);
+    let (redis, scope, repl) = (
+        RedisPlan::fixed(),
+        ScopePlan::fixed(),
+        replication_plan(false)?,
+    );
     let mut wanted = redis.ports();
     for p in &scope.ports {
         wanted.extend([p.admin, p.agent]);
@@ -1210,16 +1879,30 @@ fn choose_plans(opts: &Options) -> Result<Plans> {
     let taken: Vec<u16> = wanted.iter().copied().filter(|p| !port_free(*p)).collect();
     if taken.is_empty() {
         let note = "the documented fixed ones (Redis 17100-17222, scope-lang 18100-18312, replication 19100-19312)".into();
-        return Ok(Plans { redis, scope, repl, note });
+        return Ok(Plans {
+            redis,
+            scope,
+            repl,
+            note,
+        });
     }
-    let list = taken.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    let list = taken
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     free(format!("free ones (some fixed ones are in use: {list})"))
 }
 
 /// Starts the three parts at once (Redis and replication on threads); whatever started is
 /// stopped (dropped) if another part failed.
 fn start_all(dir: &TestDir, repl_dir: &TestDir, plans: Plans) -> Result<Demo> {
-    let Plans { redis: rplan, scope: mut splan, repl: pplan, .. } = plans;
+    let Plans {
+        redis: rplan,
+        scope: mut splan,
+        repl: pplan,
+        ..
+    } = plans;
     // Agents every 300 ms and filters every 150 ms: the failovers below show within a second.
     splan.interval_ms = 300;
     splan.tick_ms = 150;
@@ -1231,12 +1914,19 @@ fn start_all(dir: &TestDir, repl_dir: &TestDir, plans: Plans) -> Result<Demo> {
         let redis = s.spawn(|| RedisSites::start(dir, rplan));
         let repl = s.spawn(|| ReplicationTopology::start(repl_dir, pplan));
         let scope = ScopeTopology::start(dir, splan, EnvoyOptions::default());
-        let redis = redis.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let redis = redis
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
         let repl = repl.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         (redis, scope, repl)
     });
     match (redis, scope, repl) {
-        (Ok(redis), Ok(scope), Ok(repl)) => Ok(Demo { redis, scope, _scope_wan: scope_wan, repl }),
+        (Ok(redis), Ok(scope), Ok(repl)) => Ok(Demo {
+            redis,
+            scope,
+            _scope_wan: scope_wan,
+            repl,
+        }),
         (Err(e), _, _) => Err(e.context("starting the Redis sites")),
         (_, Err(e), _) => Err(e.context("starting the scope-lang sites")),
         (_, _, Err(e)) => Err(e.context("starting the replication sites")),
@@ -1245,13 +1935,19 @@ fn start_all(dir: &TestDir, repl_dir: &TestDir, plans: Plans) -> Result<Demo> {
 
 /// A start-up failure because another program took one of our ports first.
 fn port_clash(e: &anyhow::Error) -> bool {
-    format!("{e:#}").to_ascii_lowercase().contains("address already in use")
+    format!("{e:#}")
+        .to_ascii_lowercase()
+        .contains("address already in use")
 }
 
 fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
     let t_all = Instant::now();
     say!("geomesh demo, on 127.0.0.1: Redis sharding over 2 sites, scope-lang over 3 sites, replication over 3 sites");
-    say!("logs and generated configs: {} and {}", dir.path().display(), repl_dir.path().display());
+    say!(
+        "logs and generated configs: {} and {}",
+        dir.path().display(),
+        repl_dir.path().display()
+    );
     let mut plans = choose_plans(opts)?;
     let t0 = Instant::now();
     let mut attempt = 1;
@@ -1292,9 +1988,13 @@ fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
     replication_section(&demo.repl, &mut ck)?;
     let t_repl = t3.elapsed();
     let failures = demo.wasm_failures();
-    ck.that(failures.is_empty(), || format!("a Wasm VM failed: {}", failures.join("; ")))?;
+    ck.that(failures.is_empty(), || {
+        format!("a Wasm VM failed: {}", failures.join("; "))
+    })?;
     let dead = demo.dead();
-    ck.that(dead.is_empty(), || format!("processes exited: {}", dead.join("; ")))?;
+    ck.that(dead.is_empty(), || {
+        format!("processes exited: {}", dead.join("; "))
+    })?;
 
     print_table(&mut demo);
     print_tries(&demo);
@@ -1321,7 +2021,10 @@ fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
             std::thread::sleep(Duration::from_millis(100));
             let dead = demo.dead();
             if dead.len() > last_dead {
-                esay!("geomesh-demo: warning: exited on its own: {}", dead.join("; "));
+                esay!(
+                    "geomesh-demo: warning: exited on its own: {}",
+                    dead.join("; ")
+                );
                 last_dead = dead.len();
             }
         }
@@ -1360,7 +2063,9 @@ pub fn main() -> ExitCode {
     let result = run_demo(&opts, &dir, &repl_dir);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<Interrupted>().is_some() || (stop_requested() && !opts.check) => {
+        Err(e)
+            if e.downcast_ref::<Interrupted>().is_some() || (stop_requested() && !opts.check) =>
+        {
             esay!("geomesh-demo: stopped during start-up or traffic; every process is stopped");
             ExitCode::from(130)
         }
@@ -1394,21 +2099,47 @@ mod tests {
     fn plans_and_configs() {
         let r = RedisPlan::fixed();
         let ports = r.ports();
-        assert_eq!(ports.len(), ports.iter().collect::<BTreeSet<_>>().len(), "distinct ports");
+        assert_eq!(
+            ports.len(),
+            ports.iter().collect::<BTreeSet<_>>().len(),
+            "distinct ports"
+        );
         let t = r.table().unwrap();
         let at = |k: &str| t.cluster_name(t.route(k.as_bytes())).to_owned();
         assert_eq!(at("user1"), "redis2-master");
         assert_eq!(at("{user1}:session"), "redis2-master");
         let hashed: BTreeSet<String> = (0..20).map(|i| at(&format!("product:{i}"))).collect();
-        assert_eq!(hashed, ["redis1-master".to_owned(), "redis3-master".into()].into());
+        assert_eq!(
+            hashed,
+            ["redis1-master".to_owned(), "redis3-master".into()].into()
+        );
         let dc1 = r.bridge_config("dc1", 4242);
         assert!(dc1.contains("redis2-master: { site: dc2 }"), "{dc1}");
-        assert!(dc1.contains("dc2: { grpc: \"http://127.0.0.1:4242\" }"), "{dc1}");
+        assert!(
+            dc1.contains("dc2: { grpc: \"http://127.0.0.1:4242\" }"),
+            "{dc1}"
+        );
         let dc2 = r.bridge_config("dc2", 0);
-        assert!(dc2.contains("redis2-master: { address: 127.0.0.1:17222 }") && !dc2.contains("sites:"), "{dc2}");
-        assert_eq!(shell_word("x-scope: { image: DC 2 }"), "'x-scope: { image: DC 2 }'");
-        assert_eq!(shell_word("http://127.0.0.1:1/a?b=c"), "'http://127.0.0.1:1/a?b=c'");
+        assert!(
+            dc2.contains("redis2-master: { address: 127.0.0.1:17222 }") && !dc2.contains("sites:"),
+            "{dc2}"
+        );
+        assert_eq!(
+            shell_word("x-scope: { image: DC 2 }"),
+            "'x-scope: { image: DC 2 }'"
+        );
+        assert_eq!(
+            shell_word("http://127.0.0.1:1/a?b=c"),
+            "'http://127.0.0.1:1/a?b=c'"
+        );
         assert_eq!(shell_word("user1:color"), "user1:color");
-        assert_eq!(show(&Value::Array(vec![Value::Nil, Value::BulkString(b"a".to_vec()), Value::Int(2)])), "[(nil), \"a\", (integer) 2]");
+        assert_eq!(
+            show(&Value::Array(vec![
+                Value::Nil,
+                Value::BulkString(b"a".to_vec()),
+                Value::Int(2)
+            ])),
+            "[(nil), \"a\", (integer) 2]"
+        );
     }
 }

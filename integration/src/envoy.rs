@@ -510,7 +510,12 @@ impl Envoy {
 
 /// Lines that mean a Proxy-Wasm VM panicked, trapped or was failed by Envoy.
 pub fn wasm_failure_in(log: &str) -> Option<String> {
-    const SIGNS: &[&str] = &["panicked at", "Uncaught RuntimeError", "Wasm VM failed", "wasm_vm.cc"];
+    const SIGNS: &[&str] = &[
+        "panicked at",
+        "Uncaught RuntimeError",
+        "Wasm VM failed",
+        "wasm_vm.cc",
+    ];
     log.lines()
         .find(|l| SIGNS.iter().any(|s| l.contains(s)))
         .map(str::to_owned)

@@ -11,7 +11,9 @@
 //!   process group) on drop and print their log tail when the test panics; readiness waits.
 //! * [`envoy`]: Envoy config builders (Wasm network/HTTP filters, tcp_proxy, HTTP router,
 //!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
-//! * [`servers`]: redis-server, json-server, native daemons.
+//! * [`servers`]: redis-server, json-server, tansu (a Kafka-compatible broker), native daemons.
+//! * [`kafka_clients`]: real Kafka clients (confluent-kafka, i.e. librdkafka, and kafka-python)
+//!   run as Python processes that report what they did as JSON.
 //! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
 //!   filter) and redis-cli.
 //! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
@@ -29,6 +31,7 @@
 
 pub mod demo;
 pub mod envoy;
+pub mod kafka_clients;
 pub mod paths;
 pub mod ports;
 pub mod process;
@@ -42,4 +45,4 @@ pub use envoy::{Envoy, EnvoyConfig, EnvoyOptions, WasmPlugin};
 pub use ports::{free_port, free_ports};
 pub use process::{http_get, wait_for, wait_tcp, Proc, TestDir};
 pub use relay::{Dir, Relay};
-pub use servers::{spawn_native, JsonServer, Redis};
+pub use servers::{spawn_native, JsonServer, Redis, Tansu};

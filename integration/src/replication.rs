@@ -26,7 +26,9 @@ use geomesh_scope::health::SitesDocument;
 use geomesh_scope::sanitize;
 use serde_json::{json, Value};
 
-use crate::envoy::{http_listener, static_cluster, wasm_http_filter, Envoy, EnvoyConfig, EnvoyOptions, WasmPlugin};
+use crate::envoy::{
+    http_listener, static_cluster, wasm_http_filter, Envoy, EnvoyConfig, EnvoyOptions, WasmPlugin,
+};
 use crate::paths::{json_server_bin, native_bin};
 use crate::ports::free_port;
 use crate::process::{Proc, TestDir};
@@ -93,7 +95,10 @@ pub struct ReplicationPlan {
 }
 
 impl ReplicationPlan {
-    fn with_ports(app: App, mut port: impl FnMut(usize, u16) -> Result<u16>) -> Result<ReplicationPlan> {
+    fn with_ports(
+        app: App,
+        mut port: impl FnMut(usize, u16) -> Result<u16>,
+    ) -> Result<ReplicationPlan> {
         let sites: Vec<String> = (1..=3).map(|k| format!("DC {k}")).collect();
         let mut ports = Vec::new();
         for k in 0..sites.len() {
@@ -135,8 +140,10 @@ impl ReplicationPlan {
     /// them used by `examples/scope`'s 18xxx), agents every second, filters every 500 ms,
     /// retries from 100 ms to 5 s, clients wait 30 s.
     pub fn fixed() -> ReplicationPlan {
-        let mut p = Self::with_ports(App::JsonServer, |k, off| Ok(19_000 + 100 * (k as u16 + 1) + off))
-            .unwrap_or_else(|_| unreachable!("fixed ports never fail"));
+        let mut p = Self::with_ports(App::JsonServer, |k, off| {
+            Ok(19_000 + 100 * (k as u16 + 1) + off)
+        })
+        .unwrap_or_else(|_| unreachable!("fixed ports never fail"));
         p.interval_ms = 1000;
         p.timeout_ms = 1000;
         p.tick_ms = 500;
@@ -166,8 +173,13 @@ impl ReplicationPlan {
     /// Envoy's bootstrap at site `i`.
     pub fn envoy_config(&self, i: usize) -> EnvoyConfig {
         let p = &self.ports[i];
-        let plugin = WasmPlugin::new("scope_image", "geomesh_scope", WASM_REL, self.filter_config(i))
-            .vm_id("geomesh_scope");
+        let plugin = WasmPlugin::new(
+            "scope_image",
+            "geomesh_scope",
+            WASM_REL,
+            self.filter_config(i),
+        )
+        .vm_id("geomesh_scope");
         let name = "image_in";
         let mut l = http_listener(name, p.listener, vec![wasm_http_filter(&plugin)], "unused");
         let hcm = &mut l["filter_chains"][0]["filters"][0]["typed_config"];
@@ -188,9 +200,15 @@ impl ReplicationPlan {
             clusters: Vec::new(),
         };
         for (j, other) in self.sites.iter().enumerate() {
-            let port = if j == i { p.instance } else { self.ports[j].listener };
-            cfg.clusters
-                .push(static_cluster(&format!("{}_{SERVICE}", sanitize(other)), &[port]));
+            let port = if j == i {
+                p.instance
+            } else {
+                self.ports[j].listener
+            };
+            cfg.clusters.push(static_cluster(
+                &format!("{}_{SERVICE}", sanitize(other)),
+                &[port],
+            ));
         }
         cfg.clusters.push(static_cluster(AGENT_CLUSTER, &[p.agent]));
         cfg.clusters.push(static_cluster(PROXY_CLUSTER, &[p.proxy]));
@@ -210,8 +228,15 @@ impl ReplicationPlan {
         let _ = writeln!(t, "peers:");
         for (j, other) in self.sites.iter().enumerate() {
             if j != i {
-                let port = self.agent_links.get(&(i, j)).copied().unwrap_or(self.ports[j].agent);
-                let _ = writeln!(t, "  - {{ name: {other}, url: \"http://127.0.0.1:{port}\" }}");
+                let port = self
+                    .agent_links
+                    .get(&(i, j))
+                    .copied()
+                    .unwrap_or(self.ports[j].agent);
+                let _ = writeln!(
+                    t,
+                    "  - {{ name: {other}, url: \"http://127.0.0.1:{port}\" }}"
+                );
             }
         }
         let probe = match self.app {
@@ -219,7 +244,11 @@ impl ReplicationPlan {
             App::BlobStore => "probe: http, path: /healthz".to_owned(),
         };
         let _ = writeln!(t, "services:");
-        let _ = writeln!(t, "  - {{ name: {SERVICE}, address: \"127.0.0.1:{}\", {probe} }}", p.instance);
+        let _ = writeln!(
+            t,
+            "  - {{ name: {SERVICE}, address: \"127.0.0.1:{}\", {probe} }}",
+            p.instance
+        );
         let _ = writeln!(t, "replication:");
         let _ = writeln!(t, "  listen: 127.0.0.1:{}", p.proxy);
         let _ = writeln!(t, "  data_dir: {}", data_dir.display());
@@ -270,7 +299,10 @@ impl ReplicationPlan {
             let envoy = self.envoy_config(i).to_yaml();
             out.push((format!("envoy-{stem}.yaml"), format!("{header}{envoy}")));
             let data_dir = PathBuf::from(format!("{EXAMPLE_STATE}/agent-{stem}"));
-            out.push((format!("agent-{stem}.yaml"), format!("{header}{}", self.agent_config(i, &data_dir, ""))));
+            out.push((
+                format!("agent-{stem}.yaml"),
+                format!("{header}{}", self.agent_config(i, &data_dir, "")),
+            ));
         }
         out
     }
@@ -334,7 +366,10 @@ fn status_and_json(req: reqwest::blocking::RequestBuilder) -> Result<(u16, Value
     let r = req.send()?;
     let status = r.status().as_u16();
     let text = r.text()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
 
 /// The resident set (`VmRSS`) or its peak (`VmHWM`) of a process, in bytes.
@@ -422,15 +457,27 @@ impl ReplicationTopology {
         let cmd = match self.plan.app {
             App::JsonServer => {
                 let mut c = Command::new(json_server_bin()?);
-                c.args(["--host", "127.0.0.1", "--port", &p.instance.to_string(), "--quiet"])
-                    .arg(&site.app_data)
-                    .current_dir(self.dir.path());
+                c.args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &p.instance.to_string(),
+                    "--quiet",
+                ])
+                .arg(&site.app_data)
+                .current_dir(self.dir.path());
                 c
             }
             App::BlobStore => {
                 let mut c = Command::new(native_bin(BLOB_BIN)?);
-                c.args(["--listen", &format!("127.0.0.1:{}", p.instance), "--site", &site.name, "--dir"])
-                    .arg(&site.app_data);
+                c.args([
+                    "--listen",
+                    &format!("127.0.0.1:{}", p.instance),
+                    "--site",
+                    &site.name,
+                    "--dir",
+                ])
+                .arg(&site.app_data);
                 c
             }
         };
@@ -466,9 +513,14 @@ impl ReplicationTopology {
         let mut cmd = Command::new(native_bin("geomesh-agent")?);
         cmd.arg("--config").arg(&cfg).env(
             "GEOMESH_LOG",
-            std::env::var("GEOMESH_LOG").unwrap_or_else(|_| "info,geomesh_agent::replication=debug".into()),
+            std::env::var("GEOMESH_LOG")
+                .unwrap_or_else(|_| "info,geomesh_agent::replication=debug".into()),
         );
-        let mut proc = Proc::spawn(&self.dir, &format!("agent-{stem}-{}", site.agent_starts), cmd)?;
+        let mut proc = Proc::spawn(
+            &self.dir,
+            &format!("agent-{stem}-{}", site.agent_starts),
+            cmd,
+        )?;
         proc.set_grace(Duration::from_secs(2));
         // The API answers once the store is open and the log resumed (bound listeners alone
         // accept connections earlier).
@@ -581,7 +633,14 @@ impl ReplicationTopology {
         what: &str,
         pred: impl Fn(&SitesDocument) -> bool,
     ) -> Result<SitesDocument> {
-        wait_for_sites(&self.plan.sites[i], self.plan.tick_ms, timeout, what, || self.sites_doc(i), pred)
+        wait_for_sites(
+            &self.plan.sites[i],
+            self.plan.tick_ms,
+            timeout,
+            what,
+            || self.sites_doc(i),
+            pred,
+        )
     }
 
     /// Site `i`'s agent's `/v1/sites`.
@@ -639,6 +698,10 @@ impl ReplicationTopology {
 
     /// Everything site `i`'s current agent logged so far (stderr).
     pub fn agent_log(&self, i: usize) -> String {
-        self.sites[i].agent.as_ref().map(|p| p.logs().1).unwrap_or_default()
+        self.sites[i]
+            .agent
+            .as_ref()
+            .map(|p| p.logs().1)
+            .unwrap_or_default()
     }
 }

@@ -118,9 +118,17 @@ impl ScopePlan {
         for k in 0..sites.len() {
             ports.push(SitePorts {
                 admin: port(k, 0)?,
-                listeners: [("compute".into(), port(k, 1)?), ("image".into(), port(k, 2)?)].into(),
+                listeners: [
+                    ("compute".into(), port(k, 1)?),
+                    ("image".into(), port(k, 2)?),
+                ]
+                .into(),
                 agent: port(k, 10)?,
-                instances: [("compute".into(), port(k, 11)?), ("image".into(), port(k, 12)?)].into(),
+                instances: [
+                    ("compute".into(), port(k, 11)?),
+                    ("image".into(), port(k, 12)?),
+                ]
+                .into(),
             });
         }
         Ok(ScopePlan {
@@ -165,10 +173,13 @@ impl ScopePlan {
     }
 
     fn link(&self, from: usize, to: usize) -> LinkPorts {
-        self.links.get(&(from, to)).cloned().unwrap_or_else(|| LinkPorts {
-            agent: self.ports[to].agent,
-            listeners: self.ports[to].listeners.clone(),
-        })
+        self.links
+            .get(&(from, to))
+            .cloned()
+            .unwrap_or_else(|| LinkPorts {
+                agent: self.ports[to].agent,
+                listeners: self.ports[to].listeners.clone(),
+            })
     }
 
     /// The `geomesh_filter_scope` configuration of `service`'s listener at site `i`.
@@ -193,7 +204,13 @@ impl ScopePlan {
     }
 
     fn plugin(&self, service: &str, config: String) -> WasmPlugin {
-        WasmPlugin::new(format!("scope_{service}"), "geomesh_scope", WASM_REL, config).vm_id(VM_ID)
+        WasmPlugin::new(
+            format!("scope_{service}"),
+            "geomesh_scope",
+            WASM_REL,
+            config,
+        )
+        .vm_id(VM_ID)
     }
 
     /// The HTTP connection manager of `service`'s listener at site `i`: the scope filter, the
@@ -244,7 +261,8 @@ impl ScopePlan {
                 }
                 _ => None,
             };
-            cfg.listeners.push(self.listener_value(i, service, ecds.as_deref()));
+            cfg.listeners
+                .push(self.listener_value(i, service, ecds.as_deref()));
         }
         for (j, other) in self.sites.iter().enumerate() {
             for (service, _) in SERVICES {
@@ -366,7 +384,8 @@ impl ScopePlan {
 /// A YAML scalar for a name (quoted when it would not read back as the same string).
 fn yaml_str(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '_')
         && !s.starts_with(' ')
         && !s.ends_with(' ');
     if plain {
@@ -393,7 +412,12 @@ pub(crate) fn filter_yaml(
     let mut t = String::new();
     let _ = writeln!(t, "workload_type: http");
     let _ = writeln!(t, "type_proxy: upstream");
-    let _ = writeln!(t, "default_cluster: {}_{}", sanitize(site), sanitize(service));
+    let _ = writeln!(
+        t,
+        "default_cluster: {}_{}",
+        sanitize(site),
+        sanitize(service)
+    );
     let _ = writeln!(t, "http:");
     let _ = writeln!(t, "  service: {service}");
     let _ = writeln!(t, "  site: {}", yaml_str(site));
@@ -412,7 +436,12 @@ pub(crate) fn filter_yaml(
 /// route for `service` sending everything to the cluster the filter names in
 /// [`CLUSTER_HEADER`] with no route timeout (uploads stream for as long as they take), an access
 /// log on stdout in `log_format`, and connection failures answered as 503 naming the cluster.
-pub(crate) fn route_by_cluster_header(hcm: &mut Value, name: &str, service: &str, log_format: String) {
+pub(crate) fn route_by_cluster_header(
+    hcm: &mut Value,
+    name: &str,
+    service: &str,
+    log_format: String,
+) {
     hcm["route_config"] = json!({
         "name": name,
         "virtual_hosts": [ {
@@ -445,7 +474,10 @@ pub(crate) fn route_by_cluster_header(hcm: &mut Value, name: &str, service: &str
 pub(crate) fn require_wasm() -> Result<()> {
     let wasm = repo_root().join(WASM_REL);
     if !wasm.is_file() {
-        bail!("{} not found: run `scripts/build-wasm.sh` (or `make build`)", wasm.display());
+        bail!(
+            "{} not found: run `scripts/build-wasm.sh` (or `make build`)",
+            wasm.display()
+        );
     }
     Ok(())
 }
@@ -557,7 +589,11 @@ pub struct ScopeTopology {
 impl ScopeTopology {
     /// Starts every site of `plan`: instances, agents, Envoys; then waits until every agent sees
     /// every site up with its services, and the filters had time to fetch that table.
-    pub fn start(dir: &TestDir, plan: ScopePlan, envoy_options: EnvoyOptions) -> Result<ScopeTopology> {
+    pub fn start(
+        dir: &TestDir,
+        plan: ScopePlan,
+        envoy_options: EnvoyOptions,
+    ) -> Result<ScopeTopology> {
         require_wasm()?;
         let mut sites = Vec::new();
         let mut pending = Vec::new();
@@ -620,7 +656,9 @@ impl ScopeTopology {
                         == Some(false);
                     forced_down
                         || (s.up == Some(true)
-                            && SERVICES.iter().all(|(svc, _)| s.services.get(*svc) == Some(&true)))
+                            && SERVICES
+                                .iter()
+                                .all(|(svc, _)| s.services.get(*svc) == Some(&true)))
                 })
             })?;
         }
@@ -656,7 +694,14 @@ impl ScopeTopology {
         what: &str,
         pred: impl Fn(&SitesDocument) -> bool,
     ) -> Result<SitesDocument> {
-        wait_for_sites(&self.plan.sites[i], self.plan.tick_ms, timeout, what, || self.sites_doc(i), pred)
+        wait_for_sites(
+            &self.plan.sites[i],
+            self.plan.tick_ms,
+            timeout,
+            what,
+            || self.sites_doc(i),
+            pred,
+        )
     }
 
     /// Stops `service`'s instance at site `i`.
@@ -673,7 +718,10 @@ impl ScopeTopology {
     /// Starts `service`'s instance at site `i` again (same port).
     pub fn restart_instance(&mut self, i: usize, service: &str) -> Result<()> {
         let mut p = spawn_instance(&self.dir, &self.plan, i, service)?;
-        p.wait_tcp(self.plan.ports[i].instances[service], Duration::from_secs(20))?;
+        p.wait_tcp(
+            self.plan.ports[i].instances[service],
+            Duration::from_secs(20),
+        )?;
         let site = self.sites.get_mut(i).context("no such site")?;
         site.instances.insert(service.to_string(), p);
         Ok(())
@@ -697,7 +745,12 @@ impl ScopeTopology {
     }
 }
 
-fn write_image_filter_ecds(dir: &Path, plan: &ScopePlan, i: usize, filter_config: &str) -> Result<()> {
+fn write_image_filter_ecds(
+    dir: &Path,
+    plan: &ScopePlan,
+    i: usize,
+    filter_config: &str,
+) -> Result<()> {
     let file: PathBuf = dir.join(ecds_file_name(&plan.sites[i]));
     let plugin = plan.plugin("image", filter_config.to_owned());
     write_ecds(&file, "scope_image", &wasm_http_typed_config(&plugin))
@@ -745,18 +798,42 @@ pub fn run_demo_commands(topo: &mut ScopeTopology, out: &mut dyn std::io::Write)
         }
         Ok(())
     };
-    writeln!(out, "\n== Cmd. 2: {{ compute: DC 1, image: DC 1 }} at DC 1 ==")?;
+    writeln!(
+        out,
+        "\n== Cmd. 2: {{ compute: DC 1, image: DC 1 }} at DC 1 =="
+    )?;
     let v = compute(topo, 0, ("x-scope", "{ compute: DC 1, image: DC 1 }"))?;
-    writeln!(out, "compute served by {}, image served by {}", v["site"], v["image"]["site"])?;
+    writeln!(
+        out,
+        "compute served by {}, image served by {}",
+        v["site"], v["image"]["site"]
+    )?;
     expect("Cmd. 2 image", &v["image"]["site"], "DC 1")?;
 
-    writeln!(out, "\n== Cmd. 3: {{ compute: DC 1, image: DC 2 }} at DC 1 ==")?;
+    writeln!(
+        out,
+        "\n== Cmd. 3: {{ compute: DC 1, image: DC 2 }} at DC 1 =="
+    )?;
     let v = compute(topo, 0, ("x-scope", "{ compute: DC 1, image: DC 2 }"))?;
-    writeln!(out, "compute served by {}, image served by {} ({})", v["site"], v["image"]["site"], v["image"]["first_line"])?;
+    writeln!(
+        out,
+        "compute served by {}, image served by {} ({})",
+        v["site"], v["image"]["site"], v["image"]["first_line"]
+    )?;
     expect("Cmd. 3 image", &v["image"]["site"], "DC 2")?;
 
-    writeln!(out, "\n== the same scope in openstackoid's X-Auth-Token piggyback ==")?;
-    let v = compute(topo, 0, ("x-auth-token", "gAAAA-demo-token!SCOPE!{\"compute\": \"DC 1\", \"image\": \"DC 3\"}"))?;
+    writeln!(
+        out,
+        "\n== the same scope in openstackoid's X-Auth-Token piggyback =="
+    )?;
+    let v = compute(
+        topo,
+        0,
+        (
+            "x-auth-token",
+            "gAAAA-demo-token!SCOPE!{\"compute\": \"DC 1\", \"image\": \"DC 3\"}",
+        ),
+    )?;
     writeln!(
         out,
         "s saw token {}, t (at {}) saw token {}",
@@ -765,14 +842,23 @@ pub fn run_demo_commands(topo: &mut ScopeTopology, out: &mut dyn std::io::Write)
     expect("piggyback image", &v["image"]["site"], "DC 3")?;
 
     writeln!(out, "\n== and in W3C baggage ==")?;
-    let v = compute(topo, 0, ("baggage", "scope=%7B%20image%3A%20DC%202%20%7D,user=demo"))?;
+    let v = compute(
+        topo,
+        0,
+        ("baggage", "scope=%7B%20image%3A%20DC%202%20%7D,user=demo"),
+    )?;
     writeln!(out, "image served by {}", v["image"]["site"])?;
     expect("baggage image", &v["image"]["site"], "DC 2")?;
 
-    writeln!(out, "\n== otherwise: {{ image: DC 2 ; DC 3 }}, DC 2's image stopped, then restarted ==")?;
+    writeln!(
+        out,
+        "\n== otherwise: {{ image: DC 2 ; DC 3 }}, DC 2's image stopped, then restarted =="
+    )?;
     topo.stop_instance(1, "image")?;
     topo.wait_sites(0, Duration::from_secs(15), "DC 2's image down", |d| {
-        d.sites.iter().any(|s| s.name == "DC 2" && s.services.get("image") == Some(&false))
+        d.sites
+            .iter()
+            .any(|s| s.name == "DC 2" && s.services.get("image") == Some(&false))
     })?;
     let (st, line) = image(topo, 0, "{ image: DC 2 ; DC 3 }")?;
     writeln!(out, "DC 2 image down: {st} {line}")?;
@@ -781,7 +867,9 @@ pub fn run_demo_commands(topo: &mut ScopeTopology, out: &mut dyn std::io::Write)
     }
     topo.restart_instance(1, "image")?;
     topo.wait_sites(0, Duration::from_secs(15), "DC 2's image up", |d| {
-        d.sites.iter().any(|s| s.name == "DC 2" && s.services.get("image") == Some(&true))
+        d.sites
+            .iter()
+            .any(|s| s.name == "DC 2" && s.services.get("image") == Some(&true))
     })?;
     let (st, line) = image(topo, 0, "{ image: DC 2 ; DC 3 }")?;
     writeln!(out, "DC 2 image back: {st} {line}")?;
@@ -789,10 +877,15 @@ pub fn run_demo_commands(topo: &mut ScopeTopology, out: &mut dyn std::io::Write)
         bail!("otherwise with DC 2 back: {st} {line}");
     }
 
-    writeln!(out, "\n== around(DC 1, 100ms) with DC 1's image stopped: the nearest other site ==")?;
+    writeln!(
+        out,
+        "\n== around(DC 1, 100ms) with DC 1's image stopped: the nearest other site =="
+    )?;
     topo.stop_instance(0, "image")?;
     let d = topo.wait_sites(0, Duration::from_secs(15), "DC 1's image down", |d| {
-        d.sites.iter().any(|s| s.name == "DC 1" && s.services.get("image") == Some(&false))
+        d.sites
+            .iter()
+            .any(|s| s.name == "DC 1" && s.services.get("image") == Some(&false))
     })?;
     for s in &d.sites {
         writeln!(out, "  RTT DC 1 -> {}: {:?} ms", s.name, s.rtt_ms)?;
@@ -828,12 +921,22 @@ mod tests {
             .collect();
         assert_eq!(
             clusters,
-            ["dc_1_compute", "dc_1_image", "dc_2_compute", "dc_2_image", "dc_3_compute", "dc_3_image", AGENT_CLUSTER]
+            [
+                "dc_1_compute",
+                "dc_1_image",
+                "dc_2_compute",
+                "dc_2_image",
+                "dc_3_compute",
+                "dc_3_image",
+                AGENT_CLUSTER
+            ]
         );
         let a = geomesh_scope::HttpSettings::parse(p.filter_config(0, "image").as_bytes()).unwrap();
         assert_eq!(a.1.local_cluster, "dc_1_image");
         assert_eq!(a.1.registry.cluster("image", "DC 2").unwrap(), "dc_2_image");
-        assert!(p.agent_config(1).contains("name: DC 1, url: \"http://127.0.0.1:18110\""));
+        assert!(p
+            .agent_config(1)
+            .contains("name: DC 1, url: \"http://127.0.0.1:18110\""));
         assert_eq!(yaml_str("DC 1"), "DC 1");
         assert_eq!(yaml_str("a: b"), "\"a: b\"");
     }

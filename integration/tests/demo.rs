@@ -22,10 +22,16 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn processes() -> Vec<(i32, i32, i32, char)> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
         // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let f: Vec<&str> = rest.split_whitespace().collect();
         if f.len() < 3 {
             continue;
@@ -43,7 +49,11 @@ fn processes() -> Vec<(i32, i32, i32, char)> {
 fn child_groups(parent: i32) -> BTreeSet<i32> {
     // SAFETY: getpgrp(2) has no arguments and cannot fail.
     let ours = unsafe { libc::getpgrp() };
-    processes().into_iter().filter(|p| p.1 == parent && p.2 != ours).map(|p| p.2).collect()
+    processes()
+        .into_iter()
+        .filter(|p| p.1 == parent && p.2 != ours)
+        .map(|p| p.2)
+        .collect()
 }
 
 /// Live (non-zombie) processes in `groups`.
@@ -81,7 +91,12 @@ impl Run {
                 }
             }
         });
-        Run { child, lines, out: Vec::new(), groups: BTreeSet::new() }
+        Run {
+            child,
+            lines,
+            out: Vec::new(),
+            groups: BTreeSet::new(),
+        }
     }
 
     fn pid(&self) -> i32 {
@@ -110,7 +125,10 @@ impl Run {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("geomesh-demo did not get there within {timeout:?}; output so far:\n{}", self.out.join("\n"));
+                panic!(
+                    "geomesh-demo did not get there within {timeout:?}; output so far:\n{}",
+                    self.out.join("\n")
+                );
             }
         }
     }
@@ -138,9 +156,16 @@ impl Run {
 
     /// Nothing the demo started is left running.
     fn assert_no_orphans(&self) {
-        assert!(self.groups.len() >= 27, "expected the demo's 27+ process groups, saw {:?}", self.groups);
+        assert!(
+            self.groups.len() >= 27,
+            "expected the demo's 27+ process groups, saw {:?}",
+            self.groups
+        );
         let left = alive_in(&self.groups);
-        assert!(left.is_empty(), "processes left running after the demo exited (pid, group): {left:?}");
+        assert!(
+            left.is_empty(),
+            "processes left running after the demo exited (pid, group): {left:?}"
+        );
     }
 }
 
@@ -149,9 +174,14 @@ fn demo_check_passes_and_leaves_nothing_running() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t = Instant::now();
     let mut run = Run::start(&["--check", "--free-ports"]);
-    let status = run.pump(Duration::from_secs(120), |_| false).expect("exited");
+    let status = run
+        .pump(Duration::from_secs(120), |_| false)
+        .expect("exited");
     let text = run.text();
-    assert!(status.success(), "geomesh-demo --check failed ({status}):\n{text}");
+    assert!(
+        status.success(),
+        "geomesh-demo --check failed ({status}):\n{text}"
+    );
     for needle in [
         "== Redis sharding",
         "every key is on the shard the routing table names, and only there",
@@ -165,7 +195,10 @@ fn demo_check_passes_and_leaves_nothing_running() {
         "checks passed",
         "stopped in",
     ] {
-        assert!(text.contains(needle), "{needle:?} missing from the output:\n{text}");
+        assert!(
+            text.contains(needle),
+            "{needle:?} missing from the output:\n{text}"
+        );
     }
     assert!(!text.contains("FAILED"), "{text}");
     run.assert_no_orphans();
@@ -177,16 +210,33 @@ fn ctrl_c_stops_every_process() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t = Instant::now();
     let mut run = Run::start(&["--free-ports"]);
-    let exited = run.pump(Duration::from_secs(120), |l| l.starts_with("serving until Ctrl-C"));
-    assert!(exited.is_none(), "geomesh-demo exited before serving:\n{}", run.text());
+    let exited = run.pump(Duration::from_secs(120), |l| {
+        l.starts_with("serving until Ctrl-C")
+    });
+    assert!(
+        exited.is_none(),
+        "geomesh-demo exited before serving:\n{}",
+        run.text()
+    );
     let groups = child_groups(run.pid());
-    assert_eq!(groups.len(), 27, "the demo's processes while serving: {groups:?}");
+    assert_eq!(
+        groups.len(),
+        27,
+        "the demo's processes while serving: {groups:?}"
+    );
     // SAFETY: kill(2) on our own child's pid; no memory involved.
     let rc = unsafe { libc::kill(run.pid(), libc::SIGINT) };
     assert_eq!(rc, 0);
     let status = run.wait(Duration::from_secs(30));
-    assert!(status.success(), "exit after SIGINT: {status}\n{}", run.text());
+    assert!(
+        status.success(),
+        "exit after SIGINT: {status}\n{}",
+        run.text()
+    );
     assert!(run.text().contains("stopped in"), "{}", run.text());
     run.assert_no_orphans();
-    eprintln!("geomesh-demo, serve then SIGINT: {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "geomesh-demo, serve then SIGINT: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }

@@ -24,7 +24,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use geomesh_integration::envoy::{static_cluster, tcp_listener, tcp_proxy_filter, wasm_network_filter};
+use geomesh_integration::envoy::{
+    static_cluster, tcp_listener, tcp_proxy_filter, wasm_network_filter,
+};
 use geomesh_integration::paths::wasm_path;
 use geomesh_integration::redis_mesh::{Bridge, PLUGIN};
 use geomesh_integration::{free_port, Envoy, EnvoyConfig, Redis, TestDir, WasmPlugin};
@@ -118,7 +120,10 @@ fn send_half_close_read(port: u16, req: &[u8]) -> (Vec<u8>, Duration) {
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return (got, t0.elapsed()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("port {port}: no EOF within {WITHIN:?} after the FIN ({} bytes read)", got.len())
+                panic!(
+                    "port {port}: no EOF within {WITHIN:?} after the FIN ({} bytes read)",
+                    got.len()
+                )
             }
             Err(e) => panic!("read: {e}"),
         }
@@ -184,21 +189,40 @@ fn a_half_closing_client_gets_every_reply_locally_and_across_sites() {
         ),
     )
     .unwrap();
-    let (plain, local, remote) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
-    let plugin = WasmPlugin::new(PLUGIN, "", wasm_path("geomesh_filter_redis").unwrap(), FILTER_CONFIG)
-        .vm_id("geomesh_half_close");
+    let (plain, local, remote) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let plugin = WasmPlugin::new(
+        PLUGIN,
+        "",
+        wasm_path("geomesh_filter_redis").unwrap(),
+        FILTER_CONFIG,
+    )
+    .vm_id("geomesh_half_close");
     let cfg = EnvoyConfig::new()
         .unwrap()
-        .listener(tcp_listener("plain", plain, vec![tcp_proxy_filter("plain", "redis")]))
+        .listener(tcp_listener(
+            "plain",
+            plain,
+            vec![tcp_proxy_filter("plain", "redis")],
+        ))
         .listener(tcp_listener(
             "local",
             local,
-            vec![wasm_network_filter(&plugin), tcp_proxy_filter("local", "bridge_dc2")],
+            vec![
+                wasm_network_filter(&plugin),
+                tcp_proxy_filter("local", "bridge_dc2"),
+            ],
         ))
         .listener(tcp_listener(
             "remote",
             remote,
-            vec![wasm_network_filter(&plugin), tcp_proxy_filter("remote", "bridge_dc1")],
+            vec![
+                wasm_network_filter(&plugin),
+                tcp_proxy_filter("remote", "bridge_dc1"),
+            ],
         ))
         .cluster(static_cluster("redis", &[redis.port]))
         .cluster(static_cluster("bridge_dc2", &[dc2.port]))
@@ -208,10 +232,26 @@ fn a_half_closing_client_gets_every_reply_locally_and_across_sites() {
         geomesh_integration::wait_tcp(p, Duration::from_secs(20)).unwrap();
     }
     let paths = [
-        Path { name: "direct", port: redis.port, mesh: false },
-        Path { name: "envoy tcp_proxy", port: plain, mesh: false },
-        Path { name: "geomesh local", port: local, mesh: true },
-        Path { name: "geomesh remote (gRPC)", port: remote, mesh: true },
+        Path {
+            name: "direct",
+            port: redis.port,
+            mesh: false,
+        },
+        Path {
+            name: "envoy tcp_proxy",
+            port: plain,
+            mesh: false,
+        },
+        Path {
+            name: "geomesh local",
+            port: local,
+            mesh: true,
+        },
+        Path {
+            name: "geomesh remote (gRPC)",
+            port: remote,
+            mesh: true,
+        },
     ];
 
     // 1. N pipelined commands, one write, then the FIN: every path must answer all N, in order,
@@ -223,13 +263,28 @@ fn a_half_closing_client_gets_every_reply_locally_and_across_sites() {
             let tag = format!("{}-{n}", path.name.replace(' ', "_"));
             let (req, want) = pipeline(&tag, n);
             let (got, took) = send_half_close_read(path.port, &req);
-            let replies = parse_replies(&got)
-                .unwrap_or_else(|| panic!("{}: {n} commands: not RESP: {:?}", path.name, String::from_utf8_lossy(&got)));
-            assert_eq!(replies.len(), n, "{}: {n} commands, {} replies: {replies:?}", path.name, replies.len());
+            let replies = parse_replies(&got).unwrap_or_else(|| {
+                panic!(
+                    "{}: {n} commands: not RESP: {:?}",
+                    path.name,
+                    String::from_utf8_lossy(&got)
+                )
+            });
+            assert_eq!(
+                replies.len(),
+                n,
+                "{}: {n} commands, {} replies: {replies:?}",
+                path.name,
+                replies.len()
+            );
             for (i, (g, w)) in replies.iter().zip(&want).enumerate() {
                 assert_eq!(g, w, "{}: reply {i} of {n}", path.name);
             }
-            println!("  {:<22} {n:>5} pipelined commands: all answered, EOF after {:.2} ms", path.name, ms(took));
+            println!(
+                "  {:<22} {n:>5} pipelined commands: all answered, EOF after {:.2} ms",
+                path.name,
+                ms(took)
+            );
         }
     }
 
@@ -249,9 +304,18 @@ fn a_half_closing_client_gets_every_reply_locally_and_across_sites() {
             .collect();
         for w in workers {
             let (got, want) = w.join().unwrap();
-            assert_eq!(got.as_ref(), Some(&want), "{}: a concurrent half-closing client", path.name);
+            assert_eq!(
+                got.as_ref(),
+                Some(&want),
+                "{}: a concurrent half-closing client",
+                path.name
+            );
         }
-        println!("  {:<22} 24 clients x 60 commands at once: all answered in {:.1} ms", path.name, ms(t0.elapsed()));
+        println!(
+            "  {:<22} 24 clients x 60 commands at once: all answered in {:.1} ms",
+            path.name,
+            ms(t0.elapsed())
+        );
     }
 
     // 3. Large replies. redis-server stops writing to a client once it reads its EOF: replies
@@ -272,8 +336,14 @@ fn a_half_closing_client_gets_every_reply_locally_and_across_sites() {
     for path in &paths {
         let (got, took) = send_half_close_read(path.port, &req);
         let (prefix, complete) = parse_prefix(&got);
-        let full = prefix.iter().filter(|x| **x == Reply::Bulk(Some(value.clone().into_bytes()))).count();
-        let errors = prefix.iter().filter(|x| matches!(x, Reply::Error(_))).count();
+        let full = prefix
+            .iter()
+            .filter(|x| **x == Reply::Bulk(Some(value.clone().into_bytes())))
+            .count();
+        let errors = prefix
+            .iter()
+            .filter(|x| matches!(x, Reply::Error(_)))
+            .count();
         let replies = complete.then_some(prefix);
         println!(
             "  {:<22} {n} x GET of 10 kB then FIN: {} bytes, {full} replies, {errors} errors, EOF after {:.2} ms{}",
@@ -287,7 +357,11 @@ fn a_half_closing_client_gets_every_reply_locally_and_across_sites() {
             assert_eq!(r.len(), n, "{}: every request is answered", path.name);
             assert_eq!(full + errors, n, "{}: {r:?}", path.name);
             if let Some(Reply::Error(e)) = r.iter().find(|x| matches!(x, Reply::Error(_))) {
-                assert!(e.contains("connection closed by server"), "{}: {e}", path.name);
+                assert!(
+                    e.contains("connection closed by server"),
+                    "{}: {e}",
+                    path.name
+                );
             }
         }
     }

@@ -262,9 +262,13 @@ fn native_binaries_are_found_and_spawned() {
     // And spawned through the harness (the demo's own run is integration/tests/demo.rs).
     let dir = TestDir::new("demo-help").unwrap();
     let mut demo =
-        geomesh_integration::spawn_native(&dir, "geomesh-demo", "demo", &["--help".to_owned()]).unwrap();
+        geomesh_integration::spawn_native(&dir, "geomesh-demo", "demo", &["--help".to_owned()])
+            .unwrap();
     let status = demo.wait_exit(Duration::from_secs(30)).unwrap();
     let (out, err) = demo.logs();
     assert!(status.success(), "{status}\n{out}\n{err}");
-    assert!(format!("{out}{err}").contains("usage: geomesh-demo"), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("usage: geomesh-demo"),
+        "{out}{err}"
+    );
 }

@@ -42,15 +42,24 @@ const CRDS: &str = "integration/tests/data/istio-crds.gen.yaml";
 /// Every file with an EnvoyFilter or a WasmPlugin must be in at least one.
 const VARIANTS: &[(&str, &[&str])] = &[
     ("redis-inline", &["istio/30-echarde-outbound-tunnel.yaml"]),
-    ("redis-ecds", &["istio/31-echarde-outbound-tunnel-ecds.yaml"]),
+    (
+        "redis-ecds",
+        &["istio/31-echarde-outbound-tunnel-ecds.yaml"],
+    ),
     ("redis-wasmplugin", &["istio/32-echarde-wasmplugin.yaml"]),
     (
         "scope-ecds",
-        &["istio/40-scope-route.yaml", "istio/41-scope-envoyfilter.yaml"],
+        &[
+            "istio/40-scope-route.yaml",
+            "istio/41-scope-envoyfilter.yaml",
+        ],
     ),
     (
         "scope-wasmplugin",
-        &["istio/40-scope-route.yaml", "istio/42-scope-wasmplugin.yaml"],
+        &[
+            "istio/40-scope-route.yaml",
+            "istio/42-scope-wasmplugin.yaml",
+        ],
     ),
 ];
 
@@ -75,7 +84,9 @@ fn crds() -> Crds {
 
 fn is_istio(doc: &Value) -> bool {
     let api = doc["apiVersion"].as_str().unwrap_or_default();
-    ISTIO_GROUPS.iter().any(|g| api.starts_with(&format!("{g}/")))
+    ISTIO_GROUPS
+        .iter()
+        .any(|g| api.starts_with(&format!("{g}/")))
 }
 
 /// Layer 1 for a list of documents: the errors, by document.
@@ -92,7 +103,10 @@ fn crd_errors(crds: &Crds, docs: &[Doc]) -> Vec<String> {
             Err(e) => failures.push(format!("{}: {e:#}", d.label())),
         }
         if d.namespace().is_empty() {
-            failures.push(format!("{}: no metadata.namespace (say where it applies)", d.label()));
+            failures.push(format!(
+                "{}: no metadata.namespace (say where it applies)",
+                d.label()
+            ));
         }
     }
     failures
@@ -154,7 +168,11 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
     for d in docs {
         match d.kind() {
             "EnvoyFilter" => {
-                for p in d.value["spec"]["configPatches"].as_array().into_iter().flatten() {
+                for p in d.value["spec"]["configPatches"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
                     let ctx = p["match"]["context"].as_str().unwrap_or("ANY");
                     let port = p["match"]["listener"]["portNumber"]
                         .as_u64()
@@ -185,7 +203,10 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                         ) {
                             ("NETWORK", "CLIENT") => outbound_tcp.insert(n),
                             ("HTTP", "SERVER") => inbound_http.insert(n),
-                            (t, mode) => bail!("{}: WasmPlugin {t}/{mode} is not emulated by this test", d.label()),
+                            (t, mode) => bail!(
+                                "{}: WasmPlugin {t}/{mode} is not emulated by this test",
+                                d.label()
+                            ),
                         };
                     }
                 }
@@ -267,7 +288,11 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
     let mut ecds: BTreeMap<String, Value> = BTreeMap::new();
     for d in docs.iter().filter(|d| d.kind() == "WasmPlugin") {
         let s = &d.value["spec"];
-        let resource = format!("extensions.istio.io/wasmplugin/{}.{}", d.namespace(), d.name());
+        let resource = format!(
+            "extensions.istio.io/wasmplugin/{}.{}",
+            d.namespace(),
+            d.name()
+        );
         let network = s["type"] == "NETWORK";
         let url = s["url"].as_str().unwrap_or_default();
         let mut config = json!({
@@ -291,7 +316,10 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
             _ => config["failure_policy"] = json!("FAIL_CLOSED"),
         }
         let type_url = if network { WASM_NETWORK } else { WASM_HTTP };
-        ecds.insert(resource.clone(), json!({ "@type": type_url, "config": config }));
+        ecds.insert(
+            resource.clone(),
+            json!({ "@type": type_url, "config": config }),
+        );
         let filter = json!({
             "name": resource,
             "config_discovery": { "config_source": { "ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3" },
@@ -300,7 +328,10 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
         for m in s["match"].as_array().into_iter().flatten() {
             for p in m["ports"].as_array().into_iter().flatten() {
                 let port = p["number"].as_u64().unwrap_or_default();
-                for l in listeners.iter_mut().filter(|l| l["_geomesh"]["port"] == port) {
+                for l in listeners
+                    .iter_mut()
+                    .filter(|l| l["_geomesh"]["port"] == port)
+                {
                     for chain in l["filter_chains"].as_array_mut().into_iter().flatten() {
                         let filters = chain["filters"].as_array_mut().context("filters")?;
                         if network {
@@ -321,7 +352,11 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
 
     // EnvoyFilter patches, in order.
     for d in docs.iter().filter(|d| d.kind() == "EnvoyFilter") {
-        for p in d.value["spec"]["configPatches"].as_array().into_iter().flatten() {
+        for p in d.value["spec"]["configPatches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let apply_to = p["applyTo"].as_str().unwrap_or_default();
             let op = p["patch"]["operation"].as_str().unwrap_or_default();
             let value = p["patch"]["value"].clone();
@@ -331,7 +366,10 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                 .or_else(|| p["match"]["routeConfiguration"]["portNumber"].as_u64());
             if apply_to == "EXTENSION_CONFIG" {
                 if op != "ADD" {
-                    bail!("{}: EXTENSION_CONFIG only takes ADD (istiod ignores {op})", d.label());
+                    bail!(
+                        "{}: EXTENSION_CONFIG only takes ADD (istiod ignores {op})",
+                        d.label()
+                    );
                 }
                 let name = value["name"]
                     .as_str()
@@ -342,7 +380,8 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
             }
             let mut hits = 0;
             for l in listeners.iter_mut().filter(|l| {
-                l["_geomesh"]["context"] == ctx && Some(l["_geomesh"]["port"].as_u64().unwrap_or(0)) == port
+                l["_geomesh"]["context"] == ctx
+                    && Some(l["_geomesh"]["port"].as_u64().unwrap_or(0)) == port
             }) {
                 let chains = l["filter_chains"].as_array_mut().context("filter_chains")?;
                 match (apply_to, op) {
@@ -355,7 +394,8 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                         hits += 1;
                     }
                     ("HTTP_FILTER", "INSERT_BEFORE") => {
-                        let sub = p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
+                        let sub = p["match"]["listener"]["filterChain"]["filter"]["subFilter"]
+                            ["name"]
                             .as_str()
                             .context("HTTP_FILTER INSERT_BEFORE needs a subFilter match")?;
                         for chain in chains.iter_mut() {
@@ -370,7 +410,8 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                         }
                     }
                     ("HTTP_ROUTE", "MERGE") => {
-                        let want_action = p["match"]["routeConfiguration"]["vhost"]["route"]["action"].as_str();
+                        let want_action =
+                            p["match"]["routeConfiguration"]["vhost"]["route"]["action"].as_str();
                         for chain in chains.iter_mut() {
                             for f in chain["filters"].as_array_mut().into_iter().flatten() {
                                 for vh in f["typed_config"]["route_config"]["virtual_hosts"]
@@ -379,7 +420,8 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                                     .flatten()
                                 {
                                     for r in vh["routes"].as_array_mut().into_iter().flatten() {
-                                        if want_action == Some("ROUTE") && r.get("route").is_none() {
+                                        if want_action == Some("ROUTE") && r.get("route").is_none()
+                                        {
                                             continue;
                                         }
                                         proto_merge(r, &value);
@@ -409,7 +451,11 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
     for l in listeners.iter_mut() {
         let mut err = None;
         for_each_object_mut(l, &mut |m| {
-            let name = m.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let Some(cd) = m.get_mut("config_discovery") else {
                 return;
             };
@@ -420,7 +466,10 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                 return;
             };
             let ty = tc["@type"].as_str().unwrap_or_default();
-            if !cd["type_urls"].as_array().is_some_and(|a| a.iter().any(|t| t == ty)) {
+            if !cd["type_urls"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|t| t == ty))
+            {
                 err.get_or_insert(format!(
                     "filter {name}: type_urls {} do not admit {ty}",
                     cd["type_urls"]
@@ -433,7 +482,10 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                 ));
                 return;
             }
-            let file = dir.join(format!("ecds-{variant}-{}.yaml", name.replace(['/', '.'], "_")));
+            let file = dir.join(format!(
+                "ecds-{variant}-{}.yaml",
+                name.replace(['/', '.'], "_")
+            ));
             let doc = json!({ "resources": [ {
                 "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
                 "name": name, "typed_config": tc } ] });
@@ -529,7 +581,10 @@ fn proto_merge(dst: &mut Value, src: &Value) {
 }
 
 fn variant_docs<'a>(docs: &'a [Doc], files: &[&str]) -> Vec<&'a Doc> {
-    let v: Vec<&Doc> = docs.iter().filter(|d| files.contains(&d.file.as_str())).collect();
+    let v: Vec<&Doc> = docs
+        .iter()
+        .filter(|d| files.contains(&d.file.as_str()))
+        .collect();
     assert!(!v.is_empty(), "no document in {files:?}");
     v
 }
@@ -541,7 +596,9 @@ fn every_variant_gives_a_sidecar_config_envoy_validates_and_runs() {
     for d in &docs {
         if ["EnvoyFilter", "WasmPlugin", "VirtualService"].contains(&d.kind()) {
             assert!(
-                VARIANTS.iter().any(|(_, files)| files.contains(&d.file.as_str())),
+                VARIANTS
+                    .iter()
+                    .any(|(_, files)| files.contains(&d.file.as_str())),
                 "{} is in no variant of this test",
                 d.label()
             );
@@ -587,10 +644,15 @@ fn filter_configs(docs: &[Doc]) -> Vec<(String, String, Value)> {
                 let (Some(vm), Some(cfg)) = (m.get("vm_config"), m.get("configuration")) else {
                     continue;
                 };
-                let uri = vm["code"]["remote"]["http_uri"]["uri"].as_str().unwrap_or_default();
+                let uri = vm["code"]["remote"]["http_uri"]["uri"]
+                    .as_str()
+                    .unwrap_or_default();
                 let module = uri.rsplit('/').next().unwrap_or_default().to_owned();
                 let text = cfg["value"].as_str().unwrap_or_default();
-                let parsed = yaml_docs(text).ok().and_then(|mut v| v.pop()).unwrap_or(Value::Null);
+                let parsed = yaml_docs(text)
+                    .ok()
+                    .and_then(|mut v| v.pop())
+                    .unwrap_or(Value::Null);
                 out.push((d.label(), module, parsed));
             }
         }
@@ -617,7 +679,10 @@ fn container_port(deploy: &Doc, port: &Value) -> Option<u64> {
 }
 
 fn port_of(addr: &str) -> u64 {
-    addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -651,7 +716,10 @@ fn manifests_agree_with_each_other() {
     }
     let mut subsets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for d in docs.iter().filter(|d| d.kind() == "DestinationRule") {
-        let host = d.value["spec"]["host"].as_str().unwrap_or_default().to_owned();
+        let host = d.value["spec"]["host"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         for s in d.value["spec"]["subsets"].as_array().into_iter().flatten() {
             subsets
                 .entry(host.clone())
@@ -695,7 +763,9 @@ fn manifests_agree_with_each_other() {
     for (label, c) in &named {
         let parts: Vec<&str> = c.split('|').collect();
         let ["outbound", port, subset, host] = parts.as_slice() else {
-            problems.push(format!("{label}: `{c}` is not an Istio outbound cluster name"));
+            problems.push(format!(
+                "{label}: `{c}` is not an Istio outbound cluster name"
+            ));
             continue;
         };
         if !host.ends_with(".geomesh.svc.cluster.local") {
@@ -709,7 +779,9 @@ fn manifests_agree_with_each_other() {
             ));
         }
         if !subset.is_empty() && !subsets.get(*host).is_some_and(|s| s.contains(*subset)) {
-            problems.push(format!("{label}: cluster `{c}`: no subset {subset} for {host}"));
+            problems.push(format!(
+                "{label}: cluster `{c}`: no subset {subset} for {host}"
+            ));
         }
     }
     assert!(
@@ -720,7 +792,9 @@ fn manifests_agree_with_each_other() {
     // 2. The bridge: its config is valid for the real binary, its ports are the Deployment's and
     //    the Service's, none is Istio's.
     let cm = find(&docs, "ConfigMap", "geomesh-bridge");
-    let text = cm.value["data"]["bridge.yaml"].as_str().expect("bridge.yaml");
+    let text = cm.value["data"]["bridge.yaml"]
+        .as_str()
+        .expect("bridge.yaml");
     let dir = TestDir::new("istio-bridge-config").unwrap();
     let path = dir.write("bridge.yaml", text).unwrap();
     let out = std::process::Command::new(native_bin("geomesh-bridge").unwrap())
@@ -745,7 +819,11 @@ fn manifests_agree_with_each_other() {
                 "bridge.yaml {key} port {p} is not a containerPort of the Deployment"
             ));
         }
-        if !bridge[key].as_str().unwrap_or_default().starts_with("0.0.0.0:") {
+        if !bridge[key]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("0.0.0.0:")
+        {
             problems.push(format!(
                 "bridge.yaml {key} must bind 0.0.0.0 (the sidecar forwards to the pod IP)"
             ));
@@ -763,15 +841,22 @@ fn manifests_agree_with_each_other() {
     let c0 = &tpl["spec"]["containers"][0];
     let ready = &c0["readinessProbe"]["httpGet"];
     if ready["path"] != "/ready"
-        || container_port(deploy, &ready["port"]) != Some(port_of(bridge["admin_listen"].as_str().unwrap_or_default()))
+        || container_port(deploy, &ready["port"])
+            != Some(port_of(bridge["admin_listen"].as_str().unwrap_or_default()))
     {
-        problems.push(format!("readinessProbe must be GET /ready on the admin port: {ready}"));
+        problems.push(format!(
+            "readinessProbe must be GET /ready on the admin port: {ready}"
+        ));
     }
     if c0["livenessProbe"]["httpGet"]["path"] == "/ready" {
         problems.push("livenessProbe on /ready would kill draining bridges".into());
     }
-    let drain_ms = bridge["defaults"]["drain_timeout_ms"].as_u64().unwrap_or(20_000);
-    let grace_s = tpl["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
+    let drain_ms = bridge["defaults"]["drain_timeout_ms"]
+        .as_u64()
+        .unwrap_or(20_000);
+    let grace_s = tpl["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or(30);
     if grace_s * 1000 < drain_ms + 5000 {
         problems.push(format!(
             "terminationGracePeriodSeconds {grace_s} s leaves no margin over drain_timeout_ms {drain_ms}"
@@ -781,7 +866,10 @@ fn manifests_agree_with_each_other() {
     // 3. Selectors and volumes.
     for d in docs.iter().filter(|d| d.kind() == "Deployment") {
         let labels = &d.value["spec"]["template"]["metadata"]["labels"];
-        for (k, v) in d.value["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        for (k, v) in d.value["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+        {
             if labels[k] != *v {
                 problems.push(format!(
                     "{}: selector {k}={v} does not match the pod template",
@@ -792,9 +880,9 @@ fn manifests_agree_with_each_other() {
         let pin = std::fs::read_to_string(repo_root().join("istio/pin-wasm.sh")).unwrap();
         for (_, m) in objects(&d.value["spec"]["template"]["spec"]["volumes"]) {
             if let Some(name) = m.get("configMap").and_then(|c| c["name"].as_str()) {
-                let defined = docs
-                    .iter()
-                    .any(|x| x.kind() == "ConfigMap" && x.name() == name && x.namespace() == d.namespace());
+                let defined = docs.iter().any(|x| {
+                    x.kind() == "ConfigMap" && x.name() == name && x.namespace() == d.namespace()
+                });
                 let published = pin.contains(&format!("create configmap {name} "));
                 if !defined && !published {
                     problems.push(format!(
@@ -825,7 +913,10 @@ fn manifests_agree_with_each_other() {
             for key in ["containerPort", "port", "targetPort", "number"] {
                 if let Some(p) = m.get(key).and_then(Value::as_u64) {
                     if (15000..=15090).contains(&p) {
-                        problems.push(format!("{} {path}/{key}: port {p} is in Istio's range", d.label()));
+                        problems.push(format!(
+                            "{} {path}/{key}: port {p} is in Istio's range",
+                            d.label()
+                        ));
                     }
                 }
             }
@@ -869,7 +960,11 @@ fn manifests_agree_with_each_other() {
     let bridge_clusters = bridge["clusters"].as_object().unwrap();
     for (label, cfg) in by_module.get("geomesh_filter_redis.wasm").unwrap() {
         let mut targets = vec![cfg["default_cluster"].clone(), cfg["local_cluster"].clone()];
-        for r in cfg["routing_table"].as_object().into_iter().flat_map(|m| m.values()) {
+        for r in cfg["routing_table"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
             targets.push(r["cluster"].clone());
             targets.extend(r["clusters"].as_array().into_iter().flatten().cloned());
         }
@@ -909,11 +1004,18 @@ fn manifests_agree_with_each_other() {
     let mut pins: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     for d in &docs {
         if d.kind() == "WasmPlugin" {
-            let url = d.value["spec"]["url"].as_str().unwrap_or_default().to_owned();
+            let url = d.value["spec"]["url"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let m = url.rsplit('/').next().unwrap_or_default().to_owned();
-            pins.entry(m)
-                .or_default()
-                .insert((url, d.value["spec"]["sha256"].as_str().unwrap_or_default().to_owned()));
+            pins.entry(m).or_default().insert((
+                url,
+                d.value["spec"]["sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ));
         }
         for (_, m) in objects(&d.value) {
             if let Some(r) = m.get("remote") {
@@ -927,11 +1029,19 @@ fn manifests_agree_with_each_other() {
     }
     for (module, set) in &pins {
         if set.len() != 1 {
-            problems.push(format!("{module}: manifests disagree on URL/sha256: {set:?}"));
+            problems.push(format!(
+                "{module}: manifests disagree on URL/sha256: {set:?}"
+            ));
         }
         for (_, sha) in set {
-            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-                problems.push(format!("{module}: sha256 `{sha}` is not 64 lowercase hex digits"));
+            if sha.len() != 64
+                || !sha
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
+                problems.push(format!(
+                    "{module}: sha256 `{sha}` is not 64 lowercase hex digits"
+                ));
             }
         }
         let built = wasm_dir().join(module);
@@ -1008,10 +1118,17 @@ fn broken_manifests_are_rejected() {
     ];
     for (needle, d) in &cases {
         let errs = crd_errors(&crds, std::slice::from_ref(d)).join("\n");
-        assert!(errs.contains(needle), "schema check missed {needle}: {errs:?}");
+        assert!(
+            errs.contains(needle),
+            "schema check missed {needle}: {errs:?}"
+        );
     }
     let plugin = docs.iter().find(|d| d.kind() == "WasmPlugin").unwrap();
-    let errs = crd_errors(&crds, &[mutated(plugin, |v| v["spec"]["sha256"] = json!("ABC"))]).join("\n");
+    let errs = crd_errors(
+        &crds,
+        &[mutated(plugin, |v| v["spec"]["sha256"] = json!("ABC"))],
+    )
+    .join("\n");
     assert!(errs.contains("sha256"), "{errs}");
     // ...but the open part of a patch is not the schema's business (Envoy checks it).
     let open = mutated(tunnel, |v| {
@@ -1022,15 +1139,16 @@ fn broken_manifests_are_rejected() {
     // Layer 2: Envoy refuses a field of the patch that does not exist...
     let dir = TestDir::new("istio-broken").unwrap();
     let bad_field = mutated(tunnel, |v| {
-        v["spec"]["configPatches"][0]["patch"]["value"]["filters"][1]["typed_config"]["stat_prefx"] = json!("x")
+        v["spec"]["configPatches"][0]["patch"]["value"]["filters"][1]["typed_config"]
+            ["stat_prefx"] = json!("x")
     });
     let b = sidecar_bootstrap(&[&bad_field], &dir, "bad-field").unwrap();
     let err = format!("{:#}", envoy_validate(&dir, "bad-field", &b).unwrap_err());
     assert!(err.contains("stat_prefx"), "{err}");
     // ...and our filter refuses a routing table with a mistake, naming the field.
     let bad_table = mutated(tunnel, |v| {
-        let cfg = &mut v["spec"]["configPatches"][0]["patch"]["value"]["filters"][0]["typed_config"]["config"]
-            ["configuration"]["value"];
+        let cfg = &mut v["spec"]["configPatches"][0]["patch"]["value"]["filters"][0]
+            ["typed_config"]["config"]["configuration"]["value"];
         *cfg = json!(cfg.as_str().unwrap().replace("type: key", "type: keys"));
     });
     let b = sidecar_bootstrap(&[&bad_table], &dir, "bad-table").unwrap();
@@ -1042,8 +1160,8 @@ fn broken_manifests_are_rejected() {
         .find(|d| d.file == "istio/31-echarde-outbound-tunnel-ecds.yaml")
         .unwrap();
     let bad_ecds = mutated(ecds, |v| {
-        let cfg =
-            &mut v["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]["configuration"]["value"];
+        let cfg = &mut v["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]
+            ["configuration"]["value"];
         *cfg = json!(cfg.as_str().unwrap().replace("type: key", "type: keys"));
     });
     let b = sidecar_bootstrap(&[&bad_ecds], &dir, "bad-ecds").unwrap();
@@ -1059,16 +1177,22 @@ fn broken_manifests_are_rejected() {
     assert!(err.contains("routing_table.user1.type"), "{err}");
     // A module that is not built is an error, not a skip.
     let missing = mutated(tunnel, |v| {
-        let r = &mut v["spec"]["configPatches"][0]["patch"]["value"]["filters"][0]["typed_config"]["config"]
-            ["vm_config"]["code"]["remote"]["http_uri"]["uri"];
+        let r = &mut v["spec"]["configPatches"][0]["patch"]["value"]["filters"][0]["typed_config"]
+            ["config"]["vm_config"]["code"]["remote"]["http_uri"]["uri"];
         *r = json!("http://x/geomesh_filter_nothing.wasm");
     });
-    let err = format!("{:#}", sidecar_bootstrap(&[&missing], &dir, "missing").unwrap_err());
+    let err = format!(
+        "{:#}",
+        sidecar_bootstrap(&[&missing], &dir, "missing").unwrap_err()
+    );
     assert!(err.contains("geomesh_filter_nothing.wasm"), "{err}");
     // ECDS: a filter naming a resource nobody provides.
     let orphan = mutated(ecds, |v| {
         v["spec"]["configPatches"][0]["patch"]["value"]["name"] = json!("other")
     });
-    let err = format!("{:#}", sidecar_bootstrap(&[&orphan], &dir, "orphan").unwrap_err());
+    let err = format!(
+        "{:#}",
+        sidecar_bootstrap(&[&orphan], &dir, "orphan").unwrap_err()
+    );
     assert!(err.contains("no EXTENSION_CONFIG"), "{err}");
 }

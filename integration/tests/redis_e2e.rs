@@ -353,7 +353,10 @@ fn large_values_pass_whole() {
         let _: () = c.set(k, &big).unwrap();
         let back: Vec<u8> = c.get(k).unwrap();
         assert!(back == big, "{k}: {} bytes back", back.len());
-        let len: usize = redis::cmd("STRLEN").arg(k).query(&mut mesh.direct(&expected(&t, k)).unwrap()).unwrap();
+        let len: usize = redis::cmd("STRLEN")
+            .arg(k)
+            .query(&mut mesh.direct(&expected(&t, k)).unwrap())
+            .unwrap();
         assert_eq!(len, big.len(), "{k} on {}", expected(&t, k));
     }
     // Pipelined: four 12 MiB values to two shards in one write.

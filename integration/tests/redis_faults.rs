@@ -390,10 +390,17 @@ fn a_subscriber_is_disconnected_when_its_shard_dies_and_resubscribes() {
     loop {
         let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut direct).unwrap();
         let subs: Vec<&str> = list.lines().filter(|l| l.contains(" sub=1 ")).collect();
-        if !subs.is_empty() && subs.iter().all(|l| l.contains(" obl=0 ") && l.contains(" oll=0 ")) {
+        if !subs.is_empty()
+            && subs
+                .iter()
+                .all(|l| l.contains(" obl=0 ") && l.contains(" oll=0 "))
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "redis2 kept output buffered: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "redis2 kept output buffered: {list}"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     drop(direct);

@@ -26,7 +26,10 @@ fn examples_replication_match_the_generator() {
             assert!(readme.contains(&c), "README.md lacks the command {c:?}");
         }
         for port in [plan.ports[i].listener, plan.ports[i].agent] {
-            assert!(readme.contains(&format!("127.0.0.1:{port}")), "README.md never names port {port}");
+            assert!(
+                readme.contains(&format!("127.0.0.1:{port}")),
+                "README.md never names port {port}"
+            );
         }
     }
 }
@@ -46,7 +49,11 @@ fn ports_in(dir: &Path) -> BTreeSet<u16> {
                 .skip(1)
                 .chain(line.split("127.0.0.1:").skip(1));
             for c in candidates {
-                let digits: String = c.trim_start().chars().take_while(char::is_ascii_digit).collect();
+                let digits: String = c
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
                 if let Ok(n) = digits.parse() {
                     out.insert(n);
                 }
@@ -64,10 +71,19 @@ fn replication_and_scope_examples_use_different_ports() {
     let plan = ReplicationPlan::fixed();
     for p in &plan.ports {
         for port in [p.admin, p.listener, p.agent, p.proxy, p.instance] {
-            assert!(replication.contains(&port), "{port} not found in examples/replication: {replication:?}");
+            assert!(
+                replication.contains(&port),
+                "{port} not found in examples/replication: {replication:?}"
+            );
         }
     }
-    assert!(scope.len() >= 18, "examples/scope ports not found: {scope:?}");
+    assert!(
+        scope.len() >= 18,
+        "examples/scope ports not found: {scope:?}"
+    );
     let shared: Vec<&u16> = replication.intersection(&scope).collect();
-    assert!(shared.is_empty(), "examples/replication and examples/scope both use {shared:?}");
+    assert!(
+        shared.is_empty(),
+        "examples/replication and examples/scope both use {shared:?}"
+    );
 }

@@ -46,13 +46,22 @@ fn wrk_ms(s: &str) -> f64 {
 fn wrk(path: &'static str, url: &str, header: Option<&str>, secs: u64, conns: u32) -> Row {
     let wrk = system_bin("wrk").expect("wrk (Debian package `wrk`)");
     let mut cmd = Command::new(wrk);
-    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency"]);
+    cmd.args([
+        "-t1",
+        &format!("-c{conns}"),
+        &format!("-d{secs}s"),
+        "--latency",
+    ]);
     if let Some(h) = header {
         cmd.args(["-H", h]);
     }
     let out = cmd.arg(url).output().expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         !text.contains("Non-2xx") && !text.contains("Socket errors"),
         "{path}: errors during the run:\n{text}"
@@ -71,13 +80,21 @@ fn wrk(path: &'static str, url: &str, header: Option<&str>, secs: u64, conns: u3
         .unwrap_or(0);
     let row = Row {
         path,
-        rps: field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        rps: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN),
         p50_ms: field("50%").map(|v| wrk_ms(&v)).unwrap_or(f64::NAN),
         p99_ms: field("99%").map(|v| wrk_ms(&v)).unwrap_or(f64::NAN),
         requests,
     };
-    assert!(row.rps.is_finite() && row.requests > 0, "{path}: cannot read wrk's output:\n{text}");
-    eprintln!("{path}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms", row.rps, row.p50_ms, row.p99_ms);
+    assert!(
+        row.rps.is_finite() && row.requests > 0,
+        "{path}: cannot read wrk's output:\n{text}"
+    );
+    eprintln!(
+        "{path}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms",
+        row.rps, row.p50_ms, row.p99_ms
+    );
     row
 }
 
@@ -92,11 +109,24 @@ fn sh(cmd: &str) -> String {
 #[test]
 #[ignore = "benchmark: run explicitly (see the module docs)"]
 fn scope_overhead() {
-    let secs: u64 = std::env::var("GEOMESH_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    let conns: u32 = std::env::var("GEOMESH_BENCH_CONNECTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(32);
-    let rounds: usize = std::env::var("GEOMESH_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    let secs: u64 = std::env::var("GEOMESH_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let conns: u32 = std::env::var("GEOMESH_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32);
+    let rounds: usize = std::env::var("GEOMESH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let dir = TestDir::new("scope-bench").unwrap();
-    let opts = EnvoyOptions { log_level: "warning".into(), ..EnvoyOptions::default() };
+    let opts = EnvoyOptions {
+        log_level: "warning".into(),
+        ..EnvoyOptions::default()
+    };
     let topo = ScopeTopology::start(&dir, ScopePlan::free().unwrap(), opts.clone()).unwrap();
     let t_port = topo.plan.ports[0].instances["image"];
     // The same Envoy, same worker count, without the filter.
@@ -117,15 +147,49 @@ fn scope_overhead() {
     let target = "/image/cat?size=64";
     let image = topo.url(0, "image");
     // Warm-up (V8 JIT, connection pools).
-    wrk("warm-up", &format!("{image}{target}"), Some("x-scope: { image: DC 2 }"), 2, conns);
+    wrk(
+        "warm-up",
+        &format!("{image}{target}"),
+        Some("x-scope: { image: DC 2 }"),
+        2,
+        conns,
+    );
     let cases: Vec<(&'static str, String, Option<&str>)> = vec![
-        ("t directly (no Envoy)", format!("http://127.0.0.1:{t_port}{target}"), None),
-        ("Envoy, no filter", format!("http://127.0.0.1:{plain_port}{target}"), None),
-        ("Envoy -> Envoy, no filter", format!("http://127.0.0.1:{chain_port}{target}"), None),
-        ("Envoy + scope filter, no scope", format!("{image}{target}"), None),
-        ("Envoy + scope filter, local scope `{ image: DC 1 }`", format!("{image}{target}"), Some("x-scope: { image: DC 1 }")),
-        ("Envoy + scope filter, remote scope `{ image: DC 2 }` (2 Envoys)", format!("{image}{target}"), Some("x-scope: { image: DC 2 }")),
-        ("Envoy + scope filter, `around(DC 1, 50ms) ; DC 3` (local)", format!("{image}{target}"), Some("x-scope: { image: around(DC 1, 50ms) ; DC 3 }")),
+        (
+            "t directly (no Envoy)",
+            format!("http://127.0.0.1:{t_port}{target}"),
+            None,
+        ),
+        (
+            "Envoy, no filter",
+            format!("http://127.0.0.1:{plain_port}{target}"),
+            None,
+        ),
+        (
+            "Envoy -> Envoy, no filter",
+            format!("http://127.0.0.1:{chain_port}{target}"),
+            None,
+        ),
+        (
+            "Envoy + scope filter, no scope",
+            format!("{image}{target}"),
+            None,
+        ),
+        (
+            "Envoy + scope filter, local scope `{ image: DC 1 }`",
+            format!("{image}{target}"),
+            Some("x-scope: { image: DC 1 }"),
+        ),
+        (
+            "Envoy + scope filter, remote scope `{ image: DC 2 }` (2 Envoys)",
+            format!("{image}{target}"),
+            Some("x-scope: { image: DC 2 }"),
+        ),
+        (
+            "Envoy + scope filter, `around(DC 1, 50ms) ; DC 3` (local)",
+            format!("{image}{target}"),
+            Some("x-scope: { image: around(DC 1, 50ms) ; DC 3 }"),
+        ),
     ];
     // Rounds interleave the cases so that a burst of other work on the machine hits them alike;
     // each figure is the median over the rounds.
@@ -171,7 +235,10 @@ fn scope_overhead() {
         geomesh_integration::scope::WASM_REL,
         if cfg!(debug_assertions) { "debug (numbers are pessimistic)" } else { "release" },
     );
-    let _ = writeln!(md, "| path | requests/s | p50 (ms) | p99 (ms) | vs. Envoy without filter | requests |");
+    let _ = writeln!(
+        md,
+        "| path | requests/s | p50 (ms) | p99 (ms) | vs. Envoy without filter | requests |"
+    );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     let base = rows[1].rps;
     for r in &rows {

@@ -46,7 +46,11 @@ fn compute(topo: &ScopeTopology, site: usize, headers: &[(&str, &str)]) -> (u16,
 }
 
 /// `GET /image/<name>` at `site`: (status, first line of the body, headers).
-fn image(topo: &ScopeTopology, site: usize, headers: &[(&str, &str)]) -> (u16, String, reqwest::header::HeaderMap) {
+fn image(
+    topo: &ScopeTopology,
+    site: usize,
+    headers: &[(&str, &str)],
+) -> (u16, String, reqwest::header::HeaderMap) {
     let mut req = client().get(format!("{}/image/cat?size=64", topo.url(site, "image")));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -76,7 +80,9 @@ fn curl(args: &[&str]) -> (u16, String) {
 }
 
 fn requests(topo: &ScopeTopology, site: usize, service: &str) -> u64 {
-    topo.instance_stats(site, service).unwrap()["requests"].as_u64().unwrap()
+    topo.instance_stats(site, service).unwrap()["requests"]
+        .as_u64()
+        .unwrap()
 }
 
 fn stat(topo: &ScopeTopology, site: usize, name: &str) -> u64 {
@@ -115,18 +121,35 @@ fn paper_commands_2_and_3_and_loop_prevention() {
     assert_eq!(v["image"]["site"], "DC 2", "{v}");
     assert_eq!(v["image"]["first_line"], "IMAGE cat @ DC 2");
     assert_eq!(v["image"]["routed_to"], "dc_2_image");
-    assert_eq!(v["image"]["seen_by_t"]["x-scope"], "{ compute: DC 1, image: DC 2 }");
-    assert_eq!(v["image"]["seen_by_t"]["x-geomesh-forwarded-by"], "-", "stripped before t");
-    assert_eq!(requests(&topo, DC1, "image"), before[0] + 1, "DC 1's t not used");
+    assert_eq!(
+        v["image"]["seen_by_t"]["x-scope"],
+        "{ compute: DC 1, image: DC 2 }"
+    );
+    assert_eq!(
+        v["image"]["seen_by_t"]["x-geomesh-forwarded-by"], "-",
+        "stripped before t"
+    );
+    assert_eq!(
+        requests(&topo, DC1, "image"),
+        before[0] + 1,
+        "DC 1's t not used"
+    );
     assert_eq!(requests(&topo, DC2, "image"), before[1] + 1);
-    assert_eq!(stat(&topo, DC1, "cluster.dc_2_image.upstream_rq_total"), dc1_to_dc2_rq + 1);
-    assert_eq!(stat(&topo, DC2, "cluster.dc_2_image.upstream_rq_total"), dc2_local_rq + 1);
+    assert_eq!(
+        stat(&topo, DC1, "cluster.dc_2_image.upstream_rq_total"),
+        dc1_to_dc2_rq + 1
+    );
+    assert_eq!(
+        stat(&topo, DC2, "cluster.dc_2_image.upstream_rq_total"),
+        dc2_local_rq + 1
+    );
     let envoy2 = topo.sites[DC2].envoy.proc().stdout_path().to_path_buf();
     wait_for(Duration::from_secs(5), "DC 2's access log line", || {
         let log = std::fs::read_to_string(&envoy2)?;
-        Ok(log
-            .lines()
-            .any(|l| l.contains("listener=image_in \"GET /image/cat?size=16\" 200") && l.contains("cluster=dc_2_image")))
+        Ok(log.lines().any(|l| {
+            l.contains("listener=image_in \"GET /image/cat?size=16\" 200")
+                && l.contains("cluster=dc_2_image")
+        }))
     })
     .unwrap();
 
@@ -139,12 +162,23 @@ fn paper_commands_2_and_3_and_loop_prevention() {
     assert_eq!((st, line.as_str()), (200, "IMAGE cat @ DC 3"));
 
     // The same with real curl, straight to the image listener.
-    let (st, body) = curl(&["-H", "x-scope: { image: DC 3 }", &format!("{}/image/pic?size=4", topo.url(DC1, "image"))]);
+    let (st, body) = curl(&[
+        "-H",
+        "x-scope: { image: DC 3 }",
+        &format!("{}/image/pic?size=4", topo.url(DC1, "image")),
+    ]);
     assert_eq!(st, 200);
     assert!(body.starts_with("IMAGE pic @ DC 3\n"), "{body}");
 
     // Loop prevention: a request marked as forwarded by a peer is served where it lands.
-    let (st, line, h) = image(&topo, DC2, &[("x-scope", "{ image: DC 1 }"), ("x-geomesh-forwarded-by", "DC 3")]);
+    let (st, line, h) = image(
+        &topo,
+        DC2,
+        &[
+            ("x-scope", "{ image: DC 1 }"),
+            ("x-geomesh-forwarded-by", "DC 3"),
+        ],
+    );
     assert_eq!((st, line.as_str()), (200, "IMAGE cat @ DC 2"));
     assert_eq!(h["x-seen-x-geomesh-forwarded-by"], "-");
 }
@@ -155,7 +189,11 @@ fn scope_follows_the_workflow_with_each_carrier() {
 
     // X-Scope, forwarded by s itself.
     let (st, v) = compute(&topo, DC1, &[("x-scope", "{ compute: DC 1, image: DC 2 }")]);
-    assert_eq!((st, &v["image"]["site"]), (200, &Value::from("DC 2")), "{v}");
+    assert_eq!(
+        (st, &v["image"]["site"]),
+        (200, &Value::from("DC 2")),
+        "{v}"
+    );
 
     // W3C baggage (as an OpenTelemetry-instrumented app forwards it), other members kept.
     let bag = "user=alice,scope=%7B%20image%3A%20DC%203%20%7D;p=1,tenant=t1";
@@ -163,7 +201,10 @@ fn scope_follows_the_workflow_with_each_carrier() {
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["site"], "DC 1");
     assert_eq!(v["image"]["site"], "DC 3", "{v}");
-    assert_eq!(v["image"]["seen_by_t"]["baggage"], bag, "baggage reaches t unchanged");
+    assert_eq!(
+        v["image"]["seen_by_t"]["baggage"], bag,
+        "baggage reaches t unchanged"
+    );
 
     // openstackoid's piggyback: `!SCOPE!...` never reaches the applications; s forwards the plain
     // token; DC 1's filter in front of t finds the scope by token (remembered by the filter in
@@ -172,12 +213,18 @@ fn scope_follows_the_workflow_with_each_carrier() {
     let (st, v) = compute(
         &topo,
         DC1,
-        &[("x-auth-token", &format!("{token}!SCOPE!{{\"compute\": \"DC 1\", \"image\": \"DC 2\"}}"))],
+        &[(
+            "x-auth-token",
+            &format!("{token}!SCOPE!{{\"compute\": \"DC 1\", \"image\": \"DC 2\"}}"),
+        )],
     );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["seen"]["x-auth-token"], token, "s sees the plain token");
     assert_eq!(v["image"]["site"], "DC 2", "{v}");
-    assert_eq!(v["image"]["seen_by_t"]["x-auth-token"], token, "t sees the plain token");
+    assert_eq!(
+        v["image"]["seen_by_t"]["x-auth-token"], token,
+        "t sees the plain token"
+    );
     assert_eq!(v["image"]["seen_by_t"]["x-scope"], "-");
 
     // Same token memory across sites: compute at DC 2 (token crosses with the scope), and DC 2's
@@ -186,7 +233,10 @@ fn scope_follows_the_workflow_with_each_carrier() {
     let (st, v) = compute(
         &topo,
         DC1,
-        &[("x-auth-token", &format!("{token2}!SCOPE!{{ compute: DC 2, image: DC 3 }}"))],
+        &[(
+            "x-auth-token",
+            &format!("{token2}!SCOPE!{{ compute: DC 2, image: DC 3 }}"),
+        )],
     );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["site"], "DC 2", "{v}");
@@ -196,7 +246,10 @@ fn scope_follows_the_workflow_with_each_carrier() {
 
     // A token the filters never saw with a scope: local, unchanged.
     let (st, v) = compute(&topo, DC3, &[("x-auth-token", "unknown-token")]);
-    assert_eq!((st, &v["site"], &v["image"]["site"]), (200, &Value::from("DC 3"), &Value::from("DC 3")));
+    assert_eq!(
+        (st, &v["site"], &v["image"]["site"]),
+        (200, &Value::from("DC 3"), &Value::from("DC 3"))
+    );
     assert_eq!(v["image"]["seen_by_t"]["x-auth-token"], "unknown-token");
 }
 
@@ -217,7 +270,10 @@ fn otherwise_fails_over_and_comes_back() {
     }
     assert_eq!(requests(&topo, DC3, "image"), dc3 + 5);
     // `|` is the same operator.
-    assert_eq!(scoped(&topo, DC1, "{ image: DC 2 | DC 3 }"), (200, "IMAGE cat @ DC 3".into()));
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: DC 2 | DC 3 }"),
+        (200, "IMAGE cat @ DC 3".into())
+    );
 
     topo.restart_instance(DC2, "image").unwrap();
     topo.wait_sites(DC1, Duration::from_secs(15), "DC 2's image up", |d| {
@@ -230,27 +286,52 @@ fn otherwise_fails_over_and_comes_back() {
 #[test]
 fn around_with_static_rtt_overrides() {
     let mut plan = ScopePlan::free().unwrap();
-    plan.overrides.insert((DC1, DC2), PeerOverride { rtt_ms: Some(20.0), up: None });
-    plan.overrides.insert((DC1, DC3), PeerOverride { rtt_ms: Some(5.0), up: None });
+    plan.overrides.insert(
+        (DC1, DC2),
+        PeerOverride {
+            rtt_ms: Some(20.0),
+            up: None,
+        },
+    );
+    plan.overrides.insert(
+        (DC1, DC3),
+        PeerOverride {
+            rtt_ms: Some(5.0),
+            up: None,
+        },
+    );
     let (_dir, mut topo) = start("scope-around-static", plan);
 
     // DC 1 itself first while its image is up.
-    assert_eq!(scoped(&topo, DC1, "{ image: around(DC 1, 30ms) }"), (200, "IMAGE cat @ DC 1".into()));
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: around(DC 1, 30ms) }"),
+        (200, "IMAGE cat @ DC 1".into())
+    );
     topo.stop_instance(DC1, "image").unwrap();
     topo.wait_sites(DC1, Duration::from_secs(15), "DC 1's image down", |d| {
         service_state(d, "DC 1", "image") == Some(false)
     })
     .unwrap();
     // Nearest first: DC 3 (5 ms) before DC 2 (20 ms).
-    assert_eq!(scoped(&topo, DC1, "{ image: around(DC 1, 30ms) }"), (200, "IMAGE cat @ DC 3".into()));
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: around(DC 1, 30ms) }"),
+        (200, "IMAGE cat @ DC 3".into())
+    );
     // A radius that leaves DC 2 out, then DC 3 down too: 503 naming only what was tried.
     topo.stop_instance(DC3, "image").unwrap();
     topo.wait_sites(DC1, Duration::from_secs(15), "DC 3's image down", |d| {
         service_state(d, "DC 3", "image") == Some(false)
     })
     .unwrap();
-    assert_eq!(scoped(&topo, DC1, "{ image: around(DC 1, 30ms) }"), (200, "IMAGE cat @ DC 2".into()));
-    let (st, body) = curl(&["-H", "x-scope: { image: around(DC 1, 10ms) }", &format!("{}/image/x", topo.url(DC1, "image"))]);
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: around(DC 1, 30ms) }"),
+        (200, "IMAGE cat @ DC 2".into())
+    );
+    let (st, body) = curl(&[
+        "-H",
+        "x-scope: { image: around(DC 1, 10ms) }",
+        &format!("{}/image/x", topo.url(DC1, "image")),
+    ]);
     assert_eq!(st, 503, "{body}");
     assert_eq!(
         body.trim(),
@@ -268,18 +349,43 @@ fn around_with_real_latency_through_relays() {
     let (_dir, mut topo) = start("scope-around-relay", plan);
     topo.stop_instance(DC1, "image").unwrap();
     let rtt = |d: &geomesh_scope::SitesDocument, s: &str| {
-        d.sites.iter().find(|x| x.name == s).and_then(|x| x.rtt_ms).unwrap_or(f64::NAN)
+        d.sites
+            .iter()
+            .find(|x| x.name == s)
+            .and_then(|x| x.rtt_ms)
+            .unwrap_or(f64::NAN)
     };
     let d = topo
-        .wait_sites(DC1, Duration::from_secs(20), "DC 3 far, DC 2 near, DC 1's image down", |d| {
-            rtt(d, "DC 3") > 100.0 && rtt(d, "DC 2") < 30.0 && service_state(d, "DC 1", "image") == Some(false)
-        })
+        .wait_sites(
+            DC1,
+            Duration::from_secs(20),
+            "DC 3 far, DC 2 near, DC 1's image down",
+            |d| {
+                rtt(d, "DC 3") > 100.0
+                    && rtt(d, "DC 2") < 30.0
+                    && service_state(d, "DC 1", "image") == Some(false)
+            },
+        )
         .unwrap();
-    eprintln!("measured RTT DC 1 -> DC 2 {:.1} ms, -> DC 3 {:.1} ms", rtt(&d, "DC 2"), rtt(&d, "DC 3"));
-    assert_eq!(scoped(&topo, DC1, "{ image: around(DC 1, 500ms) }"), (200, "IMAGE cat @ DC 2".into()));
+    eprintln!(
+        "measured RTT DC 1 -> DC 2 {:.1} ms, -> DC 3 {:.1} ms",
+        rtt(&d, "DC 2"),
+        rtt(&d, "DC 3")
+    );
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: around(DC 1, 500ms) }"),
+        (200, "IMAGE cat @ DC 2".into())
+    );
     // Only DC 2 is within 60 ms.
-    let (st, body) = curl(&["-H", "x-scope: { image: around(DC 1, 60ms) ; DC 3 }", &format!("{}/image/x", topo.url(DC1, "image"))]);
-    assert_eq!((st, body.lines().next().unwrap_or("")), (200, "IMAGE x @ DC 2"));
+    let (st, body) = curl(&[
+        "-H",
+        "x-scope: { image: around(DC 1, 60ms) ; DC 3 }",
+        &format!("{}/image/x", topo.url(DC1, "image")),
+    ]);
+    assert_eq!(
+        (st, body.lines().next().unwrap_or("")),
+        (200, "IMAGE x @ DC 2")
+    );
 
     // The latency moves: DC 2 becomes far, DC 3 near.
     wan.set_delay(DC1, DC3, Duration::ZERO);
@@ -289,12 +395,26 @@ fn around_with_real_latency_through_relays() {
             rtt(d, "DC 2") > 100.0 && rtt(d, "DC 3") < 30.0
         })
         .unwrap();
-    eprintln!("measured RTT DC 1 -> DC 2 {:.1} ms, -> DC 3 {:.1} ms", rtt(&d, "DC 2"), rtt(&d, "DC 3"));
-    assert_eq!(scoped(&topo, DC1, "{ image: around(DC 1, 500ms) }"), (200, "IMAGE cat @ DC 3".into()));
+    eprintln!(
+        "measured RTT DC 1 -> DC 2 {:.1} ms, -> DC 3 {:.1} ms",
+        rtt(&d, "DC 2"),
+        rtt(&d, "DC 3")
+    );
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: around(DC 1, 500ms) }"),
+        (200, "IMAGE cat @ DC 3".into())
+    );
     // And a request sent to DC 2 does pay the link's latency (60 ms each way).
     let t = Instant::now();
-    assert_eq!(scoped(&topo, DC1, "{ image: DC 2 }"), (200, "IMAGE cat @ DC 2".into()));
-    assert!(t.elapsed() >= Duration::from_millis(120), "{:?}", t.elapsed());
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: DC 2 }"),
+        (200, "IMAGE cat @ DC 2".into())
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(120),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -306,46 +426,84 @@ fn errors_are_answered_never_served_locally() {
     // Malformed: 400 with the parser's message and position.
     let (st, body) = curl(&["-H", "x-scope: { image: DC 2 ; }", &url]);
     assert_eq!(st, 400, "{body}");
-    assert_eq!(body.trim(), "x-scope: scope:1:17: expected a site name or '(' after ';', found '}'");
+    assert_eq!(
+        body.trim(),
+        "x-scope: scope:1:17: expected a site name or '(' after ';', found '}'"
+    );
     let (st, body) = curl(&["-H", "x-auth-token: tok!SCOPE!{image: (DC 2}", &url]);
     assert_eq!(st, 400, "{body}");
-    assert_eq!(body.trim(), "x-auth-token: scope:1:14: expected '&', ';', '|' or ')', found '}'");
+    assert_eq!(
+        body.trim(),
+        "x-auth-token: scope:1:14: expected '&', ';', '|' or ')', found '}'"
+    );
     // Unknown site / service: 400 naming it.
     let (st, body) = curl(&["-H", "x-scope: { image: DC 9 }", &url]);
     assert_eq!((st, body.trim()), (400, "scope: unknown site 'DC 9'"));
     let (st, body) = curl(&["-H", "x-scope: { video: DC 2 }", &url]);
     assert_eq!((st, body.trim()), (400, "scope: unknown service 'video'"));
     // Carriers that disagree.
-    let (st, body) = curl(&["-H", "x-scope: { image: DC 2 }", "-H", "baggage: scope=%7Bimage%3ADC%203%7D", &url]);
-    assert_eq!((st, body.trim()), (400, "scope: x-scope and baggage carry different scopes"));
+    let (st, body) = curl(&[
+        "-H",
+        "x-scope: { image: DC 2 }",
+        "-H",
+        "baggage: scope=%7Bimage%3ADC%203%7D",
+        &url,
+    ]);
+    assert_eq!(
+        (st, body.trim()),
+        (400, "scope: x-scope and baggage carry different scopes")
+    );
     // Replication for a service whose filter has no `http.replication` (this topology's): 501
     // (integration/tests/replication_e2e.rs runs the configured case).
     let (st, body) = curl(&["-H", "x-scope: { image: DC 2 & DC 3 }", &url]);
     assert_eq!(st, 501, "{body}");
-    assert!(body.contains("replication is not configured for service 'image'"), "{body}");
-    assert_eq!(requests(&topo, DC1, "image"), before, "no error was served locally");
+    assert!(
+        body.contains("replication is not configured for service 'image'"),
+        "{body}"
+    );
+    assert_eq!(
+        requests(&topo, DC1, "image"),
+        before,
+        "no error was served locally"
+    );
 
     // Nothing reachable: 503 naming what was tried.
     topo.stop_instance(DC2, "image").unwrap();
     topo.stop_instance(DC3, "image").unwrap();
-    topo.wait_sites(DC1, Duration::from_secs(15), "DC 2's and DC 3's image down", |d| {
-        service_state(d, "DC 2", "image") == Some(false) && service_state(d, "DC 3", "image") == Some(false)
-    })
+    topo.wait_sites(
+        DC1,
+        Duration::from_secs(15),
+        "DC 2's and DC 3's image down",
+        |d| {
+            service_state(d, "DC 2", "image") == Some(false)
+                && service_state(d, "DC 3", "image") == Some(false)
+        },
+    )
     .unwrap();
     let (st, line, h) = image(&topo, DC1, &[("x-scope", "{ image: DC 2 ; DC 3 }")]);
     assert_eq!(
         (st, line.as_str()),
-        (503, "scope: no location reachable for service 'image'; tried DC 2 (down) ; DC 3 (down)")
+        (
+            503,
+            "scope: no location reachable for service 'image'; tried DC 2 (down) ; DC 3 (down)"
+        )
     );
     assert_eq!(h["x-geomesh-error"], "scope");
-    assert_eq!(requests(&topo, DC1, "image"), before, "never a silent local fallback");
+    assert_eq!(
+        requests(&topo, DC1, "image"),
+        before,
+        "never a silent local fallback"
+    );
 
     // The window before the agents notice (here: no scope, the local instance just stopped):
     // Envoy's own 503 names the cluster it could not reach.
     topo.stop_instance(DC1, "image").unwrap();
     let (st, line, _) = image(&topo, DC1, &[]);
     assert_eq!(st, 503, "{line}");
-    assert!(line.starts_with("geomesh: cluster 'dc_1_image' did not answer (UF"), "{line}");
+    assert!(
+        line.starts_with("geomesh: cluster 'dc_1_image' did not answer (UF"),
+        "{line}"
+    );
 }
 
 /// Bytes through DC 1's Envoy, DC 2's Envoy and into DC 2's t as they stream: the size comes
@@ -359,7 +517,19 @@ fn streaming_upload_crosses_sites_without_buffering() {
     let (_dir, mut topo) = start("scope-upload", ScopePlan::free().unwrap());
     let url = format!("{}/upload", topo.url(DC1, "image"));
     let mut child = Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "-X", "POST", "-T", "-", "-H", "x-scope: { image: DC 2 }", "-H", "expect:"])
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "-X",
+            "POST",
+            "-T",
+            "-",
+            "-H",
+            "x-scope: { image: DC 2 }",
+            "-H",
+            "expect:",
+        ])
         .arg(&url)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -373,7 +543,9 @@ fn streaming_upload_crosses_sites_without_buffering() {
         while sent < size {
             let n = (size - sent).min(chunk.len() as u64) as usize;
             stdin.write_all(&chunk[..n]).unwrap();
-            sum = chunk[..n].iter().fold(sum, |s, b| s.wrapping_add(u64::from(*b)));
+            sum = chunk[..n]
+                .iter()
+                .fold(sum, |s, b| s.wrapping_add(u64::from(*b)));
             sent += n as u64;
         }
         sum
@@ -405,7 +577,11 @@ fn streaming_upload_crosses_sites_without_buffering() {
         peaks[1] / 1024
     );
     for p in peaks {
-        assert!(p < 400 * 1024, "an Envoy peaked at {} MB: the body was buffered", p / 1024);
+        assert!(
+            p < 400 * 1024,
+            "an Envoy peaked at {} MB: the body was buffered",
+            p / 1024
+        );
     }
 }
 
@@ -416,8 +592,14 @@ fn ecds_update_changes_the_registry() {
     let mut plan = ScopePlan::free().unwrap();
     plan.ecds_image = vec![DC1];
     let (_dir, mut topo) = start("scope-ecds", plan);
-    assert_eq!(scoped(&topo, DC1, "{ image: DC 4 }"), (400, "scope: unknown site 'DC 4'".into()));
-    assert_eq!(scoped(&topo, DC1, "{ image: DC 2 }"), (200, "IMAGE cat @ DC 2".into()));
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: DC 4 }"),
+        (400, "scope: unknown site 'DC 4'".into())
+    );
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: DC 2 }"),
+        (200, "IMAGE cat @ DC 2".into())
+    );
 
     // Version 2: a site DC 4 whose image is DC 3's instance.
     let v2 = topo.plan.filter_config_with(
@@ -430,7 +612,10 @@ fn ecds_update_changes_the_registry() {
         Ok(scoped(&topo, DC1, "{ image: DC 4 }") == (200, "IMAGE cat @ DC 3".into()))
     })
     .unwrap();
-    assert_eq!(scoped(&topo, DC1, "{ image: DC 2 }"), (200, "IMAGE cat @ DC 2".into()));
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: DC 2 }"),
+        (200, "IMAGE cat @ DC 2".into())
+    );
 
     // Version 3 is broken: Envoy keeps version 2 and logs the field at fault.
     topo.sites[DC1]
@@ -440,9 +625,15 @@ fn ecds_update_changes_the_registry() {
     topo.write_image_filter_ecds(DC1, &v3).unwrap();
     topo.sites[DC1]
         .envoy
-        .wait_log("invalid configuration: `http.bogus_field`", Duration::from_secs(15))
+        .wait_log(
+            "invalid configuration: `http.bogus_field`",
+            Duration::from_secs(15),
+        )
         .unwrap();
-    assert_eq!(scoped(&topo, DC1, "{ image: DC 4 }"), (200, "IMAGE cat @ DC 3".into()));
+    assert_eq!(
+        scoped(&topo, DC1, "{ image: DC 4 }"),
+        (200, "IMAGE cat @ DC 3".into())
+    );
 }
 
 /// A WebSocket upgrade with a scope crosses the sidecars to the named site's instance, and the
@@ -454,16 +645,23 @@ fn websocket_upgrade_follows_the_scope() {
     use tokio_tungstenite::tungstenite::Message;
 
     let (_dir, topo) = start("scope-ws", ScopePlan::free().unwrap());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let talk = |site: usize, scope: Option<&str>, texts: &[&str]| -> Vec<String> {
         let port = topo.plan.listener(site, "image").unwrap();
-        let mut req = format!("ws://127.0.0.1:{port}/ws").into_client_request().unwrap();
+        let mut req = format!("ws://127.0.0.1:{port}/ws")
+            .into_client_request()
+            .unwrap();
         if let Some(s) = scope {
             req.headers_mut().insert("x-scope", s.parse().unwrap());
         }
         let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
         rt.block_on(async move {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
             let (mut ws, resp) = tokio::time::timeout(
                 Duration::from_secs(10),
                 tokio_tungstenite::client_async(req, tcp),
@@ -490,7 +688,11 @@ fn websocket_upgrade_follows_the_scope() {
     let before = requests(&topo, DC2, "image");
     let answers = talk(DC1, Some("{ image: DC 2 }"), &["hello", "again"]);
     assert_eq!(answers, ["DC 2: hello", "DC 2: again"]);
-    assert_eq!(requests(&topo, DC2, "image"), before + 1, "one upgrade served by DC 2's t");
+    assert_eq!(
+        requests(&topo, DC2, "image"),
+        before + 1,
+        "one upgrade served by DC 2's t"
+    );
     // No scope: the local instance.
     assert_eq!(talk(DC3, None, &["x"]), ["DC 3: x"]);
 }

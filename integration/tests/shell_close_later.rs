@@ -74,7 +74,9 @@ fn read_until_eof(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<Insta
         match s.read(&mut buf) {
             Ok(0) => return (got, Some(Instant::now())),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return (got, None),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (got, None)
+            }
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return (got, Some(Instant::now())),
             Err(e) => panic!("read: {e}"),
         }
@@ -84,7 +86,11 @@ fn read_until_eof(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<Insta
 fn subscribe(port: u16, channel: &str) -> TcpStream {
     let mut s = client(port);
     s.write_all(&cmd(&["SUBSCRIBE", channel])).unwrap();
-    let want = format!("*3\r\n$9\r\nsubscribe\r\n${}\r\n{channel}\r\n:1\r\n", channel.len()).into_bytes();
+    let want = format!(
+        "*3\r\n$9\r\nsubscribe\r\n${}\r\n{channel}\r\n:1\r\n",
+        channel.len()
+    )
+    .into_bytes();
     expect(&mut s, &want);
     s
 }
@@ -96,7 +102,14 @@ fn ms(d: Duration) -> f64 {
 fn summary(mut v: Vec<f64>) -> String {
     v.sort_by(f64::total_cmp);
     let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    format!("n={} min {:.2} median {:.2} p90 {:.2} max {:.2} ms", v.len(), p(0.0), p(0.5), p(0.9), p(1.0))
+    format!(
+        "n={} min {:.2} median {:.2} p90 {:.2} max {:.2} ms",
+        v.len(),
+        p(0.0),
+        p(0.5),
+        p(0.9),
+        p(1.0)
+    )
 }
 
 /// SIGCONTs the bridge whatever happens, so that the mesh can stop.
@@ -110,7 +123,11 @@ impl Drop for Cont<'_> {
 
 #[test]
 fn silent_subscribers_get_their_last_bytes_then_eof_when_their_shard_dies() {
-    let mut mesh = RedisMesh::start_with("shell-close-later", MeshOptions::new(&["redis1", "redis2"], TABLE)).unwrap();
+    let mut mesh = RedisMesh::start_with(
+        "shell-close-later",
+        MeshOptions::new(&["redis1", "redis2"], TABLE),
+    )
+    .unwrap();
     let channel = "user1:news"; // routed to redis2 only
 
     // 1. The last message and the shard's end reach the filter together: the bridge is
@@ -119,7 +136,11 @@ fn silent_subscribers_get_their_last_bytes_then_eof_when_their_shard_dies() {
     let n = 20;
     let mut subs: Vec<TcpStream> = (0..n).map(|_| subscribe(mesh.port, channel)).collect();
     let mut direct = mesh.direct("redis2").unwrap();
-    let receivers: i64 = redis::cmd("PUBLISH").arg(channel).arg("first").query(&mut direct).unwrap();
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg("first")
+        .query(&mut direct)
+        .unwrap();
     assert_eq!(receivers, n as i64);
     let first = bulk_array(&["message", channel, "first"]);
     for s in &mut subs {
@@ -128,7 +149,11 @@ fn silent_subscribers_get_their_last_bytes_then_eof_when_their_shard_dies() {
     mesh.bridge.proc.signal(libc::SIGSTOP).unwrap();
     let resumed = {
         let _cont = Cont(&mesh.bridge);
-        let receivers: i64 = redis::cmd("PUBLISH").arg(channel).arg("last").query(&mut direct).unwrap();
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg("last")
+            .query(&mut direct)
+            .unwrap();
         assert_eq!(receivers, n as i64);
         // redis-server writes the publisher's reply before the subscribers' copies (LIFO list
         // of pending writes): make sure every copy left redis2 (no output buffered) before it
@@ -137,7 +162,9 @@ fn silent_subscribers_get_their_last_bytes_then_eof_when_their_shard_dies() {
         let subscribers: Vec<&str> = list.lines().filter(|l| l.contains(" sub=1 ")).collect();
         assert_eq!(subscribers.len(), n, "{list}");
         assert!(
-            subscribers.iter().all(|l| l.contains(" obl=0 ") && l.contains(" oll=0 ")),
+            subscribers
+                .iter()
+                .all(|l| l.contains(" obl=0 ") && l.contains(" oll=0 ")),
             "output still buffered in redis2: {list}"
         );
         drop(direct);
@@ -155,7 +182,8 @@ fn silent_subscribers_get_their_last_bytes_then_eof_when_their_shard_dies() {
             String::from_utf8_lossy(&last),
             "subscriber {i}: the last message, nothing else"
         );
-        let eof = eof.unwrap_or_else(|| panic!("subscriber {i}: no EOF within 5 s of the bridge resuming"));
+        let eof = eof
+            .unwrap_or_else(|| panic!("subscriber {i}: no EOF within 5 s of the bridge resuming"));
         took.push(eof - resumed);
     }
     let worst = *took.iter().max().unwrap();
@@ -179,10 +207,14 @@ fn silent_subscribers_get_their_last_bytes_then_eof_when_their_shard_dies() {
         let (got, eof) = read_until_eof(&mut s, BOUND + Duration::from_secs(4));
         let text = String::from_utf8_lossy(&got);
         assert!(
-            text.starts_with("-ERR geomesh: cluster redis2: ") && text.ends_with("\r\n") && text.matches("\r\n").count() == 1,
+            text.starts_with("-ERR geomesh: cluster redis2: ")
+                && text.ends_with("\r\n")
+                && text.matches("\r\n").count() == 1,
             "round {round}: one error for the SUBSCRIBE in flight, got {text:?}"
         );
-        let eof = eof.unwrap_or_else(|| panic!("round {round}: no EOF within 5 s of the kill (got {text:?})"));
+        let eof = eof.unwrap_or_else(|| {
+            panic!("round {round}: no EOF within 5 s of the kill (got {text:?})")
+        });
         took.push(eof - killed);
         mesh.restart_shard("redis2").unwrap();
     }
@@ -209,12 +241,19 @@ fn silent_subscribers_get_their_last_bytes_then_eof_when_their_shard_dies() {
         let eof = eof.expect("EOF after QUIT");
         took.push(eof - sent);
     }
-    eprintln!("PING+QUIT: replies then EOF, {}", summary(took.iter().map(|d| ms(*d)).collect()));
+    eprintln!(
+        "PING+QUIT: replies then EOF, {}",
+        summary(took.iter().map(|d| ms(*d)).collect())
+    );
     assert!(took.iter().all(|d| *d < BOUND));
 
     // Everything still works through the same VM (a panic in on_tick would have killed it).
     let mut c = mesh.client().unwrap();
-    let _: () = redis::cmd("SET").arg("user1:k").arg("v").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("user1:k")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
     let v: String = redis::cmd("GET").arg("user1:k").query(&mut c).unwrap();
     assert_eq!(v, "v");
 }

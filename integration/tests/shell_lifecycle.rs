@@ -30,7 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use geomesh_integration::envoy::{static_cluster, tcp_listener, tcp_proxy_filter, wasm_network_filter, EnvoyOptions};
+use geomesh_integration::envoy::{
+    static_cluster, tcp_listener, tcp_proxy_filter, wasm_network_filter, EnvoyOptions,
+};
 use geomesh_integration::paths::wasm_path;
 use geomesh_integration::redis_mesh::{connect, Bridge, PLUGIN};
 use geomesh_integration::{free_port, Envoy, EnvoyConfig, Redis, TestDir, WasmPlugin};
@@ -84,7 +86,9 @@ fn read_to_end(s: &mut TcpStream) -> Option<(Vec<u8>, Instant)> {
             Ok(0) => return Some((got, Instant::now())),
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return Some((got, Instant::now())),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return None,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None
+            }
             Err(e) => panic!("read: {e}"),
         }
     }
@@ -92,10 +96,16 @@ fn read_to_end(s: &mut TcpStream) -> Option<(Vec<u8>, Instant)> {
 
 /// `+PONG` then the bulk reply of `GET canary` (a number), and nothing else.
 fn is_pong_then_number(got: &[u8]) -> bool {
-    let Some(rest) = got.strip_prefix(b"+PONG\r\n$") else { return false };
+    let Some(rest) = got.strip_prefix(b"+PONG\r\n$") else {
+        return false;
+    };
     let text = String::from_utf8_lossy(rest);
-    let Some((len, tail)) = text.split_once("\r\n") else { return false };
-    let Some(value) = tail.strip_suffix("\r\n") else { return false };
+    let Some((len, tail)) = text.split_once("\r\n") else {
+        return false;
+    };
+    let Some(value) = tail.strip_suffix("\r\n") else {
+        return false;
+    };
     len.parse::<usize>().ok() == Some(value.len()) && value.parse::<u64>().is_ok()
 }
 
@@ -108,7 +118,10 @@ fn read_exact_reply(s: &mut TcpStream, want: &[u8]) {
 
 fn set_linger_zero(s: &TcpStream) {
     use std::os::fd::AsRawFd;
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: setsockopt on a live socket with a correctly sized linger struct.
     let rc = unsafe {
         libc::setsockopt(
@@ -176,7 +189,12 @@ fn summary(v: &[f64]) -> String {
     }
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
-    format!("n={} median={:.2} ms max={:.2} ms", v.len(), v[v.len() / 2], v[v.len() - 1])
+    format!(
+        "n={} median={:.2} ms max={:.2} ms",
+        v.len(),
+        v[v.len() / 2],
+        v[v.len() - 1]
+    )
 }
 
 /// One long-lived connection doing SET/GET until told to stop.
@@ -219,7 +237,13 @@ impl Canary {
                 std::thread::sleep(Duration::from_millis(3));
             }
         });
-        Canary { stop, ops, failure, worst, thread: Some(thread) }
+        Canary {
+            stop,
+            ops,
+            failure,
+            worst,
+            thread: Some(thread),
+        }
     }
 
     fn check(&self, when: &str) {
@@ -234,7 +258,10 @@ impl Canary {
         let t0 = Instant::now();
         while self.ops.load(Relaxed) <= start {
             self.check(when);
-            assert!(t0.elapsed() < CLOSE_WITHIN, "the long-lived connection stalled {when}");
+            assert!(
+                t0.elapsed() < CLOSE_WITHIN,
+                "the long-lived connection stalled {when}"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -249,7 +276,13 @@ impl Canary {
     }
 }
 
-fn restart_bridge(dir: &TestDir, bridge: &mut Bridge, yaml: &str, n: usize, graceful: bool) -> Instant {
+fn restart_bridge(
+    dir: &TestDir,
+    bridge: &mut Bridge,
+    yaml: &str,
+    n: usize,
+    graceful: bool,
+) -> Instant {
     let t0 = Instant::now();
     if graceful {
         bridge.proc.signal(libc::SIGTERM).unwrap();
@@ -285,12 +318,18 @@ fn churn_in_every_order_keeps_the_vm_alive() {
         .listener(tcp_listener(
             "stable",
             stable,
-            vec![wasm_network_filter(&plugin), tcp_proxy_filter("stable", "bridge_a")],
+            vec![
+                wasm_network_filter(&plugin),
+                tcp_proxy_filter("stable", "bridge_a"),
+            ],
         ))
         .listener(tcp_listener(
             "churn",
             churn,
-            vec![wasm_network_filter(&plugin), tcp_proxy_filter("churn", "bridge_b")],
+            vec![
+                wasm_network_filter(&plugin),
+                tcp_proxy_filter("churn", "bridge_b"),
+            ],
         ))
         .cluster(static_cluster("bridge_a", &[bridge_a.port]))
         .cluster(static_cluster("bridge_b", &[b_port]));
@@ -366,7 +405,9 @@ fn churn_in_every_order_keeps_the_vm_alive() {
                     r
                 }
                 Way::Quit => cmd(&["QUIT"]),
-                Way::BridgeFirst { blocked: true } => cmd(&["BLPOP", &format!("never{batch}"), "0"]),
+                Way::BridgeFirst { blocked: true } => {
+                    cmd(&["BLPOP", &format!("never{batch}"), "0"])
+                }
                 Way::BridgeFirst { blocked: false } => cmd(&["PING"]),
             };
             if !req.is_empty() {
@@ -445,10 +486,17 @@ fn churn_in_every_order_keeps_the_vm_alive() {
                 if way == (Way::BridgeFirst { blocked: true }) {
                     figures.bridge_gone_blocked += 1;
                     // The BLPOP in flight is answered with an error before the close.
-                    assert!(got.starts_with(b"-"), "blocked client got {:?} then EOF", String::from_utf8_lossy(&got));
+                    assert!(
+                        got.starts_with(b"-"),
+                        "blocked client got {:?} then EOF",
+                        String::from_utf8_lossy(&got)
+                    );
                     figures.bridge_gone_errors += 1;
                 } else {
-                    assert!(got.is_empty() || got.starts_with(b"-"), "idle client got {got:?}");
+                    assert!(
+                        got.is_empty() || got.starts_with(b"-"),
+                        "idle client got {got:?}"
+                    );
                 }
             }
             works(churn, &format!("after-restart-{restarts}"));
@@ -475,17 +523,33 @@ fn churn_in_every_order_keeps_the_vm_alive() {
         figures.half_closes, figures.half_close_replies
     );
     println!("  connections by way: {:?} (total {total})", figures.by_way);
-    println!("  long-lived connection: {ops} SET+GET, slowest {:.1} ms", ms(worst));
+    println!(
+        "  long-lived connection: {ops} SET+GET, slowest {:.1} ms",
+        ms(worst)
+    );
     let log = envoy.log();
-    let warned: Vec<&str> = log.lines().filter(|l| l.contains("[warning][wasm]")).collect();
-    println!("  filter warnings in Envoy's log: {} (first: {:?})", warned.len(), warned.first());
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("[warning][wasm]"))
+        .collect();
+    println!(
+        "  filter warnings in Envoy's log: {} (first: {:?})",
+        warned.len(),
+        warned.first()
+    );
 
     assert_eq!(total, 300);
     assert!(restarts >= 3);
     assert!(figures.bridge_gone_blocked > 0);
     assert!(figures.half_closes > 0);
-    assert!(down_ms.iter().all(|m| *m < 1000.0), "a client of a down bridge waited: {down_ms:?}");
-    assert!(ops >= 12, "the long-lived connection did only {ops} operations");
+    assert!(
+        down_ms.iter().all(|m| *m < 1000.0),
+        "a client of a down bridge waited: {down_ms:?}"
+    );
+    assert!(
+        ops >= 12,
+        "the long-lived connection did only {ops} operations"
+    );
     if let Some(line) = envoy.wasm_failure() {
         panic!("a Wasm VM failed: {line}");
     }

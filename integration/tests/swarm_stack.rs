@@ -129,8 +129,13 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
             };
             let want = format!("node.labels.geomesh.site == {site}");
             let cons = &svc["deploy"]["placement"]["constraints"];
-            if !cons.as_array().is_some_and(|a| a.iter().any(|c| *c == want)) {
-                problems.push(format!("{name}: placement constraint `{want}` missing ({cons})"));
+            if !cons
+                .as_array()
+                .is_some_and(|a| a.iter().any(|c| *c == want))
+            {
+                problems.push(format!(
+                    "{name}: placement constraint `{want}` missing ({cons})"
+                ));
             }
             if !svc["networks"]
                 .as_object()
@@ -155,7 +160,9 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
 
         // The bridge: config valid for the real binary, ports, health check, grace period.
         let Some(bfile) = mounted(bsvc, "/etc/geomesh/bridge.yaml") else {
-            problems.push(format!("{bridge}: no config mounted at /etc/geomesh/bridge.yaml"));
+            problems.push(format!(
+                "{bridge}: no config mounted at /etc/geomesh/bridge.yaml"
+            ));
             continue;
         };
         let out = Command::new(native_bin("geomesh-bridge")?)
@@ -176,15 +183,21 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
             problems.push(format!("{bridge}: its config says site {}", bcfg["site"]));
         }
         let admin_port = host_port(bcfg["admin_listen"].as_str().unwrap_or_default()).1;
-        let probe = bsvc["healthcheck"]["test"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "));
+        let probe = bsvc["healthcheck"]["test"].as_array().map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
         if probe != Some(format!("CMD geomesh-bridge --probe 127.0.0.1:{admin_port}")) {
             problems.push(format!(
                 "{bridge}: healthcheck {probe:?} does not probe the admin port {admin_port}"
             ));
         }
-        let drain_s = bcfg["defaults"]["drain_timeout_ms"].as_u64().unwrap_or(20_000) / 1000;
+        let drain_s = bcfg["defaults"]["drain_timeout_ms"]
+            .as_u64()
+            .unwrap_or(20_000)
+            / 1000;
         if secs(&bsvc["stop_grace_period"]) < drain_s + 5 {
             problems.push(format!(
                 "{bridge}: stop_grace_period {} leaves no margin over the {drain_s} s drain",
@@ -202,18 +215,25 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
             ) {
                 let (h, p) = host_port(a);
                 if at == *site && !services.contains_key(&h) {
-                    problems.push(format!("{bridge}: cluster {name} -> {a}: no service {h} in the stack"));
+                    problems.push(format!(
+                        "{bridge}: cluster {name} -> {a}: no service {h} in the stack"
+                    ));
                 }
                 if h == format!("redis-{at}") && p != 6379 {
-                    problems.push(format!("{bridge}: cluster {name} -> {a}: Redis listens on 6379"));
+                    problems.push(format!(
+                        "{bridge}: cluster {name} -> {a}: Redis listens on 6379"
+                    ));
                 }
             }
         }
         for (other, s) in bcfg["sites"].as_object().into_iter().flatten() {
             let (h, p) = host_port(s["grpc"].as_str().unwrap_or_default());
-            let theirs = mounted(&services[&format!("bridge-{other}")], "/etc/geomesh/bridge.yaml")
-                .and_then(|f| std::fs::read_to_string(f).ok())
-                .and_then(|t| yaml_docs(&t).ok()?.pop());
+            let theirs = mounted(
+                &services[&format!("bridge-{other}")],
+                "/etc/geomesh/bridge.yaml",
+            )
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| yaml_docs(&t).ok()?.pop());
             let their_grpc = theirs
                 .as_ref()
                 .map(|t| host_port(t["grpc_listen"].as_str().unwrap_or_default()).1);
@@ -226,10 +246,16 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
 
         // The Envoy: config name (examples/README.md's rule), module path, names on the network.
         let Some(efile) = mounted(esvc, "/etc/geomesh/envoy.yaml") else {
-            problems.push(format!("{envoy}: no config mounted at /etc/geomesh/envoy.yaml"));
+            problems.push(format!(
+                "{envoy}: no config mounted at /etc/geomesh/envoy.yaml"
+            ));
             continue;
         };
-        let fname = efile.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let fname = efile
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if !(fname.starts_with("envoy") && fname.ends_with(".yaml")) {
             problems.push(format!(
                 "{envoy}: {fname} escapes examples_validate.rs (name must be envoy*.yaml)"
@@ -266,7 +292,11 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
                 problems.push(format!("{envoy}: cluster {c} is used but not defined"));
             }
         }
-        for c in ecfg["static_resources"]["clusters"].as_array().into_iter().flatten() {
+        for c in ecfg["static_resources"]["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             for (_, m) in objects(&c["load_assignment"]) {
                 if let Some(sa) = m.get("socket_address") {
                     let h = sa["address"].as_str().unwrap_or_default();
@@ -287,7 +317,11 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
             };
             let cfg = yaml_docs(text)?.pop().unwrap_or(Value::Null);
             let mut targets = vec![cfg["default_cluster"].clone(), cfg["local_cluster"].clone()];
-            for r in cfg["routing_table"].as_object().into_iter().flat_map(|t| t.values()) {
+            for r in cfg["routing_table"]
+                .as_object()
+                .into_iter()
+                .flat_map(|t| t.values())
+            {
                 targets.push(r["cluster"].clone());
                 targets.extend(r["clusters"].as_array().into_iter().flatten().cloned());
             }
@@ -306,7 +340,10 @@ fn check_stack(file: &Path, dir: &TestDir, run_envoy: bool) -> Result<Vec<String
             }
         }
         // Envoy itself: validation from the repository root, then a run with the real module.
-        let rel = efile.strip_prefix(repo_root()).unwrap_or(&efile).to_path_buf();
+        let rel = efile
+            .strip_prefix(repo_root())
+            .unwrap_or(&efile)
+            .to_path_buf();
         if let Err(e) = geomesh_integration::envoy::validate(&rel) {
             problems.push(format!("{envoy}: {e:#}"));
         } else if run_envoy {
@@ -359,14 +396,21 @@ fn the_bridge_image_can_build() {
         dockerfile.contains("cargo build --release --locked -p geomesh-bridge"),
         "{dockerfile}"
     );
-    let ignore = std::fs::read_to_string(repo_root().join("bridge/Dockerfile.dockerignore")).unwrap();
+    let ignore =
+        std::fs::read_to_string(repo_root().join("bridge/Dockerfile.dockerignore")).unwrap();
     for must in ["target", ".cache", ".git"] {
-        assert!(ignore.lines().any(|l| l.trim() == must), "{must} not ignored");
+        assert!(
+            ignore.lines().any(|l| l.trim() == must),
+            "{must} not ignored"
+        );
     }
     // The image's ports and health check are the ones the stack's bridge configs use.
     for site in SITES {
         let cfg = yaml_docs(
-            &std::fs::read_to_string(repo_root().join(format!("examples/swarm/bridge-{site}.yaml"))).unwrap(),
+            &std::fs::read_to_string(
+                repo_root().join(format!("examples/swarm/bridge-{site}.yaml")),
+            )
+            .unwrap(),
         )
         .unwrap()
         .pop()
@@ -376,7 +420,8 @@ fn the_bridge_image_can_build() {
             assert!(
                 dockerfile
                     .lines()
-                    .any(|l| l.starts_with("EXPOSE") && l.split_whitespace().any(|w| w == p.to_string())),
+                    .any(|l| l.starts_with("EXPOSE")
+                        && l.split_whitespace().any(|w| w == p.to_string())),
                 "bridge-{site} {key} {p} is not EXPOSEd"
             );
         }
@@ -401,7 +446,10 @@ fn broken_copy(dir: &TestDir, file: &str, edit: impl Fn(&str) -> String) -> Path
         }
         let mut text = std::fs::read_to_string(e.path()).unwrap();
         // Keep the module reachable from the copy.
-        text = text.replace("../../target/wasm/", &format!("{}/target/wasm/", repo_root().display()));
+        text = text.replace(
+            "../../target/wasm/",
+            &format!("{}/target/wasm/", repo_root().display()),
+        );
         if name == file {
             let before = text.clone();
             text = edit(&text);
@@ -416,7 +464,9 @@ fn broken_copy(dir: &TestDir, file: &str, edit: impl Fn(&str) -> String) -> Path
 fn broken_stacks_are_rejected() {
     let dir = TestDir::new("swarm-broken").unwrap();
     // The compose schema: a misspelt key.
-    let s = broken_copy(&dir, "docker-stack.yml", |t| t.replacen("placement:", "placment:", 1));
+    let s = broken_copy(&dir, "docker-stack.yml", |t| {
+        t.replacen("placement:", "placment:", 1)
+    });
     let err = format!("{:#}", check_stack(&s, &dir, false).unwrap_err());
     assert!(err.contains("placment"), "{err}");
     // A service without its site constraint.
@@ -448,10 +498,16 @@ fn broken_stacks_are_rejected() {
     let p = check_stack(&s, &dir, false).unwrap().join("\n");
     assert!(p.contains("redis-dc3"), "{p}");
     let s = broken_copy(&dir, "envoy-dc2.yaml", |t| {
-        t.replace("type: prefix, cluster: redis-dc1", "type: prefixes, cluster: redis-dc1")
+        t.replace(
+            "type: prefix, cluster: redis-dc1",
+            "type: prefixes, cluster: redis-dc1",
+        )
     });
     let p = check_stack(&s, &dir, true).unwrap().join("\n");
-    assert!(p.contains("routing_table.eu:.type") || p.contains("prefixes"), "{p}");
+    assert!(
+        p.contains("routing_table.eu:.type") || p.contains("prefixes"),
+        "{p}"
+    );
     // Each site's Envoy must talk to its own bridge.
     let s = broken_copy(&dir, "envoy-dc1.yaml", |t| {
         t.replace("address: bridge-dc1", "address: bridge-dc2")

@@ -61,7 +61,10 @@ fn parse_args() -> Result<(SocketAddr, PathBuf, String)> {
     let (mut listen, mut dir, mut site) = (None, None, String::new());
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().with_context(|| format!("{a} needs a value\n{}", usage()));
+        let mut val = || {
+            args.next()
+                .with_context(|| format!("{a} needs a value\n{}", usage()))
+        };
         match a.as_str() {
             "--listen" => listen = Some(val()?.parse().context("--listen")?),
             "--dir" => dir = Some(PathBuf::from(val()?)),
@@ -73,17 +76,14 @@ fn parse_args() -> Result<(SocketAddr, PathBuf, String)> {
             other => bail!("unknown argument {other}\n{}", usage()),
         }
     }
-    Ok((
-        listen.context(usage())?,
-        dir.context(usage())?,
-        site,
-    ))
+    Ok((listen.context(usage())?, dir.context(usage())?, site))
 }
 
 fn valid_collection(c: &str) -> bool {
     !c.is_empty()
         && c.len() <= 64
-        && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn not_found() -> Response {
@@ -95,7 +95,11 @@ fn bad(msg: &str) -> Response {
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": e.to_string() }))).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "error": e.to_string() })),
+    )
+        .into_response()
 }
 
 fn blob_path(app: &App, collection: &str, id: u64) -> PathBuf {
@@ -133,7 +137,9 @@ async fn ids(dir: &FsPath) -> Vec<u64> {
 /// Streams `body` into `<path>.part`, fsyncs, renames; (bytes, fnv1a64).
 async fn store(app: &App, path: &FsPath, body: Body) -> Result<(u64, u64), String> {
     let part = path.with_extension("part");
-    let mut f = tokio::fs::File::create(&part).await.map_err(|e| e.to_string())?;
+    let mut f = tokio::fs::File::create(&part)
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut n, mut h) = (0u64, FNV_OFFSET);
     let mut s = body.into_data_stream();
     while let Some(chunk) = s.next().await {
@@ -152,7 +158,9 @@ async fn store(app: &App, path: &FsPath, body: Body) -> Result<(u64, u64), Strin
         f.write_all(&chunk).await.map_err(|e| e.to_string())?;
     }
     f.sync_all().await.map_err(|e| e.to_string())?;
-    tokio::fs::rename(&part, path).await.map_err(|e| e.to_string())?;
+    tokio::fs::rename(&part, path)
+        .await
+        .map_err(|e| e.to_string())?;
     app.bytes_in.fetch_add(n, Ordering::Relaxed);
     Ok((n, h))
 }
@@ -167,21 +175,38 @@ fn content_type(h: &HeaderMap) -> String {
 async fn write_meta(app: &App, collection: &str, id: u64, v: &Value) -> Result<(), String> {
     let p = meta_path(app, collection, id);
     let tmp = p.with_extension("json.tmp");
-    tokio::fs::write(&tmp, v.to_string()).await.map_err(|e| e.to_string())?;
+    tokio::fs::write(&tmp, v.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::fs::rename(&tmp, &p).await.map_err(|e| e.to_string())
 }
 
 /// Streams `body` into blob `id` of `collection` and records its metadata (the content type from
 /// `headers`): the metadata, or the answer to give when that failed.
-async fn save(app: &App, collection: &str, id: u64, headers: &HeaderMap, body: Body) -> Result<Value, Response> {
+async fn save(
+    app: &App,
+    collection: &str,
+    id: u64,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, Response> {
     let ct = content_type(headers);
-    let (bytes, hash) = store(app, &blob_path(app, collection, id), body).await.map_err(internal)?;
-    let meta = json!({ "id": id, "bytes": bytes, "fnv1a64": format!("{hash:016x}"), "content_type": ct });
-    write_meta(app, collection, id, &meta).await.map_err(internal)?;
+    let (bytes, hash) = store(app, &blob_path(app, collection, id), body)
+        .await
+        .map_err(internal)?;
+    let meta =
+        json!({ "id": id, "bytes": bytes, "fnv1a64": format!("{hash:016x}"), "content_type": ct });
+    write_meta(app, collection, id, &meta)
+        .await
+        .map_err(internal)?;
     Ok(meta)
 }
 
-async fn create(State(app): State<Shared>, Path(collection): Path<String>, req: Request) -> Response {
+async fn create(
+    State(app): State<Shared>,
+    Path(collection): Path<String>,
+    req: Request,
+) -> Response {
     app.requests.fetch_add(1, Ordering::Relaxed);
     if !valid_collection(&collection) {
         return bad("bad collection name");
@@ -244,14 +269,21 @@ async fn get_blob(
     req: Request,
 ) -> Response {
     app.requests.fetch_add(1, Ordering::Relaxed);
-    let Some(id) = parse_id(&collection, &id) else { return not_found() };
-    let Some(meta) = read_meta(&app, &collection, id).await else { return not_found() };
+    let Some(id) = parse_id(&collection, &id) else {
+        return not_found();
+    };
+    let Some(meta) = read_meta(&app, &collection, id).await else {
+        return not_found();
+    };
     let file = match tokio::fs::File::open(blob_path(&app, &collection, id)).await {
         Ok(f) => f,
         Err(_) => return not_found(),
     };
     let len = meta["bytes"].as_u64().unwrap_or(0);
-    let ct = meta["content_type"].as_str().unwrap_or("application/octet-stream").to_owned();
+    let ct = meta["content_type"]
+        .as_str()
+        .unwrap_or("application/octet-stream")
+        .to_owned();
     let body = if req.method() == axum::http::Method::HEAD {
         Body::empty()
     } else {
@@ -292,7 +324,9 @@ async fn put_blob(
     req: Request,
 ) -> Response {
     app.requests.fetch_add(1, Ordering::Relaxed);
-    let Some(id) = parse_id(&collection, &id) else { return not_found() };
+    let Some(id) = parse_id(&collection, &id) else {
+        return not_found();
+    };
     if read_meta(&app, &collection, id).await.is_none() {
         return not_found();
     }
@@ -309,8 +343,13 @@ async fn delete_blob(
     Path((collection, id)): Path<(String, String)>,
 ) -> Response {
     app.requests.fetch_add(1, Ordering::Relaxed);
-    let Some(id) = parse_id(&collection, &id) else { return not_found() };
-    if tokio::fs::remove_file(meta_path(&app, &collection, id)).await.is_err() {
+    let Some(id) = parse_id(&collection, &id) else {
+        return not_found();
+    };
+    if tokio::fs::remove_file(meta_path(&app, &collection, id))
+        .await
+        .is_err()
+    {
         return not_found();
     }
     let _ = tokio::fs::remove_file(blob_path(&app, &collection, id)).await;
@@ -354,7 +393,9 @@ fn main() -> Result<()> {
             get(get_blob).put(put_blob).delete(delete_blob),
         )
         .with_state(app);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let l = tokio::net::TcpListener::bind(listen)
             .await

@@ -40,12 +40,18 @@ fn main() -> Result<()> {
     }
     run_demo_commands(&mut topo, &mut std::io::stdout())?;
     if serve {
-        println!("\nserving; try: curl -H 'x-scope: {{ compute: DC 1, image: DC 2 }}' {}/compute/cat", topo.url(0, "compute"));
+        println!(
+            "\nserving; try: curl -H 'x-scope: {{ compute: DC 1, image: DC 2 }}' {}/compute/cat",
+            topo.url(0, "compute")
+        );
         println!("Ctrl-C to stop");
         // Wait for Ctrl-C or SIGTERM, then return: dropping the topology stops every process.
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 r = tokio::signal::ctrl_c() => r,
                 _ = term.recv() => Ok(()),

@@ -38,7 +38,12 @@ use serde_json::{json, Value};
 /// The carrier headers an application forwards.
 const CARRIERS: [&str; 3] = ["x-scope", "baggage", "x-auth-token"];
 /// Headers t echoes back as `x-seen-<name>`.
-const ECHOED: [&str; 4] = ["x-scope", "baggage", "x-auth-token", "x-geomesh-forwarded-by"];
+const ECHOED: [&str; 4] = [
+    "x-scope",
+    "baggage",
+    "x-auth-token",
+    "x-geomesh-forwarded-by",
+];
 /// Largest `size` of an image.
 const MAX_IMAGE: usize = 64 << 20;
 
@@ -71,7 +76,10 @@ fn parse_args() -> Result<(Role, String, SocketAddr, Option<String>)> {
     let mut t_url = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().with_context(|| format!("{a} needs a value\n{}", usage()));
+        let mut val = || {
+            args.next()
+                .with_context(|| format!("{a} needs a value\n{}", usage()))
+        };
         match a.as_str() {
             "--role" => {
                 role = Some(match val()?.as_str() {
@@ -94,7 +102,12 @@ fn parse_args() -> Result<(Role, String, SocketAddr, Option<String>)> {
     if role == Role::S && t_url.is_none() {
         bail!("--role s needs --t-url (the sidecar's listener for t)");
     }
-    Ok((role, site.context(usage())?, listen.context(usage())?, t_url))
+    Ok((
+        role,
+        site.context(usage())?,
+        listen.context(usage())?,
+        t_url,
+    ))
 }
 
 fn site_header(app: &App) -> (HeaderName, HeaderValue) {
@@ -144,7 +157,10 @@ async fn image(
     let h = resp.headers_mut();
     let (n, v) = site_header(&app);
     h.insert(n, v);
-    h.insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/octet-stream"),
+    );
     for name in ECHOED {
         let v = headers
             .get(name)
@@ -168,7 +184,10 @@ async fn upload(State(app): State<Shared>, body: Body) -> Response {
                 sum = c.iter().fold(sum, |s, b| s.wrapping_add(u64::from(*b)));
             }
             Err(e) => {
-                return (StatusCode::BAD_REQUEST, format!("upload broken after {bytes} bytes: {e}\n"))
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("upload broken after {bytes} bytes: {e}\n"),
+                )
                     .into_response()
             }
         }
@@ -182,7 +201,11 @@ async fn upload(State(app): State<Shared>, body: Body) -> Response {
 }
 
 /// s: calls t through the sidecar, forwarding only the carrier headers.
-async fn compute(State(app): State<Shared>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn compute(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     app.requests.fetch_add(1, Ordering::Relaxed);
     let Some(t_url) = &app.t_url else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no --t-url\n").into_response();
@@ -204,7 +227,10 @@ async fn compute(State(app): State<Shared>, Path(name): Path<String>, headers: H
             let h = r.headers().clone();
             let body = r.bytes().await.unwrap_or_default();
             let text = String::from_utf8_lossy(&body);
-            let hv = |n: &str| h.get(n).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let hv = |n: &str| {
+                h.get(n)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            };
             let image = json!({
                 "status": status,
                 "site": hv("x-geomesh-site"),
@@ -217,7 +243,14 @@ async fn compute(State(app): State<Shared>, Path(name): Path<String>, headers: H
                     "x-geomesh-forwarded-by": hv("x-seen-x-geomesh-forwarded-by"),
                 },
             });
-            (if status == 200 { StatusCode::OK } else { StatusCode::BAD_GATEWAY }, image)
+            (
+                if status == 200 {
+                    StatusCode::OK
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
+                image,
+            )
         }
         Err(e) => (StatusCode::BAD_GATEWAY, json!({ "error": e.to_string() })),
     };

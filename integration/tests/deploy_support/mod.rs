@@ -33,7 +33,9 @@ impl Doc {
     }
 
     pub fn namespace(&self) -> &str {
-        self.value["metadata"]["namespace"].as_str().unwrap_or_default()
+        self.value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
     }
 
     /// `file#index kind/namespace/name`, for messages.
@@ -75,9 +77,17 @@ pub fn docs_in(dir: &str) -> Result<Vec<Doc>> {
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let rel = f.strip_prefix(&root).unwrap_or(&f).to_string_lossy().into_owned();
+        let rel = f
+            .strip_prefix(&root)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
         let text = std::fs::read_to_string(&f).with_context(|| format!("read {rel}"))?;
-        for (index, value) in yaml_docs(&text).with_context(|| rel.clone())?.into_iter().enumerate() {
+        for (index, value) in yaml_docs(&text)
+            .with_context(|| rel.clone())?
+            .into_iter()
+            .enumerate()
+        {
             out.push(Doc {
                 file: rel.clone(),
                 index,
@@ -98,14 +108,18 @@ pub struct Crds {
 
 impl Crds {
     pub fn load(path: &Path) -> Result<Crds> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
         let mut schemas = BTreeMap::new();
         for crd in yaml_docs(&text)? {
             if crd["kind"] != "CustomResourceDefinition" {
                 continue;
             }
             let group = crd["spec"]["group"].as_str().unwrap_or_default().to_owned();
-            let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_owned();
+            let kind = crd["spec"]["names"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             for v in crd["spec"]["versions"].as_array().into_iter().flatten() {
                 let version = v["name"].as_str().unwrap_or_default().to_owned();
                 let schema = v["schema"]["openAPIV3Schema"].clone();
@@ -244,7 +258,11 @@ pub fn cel_rules(crd_schema: &Value, instance: &Value) -> Vec<(String, String, S
     let mut out = Vec::new();
     let mut stack = vec![(crd_schema, instance, String::new())];
     while let Some((s, v, path)) = stack.pop() {
-        for r in s["x-kubernetes-validations"].as_array().into_iter().flatten() {
+        for r in s["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             out.push((
                 path.clone(),
                 r["rule"].as_str().unwrap_or_default().to_owned(),
@@ -333,7 +351,12 @@ pub fn referenced_clusters(v: &Value) -> Vec<String> {
             }
         }
         if path.ends_with("/weighted_clusters") {
-            for c in m.get("clusters").and_then(Value::as_array).into_iter().flatten() {
+            for c in m
+                .get("clusters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(n) = c["name"].as_str() {
                     out.push(n.to_owned());
                 }
@@ -358,12 +381,17 @@ pub fn remote_wasm_to_local(v: &mut Value) -> Result<Vec<(String, String, String
         let Some(remote) = code.get("remote").cloned() else {
             return;
         };
-        let uri = remote["http_uri"]["uri"].as_str().unwrap_or_default().to_owned();
+        let uri = remote["http_uri"]["uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let sha = remote["sha256"].as_str().unwrap_or_default().to_owned();
         let file = uri.rsplit('/').next().unwrap_or_default().to_owned();
         let local = format!("target/wasm/{file}");
         if !file.ends_with(".wasm") || !wasm_dir().join(&file).is_file() {
-            err.get_or_insert_with(|| format!("{uri}: no module target/wasm/{file} (run scripts/build-wasm.sh)"));
+            err.get_or_insert_with(|| {
+                format!("{uri}: no module target/wasm/{file} (run scripts/build-wasm.sh)")
+            });
             return;
         }
         code.remove("remote");
@@ -397,10 +425,19 @@ pub fn envoy_configure_run(dir: &TestDir, name: &str, bootstrap: &Value) -> Resu
     let mut b = bootstrap.clone();
     let admin_port = free_port()?;
     b["admin"] = json!({ "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin_port } } });
-    for l in b["static_resources"]["listeners"].as_array_mut().into_iter().flatten() {
-        l["address"] = json!({ "socket_address": { "address": "127.0.0.1", "port_value": free_port()? } });
+    for l in b["static_resources"]["listeners"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        l["address"] =
+            json!({ "socket_address": { "address": "127.0.0.1", "port_value": free_port()? } });
     }
-    for c in b["static_resources"]["clusters"].as_array_mut().into_iter().flatten() {
+    for c in b["static_resources"]["clusters"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
         let t = c["type"].as_str().unwrap_or_default();
         if t == "STRICT_DNS" || t == "LOGICAL_DNS" {
             c["type"] = json!("STATIC");
@@ -439,7 +476,10 @@ pub fn envoy_configure_run(dir: &TestDir, name: &str, bootstrap: &Value) -> Resu
     }
     envoy.stop()?;
     if let Some(line) = failure {
-        bail!("Envoy ran {} but a Wasm plugin failed: {line}\n{log}", path.display());
+        bail!(
+            "Envoy ran {} but a Wasm plugin failed: {line}\n{log}",
+            path.display()
+        );
     }
     for bad in ["failed to load", "config update rejected", "[critical]"] {
         if log.contains(bad) {
