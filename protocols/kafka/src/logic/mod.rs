@@ -1,0 +1,6 @@
+//! The protocol-specific pure functions a Kafka sharding session calls: each takes decoded
+//! values (and the shard each answer came from) and returns decoded values; no IO, no state
+//! beyond what is passed in.
+
+pub mod nodes;
+pub mod versions;

@@ -1,0 +1,10 @@
+//! The bodies of the requests and responses the proxy must read or rewrite, one module per
+//! API. Each decodes exactly the versions in `apis::APIS`, keeps what it does not interpret
+//! (tagged fields, record batches) as shared raw bytes, and encodes back byte for byte.
+
+pub mod api_versions;
+pub mod find_coordinator;
+pub mod group;
+pub mod init_producer_id;
+pub mod metadata;
+pub mod produce;
