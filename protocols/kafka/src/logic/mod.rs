@@ -2,5 +2,10 @@
 //! values (and the shard each answer came from) and returns decoded values; no IO, no state
 //! beyond what is passed in.
 
+pub mod coordinator;
+pub mod errors;
+pub mod metadata;
 pub mod nodes;
+pub mod produce;
+pub mod producer_ids;
 pub mod versions;
