@@ -48,7 +48,6 @@ impl ApiVersionsResponse {
         }
         let throttle_time_ms = if version >= 1 { r.i32("throttle_time_ms")? } else { 0 };
         let tagged = r.tagged_fields(flexible)?;
-        r.finish()?;
         Ok((
             ApiVersionsResponse {
                 error_code,

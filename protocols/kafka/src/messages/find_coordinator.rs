@@ -38,7 +38,6 @@ impl FindCoordinatorRequest {
             }
         }
         r.tagged_fields(flexible)?;
-        r.finish()?;
         Ok(FindCoordinatorRequest { keys, key_type })
     }
 }
@@ -94,7 +93,6 @@ impl FindCoordinatorResponse {
             }
         }
         r.tagged_fields(flexible)?;
-        r.finish()?;
         Ok(FindCoordinatorResponse {
             throttle_time_ms,
             coordinators,

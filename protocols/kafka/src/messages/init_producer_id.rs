@@ -33,7 +33,6 @@ impl InitProducerIdResponse {
             producer_epoch: r.i16("producer_epoch")?,
             tagged: r.tagged_fields(version >= FLEXIBLE_FROM)?,
         };
-        r.finish()?;
         Ok(out)
     }
 

@@ -59,7 +59,6 @@ impl MetadataRequest {
         let include_topic_authorized_operations =
             if v >= 8 { r.bool("include_topic_authorized_operations")? } else { false };
         let tagged = r.tagged_fields(flexible)?;
-        r.finish()?;
         Ok(MetadataRequest {
             topics,
             allow_auto_topic_creation,
@@ -219,7 +218,6 @@ impl MetadataResponse {
             AUTHORIZED_OPERATIONS_UNKNOWN
         };
         let tagged = r.tagged_fields(flexible)?;
-        r.finish()?;
         Ok(MetadataResponse {
             throttle_time_ms,
             brokers,

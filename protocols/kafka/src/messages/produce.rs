@@ -61,7 +61,6 @@ impl ProduceRequest {
             });
         }
         let tagged = r.tagged_fields(flexible)?;
-        r.finish()?;
         Ok(ProduceRequest {
             transactional_id,
             acks,
@@ -189,7 +188,6 @@ impl ProduceResponse {
         }
         let throttle_time_ms = r.i32("throttle_time_ms")?;
         let tagged = r.tagged_fields(flexible)?;
-        r.finish()?;
         Ok(ProduceResponse {
             topics,
             throttle_time_ms,
