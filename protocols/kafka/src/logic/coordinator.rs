@@ -66,3 +66,53 @@ pub fn merge(keys: &[bytes::Bytes], answers: &[FindCoordinatorResponse], missing
         coordinators,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use bytes::Bytes;
+
+    fn tansu(key: &'static str) -> FindCoordinatorResponse {
+        FindCoordinatorResponse {
+            throttle_time_ms: 0,
+            coordinators: vec![Coordinator {
+                key: Bytes::from_static(key.as_bytes()),
+                node_id: 111,
+                host: Bytes::from_static(b"127.0.0.1"),
+                port: 9001,
+                error_code: NONE,
+                error_message: Some(Bytes::from_static(b"NONE")),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_home_shards_coordinator_as_a_virtual_node_at_the_proxy() {
+        let adv = Advertised { host: Bytes::from_static(b"envoy"), port: 9092 };
+        let r = rewrite(&tansu("g1"), 1, &adv);
+        let c = &r.coordinators[0];
+        assert_eq!((c.node_id, &c.host[..], c.port), (1_000_111, &b"envoy"[..], 9092));
+        for v in 0..=6 {
+            let body = r.encode(v);
+            let kp = <kafka_protocol::messages::FindCoordinatorResponse as kafka_protocol::protocol::Decodable>::decode(&mut body.clone(), v).unwrap();
+            if v <= 3 {
+                assert_eq!((kp.node_id.0, kp.port), (1_000_111, 9092));
+            } else {
+                assert_eq!(kp.coordinators[0].node_id.0, 1_000_111);
+            }
+        }
+    }
+
+    #[test]
+    fn batched_keys_merge_in_request_order_and_missing_homes_get_an_error() {
+        let adv = Advertised { host: Bytes::from_static(b"envoy"), port: 9092 };
+        let keys = [Bytes::from_static(b"g2"), Bytes::from_static(b"g1")];
+        let m = merge(&keys, &[rewrite(&tansu("g1"), 0, &adv)], COORDINATOR_NOT_AVAILABLE);
+        assert_eq!(m.coordinators[0].error_code, COORDINATOR_NOT_AVAILABLE);
+        assert_eq!(m.coordinators[0].key, "g2");
+        assert_eq!((m.coordinators[1].node_id, m.coordinators[1].error_code), (111, NONE));
+    }
+}

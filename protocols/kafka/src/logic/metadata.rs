@@ -228,3 +228,157 @@ pub fn merge(
         topic_ids,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::messages::metadata::{MetadataPartition, MetadataRequestTopic};
+
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    /// Topics starting with "x" live on shard 1, the others on shard 0.
+    fn owner(name: &[u8]) -> u16 {
+        u16::from(name.first() == Some(&b'x'))
+    }
+
+    fn req(names: Option<&[&'static str]>) -> MetadataRequest {
+        MetadataRequest {
+            topics: names.map(|ns| {
+                ns.iter()
+                    .map(|n| MetadataRequestTopic { topic_id: [0; 16], name: Some(b(n)), tagged: Bytes::new() })
+                    .collect()
+            }),
+            allow_auto_topic_creation: true,
+            include_cluster_authorized_operations: false,
+            include_topic_authorized_operations: false,
+            tagged: Bytes::new(),
+        }
+    }
+
+    /// A tansu-like answer: one broker, node 111, at its own port; `topics` with 2 partitions.
+    fn tansu(port: i32, topics: &[&'static str], id: u8) -> MetadataResponse {
+        MetadataResponse {
+            throttle_time_ms: 0,
+            brokers: vec![MetadataBroker { node_id: 111, host: b("127.0.0.1"), port, rack: None, tagged: Bytes::new() }],
+            cluster_id: Some(b("tansu_cluster")),
+            controller_id: 111,
+            topics: topics
+                .iter()
+                .map(|t| MetadataTopic {
+                    error_code: NONE,
+                    name: Some(b(t)),
+                    topic_id: [id; 16],
+                    is_internal: false,
+                    partitions: (0..2)
+                        .map(|i| MetadataPartition {
+                            error_code: NONE,
+                            partition_index: i,
+                            leader_id: 111,
+                            leader_epoch: 0,
+                            replica_nodes: vec![111],
+                            isr_nodes: vec![111],
+                            offline_replicas: vec![],
+                            tagged: Bytes::new(),
+                        })
+                        .collect(),
+                    topic_authorized_operations: AUTHORIZED_OPERATIONS_UNKNOWN,
+                    tagged: Bytes::new(),
+                })
+                .collect(),
+            cluster_authorized_operations: AUTHORIZED_OPERATIONS_UNKNOWN,
+            tagged: Bytes::new(),
+        }
+    }
+
+    fn advertised() -> Advertised {
+        Advertised { host: b("envoy.local"), port: 9092 }
+    }
+
+    #[test]
+    fn every_shard_is_asked_each_for_its_own_topics() {
+        let s = split_request(&req(Some(&["a", "xb", "c"])), 12, &[0, 1, 2], owner, &[]);
+        let names = |s: u16, split: &MetadataSplit| -> Vec<Bytes> {
+            split.parts[&s].topics.as_ref().unwrap().iter().map(|t| t.name.clone().unwrap()).collect()
+        };
+        assert_eq!(names(0, &s), vec![b("a"), b("c")]);
+        assert_eq!(names(1, &s), vec![b("xb")]);
+        assert_eq!(names(2, &s), Vec::<Bytes>::new());
+        // All topics: the same request everywhere. v0 cannot ask for none: all, filtered later.
+        let all = split_request(&req(None), 12, &[0, 1], owner, &[]);
+        assert!(all.parts.values().all(|p| p.topics.is_none()));
+        let v0 = split_request(&req(Some(&["a"])), 0, &[0, 1], owner, &[]);
+        assert!(v0.parts[&1].topics.is_none());
+    }
+
+    #[test]
+    fn topics_by_id_go_to_the_shard_that_reported_the_id() {
+        let mut r = req(Some(&[]));
+        r.topics = Some(vec![
+            MetadataRequestTopic { topic_id: [9; 16], name: None, tagged: Bytes::new() },
+            MetadataRequestTopic { topic_id: [4; 16], name: None, tagged: Bytes::new() },
+        ]);
+        let ids = [KnownTopicId { topic_id: [9; 16], name: b("xq"), shard: 1 }];
+        let s = split_request(&r, 12, &[0, 1], owner, &ids);
+        assert_eq!(s.parts[&1].topics.as_ref().unwrap().len(), 1);
+        assert_eq!(s.unknown_ids, vec![[4; 16]]);
+    }
+
+    #[test]
+    fn two_brokers_called_111_become_two_virtual_brokers_at_the_proxy() {
+        let r = req(Some(&["a", "xb", "missing"]));
+        let ctx = MergeContext { request: &r, advertised: &advertised(), cluster_id: Some(b("geomesh")), failed: &[] };
+        // Shard 1 also holds a stale "a": hidden (shard 0 owns it).
+        let answers = [(1, tansu(9001, &["xb", "a"], 2)), (0, tansu(9000, &["a"], 1))];
+        let m = merge(&ctx, &answers, owner, &[]);
+        let brokers: Vec<(i32, &[u8], i32)> = m.response.brokers.iter().map(|b| (b.node_id, &b.host[..], b.port)).collect();
+        assert_eq!(brokers, vec![(111, &b"envoy.local"[..], 9092), (1_000_111, b"envoy.local", 9092)]);
+        assert_eq!(m.response.controller_id, 111);
+        assert_eq!(m.response.cluster_id, Some(b("geomesh")));
+        let topics: Vec<&[u8]> = m.response.topics.iter().map(|t| t.name.as_deref().unwrap()).collect();
+        assert_eq!(topics, vec![&b"a"[..], b"xb"]);
+        let xb = &m.response.topics[1];
+        assert_eq!(xb.topic_id, [2; 16]);
+        assert!(xb.partitions.iter().all(|p| p.leader_id == 1_000_111 && p.replica_nodes == [1_000_111] && p.isr_nodes == [1_000_111]));
+        assert_eq!(m.response.topics[0].partitions[0].leader_id, 111);
+        assert_eq!(m.topic_ids, vec![KnownTopicId { topic_id: [1; 16], name: b("a"), shard: 0 }, KnownTopicId { topic_id: [2; 16], name: b("xb"), shard: 1 }]);
+        // Readable by the oracle at every version.
+        for v in 1..=12 {
+            let body = m.response.encode(v);
+            let kp = <kafka_protocol::messages::MetadataResponse as kafka_protocol::protocol::Decodable>::decode(&mut body.clone(), v).unwrap();
+            assert_eq!(kp.brokers.len(), 2);
+            assert_eq!(kp.topics[1].partitions[0].leader_id.0, 1_000_111);
+        }
+    }
+
+    #[test]
+    fn a_shard_down_gives_its_topics_leader_not_available() {
+        let r = req(Some(&["a", "xb"]));
+        let ctx = MergeContext { request: &r, advertised: &advertised(), cluster_id: None, failed: &[1] };
+        let m = merge(&ctx, &[(0, tansu(9000, &["a"], 1))], owner, &[]);
+        assert_eq!(m.response.topics.len(), 2);
+        assert_eq!(m.response.topics[0].error_code, NONE);
+        assert_eq!(m.response.topics[1].error_code, LEADER_NOT_AVAILABLE);
+        assert_eq!(m.response.brokers.len(), 1);
+    }
+
+    #[test]
+    fn a_broker_id_outside_the_virtual_space_leaves_its_partitions_leaderless() {
+        let mut a = tansu(9000, &["a"], 1);
+        a.brokers[0].node_id = 5_000_000;
+        for p in &mut a.topics[0].partitions {
+            p.leader_id = 5_000_000;
+            p.replica_nodes = vec![5_000_000, 3];
+        }
+        let r = req(None);
+        let ctx = MergeContext { request: &r, advertised: &advertised(), cluster_id: None, failed: &[] };
+        let m = merge(&ctx, &[(0, a)], owner, &[]);
+        assert!(m.response.brokers.is_empty());
+        let p = &m.response.topics[0].partitions[0];
+        assert_eq!((p.leader_id, p.error_code, p.replica_nodes.clone()), (-1, LEADER_NOT_AVAILABLE, vec![3]));
+    }
+}

@@ -8,7 +8,8 @@
 //! client, in every Envoy worker, computes the same ids without sharing state, and an id read
 //! back from a client (a broker config resource, a log line) names its shard and real broker
 //! without a lookup. `STRIDE` is 1,000,000 so that the id stays readable (`1000111` is shard 1's
-//! node 111); real ids from 0 to 999,999 and shards 0 to 2146 fit in an `i32`.
+//! node 111); real ids from 0 to 999,999 fit for shards 0 to 2146 (an `i32`), and an id that
+//! does not fit is reported, never wrapped.
 
 /// Real node ids per shard in the virtual id space.
 pub const STRIDE: i32 = 1_000_000;
@@ -82,7 +83,9 @@ mod tests {
         assert_eq!(to_virtual(0, -1), None);
         assert_eq!(to_virtual(0, STRIDE), None);
         assert_eq!(to_virtual(2146, 999_999), Some(2_146_999_999));
-        assert_eq!(to_virtual(2147, 0), None);
+        assert_eq!(to_virtual(2147, 483_647), Some(i32::MAX));
+        assert_eq!(to_virtual(2147, 483_648), None);
+        assert_eq!(to_virtual(2148, 0), None);
         assert_eq!(to_virtual_or_none(3, NO_NODE), NO_NODE);
         assert_eq!(to_virtual_or_none(3, STRIDE + 5), NO_NODE);
         assert_eq!(to_real(-1), None);
