@@ -227,6 +227,97 @@ fn find_coordinator_and_init_producer_id_and_api_versions_responses() {
     }
 }
 
+#[test]
+fn fetch_every_version() {
+    let spec = lookup(api::FETCH).unwrap();
+    let records = batch();
+    for v in spec.min..=spec.max {
+        let mut m = kp::FetchRequest::default();
+        m.replica_id = BrokerId(-1);
+        m.max_wait_ms = 500;
+        m.min_bytes = 1;
+        m.max_bytes = 52_428_800;
+        m.isolation_level = 1;
+        if v >= 7 {
+            m.session_id = 0;
+            m.session_epoch = -1;
+            m.forgotten_topics_data = vec![kp::fetch_request::ForgottenTopic::default()
+                .with_topic(name("old"))
+                .with_partitions(vec![4])];
+        }
+        m.topics = vec![kp::fetch_request::FetchTopic::default().with_topic(name("t1")).with_partitions(
+            (0..2)
+                .map(|i| {
+                    kp::fetch_request::FetchPartition::default()
+                        .with_partition(i)
+                        .with_current_leader_epoch(if v >= 9 { 3 } else { -1 })
+                        .with_fetch_offset(10 + i64::from(i))
+                        .with_last_fetched_epoch(if v >= 12 { 2 } else { -1 })
+                        .with_log_start_offset(if v >= 5 { 0 } else { -1 })
+                        .with_partition_max_bytes(1 << 20)
+                })
+                .collect(),
+        )];
+        if v >= 11 {
+            m.rack_id = StrBytes::from_static_str("rack-a");
+        }
+        let body = encode(&m, v);
+        let req = request(api::FETCH, v, &body);
+        let ours = geomesh_kafka::messages::fetch::FetchRequest::decode(&req).unwrap();
+        assert_eq!(ours.encode(v), body, "request v{v}");
+
+        let mut p = kp::fetch_response::PartitionData::default()
+            .with_partition_index(1)
+            .with_high_watermark(12)
+            .with_last_stable_offset(12)
+            .with_log_start_offset(if v >= 5 { 0 } else { -1 })
+            .with_aborted_transactions(Some(vec![kp::fetch_response::AbortedTransaction::default()
+                .with_producer_id(kp::ProducerId(4))
+                .with_first_offset(2)]))
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(records.clone()));
+        if v >= 12 {
+            p.current_leader = kp::fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(111)).with_leader_epoch(3);
+        }
+        let mut r = kp::FetchResponse::default();
+        r.throttle_time_ms = 1;
+        r.responses = vec![kp::fetch_response::FetchableTopicResponse::default()
+            .with_topic(name("t1"))
+            .with_partitions(vec![p])];
+        assert_response_round_trip(api::FETCH, v, encode(&r, v));
+    }
+}
+
+#[test]
+fn list_offsets_every_version() {
+    let spec = lookup(api::LIST_OFFSETS).unwrap();
+    for v in spec.min..=spec.max {
+        let mut m = kp::ListOffsetsRequest::default();
+        m.replica_id = BrokerId(-1);
+        m.isolation_level = if v >= 2 { 1 } else { 0 };
+        m.topics = vec![kp::list_offsets_request::ListOffsetsTopic::default().with_name(name("t1")).with_partitions(vec![
+            kp::list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(2)
+                .with_current_leader_epoch(if v >= 4 { 0 } else { -1 })
+                .with_timestamp(-2),
+        ])];
+        let body = encode(&m, v);
+        let req = request(api::LIST_OFFSETS, v, &body);
+        let ours = geomesh_kafka::messages::list_offsets::ListOffsetsRequest::decode(&req).unwrap();
+        assert_eq!(ours.encode(v), body, "request v{v}");
+        let mut r = kp::ListOffsetsResponse::default();
+        r.throttle_time_ms = if v >= 2 { 2 } else { 0 };
+        r.topics = vec![kp::list_offsets_response::ListOffsetsTopicResponse::default().with_name(name("t1")).with_partitions(vec![
+            kp::list_offsets_response::ListOffsetsPartitionResponse::default()
+                .with_partition_index(2)
+                .with_timestamp(-1)
+                .with_offset(40)
+                .with_leader_epoch(if v >= 4 { 0 } else { -1 }),
+        ])];
+        assert_response_round_trip(api::LIST_OFFSETS, v, encode(&r, v));
+    }
+}
+
 /// What the proxy builds must read back with the oracle (its merges and error answers).
 pub fn decode_with_oracle<T: Decodable>(body: &Bytes, v: i16) -> T {
     T::decode(&mut body.clone(), v).unwrap()

@@ -4,8 +4,11 @@
 
 pub mod coordinator;
 pub mod errors;
+pub mod fetch;
+pub mod list_offsets;
 pub mod metadata;
 pub mod nodes;
+pub mod partitions;
 pub mod produce;
 pub mod producer_ids;
 pub mod versions;

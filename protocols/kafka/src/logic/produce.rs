@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::codes::{ErrorCode, NONE};
+use crate::codes::ErrorCode;
 use crate::error::DecodeError;
 use crate::messages::produce::{
     ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic,
     ProduceTopicResponse,
 };
+use super::partitions::{group, missing_code};
 use crate::record_batch::rewrite_producer;
 
 /// True unless the client asked for no answer (`acks = 0`).
@@ -36,37 +37,31 @@ pub struct ProduceSplit<T: Ord> {
 /// within each part.
 pub fn split<T: Ord + Copy>(
     req: &ProduceRequest,
-    mut route: impl FnMut(&[u8], i32) -> Result<T, ErrorCode>,
+    route: impl FnMut(&[u8], i32) -> Result<T, ErrorCode>,
 ) -> ProduceSplit<T> {
-    let mut parts: BTreeMap<T, ProduceRequest> = BTreeMap::new();
-    let mut refused = Vec::new();
-    for topic in &req.topics {
-        for p in &topic.partitions {
-            let target = match route(&topic.name, p.index) {
-                Ok(t) => t,
-                Err(code) => {
-                    refused.push((topic.name.clone(), p.index, code));
-                    continue;
-                }
-            };
-            let part = parts.entry(target).or_insert_with(|| ProduceRequest {
+    let g = group(
+        req.topics.iter().map(|t| (&t.name, &t.partitions[..], &t.tagged)),
+        |p| p.index,
+        route,
+    );
+    let parts = g
+        .parts
+        .into_iter()
+        .map(|(target, topics)| {
+            let part = ProduceRequest {
                 transactional_id: req.transactional_id.clone(),
                 acks: req.acks,
                 timeout_ms: req.timeout_ms,
-                topics: Vec::new(),
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions, tagged)| ProduceTopic { name, partitions, tagged })
+                    .collect(),
                 tagged: req.tagged.clone(),
-            });
-            match part.topics.last_mut() {
-                Some(t) if t.name == topic.name => t.partitions.push(p.clone()),
-                _ => part.topics.push(ProduceTopic {
-                    name: topic.name.clone(),
-                    partitions: vec![p.clone()],
-                    tagged: topic.tagged.clone(),
-                }),
-            }
-        }
-    }
-    ProduceSplit { parts, refused }
+            };
+            (target, part)
+        })
+        .collect();
+    ProduceSplit { parts, refused: g.refused }
 }
 
 /// Rewrites the producer id and epoch of every idempotent batch of `part` to a shard's own
@@ -116,12 +111,8 @@ pub fn merge(
                     ..(*p).clone()
                 },
                 None => {
-                    let code = refused
-                        .iter()
-                        .find(|(n, i, _)| n == &t.name && i == index)
-                        .map(|(_, _, c)| *c)
-                        .unwrap_or_else(|| missing(&t.name, *index));
-                    ProducePartitionResponse::error(*index, if code == NONE { crate::codes::UNKNOWN_SERVER_ERROR } else { code })
+                    let code = missing_code(refused, &t.name, *index, &mut missing);
+                    ProducePartitionResponse::error(*index, code)
                 }
             };
             partitions.push(answer);
@@ -150,7 +141,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::codes::{NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, UNKNOWN_TOPIC_OR_PARTITION};
+    use crate::codes::{NONE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, UNKNOWN_TOPIC_OR_PARTITION};
     use crate::record_batch::batches;
     use kafka_protocol::records::RecordBatchDecoder;
 

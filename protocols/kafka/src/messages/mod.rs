@@ -5,8 +5,10 @@
 //! three after a v12 Metadata request for every topic).
 
 pub mod api_versions;
+pub mod fetch;
 pub mod find_coordinator;
 pub mod group;
 pub mod init_producer_id;
+pub mod list_offsets;
 pub mod metadata;
 pub mod produce;

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use geomesh_kafka::apis::lookup;
 use geomesh_kafka::codes::api;
 use geomesh_kafka::messages::api_versions::ApiVersionsResponse;
+use geomesh_kafka::messages::fetch::{FetchRequest, FetchResponse};
+use geomesh_kafka::messages::list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
 use geomesh_kafka::messages::find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
 use geomesh_kafka::messages::init_producer_id::InitProducerIdResponse;
 use geomesh_kafka::messages::metadata::{MetadataRequest, MetadataResponse};
@@ -62,6 +64,8 @@ pub fn request_round_trip(req: &Request) -> Option<Result<Bytes, DecodeError>> {
     Some(match req.spec.key {
         api::METADATA => MetadataRequest::decode(req).map(|m| m.encode(v)),
         api::PRODUCE => ProduceRequest::decode(req).map(|m| m.encode(v)),
+        api::FETCH => FetchRequest::decode(req).map(|m| m.encode(v)),
+        api::LIST_OFFSETS => ListOffsetsRequest::decode(req).map(|m| m.encode(v)),
         _ => return None,
     })
 }
@@ -72,12 +76,14 @@ pub fn response_round_trip(
     version: i16,
     frame: Bytes,
 ) -> Option<Result<(Bytes, Bytes), DecodeError>> {
-    let spec = lookup(api_key)?;
+    let spec = lookup(api_key).filter(|s| s.supports(version))?;
     let run = |r: &mut Reader| -> Option<Result<Bytes, DecodeError>> {
         Some(match api_key {
             api::API_VERSIONS => ApiVersionsResponse::decode(r, version).map(|(m, v)| m.encode(v)),
             api::METADATA => MetadataResponse::decode(r, version).map(|m| m.encode(version)),
             api::PRODUCE => ProduceResponse::decode(r, version).map(|m| m.encode(version)),
+            api::FETCH => FetchResponse::decode(r, version).map(|m| m.encode(version)),
+            api::LIST_OFFSETS => ListOffsetsResponse::decode(r, version).map(|m| m.encode(version)),
             api::FIND_COORDINATOR => {
                 FindCoordinatorResponse::decode(r, version).map(|m| m.encode(version))
             }
