@@ -112,6 +112,11 @@ mod tests {
     use crate::codes::{NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT};
     use crate::messages::fetch::{FetchPartition, ForgottenTopic};
 
+    /// Tagged field values as a v12 broker writes them: diverging epoch (epoch 1, end offset
+    /// 5) and current leader (node 111, epoch 0).
+    const DIVERGING: &[u8] = &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0];
+    const LEADER_111: &[u8] = &[0, 0, 0, 111, 0, 0, 0, 0, 0];
+
     fn p(partition: i32) -> FetchPartition {
         FetchPartition {
             partition,
@@ -164,7 +169,7 @@ mod tests {
                             error_code: NONE,
                             high_watermark: hw,
                             records: Some(Bytes::from_static(b"batch")),
-                            tagged: vec![(0, Bytes::from_static(b"e")), (TAG_CURRENT_LEADER, Bytes::from_static(b"leader111"))],
+                            tagged: vec![(0, Bytes::from_static(DIVERGING)), (TAG_CURRENT_LEADER, Bytes::from_static(LEADER_111))],
                             ..FetchPartitionResponse::error(q.partition, NONE)
                         })
                         .collect(),
@@ -198,7 +203,7 @@ mod tests {
         assert_eq!((a[0].error_code, a[1].error_code), (REQUEST_TIMED_OUT, REQUEST_TIMED_OUT));
         let b = &m.topics[1].partitions[0];
         assert_eq!((b.error_code, b.high_watermark), (NONE, 9));
-        assert_eq!(b.tagged, vec![(0, Bytes::from_static(b"e"))]);
+        assert_eq!(b.tagged, vec![(0, Bytes::from_static(DIVERGING))]);
         // A part answering with a top-level error gives it to its partitions.
         let mut bad = answer(&s.parts[&0], 3);
         bad.error_code = NOT_LEADER_OR_FOLLOWER;
