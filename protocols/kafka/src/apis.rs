@@ -61,15 +61,16 @@ const fn spec(key: i16, name: &'static str, min: i16, max: i16, flexible_from: i
 /// Produce and Fetch stop at v12 (v13 names topics by cluster-local ids), Metadata at v12,
 /// OffsetFetch at v7 (v8 batches several groups), InitProducerId at v5 (v6 is two-phase
 /// commit), and Produce/Fetch start at v3/v4 (older versions carry pre-0.11 message sets
-/// instead of record batches). CreateTopics, DeleteTopics, OffsetForLeaderEpoch and
+/// instead of record batches), OffsetCommit at v2 and OffsetFetch at v1 (Kafka 4 dropped the
+/// older ones). CreateTopics, DeleteTopics, OffsetForLeaderEpoch and
 /// DescribeConfigs are not carried yet (no codec): ApiVersions does not offer them.
 pub const APIS: &[ApiSpec] = &[
     spec(api::PRODUCE, "Produce", 3, 12, 9),
     spec(api::FETCH, "Fetch", 4, 12, 12),
     spec(api::LIST_OFFSETS, "ListOffsets", 1, 9, 6),
     spec(api::METADATA, "Metadata", 0, 12, 9),
-    spec(api::OFFSET_COMMIT, "OffsetCommit", 0, 9, 8),
-    spec(api::OFFSET_FETCH, "OffsetFetch", 0, 7, 6),
+    spec(api::OFFSET_COMMIT, "OffsetCommit", 2, 9, 8),
+    spec(api::OFFSET_FETCH, "OffsetFetch", 1, 7, 6),
     spec(api::FIND_COORDINATOR, "FindCoordinator", 0, 6, 3),
     spec(api::JOIN_GROUP, "JoinGroup", 0, 9, 6),
     spec(api::HEARTBEAT, "Heartbeat", 0, 4, 4),

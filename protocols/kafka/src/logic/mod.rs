@@ -8,6 +8,7 @@ pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod nodes;
+pub mod offsets;
 pub mod partitions;
 pub mod produce;
 pub mod producer_ids;

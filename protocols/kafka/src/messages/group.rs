@@ -1,6 +1,7 @@
 //! Group requests routed whole to the group's home shard (JoinGroup, SyncGroup, Heartbeat,
-//! LeaveGroup, OffsetCommit, OffsetFetch up to v7): every version starts with `group_id`,
-//! which is all the proxy reads of them.
+//! LeaveGroup): every version starts with `group_id`, which is all the proxy reads of them
+//! (OffsetCommit and OffsetFetch start with it too; their offsets are split by topic owner,
+//! `logic::offsets`).
 
 use bytes::Bytes;
 

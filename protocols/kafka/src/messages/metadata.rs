@@ -33,6 +33,8 @@ impl MetadataRequest {
         let flexible = v >= FLEXIBLE_FROM;
         let mut r = req.body();
         let topics = match r.nullable_array_len(flexible, 2, "topics")? {
+            // Not nullable in v0 (Kafka's own parser refuses it too).
+            None if v == 0 => return Err(DecodeError::UnexpectedNull { field: "topics" }),
             None => None,
             Some(0) if v == 0 => None,
             Some(n) => {

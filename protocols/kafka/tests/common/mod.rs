@@ -10,6 +10,9 @@ use geomesh_kafka::codes::api;
 use geomesh_kafka::messages::api_versions::ApiVersionsResponse;
 use geomesh_kafka::messages::fetch::{FetchRequest, FetchResponse};
 use geomesh_kafka::messages::list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
+use geomesh_kafka::messages::offsets::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+};
 use geomesh_kafka::messages::find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
 use geomesh_kafka::messages::init_producer_id::InitProducerIdResponse;
 use geomesh_kafka::messages::metadata::{MetadataRequest, MetadataResponse};
@@ -66,6 +69,8 @@ pub fn request_round_trip(req: &Request) -> Option<Result<Bytes, DecodeError>> {
         api::PRODUCE => ProduceRequest::decode(req).map(|m| m.encode(v)),
         api::FETCH => FetchRequest::decode(req).map(|m| m.encode(v)),
         api::LIST_OFFSETS => ListOffsetsRequest::decode(req).map(|m| m.encode(v)),
+        api::OFFSET_COMMIT => OffsetCommitRequest::decode(req).map(|m| m.encode(v)),
+        api::OFFSET_FETCH => OffsetFetchRequest::decode(req).map(|m| m.encode(v)),
         _ => return None,
     })
 }
@@ -84,6 +89,8 @@ pub fn response_round_trip(
             api::PRODUCE => ProduceResponse::decode(r, version).map(|m| m.encode(version)),
             api::FETCH => FetchResponse::decode(r, version).map(|m| m.encode(version)),
             api::LIST_OFFSETS => ListOffsetsResponse::decode(r, version).map(|m| m.encode(version)),
+            api::OFFSET_COMMIT => OffsetCommitResponse::decode(r, version).map(|m| m.encode(version)),
+            api::OFFSET_FETCH => OffsetFetchResponse::decode(r, version).map(|m| m.encode(version)),
             api::FIND_COORDINATOR => {
                 FindCoordinatorResponse::decode(r, version).map(|m| m.encode(version))
             }

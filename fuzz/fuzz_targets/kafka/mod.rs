@@ -1,0 +1,188 @@
+//! Shared by the kafka_* targets: this crate's decoders dispatched by API, each checked
+//! against the `kafka-protocol` oracle where both accept the input.
+//!
+//! The oracle only ever sees bytes this crate accepted first: its decoders allocate what a
+//! count says before reading (4 bytes abort the process, protocols/kafka/README.md), and an
+//! input this crate accepted has every count bounded by the bytes present.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use geomesh_kafka::codes::api;
+use geomesh_kafka::messages::{
+    api_versions::ApiVersionsResponse, fetch, find_coordinator, init_producer_id, list_offsets,
+    metadata, offsets, produce,
+};
+use geomesh_kafka::wire::Reader;
+use geomesh_kafka::Request;
+use kafka_protocol::messages as kp;
+use kafka_protocol::protocol::Decodable;
+
+/// The oracle's reading of `body` at `version`, if it accepts it.
+fn oracle<T: Decodable>(body: &Bytes, version: i16) -> Option<T> {
+    T::decode(&mut body.clone(), version).ok()
+}
+
+/// Checks one encoding against the original: re-decoding ours gives the same value (`same`),
+/// and where the oracle reads the original, it reads our encoding as the same message.
+fn check<T: Decodable + PartialEq + std::fmt::Debug>(original: &Bytes, ours: &Bytes, version: i16) {
+    if let Some(a) = oracle::<T>(original, version) {
+        let b = oracle::<T>(ours, version).expect("oracle refuses our re-encoding of what it read");
+        assert_eq!(a, b, "oracle reads our re-encoding differently (v{version})");
+    }
+}
+
+/// Decodes a request body with this crate (every API it has a codec for) and checks it.
+pub fn request(req: &Request) {
+    let v = req.version();
+    let body = req.body().take(req.body().remaining(), "body").unwrap_or_default();
+    match req.spec.key {
+        api::METADATA => {
+            if let Ok(m) = metadata::MetadataRequest::decode(req) {
+                let enc = m.encode(v);
+                check::<kp::MetadataRequest>(&body, &enc, v);
+            }
+        }
+        api::PRODUCE => {
+            if let Ok(m) = produce::ProduceRequest::decode(req) {
+                let enc = m.encode(v);
+                check::<kp::ProduceRequest>(&body, &enc, v);
+                let s = geomesh_kafka::logic::produce::split(&m, |t, p| {
+                    Ok::<u16, i16>(u16::from(t.len() % 3 == 0) + u16::from(p % 2 == 0))
+                });
+                for mut part in s.parts.into_values() {
+                    let _ = geomesh_kafka::logic::produce::rewrite_producer_ids(&mut part, 7, 1);
+                    let _ = part.encode(v);
+                }
+            }
+        }
+        api::FETCH => {
+            if let Ok(m) = fetch::FetchRequest::decode(req) {
+                let enc = m.encode(v);
+                check::<kp::FetchRequest>(&body, &enc, v);
+                let s = geomesh_kafka::logic::fetch::split(&m, |_, p| Ok::<i32, i16>(p % 3));
+                let _ = geomesh_kafka::logic::fetch::merge(&m, &[], &s.refused, |_, _| 7).encode(v);
+            }
+        }
+        api::LIST_OFFSETS => {
+            if let Ok(m) = list_offsets::ListOffsetsRequest::decode(req) {
+                let enc = m.encode(v);
+                check::<kp::ListOffsetsRequest>(&body, &enc, v);
+            }
+        }
+        api::OFFSET_COMMIT => {
+            if let Ok(m) = offsets::OffsetCommitRequest::decode(req) {
+                check::<kp::OffsetCommitRequest>(&body, &m.encode(v), v);
+                let s = geomesh_kafka::logic::offsets::split_commit(&m, 0u16, |t, _| Ok(u16::from(t.len() % 2 == 0)));
+                let _ = geomesh_kafka::logic::offsets::merge_commit(&m, &[], &s.refused, |_, _| 7).encode(v);
+            }
+        }
+        api::OFFSET_FETCH => {
+            if let Ok(m) = offsets::OffsetFetchRequest::decode(req) {
+                check::<kp::OffsetFetchRequest>(&body, &m.encode(v), v);
+            }
+        }
+        api::FIND_COORDINATOR => {
+            let _ = find_coordinator::FindCoordinatorRequest::decode(req);
+        }
+        api::INIT_PRODUCER_ID => {
+            let _ = init_producer_id::transactional_id(req);
+        }
+        api::JOIN_GROUP | api::SYNC_GROUP | api::HEARTBEAT | api::LEAVE_GROUP => {
+            let _ = geomesh_kafka::messages::group::group_id(req);
+        }
+        _ => {}
+    }
+}
+
+/// The APIs whose responses this crate decodes.
+pub const RESPONSE_APIS: [i16; 9] = [
+    api::OFFSET_COMMIT,
+    api::OFFSET_FETCH,
+    api::API_VERSIONS,
+    api::METADATA,
+    api::PRODUCE,
+    api::FETCH,
+    api::LIST_OFFSETS,
+    api::FIND_COORDINATOR,
+    api::INIT_PRODUCER_ID,
+];
+
+/// Decodes a response body of `api_key` at `version` with this crate and checks it.
+pub fn response(api_key: i16, version: i16, body: Bytes) {
+    let v = version;
+    let mut r = Reader::new(body.clone());
+    match api_key {
+        api::API_VERSIONS => {
+            if let Ok((m, read_as)) = ApiVersionsResponse::decode(&mut r, v) {
+                let enc = m.encode(read_as);
+                check::<kp::ApiVersionsResponse>(&body, &enc, read_as);
+                let _ = geomesh_kafka::logic::versions::merge(&[m.clone(), m]);
+            }
+        }
+        api::METADATA => {
+            if let Ok(m) = metadata::MetadataResponse::decode(&mut r, v) {
+                let enc = m.encode(v);
+                check::<kp::MetadataResponse>(&body, &enc, v);
+                let req = metadata::MetadataRequest {
+                    topics: None,
+                    allow_auto_topic_creation: false,
+                    include_cluster_authorized_operations: false,
+                    include_topic_authorized_operations: false,
+                    tagged: Bytes::new(),
+                };
+                let adv = geomesh_kafka::logic::nodes::Advertised { host: Bytes::from_static(b"proxy"), port: 9092 };
+                let ctx = geomesh_kafka::logic::metadata::MergeContext {
+                    request: &req,
+                    advertised: &adv,
+                    cluster_id: None,
+                    failed: &[],
+                };
+                let merged = geomesh_kafka::logic::metadata::merge(
+                    &ctx,
+                    &[(0, m.clone()), (3, m)],
+                    |t| u16::from(t.len() % 2 == 1) * 3,
+                    &[],
+                );
+                let out = merged.response.encode(v);
+                assert!(oracle::<kp::MetadataResponse>(&out, v).is_some() || oracle::<kp::MetadataResponse>(&body, v).is_none());
+            }
+        }
+        api::PRODUCE => {
+            if let Ok(m) = produce::ProduceResponse::decode(&mut r, v) {
+                check::<kp::ProduceResponse>(&body, &m.encode(v), v);
+            }
+        }
+        api::FETCH => {
+            if let Ok(m) = fetch::FetchResponse::decode(&mut r, v) {
+                check::<kp::FetchResponse>(&body, &m.encode(v), v);
+            }
+        }
+        api::LIST_OFFSETS => {
+            if let Ok(m) = list_offsets::ListOffsetsResponse::decode(&mut r, v) {
+                check::<kp::ListOffsetsResponse>(&body, &m.encode(v), v);
+            }
+        }
+        api::FIND_COORDINATOR => {
+            if let Ok(m) = find_coordinator::FindCoordinatorResponse::decode(&mut r, v) {
+                let adv = geomesh_kafka::logic::nodes::Advertised { host: Bytes::from_static(b"proxy"), port: 9092 };
+                let _ = geomesh_kafka::logic::coordinator::rewrite(&m, 1, &adv).encode(v);
+            }
+        }
+        api::OFFSET_COMMIT => {
+            if let Ok(m) = offsets::OffsetCommitResponse::decode(&mut r, v) {
+                check::<kp::OffsetCommitResponse>(&body, &m.encode(v), v);
+            }
+        }
+        api::OFFSET_FETCH => {
+            if let Ok(m) = offsets::OffsetFetchResponse::decode(&mut r, v) {
+                check::<kp::OffsetFetchResponse>(&body, &m.encode(v), v);
+            }
+        }
+        api::INIT_PRODUCER_ID => {
+            if let Ok(m) = init_producer_id::InitProducerIdResponse::decode(&mut r, v) {
+                check::<kp::InitProducerIdResponse>(&body, &m.encode(v), v);
+            }
+        }
+        _ => {}
+    }
+}
