@@ -22,10 +22,15 @@ fn oracle<T: Decodable>(body: &Bytes, version: i16) -> Option<T> {
     T::decode(&mut body.clone(), version).ok()
 }
 
-/// Checks one encoding against the original: re-decoding ours gives the same value (`same`),
-/// and where the oracle reads the original, it reads our encoding as the same message.
+/// Checks one encoding against the original: where the oracle reads the bytes this crate
+/// consumed (our encoding is as long as them: fields are re-encoded at their own size and
+/// trailing bytes are ignored), it reads our encoding as the same message. Only the consumed
+/// bytes: the oracle reads a tagged field's value past its declared size, into what follows.
 fn check<T: Decodable + PartialEq + std::fmt::Debug>(original: &Bytes, ours: &Bytes, version: i16) {
-    if let Some(a) = oracle::<T>(original, version) {
+    let Some(consumed) = original.get(..ours.len()) else {
+        panic!("our encoding ({} bytes) is longer than the input ({})", ours.len(), original.len());
+    };
+    if let Some(a) = oracle::<T>(&Bytes::copy_from_slice(consumed), version) {
         let b = oracle::<T>(ours, version).expect("oracle refuses our re-encoding of what it read");
         assert_eq!(a, b, "oracle reads our re-encoding differently (v{version})");
     }
@@ -95,9 +100,8 @@ pub fn request(req: &Request) {
 }
 
 /// The APIs whose responses this crate decodes.
+/// (Seeds under fuzz/seeds/kafka_response start with an index into this list: append only.)
 pub const RESPONSE_APIS: [i16; 9] = [
-    api::OFFSET_COMMIT,
-    api::OFFSET_FETCH,
     api::API_VERSIONS,
     api::METADATA,
     api::PRODUCE,
@@ -105,6 +109,8 @@ pub const RESPONSE_APIS: [i16; 9] = [
     api::LIST_OFFSETS,
     api::FIND_COORDINATOR,
     api::INIT_PRODUCER_ID,
+    api::OFFSET_COMMIT,
+    api::OFFSET_FETCH,
 ];
 
 /// Decodes a response body of `api_key` at `version` with this crate and checks it.

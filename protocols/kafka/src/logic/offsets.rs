@@ -126,17 +126,20 @@ pub fn merge_commit(
                 .partitions
                 .iter()
                 .map(|p| PartitionResult {
+                    tagged: Bytes::new(),
                     partition_index: p.partition_index,
                     error_code: got.get(&(&t.name[..], p.partition_index)).copied().unwrap_or_else(|| {
                         missing_code(refused, &t.name, p.partition_index, &mut missing)
                     }),
                 })
                 .collect(),
+            tagged: Bytes::new(),
         })
         .collect();
     OffsetCommitResponse {
         throttle_time_ms: answers.iter().map(|a| a.throttle_time_ms).max().unwrap_or(0),
         topics,
+        tagged: Bytes::new(),
     }
 }
 
@@ -199,10 +202,11 @@ pub fn merge_fetch<T: Ord + Copy>(
                             .unwrap_or_else(|| FetchedOffset::none(i, missing))
                     })
                     .collect(),
+                tagged: Bytes::new(),
             })
             .collect(),
     };
-    OffsetFetchResponse { throttle_time_ms, topics, error_code }
+    OffsetFetchResponse { throttle_time_ms, topics, error_code, tagged: Bytes::new() }
 }
 
 #[cfg(test)]
@@ -265,7 +269,7 @@ mod tests {
     #[test]
     fn commit_results_merge_in_request_order() {
         let req = commit();
-        let home = OffsetCommitResponse { throttle_time_ms: 1, topics: vec![TopicResults { name: b("home-t"), partitions: vec![PartitionResult { partition_index: 0, error_code: NONE }] }] };
+        let home = OffsetCommitResponse { throttle_time_ms: 1, topics: vec![TopicResults { name: b("home-t"), partitions: vec![PartitionResult { partition_index: 0, error_code: NONE, tagged: Bytes::new() }], tagged: Bytes::new() }], tagged: Bytes::new() };
         let m = merge_commit(&req, &[home], &[], |_, _| REQUEST_TIMED_OUT);
         let flat: Vec<(i32, ErrorCode)> = m.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code))).collect();
         assert_eq!(flat, vec![(0, NONE), (0, REQUEST_TIMED_OUT), (1, REQUEST_TIMED_OUT)]);
@@ -287,8 +291,9 @@ mod tests {
         assert_eq!(parts[&0].topics.as_ref().unwrap()[0].name, "a");
         let answer = |name: &'static str, i, off| OffsetFetchResponse {
             throttle_time_ms: 0,
-            topics: vec![FetchedTopic { name: b(name), partitions: vec![FetchedOffset { committed_offset: off, error_code: NONE, ..FetchedOffset::none(i, NONE) }] }],
+            topics: vec![FetchedTopic { name: b(name), partitions: vec![FetchedOffset { committed_offset: off, error_code: NONE, ..FetchedOffset::none(i, NONE) }], tagged: Bytes::new() }],
             error_code: NONE,
+            tagged: Bytes::new(),
         };
         let m = merge_fetch(&req, &[(1, answer("xb", 1, 21)), (0, answer("a", 0, 7))], owner, NOT_COORDINATOR);
         let offs: Vec<i64> = m.topics.iter().map(|t| t.partitions[0].committed_offset).collect();

@@ -120,18 +120,21 @@ impl OffsetCommitRequest {
 pub struct PartitionResult {
     pub partition_index: i32,
     pub error_code: ErrorCode,
+    pub tagged: Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicResults {
     pub name: Bytes,
     pub partitions: Vec<PartitionResult>,
+    pub tagged: Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetCommitResponse {
     pub throttle_time_ms: i32,
     pub topics: Vec<TopicResults>,
+    pub tagged: Bytes,
 }
 
 impl OffsetCommitResponse {
@@ -148,14 +151,14 @@ impl OffsetCommitResponse {
                 partitions.push(PartitionResult {
                     partition_index: r.i32("partition_index")?,
                     error_code: r.i16("error_code")?,
+                    tagged: r.tagged_fields(flexible)?,
                 });
-                r.tagged_fields(flexible)?;
             }
-            r.tagged_fields(flexible)?;
-            topics.push(TopicResults { name, partitions });
+            let tagged = r.tagged_fields(flexible)?;
+            topics.push(TopicResults { name, partitions, tagged });
         }
-        r.tagged_fields(flexible)?;
-        Ok(OffsetCommitResponse { throttle_time_ms, topics })
+        let tagged = r.tagged_fields(flexible)?;
+        Ok(OffsetCommitResponse { throttle_time_ms, topics, tagged })
     }
 
     pub fn encode(&self, version: i16) -> Bytes {
@@ -171,11 +174,11 @@ impl OffsetCommitResponse {
             for p in &t.partitions {
                 w.i32(p.partition_index);
                 w.i16(p.error_code);
-                w.tagged_fields(flexible, &[]);
+                w.tagged_fields(flexible, &p.tagged);
             }
-            w.tagged_fields(flexible, &[]);
+            w.tagged_fields(flexible, &t.tagged);
         }
-        w.tagged_fields(flexible, &[]);
+        w.tagged_fields(flexible, &self.tagged);
         w.buf.freeze()
     }
 }
@@ -253,6 +256,7 @@ pub struct FetchedOffset {
     pub committed_leader_epoch: i32,
     pub metadata: Option<Bytes>,
     pub error_code: ErrorCode,
+    pub tagged: Bytes,
 }
 
 impl FetchedOffset {
@@ -264,6 +268,7 @@ impl FetchedOffset {
             committed_leader_epoch: -1,
             metadata: Some(Bytes::new()),
             error_code,
+            tagged: Bytes::new(),
         }
     }
 }
@@ -272,6 +277,7 @@ impl FetchedOffset {
 pub struct FetchedTopic {
     pub name: Bytes,
     pub partitions: Vec<FetchedOffset>,
+    pub tagged: Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +285,7 @@ pub struct OffsetFetchResponse {
     pub throttle_time_ms: i32,
     pub topics: Vec<FetchedTopic>,
     pub error_code: ErrorCode,
+    pub tagged: Bytes,
 }
 
 impl OffsetFetchResponse {
@@ -299,15 +306,15 @@ impl OffsetFetchResponse {
                     committed_leader_epoch: if v >= 5 { r.i32("committed_leader_epoch")? } else { -1 },
                     metadata: r.nullable_string(flexible, "metadata")?,
                     error_code: r.i16("error_code")?,
+                    tagged: r.tagged_fields(flexible)?,
                 });
-                r.tagged_fields(flexible)?;
             }
-            r.tagged_fields(flexible)?;
-            topics.push(FetchedTopic { name, partitions });
+            let tagged = r.tagged_fields(flexible)?;
+            topics.push(FetchedTopic { name, partitions, tagged });
         }
         let error_code = if v >= 2 { r.i16("error_code")? } else { 0 };
-        r.tagged_fields(flexible)?;
-        Ok(OffsetFetchResponse { throttle_time_ms, topics, error_code })
+        let tagged = r.tagged_fields(flexible)?;
+        Ok(OffsetFetchResponse { throttle_time_ms, topics, error_code, tagged })
     }
 
     pub fn encode(&self, version: i16) -> Bytes {
@@ -329,14 +336,14 @@ impl OffsetFetchResponse {
                 }
                 w.nullable_string(flexible, p.metadata.as_deref());
                 w.i16(p.error_code);
-                w.tagged_fields(flexible, &[]);
+                w.tagged_fields(flexible, &p.tagged);
             }
-            w.tagged_fields(flexible, &[]);
+            w.tagged_fields(flexible, &t.tagged);
         }
         if v >= 2 {
             w.i16(self.error_code);
         }
-        w.tagged_fields(flexible, &[]);
+        w.tagged_fields(flexible, &self.tagged);
         w.buf.freeze()
     }
 }

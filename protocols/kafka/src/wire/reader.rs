@@ -17,6 +17,11 @@ impl Reader {
         Reader { buf, pos: 0 }
     }
 
+    #[cfg(test)]
+    fn of(bytes: &'static [u8]) -> Self {
+        Reader::new(Bytes::from_static(bytes))
+    }
+
     /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
@@ -89,7 +94,9 @@ impl Reader {
         self.array(field)
     }
 
-    /// An unsigned varint of at most 5 bytes (a u32).
+    /// An unsigned varint of at most 5 bytes (a u32), in its shortest form: a longer one
+    /// (`80 00` for 0) is refused. Kafka's parser accepts those, no client writes them, and
+    /// refusing them keeps every value's encoding unique (re-encoding gives the same bytes).
     pub fn uvarint(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         let mut value: u32 = 0;
         for i in 0..5u32 {
@@ -100,6 +107,9 @@ impl Reader {
             }
             value |= bits << (7 * i);
             if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    return Err(DecodeError::BadVarint { field });
+                }
                 return Ok(value);
             }
         }
@@ -254,5 +264,39 @@ impl Reader {
             out.push((tag, self.take(len, "tagged field")?));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn varints_shortest_form_only() {
+        assert_eq!(Reader::of(&[0]).uvarint("x"), Ok(0));
+        assert_eq!(Reader::of(&[0x96, 0x01]).uvarint("x"), Ok(150));
+        assert_eq!(Reader::of(&[0xff, 0xff, 0xff, 0xff, 0x0f]).uvarint("x"), Ok(u32::MAX));
+        assert!(Reader::of(&[0x80, 0x00]).uvarint("x").is_err());
+        assert!(Reader::of(&[0xff, 0xff, 0xff, 0xff, 0x1f]).uvarint("x").is_err());
+        assert!(Reader::of(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).uvarint("x").is_err());
+        assert!(Reader::of(&[0x80]).uvarint("x").is_err());
+        assert_eq!(Reader::of(&[0x03]).varint("x"), Ok(-2));
+    }
+
+    #[test]
+    fn counts_and_lengths_are_bounded_by_what_is_left() {
+        // 2^31 - 1 elements announced, 4 bytes present: refused before any allocation.
+        assert!(Reader::of(&[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]).array_len(false, 4, "a").is_err());
+        assert!(Reader::of(&[0x7f, 0xff, 0xff, 0xff]).nullable_bytes(false, "b").is_err());
+        assert_eq!(Reader::of(&[0xff, 0xff]).nullable_string(false, "s"), Ok(None));
+        assert!(Reader::of(&[0xff, 0xfe]).nullable_string(false, "s").is_err());
+        assert_eq!(Reader::of(&[0x00]).nullable_array_len(true, 1, "c"), Ok(None));
+        assert!(Reader::of(&[0x05, 1, 2]).string(true, "s").is_err());
+        // A tagged-field section claiming more fields than bytes.
+        assert!(Reader::of(&[0x7f]).tagged_fields(true).is_err());
+        assert_eq!(Reader::of(&[0x01, 0x00, 0x01, 0xaa]).tagged_fields(true).map(|b| b.len()), Ok(4));
     }
 }
