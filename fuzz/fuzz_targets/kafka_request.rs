@@ -4,12 +4,16 @@
 //!
 //! Input: the client's byte stream (size-prefixed frames), cut into frames with a 64 KiB limit.
 #![no_main]
+#![feature(alloc_error_hook)]
 
 use geomesh_kafka::logic::errors::{refuse, Refusal};
 use geomesh_kafka::{BytesMut, FrameDecoder, Request};
 use libfuzzer_sys::fuzz_target;
 
 mod kafka;
+
+#[global_allocator]
+static ALLOC: kafka::CappedAlloc = kafka::CappedAlloc;
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(data);

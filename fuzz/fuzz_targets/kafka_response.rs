@@ -5,12 +5,16 @@
 //! Input: byte 0 picks the API (of those the proxy decodes answers of), byte 1 the version
 //! (within the proxy's range for it), the rest is the response body (after its header).
 #![no_main]
+#![feature(alloc_error_hook)]
 
 use geomesh_kafka::apis::lookup;
 use geomesh_kafka::Bytes;
 use libfuzzer_sys::fuzz_target;
 
 mod kafka;
+
+#[global_allocator]
+static ALLOC: kafka::CappedAlloc = kafka::CappedAlloc;
 
 fuzz_target!(|data: &[u8]| {
     let [a, v, body @ ..] = data else {

@@ -3,8 +3,61 @@
 //!
 //! The oracle only ever sees bytes this crate accepted first: its decoders allocate what a
 //! count says before reading (4 bytes abort the process, protocols/kafka/README.md), and an
-//! input this crate accepted has every count bounded by the bytes present.
+//! input this crate accepted has every count bounded by the bytes present, except inside
+//! tagged fields, which this crate keeps raw and the oracle decodes. So the oracle runs under
+//! an allocation cap: an allocation above `ORACLE_MAX_ALLOC` fails, the alloc error hook
+//! (`#![feature(alloc_error_hook)]` in the targets; fuzz.sh builds with RUSTC_BOOTSTRAP=1)
+//! panics, and `oracle` reads that as "the oracle refuses this input".
 #![allow(dead_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// Largest single allocation the oracle may make (this crate's own are bounded by the input).
+const ORACLE_MAX_ALLOC: usize = 16 << 20;
+
+thread_local! {
+    static IN_ORACLE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The system allocator, refusing large allocations while the oracle runs.
+pub struct CappedAlloc;
+
+// SAFETY: forwards to the system allocator unchanged, or returns null (allowed: the caller
+// then reports an allocation failure).
+unsafe impl GlobalAlloc for CappedAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > ORACLE_MAX_ALLOC && IN_ORACLE.with(Cell::get) {
+            return std::ptr::null_mut();
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > ORACLE_MAX_ALLOC && IN_ORACLE.with(Cell::get) {
+            return std::ptr::null_mut();
+        }
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > ORACLE_MAX_ALLOC && IN_ORACLE.with(Cell::get) {
+            return std::ptr::null_mut();
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Installs the hook that turns a refused allocation into a panic (call once per process).
+pub fn install_alloc_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::alloc::set_alloc_error_hook(|layout| {
+            panic!("oracle allocation of {} bytes refused", layout.size());
+        });
+    });
+}
 
 use bytes::Bytes;
 use geomesh_kafka::codes::api;
@@ -17,9 +70,18 @@ use geomesh_kafka::Request;
 use kafka_protocol::messages as kp;
 use kafka_protocol::protocol::Decodable;
 
-/// The oracle's reading of `body` at `version`, if it accepts it.
+/// The oracle's reading of `body` at `version`, if it accepts it (an allocation above the cap
+/// counts as a refusal).
 fn oracle<T: Decodable>(body: &Bytes, version: i16) -> Option<T> {
-    T::decode(&mut body.clone(), version).ok()
+    install_alloc_hook();
+    // libfuzzer-sys's panic hook aborts: a quiet one while the oracle runs.
+    let fuzzer_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    IN_ORACLE.with(|c| c.set(true));
+    let out = std::panic::catch_unwind(|| T::decode(&mut body.clone(), version).ok());
+    IN_ORACLE.with(|c| c.set(false));
+    std::panic::set_hook(fuzzer_hook);
+    out.ok().flatten()
 }
 
 /// Checks one encoding against the original: where the oracle reads the bytes this crate

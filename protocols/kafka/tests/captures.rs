@@ -4,9 +4,6 @@
 
 mod common;
 
-#[cfg(target_arch = "wasm32")]
-use wasm_bindgen_test::wasm_bindgen_test as test;
-
 use common::{captures, find_coordinator_keys, request_round_trip, response_round_trip};
 use geomesh_kafka::codes::api;
 use geomesh_kafka::messages::produce::ProduceRequest;

@@ -62,9 +62,8 @@ fn name(s: &'static str) -> TopicName {
 
 /// A real idempotent batch (librdkafka to tansu) from the captures.
 fn batch() -> Bytes {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/captures/librdkafka/00025-c4-req-k0-v10-cid4.bin");
-    let frame = Bytes::from(std::fs::read(dir).unwrap()).slice(4..);
+    const FRAME: &[u8] = include_bytes!("data/captures/librdkafka/00025-c4-req-k0-v10-cid4.bin");
+    let frame = Bytes::from_static(FRAME).slice(4..);
     let req = Request::parse(frame).unwrap();
     let p = ProduceRequest::decode(&req).unwrap();
     p.topics[0].partitions[0].records.clone().unwrap()

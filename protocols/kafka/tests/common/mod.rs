@@ -29,7 +29,7 @@ pub struct Captured {
     pub frame: Bytes,
 }
 
-/// Every frame under tests/data/captures/<client>/ (requests and responses, responses paired
+/// Every frame under tests/data/captures/<client>/ (native only: files) (requests and responses, responses paired
 /// with their request by connection and correlation id).
 pub fn captures(client: &str) -> Vec<Captured> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/captures").join(client);
