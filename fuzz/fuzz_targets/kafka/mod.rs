@@ -117,7 +117,8 @@ pub fn request(req: &Request) {
                     Ok::<u16, i16>(u16::from(t.len() % 3 == 0) + u16::from(p % 2 == 0))
                 });
                 for mut part in s.parts.into_values() {
-                    let _ = geomesh_kafka::logic::produce::rewrite_producer_ids(&mut part, 7, 1);
+                    let refused = geomesh_kafka::logic::produce::rewrite_producer_ids(&mut part, 7, 1);
+                    assert!(refused.iter().all(|(_, _, c)| *c == geomesh_kafka::codes::CORRUPT_MESSAGE));
                     let _ = part.encode(v);
                 }
             }

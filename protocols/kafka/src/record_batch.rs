@@ -90,23 +90,32 @@ pub fn batches(records: &[u8]) -> Result<Vec<BatchInfo>, DecodeError> {
 /// The records blob with every idempotent batch (producer id != -1) carrying `producer_id`
 /// and `producer_epoch` instead, each rewritten batch's CRC-32C recomputed. Batches are not
 /// otherwise touched (records stay compressed, sequences stay: a partition lives on one
-/// shard, so its sequence numbers are that shard's). Returns the blob unchanged (shared, not
-/// copied) when no batch needs it.
+/// shard, so its sequence numbers are that shard's), and a batch that already carries them is
+/// left byte for byte. Returns the blob itself (shared, not copied) when no batch needs it.
+///
+/// A batch to rewrite whose stored CRC is wrong is refused (`BadRecordBatch`): recomputing
+/// it would pass corrupted records off as sound. The caller answers that partition
+/// CORRUPT_MESSAGE, as a broker checking CRCs would.
 pub fn rewrite_producer(
     records: &Bytes,
     producer_id: i64,
     producer_epoch: i16,
 ) -> Result<Bytes, DecodeError> {
     let infos = batches(records)?;
-    let needs = infos.iter().any(|b| {
+    let needs = |b: &&BatchInfo| {
         b.producer_id != NO_PRODUCER_ID
             && (b.producer_id != producer_id || b.producer_epoch != producer_epoch)
-    });
-    if !needs {
+    };
+    if !infos.iter().any(|b| needs(&b)) {
         return Ok(records.clone());
     }
+    if infos.iter().filter(needs).any(|b| !b.crc_ok) {
+        return Err(DecodeError::BadRecordBatch {
+            reason: "CRC-32C mismatch",
+        });
+    }
     let mut out = BytesMut::from(&records[..]);
-    for b in infos.iter().filter(|b| b.producer_id != NO_PRODUCER_ID) {
+    for b in infos.iter().filter(needs) {
         let Some(batch) = out.get_mut(b.at..b.at + b.len) else {
             continue;
         };

@@ -56,7 +56,7 @@ pub fn merge(keys: &[bytes::Bytes], answers: &[FindCoordinatorResponse], missing
             answers
                 .iter()
                 .flat_map(|a| a.coordinators.iter())
-                .find(|c| &c.key == k)
+                .find(|c| c.key == k)
                 .cloned()
                 .unwrap_or_else(|| unavailable(k.clone(), missing))
         })

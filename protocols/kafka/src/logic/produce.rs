@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::codes::ErrorCode;
-use crate::error::DecodeError;
+use crate::codes::{ErrorCode, CORRUPT_MESSAGE};
 use crate::messages::produce::{
     ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic,
     ProduceTopicResponse,
@@ -65,20 +64,34 @@ pub fn split<T: Ord + Copy>(
 }
 
 /// Rewrites the producer id and epoch of every idempotent batch of `part` to a shard's own
-/// (see `record_batch::rewrite_producer`; batches already right are not copied).
+/// (see `record_batch::rewrite_producer`; batches already right are not copied). A partition
+/// whose batches cannot be rewritten (not whole magic-2 batches, or a wrong CRC) is taken out
+/// of the part and returned with CORRUPT_MESSAGE, for the merge's `refused`.
 pub fn rewrite_producer_ids(
     part: &mut ProduceRequest,
     producer_id: i64,
     producer_epoch: i16,
-) -> Result<(), DecodeError> {
+) -> Vec<(Bytes, i32, ErrorCode)> {
+    let mut refused = Vec::new();
     for t in &mut part.topics {
-        for p in &mut t.partitions {
-            if let Some(records) = &p.records {
-                p.records = Some(rewrite_producer(records, producer_id, producer_epoch)?);
+        t.partitions.retain_mut(|p| {
+            let Some(records) = &p.records else {
+                return true;
+            };
+            match rewrite_producer(records, producer_id, producer_epoch) {
+                Ok(r) => {
+                    p.records = Some(r);
+                    true
+                }
+                Err(_) => {
+                    refused.push((t.name.clone(), p.index, CORRUPT_MESSAGE));
+                    false
+                }
             }
-        }
+        });
     }
-    Ok(())
+    part.topics.retain(|t| !t.partitions.is_empty());
+    refused
 }
 
 /// Merges the parts' answers into one answer to `req`: every partition of the request, in the
@@ -288,9 +301,9 @@ mod tests {
             ..request(-1)
         };
         // Same id and epoch: shared, not copied.
-        rewrite_producer_ids(&mut req, 1, 0).unwrap();
+        assert!(rewrite_producer_ids(&mut req, 1, 0).is_empty());
         assert_eq!(req.topics[0].partitions[0].records.as_ref().unwrap().as_ptr(), records.as_ptr());
-        rewrite_producer_ids(&mut req, 77_000_000_001, 3).unwrap();
+        assert!(rewrite_producer_ids(&mut req, 77_000_000_001, 3).is_empty());
         let out = req.topics[0].partitions[0].records.clone().unwrap();
         let info = batches(&out).unwrap();
         assert_eq!(info.len(), 1);
@@ -304,5 +317,27 @@ mod tests {
         assert_eq!(set.records.len(), 2);
         assert_eq!(set.records[0].producer_id, 77_000_000_001);
         assert_eq!(set.records[1].value.as_deref(), Some(&b"v3"[..]));
+    }
+
+    #[test]
+    fn a_corrupted_batch_is_refused_not_laundered() {
+        let mut bad = BATCH.to_vec();
+        bad[70] ^= 1; // a record byte: the stored CRC no longer matches
+        let mut req = ProduceRequest {
+            topics: vec![ProduceTopic {
+                name: Bytes::from_static(b"a"),
+                partitions: vec![
+                    ProducePartition { index: 0, records: Some(Bytes::from(bad)), tagged: Bytes::new() },
+                    ProducePartition { index: 1, records: Some(Bytes::from_static(BATCH)), tagged: Bytes::new() },
+                ],
+                tagged: Bytes::new(),
+            }],
+            ..request(-1)
+        };
+        let refused = rewrite_producer_ids(&mut req, 5, 0);
+        assert_eq!(refused, vec![(Bytes::from_static(b"a"), 0, CORRUPT_MESSAGE)]);
+        assert_eq!(req.topics[0].partitions.len(), 1);
+        assert_eq!(req.topics[0].partitions[0].index, 1);
+        assert!(batches(req.topics[0].partitions[0].records.as_ref().unwrap()).unwrap()[0].crc_ok);
     }
 }
