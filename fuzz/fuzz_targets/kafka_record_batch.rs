@@ -20,20 +20,29 @@ fuzz_target!(|data: &[u8]| {
         b.producer_id != NO_PRODUCER_ID && (b.producer_id, b.producer_epoch) != (9, 2)
     };
     let Ok(after_blob) = rewrite_producer(&blob, 9, 2) else {
-        assert!(before.iter().any(|b| needs(b) && !b.crc_ok), "refused a sound blob");
+        assert!(
+            before.iter().any(|b| needs(b) && !b.crc_ok),
+            "refused a sound blob"
+        );
         return;
     };
     assert_eq!(after_blob.len(), blob.len());
     let after = batches(&after_blob).expect("a rewritten blob reads");
     assert_eq!(before.len(), after.len());
     for (b, a) in before.iter().zip(&after) {
-        assert_eq!((b.at, b.len, b.base_sequence, b.record_count), (a.at, a.len, a.base_sequence, a.record_count));
+        assert_eq!(
+            (b.at, b.len, b.base_sequence, b.record_count),
+            (a.at, a.len, a.base_sequence, a.record_count)
+        );
         if needs(b) {
             assert!(a.crc_ok);
             assert_eq!((a.producer_id, a.producer_epoch), (9, 2));
         } else {
             assert_eq!(a, b);
-            assert_eq!(after_blob.get(b.at..b.at + b.len), blob.get(b.at..b.at + b.len));
+            assert_eq!(
+                after_blob.get(b.at..b.at + b.len),
+                blob.get(b.at..b.at + b.len)
+            );
         }
     }
 });

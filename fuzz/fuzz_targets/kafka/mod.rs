@@ -90,18 +90,28 @@ fn oracle<T: Decodable>(body: &Bytes, version: i16) -> Option<T> {
 /// bytes: the oracle reads a tagged field's value past its declared size, into what follows.
 fn check<T: Decodable + PartialEq + std::fmt::Debug>(original: &Bytes, ours: &Bytes, version: i16) {
     let Some(consumed) = original.get(..ours.len()) else {
-        panic!("our encoding ({} bytes) is longer than the input ({})", ours.len(), original.len());
+        panic!(
+            "our encoding ({} bytes) is longer than the input ({})",
+            ours.len(),
+            original.len()
+        );
     };
     if let Some(a) = oracle::<T>(&Bytes::copy_from_slice(consumed), version) {
         let b = oracle::<T>(ours, version).expect("oracle refuses our re-encoding of what it read");
-        assert_eq!(a, b, "oracle reads our re-encoding differently (v{version})");
+        assert_eq!(
+            a, b,
+            "oracle reads our re-encoding differently (v{version})"
+        );
     }
 }
 
 /// Decodes a request body with this crate (every API it has a codec for) and checks it.
 pub fn request(req: &Request) {
     let v = req.version();
-    let body = req.body().take(req.body().remaining(), "body").unwrap_or_default();
+    let body = req
+        .body()
+        .take(req.body().remaining(), "body")
+        .unwrap_or_default();
     match req.spec.key {
         api::METADATA => {
             if let Ok(m) = metadata::MetadataRequest::decode(req) {
@@ -117,8 +127,11 @@ pub fn request(req: &Request) {
                     Ok::<u16, i16>(u16::from(t.len() % 3 == 0) + u16::from(p % 2 == 0))
                 });
                 for mut part in s.parts.into_values() {
-                    let refused = geomesh_kafka::logic::produce::rewrite_producer_ids(&mut part, 7, 1);
-                    assert!(refused.iter().all(|(_, _, c)| *c == geomesh_kafka::codes::CORRUPT_MESSAGE));
+                    let refused =
+                        geomesh_kafka::logic::produce::rewrite_producer_ids(&mut part, 7, 1);
+                    assert!(refused
+                        .iter()
+                        .all(|(_, _, c)| *c == geomesh_kafka::codes::CORRUPT_MESSAGE));
                     let _ = part.encode(v);
                 }
             }
@@ -140,8 +153,11 @@ pub fn request(req: &Request) {
         api::OFFSET_COMMIT => {
             if let Ok(m) = offsets::OffsetCommitRequest::decode(req) {
                 check::<kp::OffsetCommitRequest>(&body, &m.encode(v), v);
-                let s = geomesh_kafka::logic::offsets::split_commit(&m, 0u16, |t, _| Ok(u16::from(t.len() % 2 == 0)));
-                let _ = geomesh_kafka::logic::offsets::merge_commit(&m, &[], &s.refused, |_, _| 7).encode(v);
+                let s = geomesh_kafka::logic::offsets::split_commit(&m, 0u16, |t, _| {
+                    Ok(u16::from(t.len() % 2 == 0))
+                });
+                let _ = geomesh_kafka::logic::offsets::merge_commit(&m, &[], &s.refused, |_, _| 7)
+                    .encode(v);
             }
         }
         api::OFFSET_FETCH => {
@@ -199,7 +215,10 @@ pub fn response(api_key: i16, version: i16, body: Bytes) {
                     include_topic_authorized_operations: false,
                     tagged: Bytes::new(),
                 };
-                let adv = geomesh_kafka::logic::nodes::Advertised { host: Bytes::from_static(b"proxy"), port: 9092 };
+                let adv = geomesh_kafka::logic::nodes::Advertised {
+                    host: Bytes::from_static(b"proxy"),
+                    port: 9092,
+                };
                 let ctx = geomesh_kafka::logic::metadata::MergeContext {
                     request: &req,
                     advertised: &adv,
@@ -213,7 +232,10 @@ pub fn response(api_key: i16, version: i16, body: Bytes) {
                     &[],
                 );
                 let out = merged.response.encode(v);
-                assert!(oracle::<kp::MetadataResponse>(&out, v).is_some() || oracle::<kp::MetadataResponse>(&body, v).is_none());
+                assert!(
+                    oracle::<kp::MetadataResponse>(&out, v).is_some()
+                        || oracle::<kp::MetadataResponse>(&body, v).is_none()
+                );
             }
         }
         api::PRODUCE => {
@@ -233,7 +255,10 @@ pub fn response(api_key: i16, version: i16, body: Bytes) {
         }
         api::FIND_COORDINATOR => {
             if let Ok(m) = find_coordinator::FindCoordinatorResponse::decode(&mut r, v) {
-                let adv = geomesh_kafka::logic::nodes::Advertised { host: Bytes::from_static(b"proxy"), port: 9092 };
+                let adv = geomesh_kafka::logic::nodes::Advertised {
+                    host: Bytes::from_static(b"proxy"),
+                    port: 9092,
+                };
                 let _ = geomesh_kafka::logic::coordinator::rewrite(&m, 1, &adv).encode(v);
             }
         }

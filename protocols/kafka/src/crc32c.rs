@@ -91,7 +91,11 @@ mod tests {
             for &b in data {
                 crc ^= u32::from(b);
                 for _ in 0..8 {
-                    crc = if crc & 1 != 0 { (crc >> 1) ^ super::POLY } else { crc >> 1 };
+                    crc = if crc & 1 != 0 {
+                        (crc >> 1) ^ super::POLY
+                    } else {
+                        crc >> 1
+                    };
                 }
             }
             !crc

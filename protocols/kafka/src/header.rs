@@ -36,9 +36,17 @@ pub enum RequestError {
     Malformed(DecodeError),
     /// The proxy has no schema for this API key: answered with an error, see
     /// `errors::unsupported_response`.
-    UnknownApi { api_key: i16, api_version: i16, correlation_id: i32 },
+    UnknownApi {
+        api_key: i16,
+        api_version: i16,
+        correlation_id: i32,
+    },
     /// A known API at a version the proxy does not decode (ApiVersions told the client which).
-    UnsupportedVersion { spec: &'static ApiSpec, api_version: i16, correlation_id: i32 },
+    UnsupportedVersion {
+        spec: &'static ApiSpec,
+        api_version: i16,
+        correlation_id: i32,
+    },
 }
 
 /// One request frame with its header decoded; the body is read by the message modules.
@@ -115,8 +123,10 @@ impl Request {
     /// prefix included: a part of a split request.
     pub fn with_body(&self, body: &[u8]) -> Bytes {
         let mut w = Writer::with_capacity(body.len() + 64);
-        self.header
-            .write(&mut w, self.spec.request_header_version(self.version()) >= 2);
+        self.header.write(
+            &mut w,
+            self.spec.request_header_version(self.version()) >= 2,
+        );
         w.raw(body);
         with_size_prefix(&w.buf)
     }

@@ -30,7 +30,11 @@ fn check(client: &str) -> (usize, usize) {
                         for t in ProduceRequest::decode(&req).unwrap().topics {
                             for p in t.partitions {
                                 let infos = batches(p.records.as_ref().unwrap()).unwrap();
-                                assert!(!infos.is_empty() && infos.iter().all(|b| b.crc_ok), "{}", c.file);
+                                assert!(
+                                    !infos.is_empty() && infos.iter().all(|b| b.crc_ok),
+                                    "{}",
+                                    c.file
+                                );
                             }
                         }
                     }
@@ -56,11 +60,17 @@ fn check(client: &str) -> (usize, usize) {
 #[test]
 fn librdkafka_frames_round_trip() {
     let (req, resp) = check("librdkafka");
-    assert!(req >= 10 && resp >= 20, "{req} requests, {resp} responses checked");
+    assert!(
+        req >= 10 && resp >= 20,
+        "{req} requests, {resp} responses checked"
+    );
 }
 
 #[test]
 fn kafka_python_frames_round_trip() {
     let (req, resp) = check("kafka-python");
-    assert!(req >= 8 && resp >= 15, "{req} requests, {resp} responses checked");
+    assert!(
+        req >= 8 && resp >= 15,
+        "{req} requests, {resp} responses checked"
+    );
 }

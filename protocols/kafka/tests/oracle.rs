@@ -18,7 +18,7 @@ use geomesh_kafka::apis::lookup;
 use geomesh_kafka::codes::api;
 use geomesh_kafka::messages::metadata::MetadataRequest;
 use geomesh_kafka::messages::produce::ProduceRequest;
-use geomesh_kafka::{RequestHeader, Request};
+use geomesh_kafka::{Request, RequestHeader};
 
 fn encode<T: Encodable>(m: &T, v: i16) -> Bytes {
     let mut b = BytesMut::new();
@@ -80,7 +80,10 @@ fn metadata_request_every_version() {
             let mut m = kp::MetadataRequest::default();
             m.topics = topics.map(|ts| {
                 ts.into_iter()
-                    .map(|t| kp::metadata_request::MetadataRequestTopic::default().with_name(Some(name(t))))
+                    .map(|t| {
+                        kp::metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(name(t)))
+                    })
                     .collect()
             });
             if v == 0 && m.topics.is_none() {
@@ -102,18 +105,21 @@ fn metadata_response_every_version() {
     for v in spec.min..=spec.max {
         let mut m = kp::MetadataResponse::default();
         m.throttle_time_ms = if v >= 3 { 5 } else { 0 };
-        m.brokers = vec![
-            kp::metadata_response::MetadataResponseBroker::default()
-                .with_node_id(BrokerId(111))
-                .with_host(StrBytes::from_static_str("127.0.0.1"))
-                .with_port(9092)
-                .with_rack(if v >= 1 { Some(StrBytes::from_static_str("r1")) } else { None }),
-        ];
+        m.brokers = vec![kp::metadata_response::MetadataResponseBroker::default()
+            .with_node_id(BrokerId(111))
+            .with_host(StrBytes::from_static_str("127.0.0.1"))
+            .with_port(9092)
+            .with_rack(if v >= 1 {
+                Some(StrBytes::from_static_str("r1"))
+            } else {
+                None
+            })];
         if v >= 2 {
             m.cluster_id = Some(StrBytes::from_static_str("tansu_cluster"));
         }
         m.controller_id = BrokerId(if v >= 1 { 111 } else { -1 });
-        let mut t = kp::metadata_response::MetadataResponseTopic::default().with_name(Some(name("t1")));
+        let mut t =
+            kp::metadata_response::MetadataResponseTopic::default().with_name(Some(name("t1")));
         if v >= 10 {
             t.topic_id = Uuid::from_u128(0x01a2_423c_1a7f_7561_97fd_e28e_1bdd_432a);
         }
@@ -148,21 +154,26 @@ fn produce_request_every_version() {
         m.topic_data = ["t1", "t2"]
             .into_iter()
             .map(|t| {
-                kp::produce_request::TopicProduceData::default().with_name(name(t)).with_partition_data(
-                    (0..2)
-                        .map(|i| {
-                            kp::produce_request::PartitionProduceData::default()
-                                .with_index(i)
-                                .with_records(Some(records.clone()))
-                        })
-                        .collect(),
-                )
+                kp::produce_request::TopicProduceData::default()
+                    .with_name(name(t))
+                    .with_partition_data(
+                        (0..2)
+                            .map(|i| {
+                                kp::produce_request::PartitionProduceData::default()
+                                    .with_index(i)
+                                    .with_records(Some(records.clone()))
+                            })
+                            .collect(),
+                    )
             })
             .collect();
         let body = encode(&m, v);
         let req = request(api::PRODUCE, v, &body);
         let ours = ProduceRequest::decode(&req).unwrap();
-        assert_eq!(ours.topics[1].partitions[1].records.as_ref(), Some(&records));
+        assert_eq!(
+            ours.topics[1].partitions[1].records.as_ref(),
+            Some(&records)
+        );
         assert_eq!(ours.encode(v), body, "v{v}");
     }
 }
@@ -213,14 +224,20 @@ fn find_coordinator_and_init_producer_id_and_api_versions_responses() {
         assert_response_round_trip(api::FIND_COORDINATOR, v, encode(&m, v));
     }
     for v in 0..=5 {
-        let m = kp::InitProducerIdResponse::default().with_producer_id(kp::ProducerId(3)).with_producer_epoch(0);
+        let m = kp::InitProducerIdResponse::default()
+            .with_producer_id(kp::ProducerId(3))
+            .with_producer_epoch(0);
         assert_response_round_trip(api::INIT_PRODUCER_ID, v, encode(&m, v));
     }
     for v in 0..=4 {
         let mut m = kp::ApiVersionsResponse::default();
         m.api_keys = vec![
-            kp::api_versions_response::ApiVersion::default().with_api_key(0).with_max_version(11),
-            kp::api_versions_response::ApiVersion::default().with_api_key(3).with_max_version(12),
+            kp::api_versions_response::ApiVersion::default()
+                .with_api_key(0)
+                .with_max_version(11),
+            kp::api_versions_response::ApiVersion::default()
+                .with_api_key(3)
+                .with_max_version(12),
         ];
         assert_response_round_trip(api::API_VERSIONS, v, encode(&m, v));
     }
@@ -244,19 +261,21 @@ fn fetch_every_version() {
                 .with_topic(name("old"))
                 .with_partitions(vec![4])];
         }
-        m.topics = vec![kp::fetch_request::FetchTopic::default().with_topic(name("t1")).with_partitions(
-            (0..2)
-                .map(|i| {
-                    kp::fetch_request::FetchPartition::default()
-                        .with_partition(i)
-                        .with_current_leader_epoch(if v >= 9 { 3 } else { -1 })
-                        .with_fetch_offset(10 + i64::from(i))
-                        .with_last_fetched_epoch(if v >= 12 { 2 } else { -1 })
-                        .with_log_start_offset(if v >= 5 { 0 } else { -1 })
-                        .with_partition_max_bytes(1 << 20)
-                })
-                .collect(),
-        )];
+        m.topics = vec![kp::fetch_request::FetchTopic::default()
+            .with_topic(name("t1"))
+            .with_partitions(
+                (0..2)
+                    .map(|i| {
+                        kp::fetch_request::FetchPartition::default()
+                            .with_partition(i)
+                            .with_current_leader_epoch(if v >= 9 { 3 } else { -1 })
+                            .with_fetch_offset(10 + i64::from(i))
+                            .with_last_fetched_epoch(if v >= 12 { 2 } else { -1 })
+                            .with_log_start_offset(if v >= 5 { 0 } else { -1 })
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )];
         if v >= 11 {
             m.rack_id = StrBytes::from_static_str("rack-a");
         }
@@ -270,13 +289,16 @@ fn fetch_every_version() {
             .with_high_watermark(12)
             .with_last_stable_offset(12)
             .with_log_start_offset(if v >= 5 { 0 } else { -1 })
-            .with_aborted_transactions(Some(vec![kp::fetch_response::AbortedTransaction::default()
-                .with_producer_id(kp::ProducerId(4))
-                .with_first_offset(2)]))
+            .with_aborted_transactions(Some(vec![kp::fetch_response::AbortedTransaction::default(
+            )
+            .with_producer_id(kp::ProducerId(4))
+            .with_first_offset(2)]))
             .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(records.clone()));
         if v >= 12 {
-            p.current_leader = kp::fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(111)).with_leader_epoch(3);
+            p.current_leader = kp::fetch_response::LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(111))
+                .with_leader_epoch(3);
         }
         let mut r = kp::FetchResponse::default();
         r.throttle_time_ms = 1;
@@ -294,25 +316,31 @@ fn list_offsets_every_version() {
         let mut m = kp::ListOffsetsRequest::default();
         m.replica_id = BrokerId(-1);
         m.isolation_level = if v >= 2 { 1 } else { 0 };
-        m.topics = vec![kp::list_offsets_request::ListOffsetsTopic::default().with_name(name("t1")).with_partitions(vec![
-            kp::list_offsets_request::ListOffsetsPartition::default()
-                .with_partition_index(2)
-                .with_current_leader_epoch(if v >= 4 { 0 } else { -1 })
-                .with_timestamp(-2),
-        ])];
+        m.topics = vec![kp::list_offsets_request::ListOffsetsTopic::default()
+            .with_name(name("t1"))
+            .with_partitions(vec![
+                kp::list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(2)
+                    .with_current_leader_epoch(if v >= 4 { 0 } else { -1 })
+                    .with_timestamp(-2),
+            ])];
         let body = encode(&m, v);
         let req = request(api::LIST_OFFSETS, v, &body);
         let ours = geomesh_kafka::messages::list_offsets::ListOffsetsRequest::decode(&req).unwrap();
         assert_eq!(ours.encode(v), body, "request v{v}");
         let mut r = kp::ListOffsetsResponse::default();
         r.throttle_time_ms = if v >= 2 { 2 } else { 0 };
-        r.topics = vec![kp::list_offsets_response::ListOffsetsTopicResponse::default().with_name(name("t1")).with_partitions(vec![
-            kp::list_offsets_response::ListOffsetsPartitionResponse::default()
-                .with_partition_index(2)
-                .with_timestamp(-1)
-                .with_offset(40)
-                .with_leader_epoch(if v >= 4 { 0 } else { -1 }),
-        ])];
+        r.topics = vec![
+            kp::list_offsets_response::ListOffsetsTopicResponse::default()
+                .with_name(name("t1"))
+                .with_partitions(vec![
+                    kp::list_offsets_response::ListOffsetsPartitionResponse::default()
+                        .with_partition_index(2)
+                        .with_timestamp(-1)
+                        .with_offset(40)
+                        .with_leader_epoch(if v >= 4 { 0 } else { -1 }),
+                ]),
+        ];
         assert_response_round_trip(api::LIST_OFFSETS, v, encode(&r, v));
     }
 }
@@ -329,21 +357,31 @@ fn offset_commit_and_fetch_every_version() {
             m.group_instance_id = Some(StrBytes::from_static_str("i1"));
         }
         m.retention_time_ms = -1;
-        m.topics = vec![kp::offset_commit_request::OffsetCommitRequestTopic::default().with_name(name("t1")).with_partitions(vec![
-            kp::offset_commit_request::OffsetCommitRequestPartition::default()
-                .with_partition_index(1)
-                .with_committed_offset(40)
-                .with_committed_leader_epoch(if v >= 6 { 2 } else { -1 })
-                .with_committed_metadata(Some(StrBytes::from_static_str(""))),
-        ])];
+        m.topics = vec![
+            kp::offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name("t1"))
+                .with_partitions(vec![
+                    kp::offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(1)
+                        .with_committed_offset(40)
+                        .with_committed_leader_epoch(if v >= 6 { 2 } else { -1 })
+                        .with_committed_metadata(Some(StrBytes::from_static_str(""))),
+                ]),
+        ];
         let body = encode(&m, v);
         let ours = OffsetCommitRequest::decode(&request(api::OFFSET_COMMIT, v, &body)).unwrap();
         assert_eq!(ours.encode(v), body, "commit request v{v}");
         let mut r = kp::OffsetCommitResponse::default();
         r.throttle_time_ms = if v >= 3 { 1 } else { 0 };
-        r.topics = vec![kp::offset_commit_response::OffsetCommitResponseTopic::default().with_name(name("t1")).with_partitions(vec![
-            kp::offset_commit_response::OffsetCommitResponsePartition::default().with_partition_index(1).with_error_code(22),
-        ])];
+        r.topics = vec![
+            kp::offset_commit_response::OffsetCommitResponseTopic::default()
+                .with_name(name("t1"))
+                .with_partitions(vec![
+                    kp::offset_commit_response::OffsetCommitResponsePartition::default()
+                        .with_partition_index(1)
+                        .with_error_code(22),
+                ]),
+        ];
         assert_response_round_trip(api::OFFSET_COMMIT, v, encode(&r, v));
     }
     for v in 1..=7 {
@@ -355,7 +393,11 @@ fn offset_commit_and_fetch_every_version() {
             m.group_id = kp::GroupId(StrBytes::from_static_str("g1"));
             m.topics = topics.map(|ts| {
                 ts.into_iter()
-                    .map(|t| kp::offset_fetch_request::OffsetFetchRequestTopic::default().with_name(name(t)).with_partition_indexes(vec![0, 2]))
+                    .map(|t| {
+                        kp::offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(name(t))
+                            .with_partition_indexes(vec![0, 2])
+                    })
                     .collect()
             });
             m.require_stable = v >= 7;
@@ -365,13 +407,17 @@ fn offset_commit_and_fetch_every_version() {
         }
         let mut r = kp::OffsetFetchResponse::default();
         r.throttle_time_ms = if v >= 3 { 2 } else { 0 };
-        r.topics = vec![kp::offset_fetch_response::OffsetFetchResponseTopic::default().with_name(name("t1")).with_partitions(vec![
-            kp::offset_fetch_response::OffsetFetchResponsePartition::default()
-                .with_partition_index(0)
-                .with_committed_offset(12)
-                .with_committed_leader_epoch(if v >= 5 { 1 } else { -1 })
-                .with_metadata(Some(StrBytes::from_static_str("m"))),
-        ])];
+        r.topics = vec![
+            kp::offset_fetch_response::OffsetFetchResponseTopic::default()
+                .with_name(name("t1"))
+                .with_partitions(vec![
+                    kp::offset_fetch_response::OffsetFetchResponsePartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(12)
+                        .with_committed_leader_epoch(if v >= 5 { 1 } else { -1 })
+                        .with_metadata(Some(StrBytes::from_static_str("m"))),
+                ]),
+        ];
         assert_response_round_trip(api::OFFSET_FETCH, v, encode(&r, v));
     }
 }

@@ -10,7 +10,11 @@ use crate::messages::find_coordinator::{Coordinator, FindCoordinatorResponse};
 /// `answer` (from `shard`) with every coordinator renamed: virtual node id, the proxy's
 /// address. A coordinator whose id does not fit the virtual id space becomes
 /// COORDINATOR_NOT_AVAILABLE.
-pub fn rewrite(answer: &FindCoordinatorResponse, shard: u16, advertised: &Advertised) -> FindCoordinatorResponse {
+pub fn rewrite(
+    answer: &FindCoordinatorResponse,
+    shard: u16,
+    advertised: &Advertised,
+) -> FindCoordinatorResponse {
     let coordinators = answer
         .coordinators
         .iter()
@@ -49,7 +53,11 @@ pub fn unavailable(key: bytes::Bytes, code: ErrorCode) -> Coordinator {
 
 /// Merges the rewritten answers for a batched (v4+) request into the request's key order;
 /// a key without an answer gets `missing`.
-pub fn merge(keys: &[bytes::Bytes], answers: &[FindCoordinatorResponse], missing: ErrorCode) -> FindCoordinatorResponse {
+pub fn merge(
+    keys: &[bytes::Bytes],
+    answers: &[FindCoordinatorResponse],
+    missing: ErrorCode,
+) -> FindCoordinatorResponse {
     let coordinators = keys
         .iter()
         .map(|k| {
@@ -62,7 +70,11 @@ pub fn merge(keys: &[bytes::Bytes], answers: &[FindCoordinatorResponse], missing
         })
         .collect();
     FindCoordinatorResponse {
-        throttle_time_ms: answers.iter().map(|a| a.throttle_time_ms).max().unwrap_or(0),
+        throttle_time_ms: answers
+            .iter()
+            .map(|a| a.throttle_time_ms)
+            .max()
+            .unwrap_or(0),
         coordinators,
     }
 }
@@ -91,10 +103,16 @@ mod tests {
 
     #[test]
     fn the_home_shards_coordinator_as_a_virtual_node_at_the_proxy() {
-        let adv = Advertised { host: Bytes::from_static(b"envoy"), port: 9092 };
+        let adv = Advertised {
+            host: Bytes::from_static(b"envoy"),
+            port: 9092,
+        };
         let r = rewrite(&tansu("g1"), 1, &adv);
         let c = &r.coordinators[0];
-        assert_eq!((c.node_id, &c.host[..], c.port), (1_000_111, &b"envoy"[..], 9092));
+        assert_eq!(
+            (c.node_id, &c.host[..], c.port),
+            (1_000_111, &b"envoy"[..], 9092)
+        );
         for v in 0..=6 {
             let body = r.encode(v);
             let kp = <kafka_protocol::messages::FindCoordinatorResponse as kafka_protocol::protocol::Decodable>::decode(&mut body.clone(), v).unwrap();
@@ -108,11 +126,21 @@ mod tests {
 
     #[test]
     fn batched_keys_merge_in_request_order_and_missing_homes_get_an_error() {
-        let adv = Advertised { host: Bytes::from_static(b"envoy"), port: 9092 };
+        let adv = Advertised {
+            host: Bytes::from_static(b"envoy"),
+            port: 9092,
+        };
         let keys = [Bytes::from_static(b"g2"), Bytes::from_static(b"g1")];
-        let m = merge(&keys, &[rewrite(&tansu("g1"), 0, &adv)], COORDINATOR_NOT_AVAILABLE);
+        let m = merge(
+            &keys,
+            &[rewrite(&tansu("g1"), 0, &adv)],
+            COORDINATOR_NOT_AVAILABLE,
+        );
         assert_eq!(m.coordinators[0].error_code, COORDINATOR_NOT_AVAILABLE);
         assert_eq!(m.coordinators[0].key, "g2");
-        assert_eq!((m.coordinators[1].node_id, m.coordinators[1].error_code), (111, NONE));
+        assert_eq!(
+            (m.coordinators[1].node_id, m.coordinators[1].error_code),
+            (111, NONE)
+        );
     }
 }

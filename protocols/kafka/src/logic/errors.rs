@@ -155,7 +155,9 @@ mod tests {
     #[test]
     fn api_versions_too_new_gets_unsupported_version_in_v0() {
         let err = Request::parse(frame(api::API_VERSIONS, 9)).unwrap_err();
-        let Refusal::Answer(out) = refuse(&err) else { panic!("{err:?}") };
+        let Refusal::Answer(out) = refuse(&err) else {
+            panic!("{err:?}")
+        };
         let mut body = out.slice(8..);
         assert_eq!(&out[4..8], &42i32.to_be_bytes());
         let kp = kp::ApiVersionsResponse::decode(&mut body, 0).unwrap();
@@ -165,32 +167,73 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_versions_close_with_a_named_reason() {
-        assert_eq!(refuse(&Request::parse(frame(999, 0)).unwrap_err()), Refusal::Close(CLOSE_UNKNOWN_API));
-        assert_eq!(refuse(&Request::parse(frame(api::PRODUCE, 13)).unwrap_err()), Refusal::Close(CLOSE_UNSUPPORTED_VERSION));
-        assert_eq!(refuse(&Request::parse(Bytes::from_static(&[0, 1])).unwrap_err()), Refusal::Close(CLOSE_MALFORMED));
+        assert_eq!(
+            refuse(&Request::parse(frame(999, 0)).unwrap_err()),
+            Refusal::Close(CLOSE_UNKNOWN_API)
+        );
+        assert_eq!(
+            refuse(&Request::parse(frame(api::PRODUCE, 13)).unwrap_err()),
+            Refusal::Close(CLOSE_UNSUPPORTED_VERSION)
+        );
+        assert_eq!(
+            refuse(&Request::parse(Bytes::from_static(&[0, 1])).unwrap_err()),
+            Refusal::Close(CLOSE_MALFORMED)
+        );
     }
 
     #[test]
     fn group_errors_read_back_with_the_oracle_at_every_version() {
         for v in 0..=9 {
             let b = group_error_body(api::JOIN_GROUP, v, COORDINATOR_NOT_AVAILABLE).unwrap();
-            assert_eq!(kp::JoinGroupResponse::decode(&mut b.clone(), v).unwrap().error_code, COORDINATOR_NOT_AVAILABLE, "v{v}");
+            assert_eq!(
+                kp::JoinGroupResponse::decode(&mut b.clone(), v)
+                    .unwrap()
+                    .error_code,
+                COORDINATOR_NOT_AVAILABLE,
+                "v{v}"
+            );
         }
         for v in 0..=5 {
             let b = group_error_body(api::SYNC_GROUP, v, COORDINATOR_NOT_AVAILABLE).unwrap();
-            assert_eq!(kp::SyncGroupResponse::decode(&mut b.clone(), v).unwrap().error_code, COORDINATOR_NOT_AVAILABLE);
+            assert_eq!(
+                kp::SyncGroupResponse::decode(&mut b.clone(), v)
+                    .unwrap()
+                    .error_code,
+                COORDINATOR_NOT_AVAILABLE
+            );
             let b = group_error_body(api::LEAVE_GROUP, v, COORDINATOR_NOT_AVAILABLE).unwrap();
-            assert_eq!(kp::LeaveGroupResponse::decode(&mut b.clone(), v).unwrap().error_code, COORDINATOR_NOT_AVAILABLE);
+            assert_eq!(
+                kp::LeaveGroupResponse::decode(&mut b.clone(), v)
+                    .unwrap()
+                    .error_code,
+                COORDINATOR_NOT_AVAILABLE
+            );
         }
         for v in 0..=4 {
             let b = group_error_body(api::HEARTBEAT, v, COORDINATOR_NOT_AVAILABLE).unwrap();
-            assert_eq!(kp::HeartbeatResponse::decode(&mut b.clone(), v).unwrap().error_code, COORDINATOR_NOT_AVAILABLE);
+            assert_eq!(
+                kp::HeartbeatResponse::decode(&mut b.clone(), v)
+                    .unwrap()
+                    .error_code,
+                COORDINATOR_NOT_AVAILABLE
+            );
         }
         for v in 2..=7 {
             let b = group_error_body(api::OFFSET_FETCH, v, COORDINATOR_NOT_AVAILABLE).unwrap();
-            assert_eq!(kp::OffsetFetchResponse::decode(&mut b.clone(), v).unwrap().error_code, COORDINATOR_NOT_AVAILABLE);
+            assert_eq!(
+                kp::OffsetFetchResponse::decode(&mut b.clone(), v)
+                    .unwrap()
+                    .error_code,
+                COORDINATOR_NOT_AVAILABLE
+            );
         }
-        assert_eq!(group_error_body(api::OFFSET_FETCH, 1, COORDINATOR_NOT_AVAILABLE), None);
-        assert_eq!(group_error_body(api::PRODUCE, 9, COORDINATOR_NOT_AVAILABLE), None);
+        assert_eq!(
+            group_error_body(api::OFFSET_FETCH, 1, COORDINATOR_NOT_AVAILABLE),
+            None
+        );
+        assert_eq!(
+            group_error_body(api::PRODUCE, 9, COORDINATOR_NOT_AVAILABLE),
+            None
+        );
     }
 }

@@ -30,7 +30,9 @@ pub fn split<T: Ord + Copy>(
     route: impl FnMut(&[u8], i32) -> Result<T, ErrorCode>,
 ) -> FetchSplit<T> {
     let g = group(
-        req.topics.iter().map(|t| (&t.topic, &t.partitions[..], &t.tagged)),
+        req.topics
+            .iter()
+            .map(|t| (&t.topic, &t.partitions[..], &t.tagged)),
         |p| p.partition,
         route,
     );
@@ -43,7 +45,11 @@ pub fn split<T: Ord + Copy>(
                 session_epoch: FINAL_EPOCH,
                 topics: topics
                     .into_iter()
-                    .map(|(topic, partitions, tagged)| FetchTopic { topic, partitions, tagged })
+                    .map(|(topic, partitions, tagged)| FetchTopic {
+                        topic,
+                        partitions,
+                        tagged,
+                    })
                     .collect(),
                 forgotten: Vec::new(),
                 ..req.clone()
@@ -51,7 +57,10 @@ pub fn split<T: Ord + Copy>(
             (target, part)
         })
         .collect();
-    FetchSplit { parts, refused: g.refused }
+    FetchSplit {
+        parts,
+        refused: g.refused,
+    }
 }
 
 /// Merges the parts' answers into one answer to `req` (see `produce::merge`). A part whose
@@ -95,7 +104,11 @@ pub fn merge(
         })
         .collect();
     FetchResponse {
-        throttle_time_ms: answers.iter().map(|a| a.throttle_time_ms).max().unwrap_or(0),
+        throttle_time_ms: answers
+            .iter()
+            .map(|a| a.throttle_time_ms)
+            .max()
+            .unwrap_or(0),
         error_code: NONE,
         session_id: NO_SESSION_ID,
         topics,
@@ -139,10 +152,22 @@ mod tests {
             session_id: 77,
             session_epoch: 3,
             topics: vec![
-                FetchTopic { topic: Bytes::from_static(b"a"), partitions: vec![p(0), p(1)], tagged: Bytes::new() },
-                FetchTopic { topic: Bytes::from_static(b"xb"), partitions: vec![p(0)], tagged: Bytes::new() },
+                FetchTopic {
+                    topic: Bytes::from_static(b"a"),
+                    partitions: vec![p(0), p(1)],
+                    tagged: Bytes::new(),
+                },
+                FetchTopic {
+                    topic: Bytes::from_static(b"xb"),
+                    partitions: vec![p(0)],
+                    tagged: Bytes::new(),
+                },
             ],
-            forgotten: vec![ForgottenTopic { topic: Bytes::from_static(b"old"), partitions: vec![1], tagged: Bytes::new() }],
+            forgotten: vec![ForgottenTopic {
+                topic: Bytes::from_static(b"old"),
+                partitions: vec![1],
+                tagged: Bytes::new(),
+            }],
             rack_id: Bytes::new(),
             tagged: Bytes::new(),
         }
@@ -169,7 +194,10 @@ mod tests {
                             error_code: NONE,
                             high_watermark: hw,
                             records: Some(Bytes::from_static(b"batch")),
-                            tagged: vec![(0, Bytes::from_static(DIVERGING)), (TAG_CURRENT_LEADER, Bytes::from_static(LEADER_111))],
+                            tagged: vec![
+                                (0, Bytes::from_static(DIVERGING)),
+                                (TAG_CURRENT_LEADER, Bytes::from_static(LEADER_111)),
+                            ],
                             ..FetchPartitionResponse::error(q.partition, NONE)
                         })
                         .collect(),
@@ -185,9 +213,15 @@ mod tests {
         let s = split(&req(), route);
         assert!(s.refused.is_empty());
         for part in s.parts.values() {
-            assert_eq!((part.session_id, part.session_epoch), (NO_SESSION_ID, FINAL_EPOCH));
+            assert_eq!(
+                (part.session_id, part.session_epoch),
+                (NO_SESSION_ID, FINAL_EPOCH)
+            );
             assert!(part.forgotten.is_empty());
-            assert_eq!((part.max_wait_ms, part.min_bytes, part.isolation_level), (500, 1, 1));
+            assert_eq!(
+                (part.max_wait_ms, part.min_bytes, part.isolation_level),
+                (500, 1, 1)
+            );
         }
         assert_eq!(s.parts[&0].topics[0].partitions.len(), 2);
         assert_eq!(s.parts[&1].topics[0].topic, "xb");
@@ -197,18 +231,28 @@ mod tests {
     fn merge_keeps_the_clients_order_drops_leader_hints_and_fills_gaps() {
         let r = req();
         let s = split(&r, route);
-        let m = merge(&r, &[answer(&s.parts[&1], 9)], &s.refused, |_, _| REQUEST_TIMED_OUT);
+        let m = merge(&r, &[answer(&s.parts[&1], 9)], &s.refused, |_, _| {
+            REQUEST_TIMED_OUT
+        });
         assert_eq!(m.session_id, NO_SESSION_ID);
         let a = &m.topics[0].partitions;
-        assert_eq!((a[0].error_code, a[1].error_code), (REQUEST_TIMED_OUT, REQUEST_TIMED_OUT));
+        assert_eq!(
+            (a[0].error_code, a[1].error_code),
+            (REQUEST_TIMED_OUT, REQUEST_TIMED_OUT)
+        );
         let b = &m.topics[1].partitions[0];
         assert_eq!((b.error_code, b.high_watermark), (NONE, 9));
         assert_eq!(b.tagged, vec![(0, Bytes::from_static(DIVERGING))]);
         // A part answering with a top-level error gives it to its partitions.
         let mut bad = answer(&s.parts[&0], 3);
         bad.error_code = NOT_LEADER_OR_FOLLOWER;
-        let m = merge(&r, &[bad, answer(&s.parts[&1], 9)], &s.refused, |_, _| REQUEST_TIMED_OUT);
-        assert!(m.topics[0].partitions.iter().all(|p| p.error_code == NOT_LEADER_OR_FOLLOWER));
+        let m = merge(&r, &[bad, answer(&s.parts[&1], 9)], &s.refused, |_, _| {
+            REQUEST_TIMED_OUT
+        });
+        assert!(m.topics[0]
+            .partitions
+            .iter()
+            .all(|p| p.error_code == NOT_LEADER_OR_FOLLOWER));
         for v in 4..=12 {
             let body = m.encode(v);
             let kp = <kafka_protocol::messages::FetchResponse as kafka_protocol::protocol::Decodable>::decode(&mut body.clone(), v).unwrap();

@@ -23,7 +23,9 @@ pub fn split<T: Ord + Copy>(
     route: impl FnMut(&[u8], i32) -> Result<T, ErrorCode>,
 ) -> ListOffsetsSplit<T> {
     let g = group(
-        req.topics.iter().map(|t| (&t.name, &t.partitions[..], &t.tagged)),
+        req.topics
+            .iter()
+            .map(|t| (&t.name, &t.partitions[..], &t.tagged)),
         |p| p.partition_index,
         route,
     );
@@ -34,14 +36,21 @@ pub fn split<T: Ord + Copy>(
             let part = ListOffsetsRequest {
                 topics: topics
                     .into_iter()
-                    .map(|(name, partitions, tagged)| ListOffsetsTopic { name, partitions, tagged })
+                    .map(|(name, partitions, tagged)| ListOffsetsTopic {
+                        name,
+                        partitions,
+                        tagged,
+                    })
                     .collect(),
                 ..req.clone()
             };
             (target, part)
         })
         .collect();
-    ListOffsetsSplit { parts, refused: g.refused }
+    ListOffsetsSplit {
+        parts,
+        refused: g.refused,
+    }
 }
 
 /// Merges the parts' answers into one answer to `req` (see `produce::merge`).
@@ -79,7 +88,11 @@ pub fn merge(
         })
         .collect();
     ListOffsetsResponse {
-        throttle_time_ms: answers.iter().map(|a| a.throttle_time_ms).max().unwrap_or(0),
+        throttle_time_ms: answers
+            .iter()
+            .map(|a| a.throttle_time_ms)
+            .max()
+            .unwrap_or(0),
         topics,
         tagged: Bytes::new(),
     }
@@ -96,13 +109,26 @@ mod tests {
 
     #[test]
     fn split_and_merge_in_the_clients_order() {
-        let lp = |partition_index| ListOffsetsPartition { partition_index, current_leader_epoch: -1, timestamp: -1, tagged: Bytes::new() };
+        let lp = |partition_index| ListOffsetsPartition {
+            partition_index,
+            current_leader_epoch: -1,
+            timestamp: -1,
+            tagged: Bytes::new(),
+        };
         let req = ListOffsetsRequest {
             replica_id: -1,
             isolation_level: 0,
             topics: vec![
-                ListOffsetsTopic { name: Bytes::from_static(b"xa"), partitions: vec![lp(0)], tagged: Bytes::new() },
-                ListOffsetsTopic { name: Bytes::from_static(b"b"), partitions: vec![lp(0), lp(1)], tagged: Bytes::new() },
+                ListOffsetsTopic {
+                    name: Bytes::from_static(b"xa"),
+                    partitions: vec![lp(0)],
+                    tagged: Bytes::new(),
+                },
+                ListOffsetsTopic {
+                    name: Bytes::from_static(b"b"),
+                    partitions: vec![lp(0), lp(1)],
+                    tagged: Bytes::new(),
+                },
             ],
             tagged: Bytes::new(),
         };
@@ -115,14 +141,35 @@ mod tests {
             throttle_time_ms: 4,
             topics: vec![ListOffsetsTopicResponse {
                 name: Bytes::from_static(b"b"),
-                partitions: vec![ListOffsetsPartitionResponse { offset: 40, error_code: NONE, ..ListOffsetsPartitionResponse::error(0, NONE) }],
+                partitions: vec![ListOffsetsPartitionResponse {
+                    offset: 40,
+                    error_code: NONE,
+                    ..ListOffsetsPartitionResponse::error(0, NONE)
+                }],
                 tagged: Bytes::new(),
             }],
             tagged: Bytes::new(),
         };
-        let m = merge(&req, &[answer], &s.refused, |_, _| crate::codes::REQUEST_TIMED_OUT);
-        let flat: Vec<(i32, ErrorCode, i64)> = m.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code, p.offset))).collect();
-        assert_eq!(flat, vec![(0, crate::codes::REQUEST_TIMED_OUT, -1), (0, NONE, 40), (1, NOT_LEADER_OR_FOLLOWER, -1)]);
+        let m = merge(&req, &[answer], &s.refused, |_, _| {
+            crate::codes::REQUEST_TIMED_OUT
+        });
+        let flat: Vec<(i32, ErrorCode, i64)> = m
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.error_code, p.offset))
+            })
+            .collect();
+        assert_eq!(
+            flat,
+            vec![
+                (0, crate::codes::REQUEST_TIMED_OUT, -1),
+                (0, NONE, 40),
+                (1, NOT_LEADER_OR_FOLLOWER, -1)
+            ]
+        );
         assert_eq!(m.throttle_time_ms, 4);
     }
 }

@@ -159,7 +159,11 @@ pub fn merge(
                     p.error_code = LEADER_NOT_AVAILABLE;
                 }
                 p.leader_id = leader;
-                for list in [&mut p.replica_nodes, &mut p.isr_nodes, &mut p.offline_replicas] {
+                for list in [
+                    &mut p.replica_nodes,
+                    &mut p.isr_nodes,
+                    &mut p.offline_replicas,
+                ] {
                     list.retain_mut(|n| match to_virtual(shard, *n) {
                         Some(v) => {
                             *n = v;
@@ -216,13 +220,18 @@ pub fn merge(
     let first = sorted.first().map(|(_, a)| a);
     MergedMetadata {
         response: MetadataResponse {
-            throttle_time_ms: answers.iter().map(|(_, a)| a.throttle_time_ms).max().unwrap_or(0),
+            throttle_time_ms: answers
+                .iter()
+                .map(|(_, a)| a.throttle_time_ms)
+                .max()
+                .unwrap_or(0),
             brokers,
             cluster_id: ctx.cluster_id.clone(),
             controller_id,
             topics,
-            cluster_authorized_operations: first
-                .map_or(AUTHORIZED_OPERATIONS_UNKNOWN, |a| a.cluster_authorized_operations),
+            cluster_authorized_operations: first.map_or(AUTHORIZED_OPERATIONS_UNKNOWN, |a| {
+                a.cluster_authorized_operations
+            }),
             tagged: Bytes::new(),
         },
         topic_ids,
@@ -250,7 +259,11 @@ mod tests {
         MetadataRequest {
             topics: names.map(|ns| {
                 ns.iter()
-                    .map(|n| MetadataRequestTopic { topic_id: [0; 16], name: Some(b(n)), tagged: Bytes::new() })
+                    .map(|n| MetadataRequestTopic {
+                        topic_id: [0; 16],
+                        name: Some(b(n)),
+                        tagged: Bytes::new(),
+                    })
                     .collect()
             }),
             allow_auto_topic_creation: true,
@@ -264,7 +277,13 @@ mod tests {
     fn tansu(port: i32, topics: &[&'static str], id: u8) -> MetadataResponse {
         MetadataResponse {
             throttle_time_ms: 0,
-            brokers: vec![MetadataBroker { node_id: 111, host: b("127.0.0.1"), port, rack: None, tagged: Bytes::new() }],
+            brokers: vec![MetadataBroker {
+                node_id: 111,
+                host: b("127.0.0.1"),
+                port,
+                rack: None,
+                tagged: Bytes::new(),
+            }],
             cluster_id: Some(b("tansu_cluster")),
             controller_id: 111,
             topics: topics
@@ -296,14 +315,23 @@ mod tests {
     }
 
     fn advertised() -> Advertised {
-        Advertised { host: b("envoy.local"), port: 9092 }
+        Advertised {
+            host: b("envoy.local"),
+            port: 9092,
+        }
     }
 
     #[test]
     fn every_shard_is_asked_each_for_its_own_topics() {
         let s = split_request(&req(Some(&["a", "xb", "c"])), 12, &[0, 1, 2], owner, &[]);
         let names = |s: u16, split: &MetadataSplit| -> Vec<Bytes> {
-            split.parts[&s].topics.as_ref().unwrap().iter().map(|t| t.name.clone().unwrap()).collect()
+            split.parts[&s]
+                .topics
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|t| t.name.clone().unwrap())
+                .collect()
         };
         assert_eq!(names(0, &s), vec![b("a"), b("c")]);
         assert_eq!(names(1, &s), vec![b("xb")]);
@@ -319,10 +347,22 @@ mod tests {
     fn topics_by_id_go_to_the_shard_that_reported_the_id() {
         let mut r = req(Some(&[]));
         r.topics = Some(vec![
-            MetadataRequestTopic { topic_id: [9; 16], name: None, tagged: Bytes::new() },
-            MetadataRequestTopic { topic_id: [4; 16], name: None, tagged: Bytes::new() },
+            MetadataRequestTopic {
+                topic_id: [9; 16],
+                name: None,
+                tagged: Bytes::new(),
+            },
+            MetadataRequestTopic {
+                topic_id: [4; 16],
+                name: None,
+                tagged: Bytes::new(),
+            },
         ]);
-        let ids = [KnownTopicId { topic_id: [9; 16], name: b("xq"), shard: 1 }];
+        let ids = [KnownTopicId {
+            topic_id: [9; 16],
+            name: b("xq"),
+            shard: 1,
+        }];
         let s = split_request(&r, 12, &[0, 1], owner, &ids);
         assert_eq!(s.parts[&1].topics.as_ref().unwrap().len(), 1);
         assert_eq!(s.unknown_ids, vec![[4; 16]]);
@@ -331,21 +371,61 @@ mod tests {
     #[test]
     fn two_brokers_called_111_become_two_virtual_brokers_at_the_proxy() {
         let r = req(Some(&["a", "xb", "missing"]));
-        let ctx = MergeContext { request: &r, advertised: &advertised(), cluster_id: Some(b("geomesh")), failed: &[] };
+        let ctx = MergeContext {
+            request: &r,
+            advertised: &advertised(),
+            cluster_id: Some(b("geomesh")),
+            failed: &[],
+        };
         // Shard 1 also holds a stale "a": hidden (shard 0 owns it).
-        let answers = [(1, tansu(9001, &["xb", "a"], 2)), (0, tansu(9000, &["a"], 1))];
+        let answers = [
+            (1, tansu(9001, &["xb", "a"], 2)),
+            (0, tansu(9000, &["a"], 1)),
+        ];
         let m = merge(&ctx, &answers, owner, &[]);
-        let brokers: Vec<(i32, &[u8], i32)> = m.response.brokers.iter().map(|b| (b.node_id, &b.host[..], b.port)).collect();
-        assert_eq!(brokers, vec![(111, &b"envoy.local"[..], 9092), (1_000_111, b"envoy.local", 9092)]);
+        let brokers: Vec<(i32, &[u8], i32)> = m
+            .response
+            .brokers
+            .iter()
+            .map(|b| (b.node_id, &b.host[..], b.port))
+            .collect();
+        assert_eq!(
+            brokers,
+            vec![
+                (111, &b"envoy.local"[..], 9092),
+                (1_000_111, b"envoy.local", 9092)
+            ]
+        );
         assert_eq!(m.response.controller_id, 111);
         assert_eq!(m.response.cluster_id, Some(b("geomesh")));
-        let topics: Vec<&[u8]> = m.response.topics.iter().map(|t| t.name.as_deref().unwrap()).collect();
+        let topics: Vec<&[u8]> = m
+            .response
+            .topics
+            .iter()
+            .map(|t| t.name.as_deref().unwrap())
+            .collect();
         assert_eq!(topics, vec![&b"a"[..], b"xb"]);
         let xb = &m.response.topics[1];
         assert_eq!(xb.topic_id, [2; 16]);
-        assert!(xb.partitions.iter().all(|p| p.leader_id == 1_000_111 && p.replica_nodes == [1_000_111] && p.isr_nodes == [1_000_111]));
+        assert!(xb.partitions.iter().all(|p| p.leader_id == 1_000_111
+            && p.replica_nodes == [1_000_111]
+            && p.isr_nodes == [1_000_111]));
         assert_eq!(m.response.topics[0].partitions[0].leader_id, 111);
-        assert_eq!(m.topic_ids, vec![KnownTopicId { topic_id: [1; 16], name: b("a"), shard: 0 }, KnownTopicId { topic_id: [2; 16], name: b("xb"), shard: 1 }]);
+        assert_eq!(
+            m.topic_ids,
+            vec![
+                KnownTopicId {
+                    topic_id: [1; 16],
+                    name: b("a"),
+                    shard: 0
+                },
+                KnownTopicId {
+                    topic_id: [2; 16],
+                    name: b("xb"),
+                    shard: 1
+                }
+            ]
+        );
         // Readable by the oracle at every version.
         for v in 1..=12 {
             let body = m.response.encode(v);
@@ -358,7 +438,12 @@ mod tests {
     #[test]
     fn a_shard_down_gives_its_topics_leader_not_available() {
         let r = req(Some(&["a", "xb"]));
-        let ctx = MergeContext { request: &r, advertised: &advertised(), cluster_id: None, failed: &[1] };
+        let ctx = MergeContext {
+            request: &r,
+            advertised: &advertised(),
+            cluster_id: None,
+            failed: &[1],
+        };
         let m = merge(&ctx, &[(0, tansu(9000, &["a"], 1))], owner, &[]);
         assert_eq!(m.response.topics.len(), 2);
         assert_eq!(m.response.topics[0].error_code, NONE);
@@ -375,10 +460,18 @@ mod tests {
             p.replica_nodes = vec![5_000_000, 3];
         }
         let r = req(None);
-        let ctx = MergeContext { request: &r, advertised: &advertised(), cluster_id: None, failed: &[] };
+        let ctx = MergeContext {
+            request: &r,
+            advertised: &advertised(),
+            cluster_id: None,
+            failed: &[],
+        };
         let m = merge(&ctx, &[(0, a)], owner, &[]);
         assert!(m.response.brokers.is_empty());
         let p = &m.response.topics[0].partitions[0];
-        assert_eq!((p.leader_id, p.error_code, p.replica_nodes.clone()), (-1, LEADER_NOT_AVAILABLE, vec![3]));
+        assert_eq!(
+            (p.leader_id, p.error_code, p.replica_nodes.clone()),
+            (-1, LEADER_NOT_AVAILABLE, vec![3])
+        );
     }
 }

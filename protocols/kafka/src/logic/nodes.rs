@@ -74,8 +74,20 @@ mod tests {
     fn two_brokers_called_111_get_two_ids() {
         assert_eq!(to_virtual(0, 111), Some(111));
         assert_eq!(to_virtual(1, 111), Some(1_000_111));
-        assert_eq!(to_real(1_000_111), Some(RealNode { shard: 1, node_id: 111 }));
-        assert_eq!(to_real(111), Some(RealNode { shard: 0, node_id: 111 }));
+        assert_eq!(
+            to_real(1_000_111),
+            Some(RealNode {
+                shard: 1,
+                node_id: 111
+            })
+        );
+        assert_eq!(
+            to_real(111),
+            Some(RealNode {
+                shard: 0,
+                node_id: 111
+            })
+        );
     }
 
     #[test]
@@ -96,7 +108,13 @@ mod tests {
         for shard in [0u16, 1, 7, 2146] {
             for node in [0, 1, 111, 1001, STRIDE - 1] {
                 let v = to_virtual(shard, node).unwrap();
-                assert_eq!(to_real(v), Some(RealNode { shard, node_id: node }));
+                assert_eq!(
+                    to_real(v),
+                    Some(RealNode {
+                        shard,
+                        node_id: node
+                    })
+                );
             }
         }
     }

@@ -56,17 +56,26 @@ pub fn split_commit<T: Ord + Copy>(
     owner: impl FnMut(&[u8], i32) -> Result<T, ErrorCode>,
 ) -> CommitSplit<T> {
     let g = group(
-        req.topics.iter().map(|t| (&t.name, &t.partitions[..], &t.tagged)),
+        req.topics
+            .iter()
+            .map(|t| (&t.name, &t.partitions[..], &t.tagged)),
         |p| p.partition_index,
         owner,
     );
     let topics_of = |shares: Vec<super::partitions::TopicShare<_>>| -> Vec<CommitTopic> {
         shares
             .into_iter()
-            .map(|(name, partitions, tagged)| CommitTopic { name, partitions, tagged })
+            .map(|(name, partitions, tagged)| CommitTopic {
+                name,
+                partitions,
+                tagged,
+            })
             .collect()
     };
-    let mut home_part = OffsetCommitRequest { topics: Vec::new(), ..req.clone() };
+    let mut home_part = OffsetCommitRequest {
+        topics: Vec::new(),
+        ..req.clone()
+    };
     let mut foreign = BTreeMap::new();
     for (target, shares) in g.parts {
         if target == home {
@@ -84,7 +93,11 @@ pub fn split_commit<T: Ord + Copy>(
             );
         }
     }
-    CommitSplit { home: home_part, foreign, refused: g.refused }
+    CommitSplit {
+        home: home_part,
+        foreign,
+        refused: g.refused,
+    }
 }
 
 /// The body of a Heartbeat (v0-v4, at `version`) checking the committing member on the home
@@ -113,7 +126,8 @@ pub fn merge_commit(
     for a in answers {
         for t in &a.topics {
             for p in &t.partitions {
-                got.entry((&t.name[..], p.partition_index)).or_insert(p.error_code);
+                got.entry((&t.name[..], p.partition_index))
+                    .or_insert(p.error_code);
             }
         }
     }
@@ -128,16 +142,23 @@ pub fn merge_commit(
                 .map(|p| PartitionResult {
                     tagged: Bytes::new(),
                     partition_index: p.partition_index,
-                    error_code: got.get(&(&t.name[..], p.partition_index)).copied().unwrap_or_else(|| {
-                        missing_code(refused, &t.name, p.partition_index, &mut missing)
-                    }),
+                    error_code: got
+                        .get(&(&t.name[..], p.partition_index))
+                        .copied()
+                        .unwrap_or_else(|| {
+                            missing_code(refused, &t.name, p.partition_index, &mut missing)
+                        }),
                 })
                 .collect(),
             tagged: Bytes::new(),
         })
         .collect();
     OffsetCommitResponse {
-        throttle_time_ms: answers.iter().map(|a| a.throttle_time_ms).max().unwrap_or(0),
+        throttle_time_ms: answers
+            .iter()
+            .map(|a| a.throttle_time_ms)
+            .max()
+            .unwrap_or(0),
         topics,
         tagged: Bytes::new(),
     }
@@ -160,7 +181,10 @@ pub fn split_fetch<T: Ord + Copy>(
     for t in topics {
         parts
             .entry(owner(&t.name))
-            .or_insert_with(|| OffsetFetchRequest { topics: Some(Vec::new()), ..req.clone() })
+            .or_insert_with(|| OffsetFetchRequest {
+                topics: Some(Vec::new()),
+                ..req.clone()
+            })
             .topics
             .get_or_insert_with(Vec::new)
             .push(FetchOffsetsTopic { ..t.clone() });
@@ -177,12 +201,26 @@ pub fn merge_fetch<T: Ord + Copy>(
     mut owner: impl FnMut(&[u8]) -> T,
     missing: ErrorCode,
 ) -> OffsetFetchResponse {
-    let throttle_time_ms = answers.iter().map(|(_, a)| a.throttle_time_ms).max().unwrap_or(0);
-    let error_code = answers.iter().map(|(_, a)| a.error_code).find(|c| *c != 0).unwrap_or(0);
+    let throttle_time_ms = answers
+        .iter()
+        .map(|(_, a)| a.throttle_time_ms)
+        .max()
+        .unwrap_or(0);
+    let error_code = answers
+        .iter()
+        .map(|(_, a)| a.error_code)
+        .find(|c| *c != 0)
+        .unwrap_or(0);
     let topics = match &req.topics {
         None => answers
             .iter()
-            .flat_map(|(s, a)| a.topics.iter().filter(|t| owner(&t.name) == *s).cloned().collect::<Vec<_>>())
+            .flat_map(|(s, a)| {
+                a.topics
+                    .iter()
+                    .filter(|t| owner(&t.name) == *s)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .collect(),
         Some(asked) => asked
             .iter()
@@ -206,7 +244,12 @@ pub fn merge_fetch<T: Ord + Copy>(
             })
             .collect(),
     };
-    OffsetFetchResponse { throttle_time_ms, topics, error_code, tagged: Bytes::new() }
+    OffsetFetchResponse {
+        throttle_time_ms,
+        topics,
+        error_code,
+        tagged: Bytes::new(),
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +266,13 @@ mod tests {
     }
 
     fn cp(partition_index: i32, committed_offset: i64) -> CommitPartition {
-        CommitPartition { partition_index, committed_offset, committed_leader_epoch: -1, committed_metadata: None, tagged: Bytes::new() }
+        CommitPartition {
+            partition_index,
+            committed_offset,
+            committed_leader_epoch: -1,
+            committed_metadata: None,
+            tagged: Bytes::new(),
+        }
     }
 
     fn commit() -> OffsetCommitRequest {
@@ -234,8 +283,16 @@ mod tests {
             group_instance_id: Some(b("i-1")),
             retention_time_ms: -1,
             topics: vec![
-                CommitTopic { name: b("home-t"), partitions: vec![cp(0, 10)], tagged: Bytes::new() },
-                CommitTopic { name: b("xb"), partitions: vec![cp(0, 20), cp(1, 21)], tagged: Bytes::new() },
+                CommitTopic {
+                    name: b("home-t"),
+                    partitions: vec![cp(0, 10)],
+                    tagged: Bytes::new(),
+                },
+                CommitTopic {
+                    name: b("xb"),
+                    partitions: vec![cp(0, 20), cp(1, 21)],
+                    tagged: Bytes::new(),
+                },
             ],
             tagged: Bytes::new(),
         }
@@ -248,10 +305,20 @@ mod tests {
     #[test]
     fn home_keeps_the_members_commit_others_get_standalone_commits() {
         let s = split_commit(&commit(), 0u16, |t, _| Ok(owner(t)));
-        assert_eq!((s.home.generation_id, &s.home.member_id[..]), (4, &b"m-1"[..]));
+        assert_eq!(
+            (s.home.generation_id, &s.home.member_id[..]),
+            (4, &b"m-1"[..])
+        );
         assert_eq!(s.home.topics.len(), 1);
         let f = &s.foreign[&1];
-        assert_eq!((f.generation_id, f.member_id.len(), f.group_instance_id.clone()), (-1, 0, None));
+        assert_eq!(
+            (
+                f.generation_id,
+                f.member_id.len(),
+                f.group_instance_id.clone()
+            ),
+            (-1, 0, None)
+        );
         assert_eq!(f.group_id, "g1");
         assert_eq!(f.topics[0].partitions, vec![cp(0, 20), cp(1, 21)]);
         // Home owning nothing: an empty home part; the session sends the fencing Heartbeat.
@@ -269,10 +336,33 @@ mod tests {
     #[test]
     fn commit_results_merge_in_request_order() {
         let req = commit();
-        let home = OffsetCommitResponse { throttle_time_ms: 1, topics: vec![TopicResults { name: b("home-t"), partitions: vec![PartitionResult { partition_index: 0, error_code: NONE, tagged: Bytes::new() }], tagged: Bytes::new() }], tagged: Bytes::new() };
+        let home = OffsetCommitResponse {
+            throttle_time_ms: 1,
+            topics: vec![TopicResults {
+                name: b("home-t"),
+                partitions: vec![PartitionResult {
+                    partition_index: 0,
+                    error_code: NONE,
+                    tagged: Bytes::new(),
+                }],
+                tagged: Bytes::new(),
+            }],
+            tagged: Bytes::new(),
+        };
         let m = merge_commit(&req, &[home], &[], |_, _| REQUEST_TIMED_OUT);
-        let flat: Vec<(i32, ErrorCode)> = m.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code))).collect();
-        assert_eq!(flat, vec![(0, NONE), (0, REQUEST_TIMED_OUT), (1, REQUEST_TIMED_OUT)]);
+        let flat: Vec<(i32, ErrorCode)> = m
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.error_code))
+            })
+            .collect();
+        assert_eq!(
+            flat,
+            vec![(0, NONE), (0, REQUEST_TIMED_OUT), (1, REQUEST_TIMED_OUT)]
+        );
     }
 
     #[test]
@@ -280,8 +370,16 @@ mod tests {
         let req = OffsetFetchRequest {
             group_id: b("g1"),
             topics: Some(vec![
-                FetchOffsetsTopic { name: b("xb"), partition_indexes: vec![1], tagged: Bytes::new() },
-                FetchOffsetsTopic { name: b("a"), partition_indexes: vec![0], tagged: Bytes::new() },
+                FetchOffsetsTopic {
+                    name: b("xb"),
+                    partition_indexes: vec![1],
+                    tagged: Bytes::new(),
+                },
+                FetchOffsetsTopic {
+                    name: b("a"),
+                    partition_indexes: vec![0],
+                    tagged: Bytes::new(),
+                },
             ]),
             require_stable: true,
             tagged: Bytes::new(),
@@ -291,20 +389,45 @@ mod tests {
         assert_eq!(parts[&0].topics.as_ref().unwrap()[0].name, "a");
         let answer = |name: &'static str, i, off| OffsetFetchResponse {
             throttle_time_ms: 0,
-            topics: vec![FetchedTopic { name: b(name), partitions: vec![FetchedOffset { committed_offset: off, error_code: NONE, ..FetchedOffset::none(i, NONE) }], tagged: Bytes::new() }],
+            topics: vec![FetchedTopic {
+                name: b(name),
+                partitions: vec![FetchedOffset {
+                    committed_offset: off,
+                    error_code: NONE,
+                    ..FetchedOffset::none(i, NONE)
+                }],
+                tagged: Bytes::new(),
+            }],
             error_code: NONE,
             tagged: Bytes::new(),
         };
-        let m = merge_fetch(&req, &[(1, answer("xb", 1, 21)), (0, answer("a", 0, 7))], owner, NOT_COORDINATOR);
-        let offs: Vec<i64> = m.topics.iter().map(|t| t.partitions[0].committed_offset).collect();
+        let m = merge_fetch(
+            &req,
+            &[(1, answer("xb", 1, 21)), (0, answer("a", 0, 7))],
+            owner,
+            NOT_COORDINATOR,
+        );
+        let offs: Vec<i64> = m
+            .topics
+            .iter()
+            .map(|t| t.partitions[0].committed_offset)
+            .collect();
         assert_eq!(offs, vec![21, 7]);
         // A shard that did not answer: its partitions carry the error.
         let m = merge_fetch(&req, &[(0, answer("a", 0, 7))], owner, NOT_COORDINATOR);
         assert_eq!(m.topics[0].partitions[0].error_code, NOT_COORDINATOR);
         // Every topic: each shard's own topics only.
-        let all = OffsetFetchRequest { topics: None, ..req };
+        let all = OffsetFetchRequest {
+            topics: None,
+            ..req
+        };
         assert_eq!(split_fetch(&all, &[0u16, 1], owner).len(), 2);
-        let m = merge_fetch(&all, &[(1, answer("xb", 1, 21)), (0, answer("xb", 1, 99))], owner, NOT_COORDINATOR);
+        let m = merge_fetch(
+            &all,
+            &[(1, answer("xb", 1, 21)), (0, answer("xb", 1, 99))],
+            owner,
+            NOT_COORDINATOR,
+        );
         assert_eq!(m.topics.len(), 1);
         assert_eq!(m.topics[0].partitions[0].committed_offset, 21);
     }

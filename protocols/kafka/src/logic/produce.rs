@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use super::partitions::{group, missing_code};
 use crate::codes::{ErrorCode, CORRUPT_MESSAGE};
 use crate::messages::produce::{
     ProducePartition, ProducePartitionResponse, ProduceRequest, ProduceResponse, ProduceTopic,
     ProduceTopicResponse,
 };
-use super::partitions::{group, missing_code};
 use crate::record_batch::rewrite_producer;
 
 /// True unless the client asked for no answer (`acks = 0`).
@@ -39,7 +39,9 @@ pub fn split<T: Ord + Copy>(
     route: impl FnMut(&[u8], i32) -> Result<T, ErrorCode>,
 ) -> ProduceSplit<T> {
     let g = group(
-        req.topics.iter().map(|t| (&t.name, &t.partitions[..], &t.tagged)),
+        req.topics
+            .iter()
+            .map(|t| (&t.name, &t.partitions[..], &t.tagged)),
         |p| p.index,
         route,
     );
@@ -53,14 +55,21 @@ pub fn split<T: Ord + Copy>(
                 timeout_ms: req.timeout_ms,
                 topics: topics
                     .into_iter()
-                    .map(|(name, partitions, tagged)| ProduceTopic { name, partitions, tagged })
+                    .map(|(name, partitions, tagged)| ProduceTopic {
+                        name,
+                        partitions,
+                        tagged,
+                    })
                     .collect(),
                 tagged: req.tagged.clone(),
             };
             (target, part)
         })
         .collect();
-    ProduceSplit { parts, refused: g.refused }
+    ProduceSplit {
+        parts,
+        refused: g.refused,
+    }
 }
 
 /// Rewrites the producer id and epoch of every idempotent batch of `part` to a shard's own
@@ -138,7 +147,11 @@ pub fn merge(
     }
     ProduceResponse {
         topics,
-        throttle_time_ms: answers.iter().map(|a| a.throttle_time_ms).max().unwrap_or(0),
+        throttle_time_ms: answers
+            .iter()
+            .map(|a| a.throttle_time_ms)
+            .max()
+            .unwrap_or(0),
         tagged: Bytes::new(),
     }
 }
@@ -154,7 +167,9 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::codes::{NONE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, UNKNOWN_TOPIC_OR_PARTITION};
+    use crate::codes::{
+        NONE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, UNKNOWN_TOPIC_OR_PARTITION,
+    };
     use crate::record_batch::batches;
     use kafka_protocol::records::RecordBatchDecoder;
 
@@ -229,7 +244,10 @@ mod tests {
     fn splits_by_partition_keeping_batches_whole_and_in_order() {
         let req = request(-1);
         let s = split(&req, route);
-        assert_eq!(s.refused, vec![(Bytes::from_static(b"c"), 2, NOT_LEADER_OR_FOLLOWER)]);
+        assert_eq!(
+            s.refused,
+            vec![(Bytes::from_static(b"c"), 2, NOT_LEADER_OR_FOLLOWER)]
+        );
         assert_eq!(s.parts.len(), 2);
         let p0 = &s.parts[&0];
         assert_eq!(p0.topics.len(), 1);
@@ -242,7 +260,18 @@ mod tests {
             assert_eq!((p.acks, p.timeout_ms), (-1, 30_000));
         }
         // The records are the client's bytes, shared, not copied.
-        assert_eq!(p0.topics[0].partitions[0].records.as_ref().unwrap().as_ptr(), req.topics[0].partitions[0].records.as_ref().unwrap().as_ptr());
+        assert_eq!(
+            p0.topics[0].partitions[0]
+                .records
+                .as_ref()
+                .unwrap()
+                .as_ptr(),
+            req.topics[0].partitions[0]
+                .records
+                .as_ref()
+                .unwrap()
+                .as_ptr()
+        );
     }
 
     #[test]
@@ -250,11 +279,17 @@ mod tests {
         let req = request(1);
         let s = split(&req, route);
         // Shard 1 answered; shard 0 did not (timed out).
-        let got = merge(&req, &[answer(&s.parts[&1], 100)], &s.refused, |_, _| REQUEST_TIMED_OUT);
+        let got = merge(&req, &[answer(&s.parts[&1], 100)], &s.refused, |_, _| {
+            REQUEST_TIMED_OUT
+        });
         let flat: Vec<(&[u8], i32, ErrorCode, i64)> = got
             .topics
             .iter()
-            .flat_map(|t| t.partitions.iter().map(move |p| (&t.name[..], p.index, p.error_code, p.base_offset)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(move |p| (&t.name[..], p.index, p.error_code, p.base_offset))
+            })
             .collect();
         assert_eq!(
             flat,
@@ -268,8 +303,17 @@ mod tests {
         assert_eq!(got.throttle_time_ms, 100);
         assert!(got.tagged.is_empty());
 
-        let all = merge(&req, &[answer(&s.parts[&0], 7), answer(&s.parts[&1], 100)], &s.refused, |_, _| REQUEST_TIMED_OUT);
-        let offsets: Vec<i64> = all.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.base_offset)).collect();
+        let all = merge(
+            &req,
+            &[answer(&s.parts[&0], 7), answer(&s.parts[&1], 100)],
+            &s.refused,
+            |_, _| REQUEST_TIMED_OUT,
+        );
+        let offsets: Vec<i64> = all
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.base_offset))
+            .collect();
         assert_eq!(offsets, vec![7, 8, 100, -1]);
         // The merged answer reads back with the oracle at every version.
         for v in 3..=12 {
@@ -285,8 +329,15 @@ mod tests {
         assert!(!expects_response(&request(0)));
         assert!(expects_response(&request(1)) && expects_response(&request(-1)));
         let e = error_response(&request(1), UNKNOWN_TOPIC_OR_PARTITION);
-        assert_eq!(e.topics.iter().map(|t| t.partitions.len()).sum::<usize>(), 4);
-        assert!(e.topics.iter().flat_map(|t| &t.partitions).all(|p| p.error_code == UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(
+            e.topics.iter().map(|t| t.partitions.len()).sum::<usize>(),
+            4
+        );
+        assert!(e
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .all(|p| p.error_code == UNKNOWN_TOPIC_OR_PARTITION));
     }
 
     #[test]
@@ -295,23 +346,45 @@ mod tests {
         let mut req = ProduceRequest {
             topics: vec![ProduceTopic {
                 name: Bytes::from_static(b"a"),
-                partitions: vec![ProducePartition { index: 0, records: Some(records.clone()), tagged: Bytes::new() }],
+                partitions: vec![ProducePartition {
+                    index: 0,
+                    records: Some(records.clone()),
+                    tagged: Bytes::new(),
+                }],
                 tagged: Bytes::new(),
             }],
             ..request(-1)
         };
         // Same id and epoch: shared, not copied.
         assert!(rewrite_producer_ids(&mut req, 1, 0).is_empty());
-        assert_eq!(req.topics[0].partitions[0].records.as_ref().unwrap().as_ptr(), records.as_ptr());
+        assert_eq!(
+            req.topics[0].partitions[0]
+                .records
+                .as_ref()
+                .unwrap()
+                .as_ptr(),
+            records.as_ptr()
+        );
         assert!(rewrite_producer_ids(&mut req, 77_000_000_001, 3).is_empty());
         let out = req.topics[0].partitions[0].records.clone().unwrap();
         let info = batches(&out).unwrap();
         assert_eq!(info.len(), 1);
         assert!(info[0].crc_ok);
-        assert_eq!((info[0].producer_id, info[0].producer_epoch, info[0].base_sequence), (77_000_000_001, 3, 0));
+        assert_eq!(
+            (
+                info[0].producer_id,
+                info[0].producer_epoch,
+                info[0].base_sequence
+            ),
+            (77_000_000_001, 3, 0)
+        );
         // Only the id, the epoch and the CRC changed.
         let diff: Vec<usize> = (0..out.len()).filter(|&i| out[i] != BATCH[i]).collect();
-        assert!(diff.iter().all(|&i| (17..21).contains(&i) || (43..53).contains(&i)), "{diff:?}");
+        assert!(
+            diff.iter()
+                .all(|&i| (17..21).contains(&i) || (43..53).contains(&i)),
+            "{diff:?}"
+        );
         // The oracle (which checks the CRC) reads the same records.
         let set = RecordBatchDecoder::decode(&mut out.clone()).unwrap();
         assert_eq!(set.records.len(), 2);
@@ -327,15 +400,26 @@ mod tests {
             topics: vec![ProduceTopic {
                 name: Bytes::from_static(b"a"),
                 partitions: vec![
-                    ProducePartition { index: 0, records: Some(Bytes::from(bad)), tagged: Bytes::new() },
-                    ProducePartition { index: 1, records: Some(Bytes::from_static(BATCH)), tagged: Bytes::new() },
+                    ProducePartition {
+                        index: 0,
+                        records: Some(Bytes::from(bad)),
+                        tagged: Bytes::new(),
+                    },
+                    ProducePartition {
+                        index: 1,
+                        records: Some(Bytes::from_static(BATCH)),
+                        tagged: Bytes::new(),
+                    },
                 ],
                 tagged: Bytes::new(),
             }],
             ..request(-1)
         };
         let refused = rewrite_producer_ids(&mut req, 5, 0);
-        assert_eq!(refused, vec![(Bytes::from_static(b"a"), 0, CORRUPT_MESSAGE)]);
+        assert_eq!(
+            refused,
+            vec![(Bytes::from_static(b"a"), 0, CORRUPT_MESSAGE)]
+        );
         assert_eq!(req.topics[0].partitions.len(), 1);
         assert_eq!(req.topics[0].partitions[0].index, 1);
         assert!(batches(req.topics[0].partitions[0].records.as_ref().unwrap()).unwrap()[0].crc_ok);

@@ -76,8 +76,14 @@ impl ProducerIds {
 /// Merges every shard's InitProducerId answer (`answers`: shard, answer). All succeeded: the
 /// client gets the lowest shard's id and epoch, and the ids of all. Otherwise the client gets
 /// the first error (it retries InitProducerId) and no ids.
-pub fn merge(answers: &[(u16, InitProducerIdResponse)]) -> (InitProducerIdResponse, Option<ProducerIds>) {
-    let throttle_time_ms = answers.iter().map(|(_, a)| a.throttle_time_ms).max().unwrap_or(0);
+pub fn merge(
+    answers: &[(u16, InitProducerIdResponse)],
+) -> (InitProducerIdResponse, Option<ProducerIds>) {
+    let throttle_time_ms = answers
+        .iter()
+        .map(|(_, a)| a.throttle_time_ms)
+        .max()
+        .unwrap_or(0);
     let mut sorted: Vec<&(u16, InitProducerIdResponse)> = answers.iter().collect();
     sorted.sort_by_key(|(s, _)| *s);
     let error = |code: ErrorCode| InitProducerIdResponse {
@@ -130,14 +136,23 @@ mod tests {
     use crate::codes::COORDINATOR_NOT_AVAILABLE;
 
     fn answer(id: i64, epoch: i16, error_code: ErrorCode) -> InitProducerIdResponse {
-        InitProducerIdResponse { throttle_time_ms: 0, error_code, producer_id: id, producer_epoch: epoch, tagged: Bytes::new() }
+        InitProducerIdResponse {
+            throttle_time_ms: 0,
+            error_code,
+            producer_id: id,
+            producer_epoch: epoch,
+            tagged: Bytes::new(),
+        }
     }
 
     #[test]
     fn the_client_gets_the_first_shards_id_and_each_shard_keeps_its_own() {
         // tansu numbers producers 1, 2, 3... per broker: shard 1 already issued two.
         let (resp, ids) = merge(&[(1, answer(3, 0, NONE)), (0, answer(1, 0, NONE))]);
-        assert_eq!((resp.error_code, resp.producer_id, resp.producer_epoch), (NONE, 1, 0));
+        assert_eq!(
+            (resp.error_code, resp.producer_id, resp.producer_epoch),
+            (NONE, 1, 0)
+        );
         let ids = ids.unwrap();
         assert_eq!(ids.client, ProducerId { id: 1, epoch: 0 });
         assert_eq!(ids.for_shard(1), Some(ProducerId { id: 3, epoch: 0 }));
@@ -149,7 +164,10 @@ mod tests {
 
     #[test]
     fn one_shard_failing_fails_the_whole_init() {
-        let (resp, ids) = merge(&[(0, answer(1, 0, NONE)), (1, answer(-1, -1, COORDINATOR_NOT_AVAILABLE))]);
+        let (resp, ids) = merge(&[
+            (0, answer(1, 0, NONE)),
+            (1, answer(-1, -1, COORDINATOR_NOT_AVAILABLE)),
+        ]);
         assert_eq!(resp.error_code, COORDINATOR_NOT_AVAILABLE);
         assert!(ids.is_none());
         assert_eq!(merge(&[]).0.error_code, COORDINATOR_NOT_AVAILABLE);

@@ -75,14 +75,25 @@ mod tests {
     }
 
     fn range(out: &[ApiRange], key: i16) -> Option<(i16, i16)> {
-        out.iter().find(|a| a.api_key == key).map(|a| (a.min, a.max))
+        out.iter()
+            .find(|a| a.api_key == key)
+            .map(|a| (a.min, a.max))
     }
 
     #[test]
     fn intersects_shards_and_the_proxy() {
         // tansu 0.6 offers Produce 0-11, Fetch 0-17, Metadata 0-12 (measured).
-        let a = shard(&[(api::PRODUCE, 0, 11), (api::FETCH, 0, 17), (api::METADATA, 0, 12), (99, 0, 3)]);
-        let b = shard(&[(api::PRODUCE, 0, 9), (api::FETCH, 5, 17), (api::METADATA, 0, 12)]);
+        let a = shard(&[
+            (api::PRODUCE, 0, 11),
+            (api::FETCH, 0, 17),
+            (api::METADATA, 0, 12),
+            (99, 0, 3),
+        ]);
+        let b = shard(&[
+            (api::PRODUCE, 0, 9),
+            (api::FETCH, 5, 17),
+            (api::METADATA, 0, 12),
+        ]);
         let (err, out) = intersect(&[a, b]);
         assert_eq!(err, NONE);
         assert_eq!(range(&out, api::PRODUCE), Some((3, 9)));

@@ -33,7 +33,11 @@ impl ApiVersionsResponse {
     pub fn decode(r: &mut Reader, version: i16) -> Result<(Self, i16), DecodeError> {
         let mut probe = r.clone();
         let first = probe.i16("error_code")?;
-        let version = if first == UNSUPPORTED_VERSION { 0 } else { version };
+        let version = if first == UNSUPPORTED_VERSION {
+            0
+        } else {
+            version
+        };
         let flexible = version >= FLEXIBLE_FROM;
         let error_code = r.i16("error_code")?;
         let n = r.array_len(flexible, 6, "api_keys")?;
@@ -46,7 +50,11 @@ impl ApiVersionsResponse {
             });
             r.tagged_fields(flexible)?;
         }
-        let throttle_time_ms = if version >= 1 { r.i32("throttle_time_ms")? } else { 0 };
+        let throttle_time_ms = if version >= 1 {
+            r.i32("throttle_time_ms")?
+        } else {
+            0
+        };
         let tagged = r.tagged_fields(flexible)?;
         Ok((
             ApiVersionsResponse {

@@ -77,10 +77,22 @@ impl FetchRequest {
             for _ in 0..np {
                 partitions.push(FetchPartition {
                     partition: r.i32("partition")?,
-                    current_leader_epoch: if v >= 9 { r.i32("current_leader_epoch")? } else { -1 },
+                    current_leader_epoch: if v >= 9 {
+                        r.i32("current_leader_epoch")?
+                    } else {
+                        -1
+                    },
                     fetch_offset: r.i64("fetch_offset")?,
-                    last_fetched_epoch: if v >= 12 { r.i32("last_fetched_epoch")? } else { -1 },
-                    log_start_offset: if v >= 5 { r.i64("log_start_offset")? } else { -1 },
+                    last_fetched_epoch: if v >= 12 {
+                        r.i32("last_fetched_epoch")?
+                    } else {
+                        -1
+                    },
+                    log_start_offset: if v >= 5 {
+                        r.i64("log_start_offset")?
+                    } else {
+                        -1
+                    },
                     partition_max_bytes: r.i32("partition_max_bytes")?,
                     tagged: r.tagged_fields(flexible)?,
                 });
@@ -103,7 +115,11 @@ impl FetchRequest {
                 });
             }
         }
-        let rack_id = if v >= 11 { r.string(flexible, "rack_id")? } else { Bytes::new() };
+        let rack_id = if v >= 11 {
+            r.string(flexible, "rack_id")?
+        } else {
+            Bytes::new()
+        };
         let tagged = r.tagged_fields(flexible)?;
         Ok(FetchRequest {
             replica_id,
@@ -242,7 +258,11 @@ impl FetchResponse {
                 let error_code = r.i16("error_code")?;
                 let high_watermark = r.i64("high_watermark")?;
                 let last_stable_offset = r.i64("last_stable_offset")?;
-                let log_start_offset = if v >= 5 { r.i64("log_start_offset")? } else { -1 };
+                let log_start_offset = if v >= 5 {
+                    r.i64("log_start_offset")?
+                } else {
+                    -1
+                };
                 let from = r.position();
                 if let Some(na) = r.nullable_array_len(flexible, 16, "aborted_transactions")? {
                     for _ in 0..na {
@@ -252,9 +272,17 @@ impl FetchResponse {
                     }
                 }
                 let aborted_raw = r.since(from);
-                let preferred_read_replica = if v >= 11 { r.i32("preferred_read_replica")? } else { -1 };
+                let preferred_read_replica = if v >= 11 {
+                    r.i32("preferred_read_replica")?
+                } else {
+                    -1
+                };
                 let records = r.nullable_bytes(flexible, "records")?;
-                let tagged = if flexible { r.tagged_field_list()? } else { Vec::new() };
+                let tagged = if flexible {
+                    r.tagged_field_list()?
+                } else {
+                    Vec::new()
+                };
                 partitions.push(FetchPartitionResponse {
                     partition_index,
                     error_code,
@@ -320,7 +348,8 @@ impl FetchResponse {
                 }
                 w.nullable_bytes(flexible, p.records.as_deref());
                 if flexible {
-                    let fields: Vec<(u32, &[u8])> = p.tagged.iter().map(|(t, b)| (*t, &b[..])).collect();
+                    let fields: Vec<(u32, &[u8])> =
+                        p.tagged.iter().map(|(t, b)| (*t, &b[..])).collect();
                     w.tagged_field_list(&fields);
                 }
             }

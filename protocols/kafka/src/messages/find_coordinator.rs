@@ -29,7 +29,11 @@ impl FindCoordinatorRequest {
         if v <= 3 {
             keys.push(r.string(flexible, "key")?);
         }
-        let key_type = if v >= 1 { r.i8("key_type")? } else { KEY_TYPE_GROUP };
+        let key_type = if v >= 1 {
+            r.i8("key_type")?
+        } else {
+            KEY_TYPE_GROUP
+        };
         if v >= 4 {
             let n = r.array_len(flexible, 1, "coordinator_keys")?;
             keys.reserve(n);
@@ -64,11 +68,19 @@ impl FindCoordinatorResponse {
     pub fn decode(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let flexible = v >= FLEXIBLE_FROM;
-        let throttle_time_ms = if v >= 1 { r.i32("throttle_time_ms")? } else { 0 };
+        let throttle_time_ms = if v >= 1 {
+            r.i32("throttle_time_ms")?
+        } else {
+            0
+        };
         let mut coordinators = Vec::new();
         if v <= 3 {
             let error_code = r.i16("error_code")?;
-            let error_message = if v >= 1 { r.nullable_string(flexible, "error_message")? } else { None };
+            let error_message = if v >= 1 {
+                r.nullable_string(flexible, "error_message")?
+            } else {
+                None
+            };
             coordinators.push(Coordinator {
                 key: Bytes::new(),
                 error_code,

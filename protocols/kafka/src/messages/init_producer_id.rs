@@ -12,7 +12,8 @@ const FLEXIBLE_FROM: i16 = 2;
 
 /// The `transactional_id` of an InitProducerId request (null: idempotent, no transactions).
 pub fn transactional_id(req: &Request) -> Result<Option<Bytes>, DecodeError> {
-    req.body().nullable_string(req.flexible(), "transactional_id")
+    req.body()
+        .nullable_string(req.flexible(), "transactional_id")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

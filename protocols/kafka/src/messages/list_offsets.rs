@@ -48,7 +48,11 @@ impl ListOffsetsRequest {
             for _ in 0..np {
                 partitions.push(ListOffsetsPartition {
                     partition_index: r.i32("partition_index")?,
-                    current_leader_epoch: if v >= 4 { r.i32("current_leader_epoch")? } else { -1 },
+                    current_leader_epoch: if v >= 4 {
+                        r.i32("current_leader_epoch")?
+                    } else {
+                        -1
+                    },
                     timestamp: r.i64("timestamp")?,
                     tagged: r.tagged_fields(flexible)?,
                 });
@@ -136,7 +140,11 @@ impl ListOffsetsResponse {
     pub fn decode(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let flexible = v >= FLEXIBLE_FROM;
-        let throttle_time_ms = if v >= 2 { r.i32("throttle_time_ms")? } else { 0 };
+        let throttle_time_ms = if v >= 2 {
+            r.i32("throttle_time_ms")?
+        } else {
+            0
+        };
         let n = r.array_len(flexible, 2, "topics")?;
         let mut topics = Vec::with_capacity(n);
         for _ in 0..n {

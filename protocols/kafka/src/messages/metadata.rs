@@ -40,7 +40,11 @@ impl MetadataRequest {
             Some(n) => {
                 let mut topics = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let topic_id = if v >= 10 { r.uuid("topic_id")? } else { [0; 16] };
+                    let topic_id = if v >= 10 {
+                        r.uuid("topic_id")?
+                    } else {
+                        [0; 16]
+                    };
                     let name = if v >= 10 {
                         r.nullable_string(flexible, "name")?
                     } else {
@@ -55,11 +59,21 @@ impl MetadataRequest {
                 Some(topics)
             }
         };
-        let allow_auto_topic_creation = if v >= 4 { r.bool("allow_auto_topic_creation")? } else { true };
-        let include_cluster_authorized_operations =
-            if (8..=10).contains(&v) { r.bool("include_cluster_authorized_operations")? } else { false };
-        let include_topic_authorized_operations =
-            if v >= 8 { r.bool("include_topic_authorized_operations")? } else { false };
+        let allow_auto_topic_creation = if v >= 4 {
+            r.bool("allow_auto_topic_creation")?
+        } else {
+            true
+        };
+        let include_cluster_authorized_operations = if (8..=10).contains(&v) {
+            r.bool("include_cluster_authorized_operations")?
+        } else {
+            false
+        };
+        let include_topic_authorized_operations = if v >= 8 {
+            r.bool("include_topic_authorized_operations")?
+        } else {
+            false
+        };
         let tagged = r.tagged_fields(flexible)?;
         Ok(MetadataRequest {
             topics,
@@ -156,7 +170,11 @@ impl MetadataResponse {
     pub fn decode(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let flexible = v >= FLEXIBLE_FROM;
-        let throttle_time_ms = if v >= 3 { r.i32("throttle_time_ms")? } else { 0 };
+        let throttle_time_ms = if v >= 3 {
+            r.i32("throttle_time_ms")?
+        } else {
+            0
+        };
         let n = r.array_len(flexible, 10, "brokers")?;
         let mut brokers = Vec::with_capacity(n);
         for _ in 0..n {
@@ -164,11 +182,19 @@ impl MetadataResponse {
                 node_id: r.i32("node_id")?,
                 host: r.string(flexible, "host")?,
                 port: r.i32("port")?,
-                rack: if v >= 1 { r.nullable_string(flexible, "rack")? } else { None },
+                rack: if v >= 1 {
+                    r.nullable_string(flexible, "rack")?
+                } else {
+                    None
+                },
                 tagged: r.tagged_fields(flexible)?,
             });
         }
-        let cluster_id = if v >= 2 { r.nullable_string(flexible, "cluster_id")? } else { None };
+        let cluster_id = if v >= 2 {
+            r.nullable_string(flexible, "cluster_id")?
+        } else {
+            None
+        };
         let controller_id = if v >= 1 { r.i32("controller_id")? } else { -1 };
         let n = r.array_len(flexible, 4, "topics")?;
         let mut topics = Vec::with_capacity(n);
@@ -179,8 +205,16 @@ impl MetadataResponse {
             } else {
                 Some(r.string(flexible, "name")?)
             };
-            let topic_id = if v >= 10 { r.uuid("topic_id")? } else { [0; 16] };
-            let is_internal = if v >= 1 { r.bool("is_internal")? } else { false };
+            let topic_id = if v >= 10 {
+                r.uuid("topic_id")?
+            } else {
+                [0; 16]
+            };
+            let is_internal = if v >= 1 {
+                r.bool("is_internal")?
+            } else {
+                false
+            };
             let np = r.array_len(flexible, 14, "partitions")?;
             let mut partitions = Vec::with_capacity(np);
             for _ in 0..np {

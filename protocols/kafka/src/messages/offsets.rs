@@ -47,8 +47,16 @@ impl OffsetCommitRequest {
         let group_id = r.string(flexible, "group_id")?;
         let generation_id = r.i32("generation_id")?;
         let member_id = r.string(flexible, "member_id")?;
-        let group_instance_id = if v >= 7 { r.nullable_string(flexible, "group_instance_id")? } else { None };
-        let retention_time_ms = if v <= 4 { r.i64("retention_time_ms")? } else { -1 };
+        let group_instance_id = if v >= 7 {
+            r.nullable_string(flexible, "group_instance_id")?
+        } else {
+            None
+        };
+        let retention_time_ms = if v <= 4 {
+            r.i64("retention_time_ms")?
+        } else {
+            -1
+        };
         let n = r.array_len(flexible, 2, "topics")?;
         let mut topics = Vec::with_capacity(n);
         for _ in 0..n {
@@ -59,7 +67,11 @@ impl OffsetCommitRequest {
                 partitions.push(CommitPartition {
                     partition_index: r.i32("partition_index")?,
                     committed_offset: r.i64("committed_offset")?,
-                    committed_leader_epoch: if v >= 6 { r.i32("committed_leader_epoch")? } else { -1 },
+                    committed_leader_epoch: if v >= 6 {
+                        r.i32("committed_leader_epoch")?
+                    } else {
+                        -1
+                    },
                     committed_metadata: r.nullable_string(flexible, "committed_metadata")?,
                     tagged: r.tagged_fields(flexible)?,
                 });
@@ -140,7 +152,11 @@ pub struct OffsetCommitResponse {
 impl OffsetCommitResponse {
     pub fn decode(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let flexible = version >= COMMIT_FLEXIBLE_FROM;
-        let throttle_time_ms = if version >= 3 { r.i32("throttle_time_ms")? } else { 0 };
+        let throttle_time_ms = if version >= 3 {
+            r.i32("throttle_time_ms")?
+        } else {
+            0
+        };
         let n = r.array_len(flexible, 2, "topics")?;
         let mut topics = Vec::with_capacity(n);
         for _ in 0..n {
@@ -155,10 +171,18 @@ impl OffsetCommitResponse {
                 });
             }
             let tagged = r.tagged_fields(flexible)?;
-            topics.push(TopicResults { name, partitions, tagged });
+            topics.push(TopicResults {
+                name,
+                partitions,
+                tagged,
+            });
         }
         let tagged = r.tagged_fields(flexible)?;
-        Ok(OffsetCommitResponse { throttle_time_ms, topics, tagged })
+        Ok(OffsetCommitResponse {
+            throttle_time_ms,
+            topics,
+            tagged,
+        })
     }
 
     pub fn encode(&self, version: i16) -> Bytes {
@@ -220,9 +244,18 @@ impl OffsetFetchRequest {
                 Some(topics)
             }
         };
-        let require_stable = if v >= 7 { r.bool("require_stable")? } else { false };
+        let require_stable = if v >= 7 {
+            r.bool("require_stable")?
+        } else {
+            false
+        };
         let tagged = r.tagged_fields(flexible)?;
-        Ok(OffsetFetchRequest { group_id, topics, require_stable, tagged })
+        Ok(OffsetFetchRequest {
+            group_id,
+            topics,
+            require_stable,
+            tagged,
+        })
     }
 
     pub fn encode(&self, version: i16) -> Bytes {
@@ -292,7 +325,11 @@ impl OffsetFetchResponse {
     pub fn decode(r: &mut Reader, version: i16) -> Result<Self, DecodeError> {
         let v = version;
         let flexible = v >= FETCH_FLEXIBLE_FROM;
-        let throttle_time_ms = if v >= 3 { r.i32("throttle_time_ms")? } else { 0 };
+        let throttle_time_ms = if v >= 3 {
+            r.i32("throttle_time_ms")?
+        } else {
+            0
+        };
         let n = r.array_len(flexible, 2, "topics")?;
         let mut topics = Vec::with_capacity(n);
         for _ in 0..n {
@@ -303,18 +340,31 @@ impl OffsetFetchResponse {
                 partitions.push(FetchedOffset {
                     partition_index: r.i32("partition_index")?,
                     committed_offset: r.i64("committed_offset")?,
-                    committed_leader_epoch: if v >= 5 { r.i32("committed_leader_epoch")? } else { -1 },
+                    committed_leader_epoch: if v >= 5 {
+                        r.i32("committed_leader_epoch")?
+                    } else {
+                        -1
+                    },
                     metadata: r.nullable_string(flexible, "metadata")?,
                     error_code: r.i16("error_code")?,
                     tagged: r.tagged_fields(flexible)?,
                 });
             }
             let tagged = r.tagged_fields(flexible)?;
-            topics.push(FetchedTopic { name, partitions, tagged });
+            topics.push(FetchedTopic {
+                name,
+                partitions,
+                tagged,
+            });
         }
         let error_code = if v >= 2 { r.i16("error_code")? } else { 0 };
         let tagged = r.tagged_fields(flexible)?;
-        Ok(OffsetFetchResponse { throttle_time_ms, topics, error_code, tagged })
+        Ok(OffsetFetchResponse {
+            throttle_time_ms,
+            topics,
+            error_code,
+            tagged,
+        })
     }
 
     pub fn encode(&self, version: i16) -> Bytes {

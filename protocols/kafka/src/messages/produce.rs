@@ -156,7 +156,11 @@ impl ProduceResponse {
                 let error_code = r.i16("error_code")?;
                 let base_offset = r.i64("base_offset")?;
                 let log_append_time_ms = r.i64("log_append_time_ms")?;
-                let log_start_offset = if v >= 5 { r.i64("log_start_offset")? } else { -1 };
+                let log_start_offset = if v >= 5 {
+                    r.i64("log_start_offset")?
+                } else {
+                    -1
+                };
                 let errors_raw = if v >= 8 {
                     let from = r.position();
                     let ne = r.array_len(flexible, 5, "record_errors")?;

@@ -123,7 +123,12 @@ impl Reader {
     }
 
     /// A length that must fit in what is left (`min_each` bytes per unit).
-    fn bounded(&self, len: i64, min_each: usize, field: &'static str) -> Result<usize, DecodeError> {
+    fn bounded(
+        &self,
+        len: i64,
+        min_each: usize,
+        field: &'static str,
+    ) -> Result<usize, DecodeError> {
         let n = usize::try_from(len).map_err(|_| DecodeError::BadLength { field, len })?;
         if n.saturating_mul(min_each) > self.remaining() {
             return Err(DecodeError::BadLength { field, len });
@@ -224,7 +229,11 @@ impl Reader {
     }
 
     /// Reads an array of `i32`s.
-    pub fn i32_array(&mut self, flexible: bool, field: &'static str) -> Result<Vec<i32>, DecodeError> {
+    pub fn i32_array(
+        &mut self,
+        flexible: bool,
+        field: &'static str,
+    ) -> Result<Vec<i32>, DecodeError> {
         let n = self.array_len(flexible, 4, field)?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -278,10 +287,17 @@ mod tests {
     fn varints_shortest_form_only() {
         assert_eq!(Reader::of(&[0]).uvarint("x"), Ok(0));
         assert_eq!(Reader::of(&[0x96, 0x01]).uvarint("x"), Ok(150));
-        assert_eq!(Reader::of(&[0xff, 0xff, 0xff, 0xff, 0x0f]).uvarint("x"), Ok(u32::MAX));
+        assert_eq!(
+            Reader::of(&[0xff, 0xff, 0xff, 0xff, 0x0f]).uvarint("x"),
+            Ok(u32::MAX)
+        );
         assert!(Reader::of(&[0x80, 0x00]).uvarint("x").is_err());
-        assert!(Reader::of(&[0xff, 0xff, 0xff, 0xff, 0x1f]).uvarint("x").is_err());
-        assert!(Reader::of(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).uvarint("x").is_err());
+        assert!(Reader::of(&[0xff, 0xff, 0xff, 0xff, 0x1f])
+            .uvarint("x")
+            .is_err());
+        assert!(Reader::of(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01])
+            .uvarint("x")
+            .is_err());
         assert!(Reader::of(&[0x80]).uvarint("x").is_err());
         assert_eq!(Reader::of(&[0x03]).varint("x"), Ok(-2));
     }
@@ -289,14 +305,31 @@ mod tests {
     #[test]
     fn counts_and_lengths_are_bounded_by_what_is_left() {
         // 2^31 - 1 elements announced, 4 bytes present: refused before any allocation.
-        assert!(Reader::of(&[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]).array_len(false, 4, "a").is_err());
-        assert!(Reader::of(&[0x7f, 0xff, 0xff, 0xff]).nullable_bytes(false, "b").is_err());
-        assert_eq!(Reader::of(&[0xff, 0xff]).nullable_string(false, "s"), Ok(None));
-        assert!(Reader::of(&[0xff, 0xfe]).nullable_string(false, "s").is_err());
-        assert_eq!(Reader::of(&[0x00]).nullable_array_len(true, 1, "c"), Ok(None));
+        assert!(Reader::of(&[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0])
+            .array_len(false, 4, "a")
+            .is_err());
+        assert!(Reader::of(&[0x7f, 0xff, 0xff, 0xff])
+            .nullable_bytes(false, "b")
+            .is_err());
+        assert_eq!(
+            Reader::of(&[0xff, 0xff]).nullable_string(false, "s"),
+            Ok(None)
+        );
+        assert!(Reader::of(&[0xff, 0xfe])
+            .nullable_string(false, "s")
+            .is_err());
+        assert_eq!(
+            Reader::of(&[0x00]).nullable_array_len(true, 1, "c"),
+            Ok(None)
+        );
         assert!(Reader::of(&[0x05, 1, 2]).string(true, "s").is_err());
         // A tagged-field section claiming more fields than bytes.
         assert!(Reader::of(&[0x7f]).tagged_fields(true).is_err());
-        assert_eq!(Reader::of(&[0x01, 0x00, 0x01, 0xaa]).tagged_fields(true).map(|b| b.len()), Ok(4));
+        assert_eq!(
+            Reader::of(&[0x01, 0x00, 0x01, 0xaa])
+                .tagged_fields(true)
+                .map(|b| b.len()),
+            Ok(4)
+        );
     }
 }

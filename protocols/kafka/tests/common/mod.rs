@@ -9,13 +9,13 @@ use geomesh_kafka::apis::lookup;
 use geomesh_kafka::codes::api;
 use geomesh_kafka::messages::api_versions::ApiVersionsResponse;
 use geomesh_kafka::messages::fetch::{FetchRequest, FetchResponse};
+use geomesh_kafka::messages::find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
+use geomesh_kafka::messages::init_producer_id::InitProducerIdResponse;
 use geomesh_kafka::messages::list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
+use geomesh_kafka::messages::metadata::{MetadataRequest, MetadataResponse};
 use geomesh_kafka::messages::offsets::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
 };
-use geomesh_kafka::messages::find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
-use geomesh_kafka::messages::init_producer_id::InitProducerIdResponse;
-use geomesh_kafka::messages::metadata::{MetadataRequest, MetadataResponse};
 use geomesh_kafka::messages::produce::{ProduceRequest, ProduceResponse};
 use geomesh_kafka::wire::Reader;
 use geomesh_kafka::{parse_response, Bytes, DecodeError, Request};
@@ -32,7 +32,9 @@ pub struct Captured {
 /// Every frame under tests/data/captures/<client>/ (native only: files) (requests and responses, responses paired
 /// with their request by connection and correlation id).
 pub fn captures(client: &str) -> Vec<Captured> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/captures").join(client);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/captures")
+        .join(client);
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -48,14 +50,26 @@ pub fn captures(client: &str) -> Vec<Captured> {
         let cid = i32::from_be_bytes([f[4], f[5], f[6], f[7]]);
         let conn = n.split('-').nth(1).unwrap().to_string();
         reqs.insert((conn, cid), (key, ver));
-        out.push(Captured { file: n.clone(), is_request: true, api_key: key, version: ver, frame: f });
+        out.push(Captured {
+            file: n.clone(),
+            is_request: true,
+            api_key: key,
+            version: ver,
+            frame: f,
+        });
     }
     for n in names.iter().filter(|n| n.contains("-resp-")) {
         let f = read(n);
         let cid = i32::from_be_bytes([f[0], f[1], f[2], f[3]]);
         let conn = n.split('-').nth(1).unwrap().to_string();
         let (key, ver) = reqs[&(conn, cid)];
-        out.push(Captured { file: n.clone(), is_request: false, api_key: key, version: ver, frame: f });
+        out.push(Captured {
+            file: n.clone(),
+            is_request: false,
+            api_key: key,
+            version: ver,
+            frame: f,
+        });
     }
     out
 }
@@ -89,7 +103,9 @@ pub fn response_round_trip(
             api::PRODUCE => ProduceResponse::decode(r, version).map(|m| m.encode(version)),
             api::FETCH => FetchResponse::decode(r, version).map(|m| m.encode(version)),
             api::LIST_OFFSETS => ListOffsetsResponse::decode(r, version).map(|m| m.encode(version)),
-            api::OFFSET_COMMIT => OffsetCommitResponse::decode(r, version).map(|m| m.encode(version)),
+            api::OFFSET_COMMIT => {
+                OffsetCommitResponse::decode(r, version).map(|m| m.encode(version))
+            }
             api::OFFSET_FETCH => OffsetFetchResponse::decode(r, version).map(|m| m.encode(version)),
             api::FIND_COORDINATOR => {
                 FindCoordinatorResponse::decode(r, version).map(|m| m.encode(version))
