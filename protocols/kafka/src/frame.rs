@@ -49,3 +49,59 @@ pub fn with_size_prefix(body: &[u8]) -> Bytes {
     out.extend_from_slice(body);
     out.freeze()
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn frames_cut_however_the_bytes_arrive() {
+        let mut stream = Vec::new();
+        for body in [&b"abc"[..], b"", b"0123456789"] {
+            stream.extend_from_slice(&with_size_prefix(body));
+        }
+        for chunk in 1..stream.len() {
+            let mut dec = FrameDecoder::new(16);
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                buf.extend_from_slice(piece);
+                while let Some(f) = dec.decode(&mut buf).unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(
+                got,
+                vec![
+                    Bytes::from_static(b"abc"),
+                    Bytes::new(),
+                    Bytes::from_static(b"0123456789")
+                ]
+            );
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn sizes_above_the_limit_or_negative_are_refused_at_the_prefix() {
+        let mut dec = FrameDecoder::new(16);
+        let mut buf = BytesMut::from(&17i32.to_be_bytes()[..]);
+        assert_eq!(
+            dec.decode(&mut buf),
+            Err(DecodeError::FrameSize { size: 17, max: 16 })
+        );
+        let mut buf = BytesMut::from(&(-1i32).to_be_bytes()[..]);
+        assert!(dec.decode(&mut buf).is_err());
+        // 2 GiB announced, nothing buffered beyond the limit.
+        let mut big = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::from(&i32::MAX.to_be_bytes()[..]);
+        assert!(big.decode(&mut buf).is_err());
+        assert!(buf.capacity() < 1 << 20);
+        // Partial prefix: wait.
+        let mut buf = BytesMut::from(&[0u8, 0][..]);
+        assert_eq!(dec.decode(&mut buf), Ok(None));
+    }
+}

@@ -154,3 +154,68 @@ pub fn parse_response(
     r.tagged_fields(spec.response_header_version(version) >= 1)?;
     Ok((correlation_id, r))
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::codes::api;
+
+    #[test]
+    fn header_v2_with_tagged_fields_round_trips() {
+        // Produce v9 (flexible): client id "c", one tagged field (tag 3, 2 bytes).
+        let mut f = vec![0, 0, 0, 9, 0, 0, 0, 42, 0, 1, b'c', 1, 3, 2, 0xaa, 0xbb];
+        f.extend_from_slice(b"BODY");
+        let req = Request::parse(Bytes::from(f.clone())).unwrap();
+        assert_eq!(
+            (req.spec.key, req.version(), req.header.correlation_id),
+            (api::PRODUCE, 9, 42)
+        );
+        assert_eq!(req.header.client_id.as_deref(), Some(&b"c"[..]));
+        assert_eq!(&req.header.tagged[..], &[1, 3, 2, 0xaa, 0xbb]);
+        assert_eq!(&req.frame[req.body_start..], b"BODY");
+        assert_eq!(&req.with_body(b"BODY")[4..], &f[..]);
+        assert_eq!(&req.wire()[4..], &f[..]);
+    }
+
+    #[test]
+    fn unknown_api_unsupported_version_and_malformed_are_told_apart() {
+        let hdr = |key: i16, ver: i16| {
+            let mut f = Vec::new();
+            f.extend_from_slice(&key.to_be_bytes());
+            f.extend_from_slice(&ver.to_be_bytes());
+            f.extend_from_slice(&7i32.to_be_bytes());
+            f.extend_from_slice(&(-1i16).to_be_bytes());
+            Bytes::from(f)
+        };
+        assert!(matches!(
+            Request::parse(hdr(71, 0)),
+            Err(RequestError::UnknownApi {
+                api_key: 71,
+                correlation_id: 7,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Request::parse(hdr(api::FETCH, 16)),
+            Err(RequestError::UnsupportedVersion {
+                api_version: 16,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Request::parse(Bytes::from_static(&[0, 0, 0])),
+            Err(RequestError::Malformed(_))
+        ));
+        // A client id longer than the frame.
+        let mut f = hdr(api::METADATA, 1).to_vec();
+        f.truncate(8);
+        f.extend_from_slice(&[0, 50, b'x']);
+        assert!(matches!(
+            Request::parse(Bytes::from(f)),
+            Err(RequestError::Malformed(_))
+        ));
+    }
+}
