@@ -33,11 +33,7 @@ pub fn proxy_api_versions(error_code: ErrorCode) -> ApiVersionsResponse {
         error_code,
         api_keys: APIS
             .iter()
-            .map(|a| ApiRange {
-                api_key: a.key,
-                min: a.min,
-                max: a.max,
-            })
+            .map(|a| ApiRange::new(a.key, a.min, a.max))
             .collect(),
         throttle_time_ms: 0,
         tagged: Bytes::new(),

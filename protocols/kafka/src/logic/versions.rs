@@ -31,11 +31,7 @@ pub fn intersect(shards: &[ApiVersionsResponse]) -> (ErrorCode, Vec<ApiRange>) {
             }
         }
         if lo <= hi {
-            out.push(ApiRange {
-                api_key: spec.key,
-                min: lo,
-                max: hi,
-            });
+            out.push(ApiRange::new(spec.key, lo, hi));
         }
     }
     (error, out)
@@ -67,7 +63,7 @@ mod tests {
             error_code: NONE,
             api_keys: ranges
                 .iter()
-                .map(|&(api_key, min, max)| ApiRange { api_key, min, max })
+                .map(|&(api_key, min, max)| ApiRange::new(api_key, min, max))
                 .collect(),
             throttle_time_ms: 0,
             tagged: Bytes::new(),

@@ -8,11 +8,24 @@ use crate::error::DecodeError;
 use crate::wire::{Reader, Writer};
 
 /// One API's version range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiRange {
     pub api_key: i16,
     pub min: i16,
     pub max: i16,
+    /// v3+ tagged fields of the entry, raw (none are defined; kept so a re-encoding is exact).
+    pub tagged: Bytes,
+}
+
+impl ApiRange {
+    pub fn new(api_key: i16, min: i16, max: i16) -> Self {
+        ApiRange {
+            api_key,
+            min,
+            max,
+            tagged: Bytes::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +60,8 @@ impl ApiVersionsResponse {
                 api_key: r.i16("api_key")?,
                 min: r.i16("min_version")?,
                 max: r.i16("max_version")?,
+                tagged: r.tagged_fields(flexible)?,
             });
-            r.tagged_fields(flexible)?;
         }
         let throttle_time_ms = if version >= 1 {
             r.i32("throttle_time_ms")?
@@ -76,7 +89,7 @@ impl ApiVersionsResponse {
             w.i16(a.api_key);
             w.i16(a.min);
             w.i16(a.max);
-            w.tagged_fields(flexible, &[]);
+            w.tagged_fields(flexible, &a.tagged);
         }
         if version >= 1 {
             w.i32(self.throttle_time_ms);
