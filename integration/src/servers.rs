@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::paths::{json_server_bin, native_bin, system_bin};
+use crate::paths::{json_server_bin, native_bin, system_bin, tansu_bin};
 use crate::ports::free_port;
 use crate::process::{Proc, TestDir};
 
@@ -72,6 +72,83 @@ fn resp_ping(port: u16) -> Result<()> {
         &buf == b"+PONG\r\n",
         "unexpected reply {:?}",
         String::from_utf8_lossy(&buf)
+    );
+    Ok(())
+}
+
+/// tansu 0.6 (a Kafka-compatible broker, Apache-2.0) on a free port, storage in memory
+/// (`--storage-engine memory://tansu/`): a Kafka cluster of one broker. It advertises
+/// `127.0.0.1:<port>` and answers node id 111 in Metadata (every tansu broker does: two of them
+/// side by side both call themselves node 111). A consumer-group join can take ~23 s against it:
+/// give group tests 30 s or more.
+pub struct Tansu {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Tansu {
+    /// The node id every tansu broker announces in Metadata and FindCoordinator.
+    pub const NODE_ID: i32 = 111;
+
+    /// Starts a broker on a free port and waits until it answers an ApiVersions request.
+    pub fn start(dir: &TestDir, name: &str) -> Result<Tansu> {
+        let port = free_port()?;
+        let mut cmd = Command::new(tansu_bin()?);
+        let url = format!("tcp://127.0.0.1:{port}");
+        cmd.arg("broker")
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            // The same settings also come from the environment: none of a user's may leak in.
+            .env_remove("CLUSTER_ID")
+            .env_remove("LISTENER_URL")
+            .env_remove("ADVERTISED_LISTENER_URL")
+            .env_remove("STORAGE_ENGINE")
+            .env_remove("SCHEMA_REGISTRY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let mut proc = Proc::spawn(dir, name, cmd)?;
+        proc.wait_until(
+            Duration::from_secs(20),
+            &format!("{name} answering ApiVersions on {port}"),
+            || Ok(kafka_api_versions_ping(port).is_ok()),
+        )?;
+        Ok(Tansu { port, proc })
+    }
+
+    /// `127.0.0.1:<port>`, a Kafka client's `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Sends an ApiVersions v0 request (the one every Kafka broker answers) and expects its
+/// correlation id back with error code 0.
+fn kafka_api_versions_ping(port: u16) -> Result<()> {
+    const CORRELATION_ID: i32 = 0x6765_6f6d; // "geom"
+    let mut s = TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_millis(500),
+    )?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    // size, api key 18 (ApiVersions), version 0, correlation id, client id null.
+    let mut req = Vec::with_capacity(14);
+    req.extend_from_slice(&10i32.to_be_bytes());
+    req.extend_from_slice(&18i16.to_be_bytes());
+    req.extend_from_slice(&0i16.to_be_bytes());
+    req.extend_from_slice(&CORRELATION_ID.to_be_bytes());
+    req.extend_from_slice(&(-1i16).to_be_bytes());
+    s.write_all(&req)?;
+    let mut head = [0u8; 10];
+    s.read_exact(&mut head)?;
+    let [_, _, _, _, c0, c1, c2, c3, e0, e1] = head;
+    anyhow::ensure!(
+        i32::from_be_bytes([c0, c1, c2, c3]) == CORRELATION_ID,
+        "ApiVersions answered with another correlation id"
+    );
+    anyhow::ensure!(
+        i16::from_be_bytes([e0, e1]) == 0,
+        "ApiVersions error code {}",
+        i16::from_be_bytes([e0, e1])
     );
     Ok(())
 }

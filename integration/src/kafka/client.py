@@ -1,0 +1,154 @@
+"""Real Kafka clients driven by the integration tests (geomesh_integration::kafka_clients).
+
+usage: client.py '<json op>'   ->   one JSON object on stdout
+
+ops (every op has "client": "confluent" (librdkafka) or "kafka-python", and "bootstrap"):
+  {"op": "create", "topics": {"name": partitions, ...}}
+      -> {"created": [names]}
+  {"op": "produce", "topic": t, "records": [[key|null, value], ...], "partition": p|null,
+   "idempotent": bool, "acks": "all"|1|0}
+      -> {"acked": [[partition, offset], ...]} in the order the records were given
+  {"op": "consume", "topics": [t, ...], "count": n, "group": g|null, "timeout_s": s,
+   "commit": bool}
+      -> {"records": [[topic, partition, offset, key, value], ...]} (group: subscribe and
+         commit at the end when "commit"; no group: assign every partition from the start)
+  {"op": "topics"} -> {"topics": {name: partitions}, "brokers": [[id, host, port], ...]}
+Keys and values are UTF-8 strings here. Exits non-zero with a message on stderr on failure.
+"""
+import json
+import sys
+import time
+
+
+def dec(b):
+    return None if b is None else b.decode()
+
+
+def confluent(op):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    bs = op["bootstrap"]
+    kind = op["op"]
+    if kind == "create":
+        admin = AdminClient({"bootstrap.servers": bs})
+        futs = admin.create_topics(
+            [NewTopic(t, n, 1) for t, n in op["topics"].items()], operation_timeout=30)
+        for f in futs.values():
+            f.result(30)
+        return {"created": sorted(futs)}
+    if kind == "topics":
+        md = AdminClient({"bootstrap.servers": bs}).list_topics(timeout=30)
+        return {"topics": {t: len(m.partitions) for t, m in md.topics.items()},
+                "brokers": sorted([b.id, b.host, b.port] for b in md.brokers.values())}
+    if kind == "produce":
+        conf = {"bootstrap.servers": bs, "enable.idempotence": bool(op.get("idempotent")),
+                "acks": str(op.get("acks", "all")), "linger.ms": 20}
+        p = Producer(conf)
+        acked = [None] * len(op["records"])
+        errors = []
+
+        def report(i):
+            def cb(err, msg):
+                if err is not None:
+                    errors.append(str(err))
+                else:
+                    acked[i] = [msg.partition(), msg.offset()]
+            return cb
+
+        for i, (k, v) in enumerate(op["records"]):
+            kw = {} if op.get("partition") is None else {"partition": op["partition"]}
+            p.produce(op["topic"], key=None if k is None else k.encode(), value=v.encode(),
+                      on_delivery=report(i), **kw)
+        left = p.flush(30)
+        if errors or left:
+            raise RuntimeError(f"produce: {left} unflushed, errors {errors}")
+        return {"acked": acked}
+    if kind == "consume":
+        conf = {"bootstrap.servers": bs, "auto.offset.reset": "earliest",
+                "enable.auto.commit": False, "check.crcs": True,
+                "group.id": op.get("group") or "geomesh-unused"}
+        c = Consumer(conf)
+        if op.get("group"):
+            c.subscribe(op["topics"])
+        else:
+            md = c.list_topics(timeout=30)
+            c.assign([TopicPartition(t, p, 0) for t in op["topics"]
+                      for p in md.topics[t].partitions])
+        out = []
+        deadline = time.time() + op.get("timeout_s", 60)
+        while len(out) < op["count"] and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                raise RuntimeError(f"consume: {m.error()}")
+            out.append([m.topic(), m.partition(), m.offset(), dec(m.key()), dec(m.value())])
+        if op.get("group") and op.get("commit"):
+            c.commit(asynchronous=False)
+        c.close()
+        return {"records": out}
+    raise ValueError(f"unknown op {kind}")
+
+
+def kafka_python(op):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import NewTopic
+
+    bs = op["bootstrap"]
+    kind = op["op"]
+    if kind == "create":
+        admin = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=30000)
+        admin.create_topics([NewTopic(t, n, 1) for t, n in op["topics"].items()])
+        admin.close()
+        return {"created": sorted(op["topics"])}
+    if kind == "topics":
+        c = KafkaConsumer(bootstrap_servers=bs)
+        topics = {t: len(c.partitions_for_topic(t) or ()) for t in c.topics()}
+        brokers = sorted([b.nodeId, b.host, b.port] for b in c._client.cluster.brokers())
+        c.close()
+        return {"topics": topics, "brokers": brokers}
+    if kind == "produce":
+        acks = op.get("acks", "all")
+        p = KafkaProducer(bootstrap_servers=bs, acks=acks if acks == "all" else int(acks),
+                          enable_idempotence=bool(op.get("idempotent")), linger_ms=20)
+        futs = [p.send(op["topic"], key=None if k is None else k.encode(), value=v.encode(),
+                       partition=op.get("partition"))
+                for k, v in op["records"]]
+        p.flush(30)
+        acked = []
+        for f in futs:
+            md = f.get(timeout=30)
+            acked.append([md.partition, md.offset])
+        p.close()
+        return {"acked": acked}
+    if kind == "consume":
+        group = op.get("group")
+        c = KafkaConsumer(bootstrap_servers=bs, group_id=group, auto_offset_reset="earliest",
+                          enable_auto_commit=False, check_crcs=True)
+        if group:
+            c.subscribe(op["topics"])
+        else:
+            c.assign([TopicPartition(t, p) for t in op["topics"]
+                      for p in sorted(c.partitions_for_topic(t) or ())])
+        out = []
+        deadline = time.time() + op.get("timeout_s", 60)
+        while len(out) < op["count"] and time.time() < deadline:
+            for tp, msgs in c.poll(timeout_ms=500).items():
+                for m in msgs:
+                    out.append([m.topic, m.partition, m.offset, dec(m.key), dec(m.value)])
+        if group and op.get("commit"):
+            c.commit()
+        c.close()
+        return {"records": out}
+    raise ValueError(f"unknown op {kind}")
+
+
+def main():
+    op = json.loads(sys.argv[1])
+    run = {"confluent": confluent, "kafka-python": kafka_python}[op["client"]]
+    print(json.dumps(run(op)))
+
+
+if __name__ == "__main__":
+    main()
