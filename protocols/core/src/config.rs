@@ -13,11 +13,16 @@
 //! # extensions (all optional)
 //! hash_tags: true                 # honour Redis-style {tag} in keys (default: true for redis only)
 //! upstream_timeout_ms: 5000       # a shard that does not answer within this gets an error reply
+//! stat_prefix: geomesh            # Envoy stats: <workload_type>.<stat_prefix>.command.get.total ...
 //! redis: { ... }                  # a section named after workload_type, parsed by its protocol crate
 //! ```
 //!
 //! The text is YAML (Envoy hands it over as the `google.protobuf.StringValue` of the filter's
 //! `configuration`); JSON is YAML, so JSON works too. Every error names the field at fault.
+//!
+//! Every field is declared once, in [`tables`] (the core's) and in each protocol crate's section
+//! table ([`spec`] says how): the parsers read names, ranges, defaults and rules from those
+//! tables, and `tools/config-schema` writes `schema/geomesh-filter.schema.json` from them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,8 +32,12 @@ use serde_yaml_ng::{Mapping, Value};
 use crate::hash::HashAlgorithm;
 
 pub mod fields;
+pub mod spec;
+pub mod tables;
 
-use fields::{as_map, check_fields, key_str, list, opt_str, req_str};
+use fields::{as_map, key_str, list, opt_str, req_str};
+use spec::Text;
+use tables::{DOCUMENT, ROUTE};
 
 /// Which protocol a filter instance speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +52,8 @@ pub enum WorkloadType {
 }
 
 impl WorkloadType {
-    const NAMES: &'static [&'static str] = &["redis", "mqtt", "influxdb", "kafka", "http", "line"];
+    /// Every `workload_type` the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["redis", "mqtt", "influxdb", "kafka", "http", "line"];
 
     fn from_name(s: &str) -> Option<Self> {
         Some(match s {
@@ -79,6 +89,19 @@ pub enum TypeProxy {
     Upstream,
 }
 
+impl TypeProxy {
+    /// Every `type_proxy` the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["downstream", "upstream"];
+
+    fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "downstream" => Some(Self::Downstream),
+            "upstream" => Some(Self::Upstream),
+            _ => None,
+        }
+    }
+}
+
 /// How a routing-table entry matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteType {
@@ -93,7 +116,8 @@ pub enum RouteType {
 }
 
 impl RouteType {
-    const NAMES: &'static [&'static str] = &["key", "prefix", "value", "hash"];
+    /// Every route `type` the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["key", "prefix", "value", "hash"];
 
     fn from_name(s: &str) -> Option<Self> {
         Some(match s {
@@ -148,6 +172,9 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     pub hash_tags: bool,
     pub upstream_timeout_ms: u32,
+    /// The second segment of this filter's stat names (`redis.<stat_prefix>.command.get.total`),
+    /// as Envoy's native filters' `stat_prefix`. Default [`DEFAULT_STAT_PREFIX`].
+    pub stat_prefix: String,
     /// The section named after `workload_type`, for the protocol crate to validate.
     pub extension: Option<Value>,
 }
@@ -182,20 +209,13 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// `stat_prefix` when the configuration names none.
+pub const DEFAULT_STAT_PREFIX: &str = "geomesh";
+
+pub use spec::MAX_STAT_PREFIX;
+
 /// The largest configuration text accepted (a routing table of some ten thousand entries).
 pub const MAX_CONFIG_BYTES: usize = 4 << 20;
-
-const TOP_FIELDS: &[&str] = &[
-    "workload_type",
-    "type_proxy",
-    "default_cluster",
-    "local_cluster",
-    "routing_table",
-    "hash_tags",
-    "upstream_timeout_ms",
-];
-
-const ROUTE_FIELDS: &[&str] = &["type", "cluster", "clusters", "algorithm"];
 
 impl Config {
     /// Parses and validates a configuration text (YAML or JSON).
@@ -231,28 +251,28 @@ impl Config {
         })?;
         for (k, _) in map {
             let k = key_str(k, "")?;
-            if !TOP_FIELDS.contains(&k) && k != workload_type.name() {
+            if DOCUMENT.field(k).is_none() && k != workload_type.name() {
+                let names: Vec<&str> = DOCUMENT.names().collect();
                 return Err(ConfigError::new(
                     k,
                     format!(
                         "unknown field; expected one of {}, or `{}` for the {} section",
-                        list(TOP_FIELDS),
+                        list(&names),
                         workload_type.name(),
                         workload_type.name()
                     ),
                 ));
             }
         }
-        let type_proxy = match opt_str(map, "type_proxy", "")? {
-            None | Some("downstream") => TypeProxy::Downstream,
-            Some("upstream") => TypeProxy::Upstream,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "type_proxy",
-                    format!("unknown value `{other}`; expected `downstream` or `upstream`"),
-                ))
-            }
-        };
+        let type_proxy_name = opt_str(map, "type_proxy", "")?
+            .or(DOCUMENT.declared("type_proxy", "")?.default_text())
+            .unwrap_or_default();
+        let type_proxy = TypeProxy::from_name(type_proxy_name).ok_or_else(|| {
+            ConfigError::new(
+                "type_proxy",
+                format!("unknown value `{type_proxy_name}`; expected `downstream` or `upstream`"),
+            )
+        })?;
         let default_cluster = cluster_name(req_str(map, "default_cluster", "")?, "default_cluster")?;
         let local_cluster = match opt_str(map, "local_cluster", "")? {
             Some(s) => cluster_name(s, "local_cluster")?,
@@ -265,19 +285,21 @@ impl Config {
             Some(_) => return Err(ConfigError::new("hash_tags", "expected true or false")),
         };
         let upstream_timeout_ms = match get(map, "upstream_timeout_ms") {
-            None => 5000,
-            Some(v) => match v.as_u64() {
-                Some(n) if (1..=3_600_000).contains(&n) => n as u32,
-                _ => {
-                    return Err(ConfigError::new(
-                        "upstream_timeout_ms",
-                        "expected an integer of milliseconds between 1 and 3600000",
-                    ))
-                }
-            },
+            None => DOCUMENT.int(map, "upstream_timeout_ms", "")?,
+            Some(v) => DOCUMENT.declared("upstream_timeout_ms", "")?
+                .int_value(v, "upstream_timeout_ms")
+                .map_err(|e| ConfigError::new(e.field, e.message.replace("an integer", "an integer of milliseconds")))?,
+        } as u32;
+        let stat_prefix = match get(map, "stat_prefix") {
+            None => DOCUMENT
+                .declared("stat_prefix", "")?
+                .default_text()
+                .unwrap_or(DEFAULT_STAT_PREFIX)
+                .to_owned(),
+            Some(v) => stat_prefix(v)?.to_owned(),
         };
         let routes = match get(map, "routing_table") {
-            None | Some(Value::Null) => Vec::new(),
+            None => Vec::new(),
             Some(v) => parse_routes(v)?,
         };
         let extension = get(map, workload_type.name()).cloned();
@@ -289,9 +311,39 @@ impl Config {
             routes,
             hash_tags,
             upstream_timeout_ms,
+            stat_prefix,
             extension,
         })
     }
+
+    /// The `stat_prefix` a configuration text names, if it can be read and is valid, even when
+    /// the configuration is rejected for another field: a host counts the rejection under it.
+    pub fn stat_prefix_of(text: &[u8]) -> Option<String> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return None;
+        }
+        let doc: Value = serde_yaml_ng::from_slice(text).ok()?;
+        let v = doc.as_mapping()?.get("stat_prefix")?;
+        stat_prefix(v).ok().map(str::to_owned)
+    }
+}
+
+/// A valid `stat_prefix`: one stat-name segment that reads the same in `/stats` and in
+/// Prometheus (Envoy turns every other character into `_` there, and a dot would add a segment).
+fn stat_prefix(v: &Value) -> Result<&str, ConfigError> {
+    let s = v.as_str().ok_or_else(|| {
+        ConfigError::new("stat_prefix", format!("expected a string, found {}", fields::kind_of(v)))
+    })?;
+    if !Text::StatPrefix.accepts(s) {
+        return Err(ConfigError::new(
+            "stat_prefix",
+            format!(
+                "`{}` is not a stat prefix: 1 to {MAX_STAT_PREFIX} ASCII letters, digits or `_` (one segment of a stat name)",
+                s.escape_default()
+            ),
+        ));
+    }
+    Ok(s)
 }
 
 fn parse_routes(v: &Value) -> Result<Vec<RouteSpec>, ConfigError> {
@@ -330,8 +382,8 @@ fn parse_route(name: &str, v: &Value, path: &str) -> Result<RouteSpec, ConfigErr
         });
     }
     let map = as_map(v, path)?;
-    check_fields(map, ROUTE_FIELDS, path)?;
-    let kind = match opt_str(map, "type", path)? {
+    ROUTE.check(map, path)?;
+    let kind = match opt_str(map, "type", path)?.or(ROUTE.declared("type", path)?.default_text()) {
         None => RouteType::Key,
         Some(t) => RouteType::from_name(t).ok_or_else(|| {
             ConfigError::new(
@@ -374,7 +426,7 @@ fn parse_route(name: &str, v: &Value, path: &str) -> Result<RouteSpec, ConfigErr
             }
             clusters.push(s);
         }
-        let algorithm = match opt_str(map, "algorithm", path)? {
+        let algorithm = match opt_str(map, "algorithm", path)?.or(ROUTE.declared("algorithm", path)?.default_text()) {
             None => HashAlgorithm::DEFAULT,
             Some(a) => HashAlgorithm::from_name(a).ok_or_else(|| {
                 ConfigError::new(
@@ -413,7 +465,7 @@ fn cluster_name(s: &str, path: &str) -> Result<String, ConfigError> {
     if s.is_empty() {
         return Err(ConfigError::new(path, "empty cluster name"));
     }
-    if s.len() > 512 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if !Text::ClusterName.accepts(s) {
         return Err(ConfigError::new(
             path,
             format!("`{}` is not an Envoy cluster name (no spaces or control characters, at most 512 bytes)", s.escape_default()),
@@ -422,8 +474,10 @@ fn cluster_name(s: &str, path: &str) -> Result<String, ConfigError> {
     Ok(s.to_owned())
 }
 
+/// Field `key`; a field left empty (`key:` or `key: ~`) is the same as an absent one, for every
+/// optional field of every section ([`spec`]).
 fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
-    map.get(key)
+    map.get(key).filter(|v| !v.is_null())
 }
 
 #[cfg(test)]
@@ -475,6 +529,24 @@ routing_table:
     }
 
     #[test]
+    fn stat_prefix_defaults_and_is_read_from_rejected_configs() {
+        let c = Config::parse(b"workload_type: redis\ndefault_cluster: a\n").unwrap();
+        assert_eq!(c.stat_prefix, DEFAULT_STAT_PREFIX);
+        let c = Config::parse(b"workload_type: redis\ndefault_cluster: a\nstat_prefix: Shop_2\n").unwrap();
+        assert_eq!(c.stat_prefix, "Shop_2");
+        let long = format!("workload_type: redis\ndefault_cluster: a\nstat_prefix: {}\n", "p".repeat(MAX_STAT_PREFIX + 1));
+        assert_eq!(Config::parse(long.as_bytes()).unwrap_err().field, "stat_prefix");
+        // Rejected for another field: its stat_prefix is still known.
+        let bad = b"workload_type: redis\nstat_prefix: shop\nrouting_table: [x]\n";
+        assert!(Config::parse(bad).is_err());
+        assert_eq!(Config::stat_prefix_of(bad).as_deref(), Some("shop"));
+        assert_eq!(Config::stat_prefix_of(b"stat_prefix: a.b\n"), None);
+        assert_eq!(Config::stat_prefix_of(b"[unclosed"), None);
+        assert_eq!(Config::stat_prefix_of(b"- a\n"), None);
+        assert_eq!(Config::stat_prefix_of(&[0xff]), None);
+    }
+
+    #[test]
     fn json_is_accepted() {
         let c = Config::parse(
             br#"{"workload_type":"redis","default_cluster":"a","routing_table":{"u":{"cluster":"b"},"*":{"type":"hash","clusters":["a","b"]}}}"#,
@@ -522,6 +594,11 @@ routing_table:
             ("workload_type: redis\ndefault_cluster: 7\n", "default_cluster", "expected a string, found a number"),
             ("workload_type: redis\ndefault_cluster: a\nhash_tags: yes please\n", "hash_tags", "true or false"),
             ("workload_type: redis\ndefault_cluster: a\nupstream_timeout_ms: 0\n", "upstream_timeout_ms", "between 1 and"),
+            ("workload_type: redis\ndefault_cluster: a\nupstream_timeout_ms: 0\n", "upstream_timeout_ms", "an integer of milliseconds between 1 and 3600000"),
+            ("workload_type: redis\ndefault_cluster: a\nstat_prefix: 3\n", "stat_prefix", "expected a string, found a number"),
+            ("workload_type: redis\ndefault_cluster: a\nstat_prefix: ''\n", "stat_prefix", "is not a stat prefix"),
+            ("workload_type: redis\ndefault_cluster: a\nstat_prefix: a.b\n", "stat_prefix", "`a.b` is not a stat prefix"),
+            ("workload_type: redis\ndefault_cluster: a\nstat_prefix: my-app\n", "stat_prefix", "letters, digits or `_`"),
             ("workload_type: redis\ndefault_cluster: a\nrouting_table: [a]\n", "routing_table", "expected a map"),
             ("workload_type: redis\ndefault_cluster: a\nrouting_table:\n  u: {type: regex, cluster: b}\n", "routing_table.u.type", "unknown route type `regex`"),
             ("workload_type: redis\ndefault_cluster: a\nrouting_table:\n  u: {type: key}\n", "routing_table.u.cluster", "missing"),
