@@ -253,3 +253,15 @@ fn every_configuration_the_parser_accepts_the_schema_accepts() {
     // The README's reference example is one of them.
     assert!(found.iter().any(|f| f.origin == "README.md" && geomesh_config_schema::check(f.text.as_bytes()).is_ok()));
 }
+
+#[test]
+fn the_standalone_example_is_the_one_envoy_yaml_embeds() {
+    let root = repo_root();
+    let mut embedded = Vec::new();
+    from_yaml_files(&[root.join("examples/redis/envoy.yaml")], &mut embedded);
+    let [one] = embedded.as_slice() else { panic!("examples/redis/envoy.yaml: {} configurations", embedded.len()) };
+    let standalone = std::fs::read_to_string(root.join("examples/redis/filter-config.yaml")).unwrap();
+    assert!(standalone.starts_with("# yaml-language-server: $schema=../../schema/geomesh-filter.schema.json\n"));
+    let parse = |t: &str| serde_yaml_ng::from_str::<Value>(t).unwrap();
+    assert_eq!(parse(&standalone), parse(&one.text), "examples/redis/filter-config.yaml and envoy.yaml differ");
+}
