@@ -12,6 +12,8 @@
 //! * [`envoy`]: Envoy config builders (Wasm network/HTTP filters, tcp_proxy, HTTP router,
 //!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
 //! * [`servers`]: redis-server, json-server, native daemons.
+//! * [`bench`]: what the benchmark programs share (redis-benchmark runs, CPU per process,
+//!   medians, the report header).
 //! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
 //!   filter) and redis-cli.
 //! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
@@ -27,6 +29,7 @@
 //! `GEOMESH_BIN_DIR` (native binaries), `GEOMESH_TEST_TMP` (parent of test dirs),
 //! `GEOMESH_KEEP_TEST_DIRS=1` (keep test dirs of passing tests too).
 
+pub mod bench;
 pub mod bridge;
 pub mod demo;
 pub mod mesh;
