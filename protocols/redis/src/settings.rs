@@ -19,7 +19,7 @@
 //! The fields, their ranges and defaults are declared once, in [`SECTION`]: the parser below
 //! reads them from there, and so does the JSON Schema (`schema/geomesh-filter.schema.json`).
 
-use geomesh_core::config::spec::{Default as Is, Field, Kind, Section, Workload};
+use geomesh_core::config::spec::{doc, Default as Is, Field, Kind, Section, Workload};
 use geomesh_core::config::fields::list;
 use geomesh_core::{Config, ConfigError};
 use serde_yaml_ng::Value;
@@ -50,14 +50,14 @@ impl Default for Settings {
     }
 }
 
-const fn int(name: &'static str, min: u64, max: u64, default: u64, doc: &'static str) -> Field {
-    Field { name, kind: Kind::Int { min, max }, required: false, default: Is::Int(default), doc }
+const fn int(name: &'static str, min: u64, max: u64, default: u64, text: &'static str) -> Field {
+    Field { name, kind: Kind::Int { min, max }, required: false, default: Is::Int(default), doc: doc(text) }
 }
 
 /// The `redis:` section: every field optional.
 pub const SECTION: Section = Section {
     id: "redis",
-    doc: "Settings of the Redis filter (protocols/redis/README.md); every field is optional.",
+    doc: doc("Settings of the Redis filter (protocols/redis/README.md); every field is optional."),
     fields: &[
         int("max_bulk_bytes", 1, 512 << 20, 64 << 20, "Longest bulk string accepted, from a client or a server."),
         int("max_aggregate_len", 1, 1 << 26, 1 << 20, "Most elements of one array, map or set; most arguments of a request."),
@@ -84,7 +84,7 @@ pub const SCHEMA: Workload = Workload {
     section: Some(&SECTION),
     section_required: false,
     routing_table: true,
-    doc: "The Redis network filter: RESP2/RESP3 clients, keys routed and split over shards.",
+    doc: doc("The Redis network filter: RESP2/RESP3 clients, keys routed and split over shards."),
 };
 
 impl Settings {

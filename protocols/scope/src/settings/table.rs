@@ -2,7 +2,7 @@
 //! ranges, defaults and text rules from these tables, and `tools/config-schema` writes the JSON
 //! Schema from them (geomesh_core::config::spec).
 
-use geomesh_core::config::spec::{Default as Is, Field, Kind, Rule, Section, Text, Workload};
+use geomesh_core::config::spec::{doc, Default as Is, Field, Kind, Rule, Section, Text, Workload};
 
 use crate::health::SITES_PATH;
 use crate::resolve::MAX_CLUSTER_NAME;
@@ -13,8 +13,8 @@ const NAMES: Kind = Kind::List { item: &NAME, min_items: 0, unique: false };
 /// A cluster name as the registry and Envoy's header-named routes take it.
 const REGISTRY_CLUSTER: Kind = Kind::Text(Text::Visible { max: Some(MAX_CLUSTER_NAME as u32) });
 
-const fn field(name: &'static str, kind: Kind, required: bool, default: Is, doc: &'static str) -> Field {
-    Field { name, kind, required, default, doc }
+const fn field(name: &'static str, kind: Kind, required: bool, default: Is, text: &'static str) -> Field {
+    Field { name, kind, required, default, doc: doc(text) }
 }
 
 const fn int(name: &'static str, min: u64, max: u64, default: u64, doc: &'static str) -> Field {
@@ -27,13 +27,13 @@ pub const SCHEMA: Workload = Workload {
     section: Some(&HTTP),
     section_required: true,
     routing_table: false,
-    doc: "The scope filter (HTTP): scope-lang expressions choose the site; routing_table is not used.",
+    doc: doc("The scope filter (HTTP): scope-lang expressions choose the site; routing_table is not used."),
 };
 
 /// The `http:` section.
 pub const HTTP: Section = Section {
     id: "http",
-    doc: "Settings of the scope filter (filters/scope/README.md).",
+    doc: doc("Settings of the scope filter (filters/scope/README.md)."),
     fields: &[
         field("service", NAME, true, Is::None, "The service behind this listener, as scopes name it."),
         field("site", NAME, true, Is::None, "The site this Envoy runs in, as scopes name it."),
@@ -73,7 +73,7 @@ pub const HTTP: Section = Section {
 /// One entry of `http.clusters`.
 pub const CLUSTER_ENTRY: Section = Section {
     id: "http.clusters",
-    doc: "An explicit (service, site) -> cluster entry.",
+    doc: doc("An explicit (service, site) -> cluster entry."),
     fields: &[
         field("service", NAME, true, Is::None, "A service name."),
         field("site", NAME, true, Is::None, "A site name."),
@@ -85,7 +85,7 @@ pub const CLUSTER_ENTRY: Section = Section {
 /// `http.agent`.
 pub const AGENT: Section = Section {
     id: "http.agent",
-    doc: "Where and how often the filter reads the site table of the local geomesh-agent.",
+    doc: doc("Where and how often the filter reads the site table of the local geomesh-agent."),
     fields: &[
         field("cluster", NAME, true, Is::None, "Envoy cluster of the local geomesh-agent."),
         field(
@@ -112,7 +112,7 @@ pub const AGENT: Section = Section {
 /// `http.headers`.
 pub const HEADERS: Section = Section {
     id: "http.headers",
-    doc: "The request headers the filter writes.",
+    doc: doc("The request headers the filter writes."),
     fields: &[
         field(
             "cluster",
@@ -138,7 +138,7 @@ pub const HEADERS: Section = Section {
 /// `http.token_cache`.
 pub const TOKEN_CACHE: Section = Section {
     id: "http.token_cache",
-    doc: "The memory of stripped X-Auth-Token scopes.",
+    doc: doc("The memory of stripped X-Auth-Token scopes."),
     fields: &[
         int("ttl_ms", 1, 86_400_000, 60_000, "How long a stripped token's scope is remembered (ms)."),
         int("slots", 1, MAX_SLOTS as u64, 1024, "Number of shared-data slots (bounds the memory)."),
@@ -149,7 +149,7 @@ pub const TOKEN_CACHE: Section = Section {
 /// `http.replication`.
 pub const REPLICATION: Section = Section {
     id: "http.replication",
-    doc: "Requests of a service whose resources may be replicated go through the local agent's proxy listener.",
+    doc: doc("Requests of a service whose resources may be replicated go through the local agent's proxy listener."),
     fields: &[field(
         "cluster",
         REGISTRY_CLUSTER,
