@@ -138,6 +138,17 @@ pub fn tcp_listener(name: &str, port: u16, filters: Vec<Value>) -> Value {
     })
 }
 
+/// This Envoy's certificate and key, and the CA the other side must chain to (PEM files).
+fn common_tls(cert: &Path, key: &Path, ca: &Path) -> Value {
+    json!({
+        "tls_certificates": [ {
+            "certificate_chain": { "filename": cert.to_string_lossy() },
+            "private_key": { "filename": key.to_string_lossy() },
+        } ],
+        "validation_context": { "trusted_ca": { "filename": ca.to_string_lossy() } },
+    })
+}
+
 /// Istio-style mTLS between two Envoys, from PEM files (`cert`, `key`, `ca`): `cluster` dials
 /// its endpoints over TLS with this client certificate, the server checked against `ca` and
 /// named `sni`.
@@ -147,13 +158,7 @@ pub fn mtls_upstream(mut cluster: Value, cert: &Path, key: &Path, ca: &Path, sni
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
             "sni": sni,
-            "common_tls_context": {
-                "tls_certificates": [ {
-                    "certificate_chain": { "filename": cert.to_string_lossy() },
-                    "private_key": { "filename": key.to_string_lossy() },
-                } ],
-                "validation_context": { "trusted_ca": { "filename": ca.to_string_lossy() } },
-            },
+            "common_tls_context": common_tls(cert, key, ca),
         },
     });
     cluster
@@ -167,13 +172,7 @@ pub fn mtls_downstream(mut listener: Value, cert: &Path, key: &Path, ca: &Path) 
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
             "require_client_certificate": true,
-            "common_tls_context": {
-                "tls_certificates": [ {
-                    "certificate_chain": { "filename": cert.to_string_lossy() },
-                    "private_key": { "filename": key.to_string_lossy() },
-                } ],
-                "validation_context": { "trusted_ca": { "filename": ca.to_string_lossy() } },
-            },
+            "common_tls_context": common_tls(cert, key, ca),
         },
     });
     listener

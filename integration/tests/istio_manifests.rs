@@ -644,6 +644,19 @@ fn port_of(addr: &str) -> u64 {
     addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
+/// `<bin> --check --config <file>` on a configuration of the manifests: the problem, if any.
+fn binary_check(dir: &TestDir, bin: &str, file: &str, text: &str) -> Option<String> {
+    let path = dir.write(file, text).unwrap();
+    let out = std::process::Command::new(native_bin(bin).unwrap())
+        .arg("--check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (!out.status.success())
+        .then(|| format!("{bin} --check rejects istio's {file}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
 #[test]
 fn manifests_agree_with_each_other() {
     let docs = istio_docs();
@@ -746,19 +759,7 @@ fn manifests_agree_with_each_other() {
     let cm = find(&docs, "ConfigMap", "geomesh-bridge");
     let text = cm.value["data"]["bridge.yaml"].as_str().expect("bridge.yaml");
     let dir = TestDir::new("istio-bridge-config").unwrap();
-    let path = dir.write("bridge.yaml", text).unwrap();
-    let out = std::process::Command::new(native_bin("geomesh-bridge").unwrap())
-        .arg("--check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        problems.push(format!(
-            "geomesh-bridge --check rejects istio's bridge.yaml: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    problems.extend(binary_check(&dir, "geomesh-bridge", "bridge.yaml", text));
     let bridge = yaml_docs(text).unwrap().pop().unwrap();
     let deploy = find(&docs, "Deployment", "geomesh-bridge");
     let svc = find(&docs, "Service", "geomesh-bridge");
@@ -808,19 +809,7 @@ fn manifests_agree_with_each_other() {
     //     follows a renewed Secret (--watch-tls).
     let cm = find(&docs, "ConfigMap", "geomesh-agent");
     let text = cm.value["data"]["agent.yaml"].as_str().expect("agent.yaml");
-    let path = dir.write("agent.yaml", text).unwrap();
-    let out = std::process::Command::new(native_bin("geomesh-agent").unwrap())
-        .arg("--check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        problems.push(format!(
-            "geomesh-agent --check rejects istio's agent.yaml: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    problems.extend(binary_check(&dir, "geomesh-agent", "agent.yaml", text));
     let agent = yaml_docs(text).unwrap().pop().unwrap();
     let deploy = find(&docs, "Deployment", "geomesh-agent");
     let svc_ports: Vec<u64> = find(&docs, "Service", "geomesh-agent").value["spec"]["ports"]
