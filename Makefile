@@ -9,6 +9,7 @@
 #   make clippy | make wasm | make test-wasm | make fuzz     the single steps
 #   make oci         the filters as OCI image layouts (target/oci/), for Istio's WasmPlugin
 #   make images      the bridge and agent container images (needs a Docker engine)
+#   make schema      rewrite schema/geomesh-filter.schema.json from the config field tables
 #
 # Variables: FUZZ_SECONDS (per fuzz target, default 30), CARGO_TARGET_DIR (native builds and
 # tests; the harness finds the native binaries next to the test executables), CARGO (default
@@ -28,7 +29,7 @@ FUZZ_SECONDS ?= 30
 # iterate locally with make.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: disk bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo oci images
+.PHONY: disk bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo oci images schema
 
 # Printed first so a CI log shows how much room the run started with (a clean run needs about
 # DISK_NEED_GB; see README "Disk").
@@ -92,6 +93,11 @@ IMAGE_REPO ?= ghcr.io/geomesh
 images:
 	docker build -f bridge/Dockerfile -t $(IMAGE_REPO)/geomesh-bridge:$(GEOMESH_VERSION) .
 	docker build -f agent/Dockerfile -t $(IMAGE_REPO)/geomesh-agent:$(GEOMESH_VERSION) .
+
+# The filter configuration's JSON Schema, written from the field tables the parsers read
+# (tools/config-schema); `make test` fails while the committed file differs from them.
+schema:
+	$(CARGO) run -q -p geomesh-config-schema -- --write
 
 demo: wasm
 	$(CARGO) build --workspace --bins --release

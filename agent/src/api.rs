@@ -9,6 +9,10 @@
 //! * `GET /`: a small HTML status page (refreshes itself every 2 s), with
 //!   the replicants, queues and recent operations when replication runs;
 //! * `/v1/replication/...`: [`crate::replication::api`].
+//!
+//! With `peer_listen`, the heartbeat and the agent-to-agent replication endpoints are served
+//! there only ([`Part::Peers`], TLS with client certificates when `tls` is configured) and
+//! `listen` keeps the rest ([`Part::Local`]); without it `listen` serves everything.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -21,16 +25,24 @@ use axum::routing::get;
 use axum::{Json, Router};
 use geomesh_scope::health::{HEARTBEAT_PATH, SITES_PATH};
 
+pub use crate::replication::api::Part;
 use crate::replication::db::SiteQueue;
 use crate::replication::node::Node;
 use crate::replication::{Operation, Replicant};
 use crate::store::Store;
 
-/// The router over `store`, with the replication endpoints of `node`.
-pub fn router(store: Store, node: Option<Arc<Node>>) -> Router {
+/// The router over `store` for the endpoints of `part`, with the replication endpoints of
+/// `node`.
+pub fn router(store: Store, node: Option<Arc<Node>>, part: Part) -> Router {
+    if part == Part::Peers {
+        return Router::new()
+            .route(HEARTBEAT_PATH, get(heartbeat))
+            .with_state(store)
+            .merge(crate::replication::api::router(node, part));
+    }
     let page_node = node.clone();
     let metrics_node = node.clone();
-    Router::new()
+    let r = Router::new()
         .route(
             "/metrics",
             get(move |State(store): State<Store>| {
@@ -44,14 +56,13 @@ pub fn router(store: Store, node: Option<Arc<Node>>) -> Router {
             }),
         )
         .route(SITES_PATH, get(sites))
-        .route(HEARTBEAT_PATH, get(heartbeat))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/",
             get(move |State(store): State<Store>| status_page(store, page_node.clone())),
-        )
-        .with_state(store)
-        .merge(crate::replication::api::router(node))
+        );
+    let r = if part == Part::All { r.route(HEARTBEAT_PATH, get(heartbeat)) } else { r };
+    r.with_state(store).merge(crate::replication::api::router(node, part))
 }
 
 /// What the status page shows of the replication.

@@ -3,6 +3,7 @@
 //! ```yaml
 //! site: DC 1                      # this agent's site, as scopes spell it
 //! listen: 127.0.0.1:9101          # the HTTP API
+//! plaintext: true                 # peers over plain HTTP, said explicitly (else `tls:`, below)
 //! interval_ms: 1000               # heartbeat and probe period (default 1000)
 //! timeout_ms: 1000                # per heartbeat and per probe (default 1000)
 //! down_after: 1                   # failures in a row before a peer or a service is down (default 1)
@@ -20,6 +21,15 @@
 //! replication:                    # optional: Cheops' replication (`&`), docs/replication.md
 //!   listen: 127.0.0.1:9102        # the proxy listener (the scope filter's cluster)
 //!   data_dir: /var/lib/geomesh/dc1
+//! ```
+//!
+//! Between sites, with certificates instead of `plaintext` ([`crate::tls`]):
+//!
+//! ```yaml
+//! peer_listen: 0.0.0.0:9103       # the peers' heartbeats and replication: HTTPS, client certs
+//! tls: { cert: /etc/geomesh/tls/tls.crt, key: /etc/geomesh/tls/tls.key, ca: /etc/geomesh/tls/ca.crt }
+//! peers:
+//!   - { name: DC 2, url: "https://agent-dc2:9103" }
 //! ```
 //!
 //! Site and service names follow scope-lang's rules (checked with
@@ -123,6 +133,17 @@ pub struct AgentConfig {
     /// Replication (`&`): the proxy listener, the store, the log's settings.
     #[serde(default)]
     pub replication: Option<ReplicationConfig>,
+    /// Where the other sites' agents reach this one (heartbeats, replication between agents);
+    /// required with `tls` when there are peers ([`crate::tls`]).
+    #[serde(default)]
+    pub peer_listen: Option<SocketAddr>,
+    /// TLS with client certificates between agents ([`crate::tls`]).
+    #[serde(default)]
+    pub tls: Option<geomesh_tls::TlsFiles>,
+    /// Peers over plain HTTP, asked for explicitly (a mesh's mTLS or an encrypted network
+    /// carries them, or a test on loopback).
+    #[serde(default)]
+    pub plaintext: bool,
 }
 
 impl AgentConfig {
@@ -173,12 +194,6 @@ impl AgentConfig {
             if self.peers.iter().take(i).any(|q| q.name == p.name) {
                 bail!("`peers[{i}].name`: `{}` listed twice", p.name);
             }
-            let url_ok = p.url.starts_with("http://")
-                && p.url.len() > "http://".len()
-                && !p.url.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control());
-            if !url_ok {
-                bail!("`peers[{i}].url`: expected http://host:port, found {:?}", p.url);
-            }
             if let Some(r) = p.rtt_ms {
                 if !(r.is_finite() && (0.0..=3_600_000.0).contains(&r)) {
                     bail!("`peers[{i}].rtt_ms`: expected 0 to 3600000");
@@ -196,6 +211,7 @@ impl AgentConfig {
             reg = reg.service(s.name.clone());
         }
         reg.build().map_err(|e| anyhow::anyhow!("site or service names: {e}"))?;
+        crate::tls::validate(self)?;
         if let Some(r) = &self.replication {
             r.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             if r.listen == self.listen {
@@ -234,6 +250,7 @@ mod tests {
             r#"
 site: DC 1
 listen: 127.0.0.1:9101
+plaintext: true
 interval_ms: 500
 peers:
   - { name: DC 2, url: "http://127.0.0.1:9201", rtt_ms: 20 }
@@ -256,7 +273,7 @@ services:
 
     #[test]
     fn replication_section() {
-        let base = "site: A\nlisten: 127.0.0.1:1\npeers: [{name: B, url: \"http://x:1\"}]\nservices: [{name: image, address: \"127.0.0.1:2\"}]\n";
+        let base = "site: A\nlisten: 127.0.0.1:1\nplaintext: true\npeers: [{name: B, url: \"http://x:1\"}]\nservices: [{name: image, address: \"127.0.0.1:2\"}]\n";
         let c = AgentConfig::parse(&format!(
             "{base}replication:\n  listen: 127.0.0.1:3\n  data_dir: /tmp/x\n  services: {{image: {{id_pointers: [\"/image/id\"]}}}}\n  test_hooks: {{delay_before_delivery_ms: {{B: 5}}}}\n"
         ))
@@ -278,7 +295,7 @@ services:
 
     #[test]
     fn errors_name_the_field() {
-        let base = "site: A\nlisten: 127.0.0.1:1\n";
+        let base = "site: A\nlisten: 127.0.0.1:1\nplaintext: true\n";
         for (extra, needle) in [
             ("bogus: 1\n", "bogus"),
             ("interval_ms: 0\n", "interval_ms"),
@@ -289,9 +306,36 @@ services:
             ("peers: [{name: B, url: \"http://x:1\", rtt_ms: -1}]\n", "peers[0].rtt_ms"),
             ("peers: [{name: a-b, url: \"http://x:1\"}, {name: a_b, url: \"http://y:1\"}]\n", "a_b"),
             ("services: [{name: s, address: \"nope\"}]\n", "address"),
+            ("peers: [{name: B, url: \"https://x:1\"}]\n", "peers[0].url"),
+            ("peer_listen: 127.0.0.1:1\n", "`peer_listen`: the same address as `listen`"),
         ] {
             let e = format!("{:#}", AgentConfig::parse(&format!("{base}{extra}")).unwrap_err());
             assert!(e.contains(needle), "{extra}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_between_agents_is_required_or_explicitly_off() {
+        let base = "site: A\nlisten: 127.0.0.1:1\n";
+        let tls = "tls: { cert: /c, key: /k, ca: /a }\n";
+        let peer = "peers: [{name: B, url: \"https://x:1\"}]\n";
+        let ok = |t: &str| AgentConfig::parse(&format!("{base}{t}")).unwrap();
+        let rejects = |t: &str, needle: &str| {
+            let e = format!("{:#}", AgentConfig::parse(&format!("{base}{t}")).unwrap_err());
+            assert!(e.contains(needle), "{t}: {e}");
+        };
+        // Nothing between sites: neither is needed.
+        assert!(ok("").tls.is_none());
+        rejects("peers: [{name: B, url: \"http://x:1\"}]\n", "`tls`: missing");
+        rejects("peer_listen: 127.0.0.1:2\n", "`tls`: missing");
+        rejects(&format!("plaintext: true\n{tls}"), "not both");
+        rejects(&format!("{tls}{peer}"), "`peer_listen`: missing");
+        rejects(&format!("{tls}peer_listen: 127.0.0.1:2\npeers: [{{name: B, url: \"http://x:1\"}}]\n"), "expected https://");
+        rejects("tls: { cert: /c }\npeer_listen: 127.0.0.1:2\n", "key");
+        let c = ok(&format!("{tls}peer_listen: 127.0.0.1:2\n{peer}"));
+        assert_eq!(c.tls.unwrap().ca, std::path::PathBuf::from("/a"));
+        assert_eq!(c.peer_listen.unwrap().port(), 2);
+        // Plaintext with a listener of its own for the peers.
+        assert!(ok("plaintext: true\npeer_listen: 127.0.0.1:2\npeers: [{name: B, url: \"http://x:1\"}]\n").plaintext);
     }
 }

@@ -12,7 +12,8 @@
 //! and the API.
 //!
 //! Modules: [`config`] (the file), [`store`] (the state), [`heartbeat`]
-//! (peers), [`probe`] (own services), [`api`] (HTTP), [`replication`].
+//! (peers), [`probe`] (own services), [`api`] (HTTP), [`tls`] (between
+//! agents), [`replication`].
 
 pub mod api;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod probe;
 pub mod replication;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,7 +43,30 @@ pub struct Agent {
     pub replication: Option<Arc<replication::node::Node>>,
     /// The proxy listener's address (with replication).
     pub proxy_addr: Option<SocketAddr>,
+    /// The peer listener's address (with `peer_listen`).
+    pub peer_addr: Option<SocketAddr>,
+    tls: Option<tls::PeerTls>,
     tasks: JoinSet<()>,
+}
+
+/// The peer listener's TLS connections, as axum serves them.
+struct TlsListener(geomesh_tls::Incoming);
+
+impl axum::serve::Listener for TlsListener {
+    type Io = geomesh_tls::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        match self.0.next().await {
+            Some(c) => c,
+            // The accepting task ended (never, short of a panic): accept nothing more.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.0.local_addr())
+    }
 }
 
 impl Agent {
@@ -50,17 +75,26 @@ impl Agent {
     /// probe tasks on the current tokio runtime.
     pub async fn start(config: &AgentConfig) -> Result<Agent> {
         let store = Store::new(config);
+        let tls = tls::PeerTls::load(config)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("bind {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let peer_listener = match config.peer_listen {
+            Some(a) => Some(TcpListener::bind(a).await.with_context(|| format!("bind peer_listen {a}"))?),
+            None => None,
+        };
+        let peer_addr = match &peer_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let (node, proxy) = match &config.replication {
             None => (None, None),
             Some(r) => {
                 let proxy = TcpListener::bind(r.listen)
                     .await
                     .with_context(|| format!("bind replication.listen {}", r.listen))?;
-                let node = replication::node::Node::start(config, r, store.clone()).await?;
+                let node = replication::node::Node::start(config, r, store.clone(), tls.as_ref()).await?;
                 (Some(node), Some(proxy))
             }
         };
@@ -68,20 +102,43 @@ impl Agent {
             Some(p) => Some(p.local_addr()?),
             None => None,
         };
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout())
-            .connect_timeout(config.timeout())
-            .no_proxy()
-            .pool_max_idle_per_host(2)
-            .build()
-            .context("HTTP client")?;
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(config.timeout())
+                .connect_timeout(config.timeout())
+                .no_proxy()
+                .pool_max_idle_per_host(2)
+        };
+        let client = builder().build().context("HTTP client")?;
+        let peer_client = tls::peer_client(builder(), tls.as_ref())?;
         let mut tasks = JoinSet::new();
-        let app = api::router(store.clone(), node.clone());
+        let part = if peer_listener.is_some() { api::Part::Local } else { api::Part::All };
+        let app = api::router(store.clone(), node.clone(), part);
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "API server stopped");
             }
         });
+        if let Some(l) = peer_listener {
+            let app = api::router(store.clone(), node.clone(), api::Part::Peers);
+            match &tls {
+                Some(t) => {
+                    let conns = geomesh_tls::incoming(l, t.acceptor.clone(), geomesh_tls::HANDSHAKE_TIMEOUT, "peer_listen")?;
+                    tasks.spawn(async move {
+                        if let Err(e) = axum::serve(TlsListener(conns), app).await {
+                            tracing::error!(error = %e, "peer listener stopped");
+                        }
+                    });
+                }
+                None => {
+                    tasks.spawn(async move {
+                        if let Err(e) = axum::serve(l, app).await {
+                            tracing::error!(error = %e, "peer listener stopped");
+                        }
+                    });
+                }
+            }
+        }
         if let (Some(node), Some(proxy)) = (&node, proxy) {
             let app = replication::proxy::router(node.clone());
             tasks.spawn(async move {
@@ -102,7 +159,7 @@ impl Agent {
             tasks.spawn(heartbeat::run_peer(
                 store.clone(),
                 i,
-                client.clone(),
+                peer_client.clone(),
                 config.interval(),
                 on_up.clone(),
             ));
@@ -116,18 +173,32 @@ impl Agent {
                 config.timeout(),
             ));
         }
-        tracing::info!(site = %config.site, %addr, proxy = ?proxy_addr, peers = npeers, services = nservices, "geomesh-agent started");
+        tracing::info!(
+            site = %config.site, %addr, peer = ?peer_addr, proxy = ?proxy_addr, peers = npeers,
+            services = nservices, tls = tls.is_some(), "geomesh-agent started"
+        );
         Ok(Agent {
             store,
             addr,
             replication: node,
             proxy_addr,
+            peer_addr,
+            tls,
             tasks,
         })
     }
 
+    /// Reads the TLS files again (SIGHUP): new connections to and from peers get the new
+    /// certificate and CA; on an error the agent keeps what it has and says why.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.tls {
+            Some(t) => t.reload(),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until a task ends (the API server failing); normally never.
-    pub async fn wait(mut self) -> Result<()> {
+    pub async fn wait(&mut self) -> Result<()> {
         if let Some(r) = self.tasks.join_next().await {
             r.context("agent task")?;
         }

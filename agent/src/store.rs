@@ -341,6 +341,7 @@ mod tests {
             r#"
 site: A
 listen: 127.0.0.1:1
+plaintext: true
 down_after: 2
 rtt_smoothing: 0.5
 peers:

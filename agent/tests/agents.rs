@@ -68,13 +68,13 @@ async fn two_agents_heartbeat_probe_and_notice_failures() {
     let http_task = tokio::spawn(http_ok_server(http_svc));
 
     let a = AgentConfig::parse(&format!(
-        "site: DC 1\nlisten: 127.0.0.1:{pa}\ninterval_ms: 100\ntimeout_ms: 300\n\
+        "site: DC 1\nlisten: 127.0.0.1:{pa}\ninterval_ms: 100\ntimeout_ms: 300\nplaintext: true\n\
          peers:\n  - {{ name: DC 2, url: \"http://127.0.0.1:{pb}\" }}\n  - {{ name: DC 3, url: \"http://127.0.0.1:1\", rtt_ms: 12, up: true }}\n\
          services:\n  - {{ name: compute, address: \"127.0.0.1:{tcp_port}\" }}\n"
     ))
     .unwrap();
     let b = AgentConfig::parse(&format!(
-        "site: DC 2\nlisten: 127.0.0.1:{pb}\ninterval_ms: 100\ntimeout_ms: 300\n\
+        "site: DC 2\nlisten: 127.0.0.1:{pb}\ninterval_ms: 100\ntimeout_ms: 300\nplaintext: true\n\
          peers:\n  - {{ name: DC 1, url: \"http://127.0.0.1:{pa}\" }}\n\
          services:\n  - {{ name: image, address: \"127.0.0.1:{http_port}\", probe: http }}\n"
     ))
@@ -153,7 +153,7 @@ async fn two_agents_heartbeat_probe_and_notice_failures() {
 async fn a_peer_answering_as_another_site_is_down() {
     let (pa, pb) = (free_port(), free_port());
     let a = AgentConfig::parse(&format!(
-        "site: A\nlisten: 127.0.0.1:{pa}\ninterval_ms: 100\npeers: [{{ name: B, url: \"http://127.0.0.1:{pb}\" }}]\n"
+        "site: A\nlisten: 127.0.0.1:{pa}\ninterval_ms: 100\nplaintext: true\npeers: [{{ name: B, url: \"http://127.0.0.1:{pb}\" }}]\n"
     ))
     .unwrap();
     // The agent listening where A expects B says it is C.

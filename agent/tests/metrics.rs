@@ -44,6 +44,7 @@ async fn metrics_of_two_agents_parse_and_show_sites_and_the_replication_queue() 
         let hooks = if site == "A" { ", test_hooks: { delay_before_delivery_ms: { B: 600000 } }" } else { "" };
         let c = AgentConfig::parse(&format!(
             "site: {site}\nlisten: 127.0.0.1:{}\ninterval_ms: 100\ntimeout_ms: 300\n\
+             plaintext: true\n\
              peers: [{{ name: {other}, url: \"http://127.0.0.1:{}\" }}]\n\
              services: [{{ name: image, address: \"127.0.0.1:{}\" }}]\n\
              replication: {{ listen: \"127.0.0.1:{}\", data_dir: \"{}\", client_wait_ms: 5000{hooks} }}\n",

@@ -21,7 +21,7 @@ struct Two {
 
 fn config(site: &str, api: u16, proxy: u16, peer: (&str, u16), app: u16, data: &Path) -> AgentConfig {
     AgentConfig::parse(&format!(
-        "site: {site}\nlisten: 127.0.0.1:{api}\ninterval_ms: 100\ntimeout_ms: 300\n\
+        "site: {site}\nlisten: 127.0.0.1:{api}\ninterval_ms: 100\ntimeout_ms: 300\nplaintext: true\n\
          peers: [{{ name: {}, url: \"http://127.0.0.1:{}\" }}]\n\
          services: [{{ name: image, address: \"127.0.0.1:{app}\" }}]\n\
          replication: {{ listen: \"127.0.0.1:{proxy}\", data_dir: \"{}\", client_wait_ms: 5000, retry_min_ms: 20, retry_max_ms: 200 }}\n",

@@ -233,7 +233,7 @@ async fn connect_one(addr: &str) -> std::io::Result<TcpStream> {
 fn site_clients(cfg: &Config, old: Option<&Snapshot>) -> anyhow::Result<HashMap<String, SiteClient>> {
     let mut out = HashMap::new();
     let material = match &cfg.tls {
-        Some(t) if !cfg.sites.is_empty() => Some(t.load()?),
+        Some(t) if !cfg.sites.is_empty() => Some(tls::load(t)?),
         _ => None,
     };
     for (name, spec) in &cfg.sites {
@@ -254,7 +254,7 @@ fn site_clients(cfg: &Config, old: Option<&Snapshot>) -> anyhow::Result<HashMap<
             .initial_connection_window_size(8 << 20);
         if let Some(m) = &material {
             endpoint = endpoint
-                .tls_config(m.client())
+                .tls_config(tls::client(m))
                 .with_context(|| format!("sites.{name}: TLS"))?;
         }
         let channel = endpoint.connect_lazy();
@@ -301,6 +301,8 @@ pub struct Bridge {
     /// The gRPC server, and what makes it stop accepting (graceful: open tunnels go on).
     grpc_task: Option<JoinHandle<()>>,
     grpc_stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The gRPC server's TLS (read again on reload).
+    grpc_tls: Option<Arc<tls::Acceptor>>,
     /// Admin endpoint and pings.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -310,7 +312,7 @@ impl Bridge {
     pub async fn start(config: Config) -> anyhow::Result<Bridge> {
         let sites = site_clients(&config, None)?;
         let server_tls = match (&config.tls, &config.grpc_listen) {
-            (Some(t), Some(_)) => Some(t.load()?.server()),
+            (Some(t), Some(_)) => Some(tls::acceptor(t)?),
             _ => None,
         };
         let listen_cfg = config.listen_addr()?;
@@ -352,7 +354,7 @@ impl Bridge {
                 let bound = l.local_addr()?;
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 grpc_stop = Some(tx);
-                grpc_task = Some(tokio::spawn(remote::serve_grpc(l, shared.clone(), rx, server_tls)));
+                grpc_task = Some(tokio::spawn(remote::serve_grpc(l, shared.clone(), rx, server_tls.clone())));
                 Some(bound)
             }
             None => None,
@@ -381,6 +383,7 @@ impl Bridge {
             accept,
             grpc_task,
             grpc_stop: std::sync::Mutex::new(grpc_stop),
+            grpc_tls: server_tls,
             tasks,
         })
     }
@@ -396,6 +399,13 @@ impl Bridge {
             warn!("listener addresses changed in the new configuration; they take effect at the next restart");
         }
         let sites = site_clients(&config, Some(&old))?;
+        match (&self.grpc_tls, &config.tls) {
+            (Some(acceptor), Some(files)) => acceptor
+                .reload(Some(files))
+                .map_err(|e| anyhow::anyhow!("gRPC server TLS: {e}"))?,
+            (None, None) => {}
+            _ => warn!("tls added or removed in the new configuration; the gRPC server's changes at the next restart"),
+        }
         self.shared.set_snapshot(Snapshot { config, sites });
         if let Ok(mut cache) = self.shared.admin_cache.try_lock() {
             *cache = None;

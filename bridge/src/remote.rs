@@ -94,30 +94,33 @@ pub(crate) async fn serve_grpc(
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: tokio::sync::oneshot::Receiver<()>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<Arc<geomesh_tls::Acceptor>>,
 ) {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let svc = BridgeServer::new(Service { shared });
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(t) = tls {
-        builder = match builder.tls_config(t) {
-            Ok(b) => b,
-            Err(e) => {
-                warn!("gRPC server: TLS configuration refused: {e}");
-                return;
-            }
-        };
-    }
-    let r = builder
+    let server = tonic::transport::Server::builder()
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(8 << 20)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
-        .add_service(svc)
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = stop.await;
-        })
-        .await;
+        .add_service(svc);
+    let stop = async {
+        let _ = stop.await;
+    };
+    // With TLS the handshakes are ours (geomesh-tls: each on its own task, within a time limit,
+    // with the configuration a reload last read), tonic serves the connections that passed.
+    let r = match tls {
+        Some(acceptor) => match geomesh_tls::incoming(listener, acceptor, geomesh_tls::HANDSHAKE_TIMEOUT, "grpc_listen") {
+            Ok(incoming) => server.serve_with_incoming_shutdown(incoming, stop).await,
+            Err(e) => {
+                warn!("gRPC server: {e}");
+                return;
+            }
+        },
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            server.serve_with_incoming_shutdown(incoming, stop).await
+        }
+    };
     if let Err(e) = r {
         warn!("gRPC server ended: {e}");
     }

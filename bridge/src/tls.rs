@@ -15,70 +15,38 @@
 //! checked against the CA and the URL's host. Without it, tunnels are plaintext HTTP/2, which a
 //! configuration must ask for with `plaintext: true` (inside a mesh whose mTLS carries them, on
 //! an encrypted overlay network, or in tests). The files are read at start; on a reload (SIGHUP,
-//! `--watch-config`) the clients of the sites are made again with the files as they are then;
-//! the server's certificate changes at the next start.
+//! `--watch-config`, which also follows the files' bytes) the clients of the sites are made
+//! again with the files as they are then, and the gRPC server's new connections get the new
+//! certificate, key and CA (geomesh-tls's [`Acceptor`], whose TLS handshakes the bridge runs
+//! itself in front of tonic); open tunnels keep theirs.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::Deserialize;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+pub use geomesh_tls::{Acceptor, TlsFiles, TlsMaterial};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::config::{Config, ConfigError};
 
-/// The `tls:` section: PEM files.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// This bridge's certificate chain.
-    pub cert: PathBuf,
-    /// Its private key.
-    pub key: PathBuf,
-    /// The CA whose certificates are accepted from (and required of) other sites.
-    pub ca: PathBuf,
+fn err(e: geomesh_tls::TlsError) -> ConfigError {
+    ConfigError(e.0)
 }
 
-/// The files' contents, read once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsMaterial {
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
-    pub ca: Vec<u8>,
+/// Reads the three files (each must hold a PEM block).
+pub fn load(files: &TlsFiles) -> Result<TlsMaterial, ConfigError> {
+    files.load().map_err(err)
 }
 
-fn read(field: &str, p: &Path) -> Result<Vec<u8>, ConfigError> {
-    let bytes = std::fs::read(p).map_err(|e| ConfigError(format!("tls.{field}: {}: {e}", p.display())))?;
-    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-        return Err(ConfigError(format!("tls.{field}: {}: no PEM block", p.display())));
-    }
-    Ok(bytes)
+/// The gRPC server's TLS: this identity, client certificates required, from the CA; ALPN h2.
+/// [`Acceptor::reload`] reads the files again (SIGHUP, `--watch-config`).
+pub fn acceptor(files: &TlsFiles) -> Result<Arc<Acceptor>, ConfigError> {
+    Acceptor::new(files.clone(), &[b"h2"]).map_err(err)
 }
 
-impl TlsFiles {
-    /// Reads the three files (each must hold a PEM block).
-    pub fn load(&self) -> Result<TlsMaterial, ConfigError> {
-        Ok(TlsMaterial {
-            cert: read("cert", &self.cert)?,
-            key: read("key", &self.key)?,
-            ca: read("ca", &self.ca)?,
-        })
-    }
-}
-
-impl TlsMaterial {
-    /// The gRPC server's TLS: this identity, client certificates required, from the CA.
-    pub fn server(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert, &self.key))
-            .client_ca_root(Certificate::from_pem(&self.ca))
-            .client_auth_optional(false)
-    }
-
-    /// A site client's TLS: the server checked against the CA, this identity presented.
-    pub fn client(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca))
-            .identity(Identity::from_pem(&self.cert, &self.key))
-    }
+/// A site client's TLS: the server checked against the CA, this identity presented.
+pub fn client(m: &TlsMaterial) -> ClientTlsConfig {
+    ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&m.ca))
+        .identity(Identity::from_pem(&m.cert, &m.key))
 }
 
 /// The rules between `tls`, `plaintext`, `grpc_listen` and the sites' URLs (called by

@@ -1,63 +1,25 @@
 //! TLS between sites: two bridges with certificates from one CA pass traffic through their gRPC
 //! tunnel; a bridge whose client certificate another CA signed, and a bridge that speaks
-//! plaintext, are refused by the TLS server. Certificates are made here, at test time (rcgen).
+//! plaintext, are refused by the TLS server; after its files are rotated to another CA, a reload
+//! (SIGHUP) makes the server's new connections use them. Certificates are made here, at test
+//! time (rcgen, through geomesh-tls's `testing`).
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use geomesh_frame::CloseCode;
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use geomesh_tls::testing::Ca;
 
 const FIVE: Duration = Duration::from_secs(5);
-
-/// A CA, and leaf certificates it signs, written as PEM files.
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        Ca { params, key, pem }
-    }
-
-    /// cert.pem, key.pem and ca.pem (this CA) under `dir/name/`, for 127.0.0.1 and localhost,
-    /// good as a server and as a client. Returns the `tls:` section naming them.
-    fn leaf(&self, dir: &Path, name: &str, trust: &Ca) -> String {
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate().unwrap();
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let d: PathBuf = dir.join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(d.join("key.pem"), key.serialize_pem()).unwrap();
-        std::fs::write(d.join("ca.pem"), &trust.pem).unwrap();
-        format!(
-            "tls: {{ cert: \"{}\", key: \"{}\", ca: \"{}\" }}\n",
-            d.join("cert.pem").display(),
-            d.join("key.pem").display(),
-            d.join("ca.pem").display()
-        )
-    }
-}
 
 /// dc2: a TLS gRPC server for redis `far`, requiring client certificates of `ca`.
 fn dc2(dir: &Path, ca: &Ca, far: &Redis) -> BridgeProc {
     BridgeProc::start(&format!(
         "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n{}clusters:\n  far: {{ address: \"{}\" }}\n",
-        ca.leaf(dir, "dc2", ca),
+        ca.leaf(dir, "dc2", ca).yaml(),
         far.addr()
     ))
 }
@@ -76,7 +38,7 @@ fn two_bridges_with_certificates_pass_traffic() {
     let far = Redis::start();
     let b2 = dc2(&tmp.0, &ca, &far);
     let url = format!("https://{}", b2.grpc.as_ref().unwrap());
-    let b1 = dc1(&ca.leaf(&tmp.0, "dc1", &ca), &url);
+    let b1 = dc1(&ca.leaf(&tmp.0, "dc1", &ca).yaml(), &url);
     let mut g = b1.client();
     g.open(1, "far", 2000, 0);
     g.cmd(1, &["SET", "over", "tls"]);
@@ -101,7 +63,7 @@ fn a_bridge_without_a_valid_client_certificate_is_refused() {
     let grpc = b2.grpc.clone().unwrap();
 
     // A certificate another CA signed (it trusts dc2's CA, so only dc2's check can refuse it).
-    let b1 = dc1(&rogue.leaf(&tmp.0, "intruder", &ca), &format!("https://{grpc}"));
+    let b1 = dc1(&rogue.leaf(&tmp.0, "intruder", &ca).yaml(), &format!("https://{grpc}"));
     let mut g = b1.client();
     g.open(1, "far", 0, 0);
     let (code, msg, _) = g.expect_closed(1, FIVE);
@@ -114,7 +76,7 @@ fn a_bridge_without_a_valid_client_certificate_is_refused() {
     assert_eq!(code, CloseCode::SiteUnreachable, "{msg}");
     // Nothing reached the shard, and the good path still works next to them.
     assert_eq!(far.cmd(&["DBSIZE"]), b":0\r\n");
-    let ok = dc1(&ca.leaf(&tmp.0, "dc1", &ca), &format!("https://{grpc}"));
+    let ok = dc1(&ca.leaf(&tmp.0, "dc1", &ca).yaml(), &format!("https://{grpc}"));
     let mut g = ok.client();
     g.open(1, "far", 2000, 0);
     g.cmd(1, &["PING"]);
@@ -135,4 +97,37 @@ fn tls_between_sites_is_required_or_explicitly_off() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tls: missing") && err.contains("plaintext: true"), "{err}");
+}
+
+#[test]
+fn the_grpc_server_reads_its_certificates_again_on_reload() {
+    let tmp = TempDir::new("tls-reload");
+    let (old, new) = (Ca::new("old CA"), Ca::new("new CA"));
+    let far = Redis::start();
+    let b2 = dc2(&tmp.0, &old, &far);
+    let url = format!("https://{}", b2.grpc.as_ref().unwrap());
+    let ping = |b: &BridgeProc| {
+        let mut g = b.client();
+        g.open(1, "far", 2000, 0);
+        g.cmd(1, &["PING"]);
+        g.read_until(1, b"\r\n", 0, FIVE)
+    };
+    assert_eq!(ping(&dc1(&old.leaf(&tmp.0, "dc1-old", &old).yaml(), &url)), b"+PONG\r\n");
+
+    // dc2's Secret is renewed by another CA (same paths) and dc2 reloads.
+    new.leaf(&tmp.0, "dc2", &new);
+    b2.sighup();
+    let deadline = std::time::Instant::now() + FIVE;
+    while !b2.log_text().contains("configuration reloaded") {
+        assert!(std::time::Instant::now() < deadline, "no reload: {}", b2.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The server presents the new CA's certificate and accepts the new CA's clients.
+    assert_eq!(ping(&dc1(&new.leaf(&tmp.0, "dc1-new", &new).yaml(), &url)), b"+PONG\r\n");
+    // A new bridge with the old CA's certificate is refused now.
+    let stale = dc1(&old.leaf(&tmp.0, "dc1-stale", &old).yaml(), &url);
+    let mut g = stale.client();
+    g.open(1, "far", 0, 0);
+    let (code, msg, _) = g.expect_closed(1, FIVE);
+    assert_eq!(code, CloseCode::SiteUnreachable, "{msg}");
 }

@@ -138,6 +138,46 @@ pub fn tcp_listener(name: &str, port: u16, filters: Vec<Value>) -> Value {
     })
 }
 
+/// This Envoy's certificate and key, and the CA the other side must chain to (PEM files).
+fn common_tls(cert: &Path, key: &Path, ca: &Path) -> Value {
+    json!({
+        "tls_certificates": [ {
+            "certificate_chain": { "filename": cert.to_string_lossy() },
+            "private_key": { "filename": key.to_string_lossy() },
+        } ],
+        "validation_context": { "trusted_ca": { "filename": ca.to_string_lossy() } },
+    })
+}
+
+/// Istio-style mTLS between two Envoys, from PEM files (`cert`, `key`, `ca`): `cluster` dials
+/// its endpoints over TLS with this client certificate, the server checked against `ca` and
+/// named `sni`.
+pub fn mtls_upstream(mut cluster: Value, cert: &Path, key: &Path, ca: &Path, sni: &str) -> Value {
+    cluster["transport_socket"] = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": sni,
+            "common_tls_context": common_tls(cert, key, ca),
+        },
+    });
+    cluster
+}
+
+/// The other end of [`mtls_upstream`]: `listener`'s (first) filter chain terminates TLS and
+/// requires a client certificate `ca` signed.
+pub fn mtls_downstream(mut listener: Value, cert: &Path, key: &Path, ca: &Path) -> Value {
+    listener["filter_chains"][0]["transport_socket"] = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": true,
+            "common_tls_context": common_tls(cert, key, ca),
+        },
+    });
+    listener
+}
+
 /// A listener with `envoy.filters.network.wasm` followed by `tcp_proxy` to `cluster`.
 pub fn wasm_tcp_listener(name: &str, port: u16, plugin: &WasmPlugin, cluster: &str) -> Value {
     tcp_listener(

@@ -16,6 +16,8 @@
 //! * [`mosquitto`]: mosquitto brokers, `mosquitto_pub`/`mosquitto_sub`, paho-mqtt scripts.
 //! * [`kafka_clients`]: real Kafka clients (confluent-kafka, i.e. librdkafka, and kafka-python)
 //!   run as Python processes that report what they did as JSON.
+//! * [`bench`]: what the benchmark programs share (redis-benchmark runs, CPU per process,
+//!   medians, the report header).
 //! * [`redis_mesh`]: the Redis sharding topology (shards, geomesh-bridge, Envoy with the Redis
 //!   filter) and redis-cli.
 //! * [`relay`]: a TCP relay that adds latency and cuts links (WAN emulation).
@@ -31,6 +33,7 @@
 //! `GEOMESH_BIN_DIR` (native binaries), `GEOMESH_TEST_TMP` (parent of test dirs),
 //! `GEOMESH_KEEP_TEST_DIRS=1` (keep test dirs of passing tests too).
 
+pub mod bench;
 pub mod bridge;
 pub mod demo;
 pub mod mesh;

@@ -268,6 +268,9 @@ impl ScopePlan {
         let mut t = String::new();
         let _ = writeln!(t, "site: {}", yaml_str(&self.sites[i]));
         let _ = writeln!(t, "listen: 127.0.0.1:{}", p.agent);
+        // Loopback, one machine: plain HTTP between the agents, said explicitly (a deployment
+        // gives `peer_listen` and `tls:`, agent/README.md).
+        let _ = writeln!(t, "plaintext: true");
         let _ = writeln!(t, "interval_ms: {}", self.interval_ms);
         let _ = writeln!(t, "timeout_ms: 1000");
         let _ = writeln!(t, "down_after: 1");

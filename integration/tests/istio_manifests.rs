@@ -644,6 +644,19 @@ fn port_of(addr: &str) -> u64 {
     addr.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
+/// `<bin> --check --config <file>` on a configuration of the manifests: the problem, if any.
+fn binary_check(dir: &TestDir, bin: &str, file: &str, text: &str) -> Option<String> {
+    let path = dir.write(file, text).unwrap();
+    let out = std::process::Command::new(native_bin(bin).unwrap())
+        .arg("--check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (!out.status.success())
+        .then(|| format!("{bin} --check rejects istio's {file}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
 #[test]
 fn manifests_agree_with_each_other() {
     let docs = istio_docs();
@@ -746,19 +759,7 @@ fn manifests_agree_with_each_other() {
     let cm = find(&docs, "ConfigMap", "geomesh-bridge");
     let text = cm.value["data"]["bridge.yaml"].as_str().expect("bridge.yaml");
     let dir = TestDir::new("istio-bridge-config").unwrap();
-    let path = dir.write("bridge.yaml", text).unwrap();
-    let out = std::process::Command::new(native_bin("geomesh-bridge").unwrap())
-        .arg("--check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        problems.push(format!(
-            "geomesh-bridge --check rejects istio's bridge.yaml: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    problems.extend(binary_check(&dir, "geomesh-bridge", "bridge.yaml", text));
     let bridge = yaml_docs(text).unwrap().pop().unwrap();
     let deploy = find(&docs, "Deployment", "geomesh-bridge");
     let svc = find(&docs, "Service", "geomesh-bridge");
@@ -800,6 +801,69 @@ fn manifests_agree_with_each_other() {
         problems.push(format!(
             "terminationGracePeriodSeconds {grace_s} s leaves no margin over drain_timeout_ms {drain_ms}"
         ));
+    }
+
+    // 2b. The agent: its config is valid for the real binary; its listeners are container and
+    //     Service ports; its TLS files come from a mounted Secret and its store is on the mounted
+    //     claim; its peers are https:// hosts the ServiceEntry declares, TLS on that port; and it
+    //     follows a renewed Secret (--watch-tls).
+    let cm = find(&docs, "ConfigMap", "geomesh-agent");
+    let text = cm.value["data"]["agent.yaml"].as_str().expect("agent.yaml");
+    problems.extend(binary_check(&dir, "geomesh-agent", "agent.yaml", text));
+    let agent = yaml_docs(text).unwrap().pop().unwrap();
+    let deploy = find(&docs, "Deployment", "geomesh-agent");
+    let svc_ports: Vec<u64> = find(&docs, "Service", "geomesh-agent").value["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    for (key, addr) in [
+        ("listen", &agent["listen"]),
+        ("peer_listen", &agent["peer_listen"]),
+        ("replication.listen", &agent["replication"]["listen"]),
+    ] {
+        let p = port_of(addr.as_str().unwrap_or_default());
+        if container_port(deploy, &json!(p)).is_none() || !svc_ports.contains(&p) {
+            problems.push(format!("agent.yaml {key} port {p} is not a containerPort and a Service port"));
+        }
+    }
+    let c0 = &deploy.value["spec"]["template"]["spec"]["containers"][0];
+    let volumes = &deploy.value["spec"]["template"]["spec"]["volumes"];
+    let mounted = |file: &str, source: &str| {
+        c0["volumeMounts"].as_array().unwrap().iter().any(|m| {
+            let under = file.starts_with(&format!("{}/", m["mountPath"].as_str().unwrap_or("-")));
+            let from = volumes.as_array().unwrap().iter().any(|v| v["name"] == m["name"] && v.get(source).is_some());
+            under && from
+        })
+    };
+    for f in ["cert", "key", "ca"] {
+        let file = agent["tls"][f].as_str().unwrap_or_default();
+        if !mounted(file, "secret") {
+            problems.push(format!("agent.yaml tls.{f} `{file}` is not in a mounted Secret"));
+        }
+    }
+    let data_dir = agent["replication"]["data_dir"].as_str().unwrap_or_default();
+    if !mounted(data_dir, "persistentVolumeClaim") {
+        problems.push(format!("agent.yaml replication.data_dir `{data_dir}` is not on the mounted claim"));
+    }
+    if !c0["args"].as_array().unwrap().iter().any(|a| a == "--watch-tls") {
+        problems.push("the agent does not follow its TLS Secret (--watch-tls)".into());
+    }
+    let entry = find(&docs, "ServiceEntry", "geomesh-agent-peers");
+    for peer in agent["peers"].as_array().unwrap() {
+        let url = peer["url"].as_str().unwrap_or_default();
+        let Some((host, port)) = url.strip_prefix("https://").and_then(|r| r.rsplit_once(':')) else {
+            problems.push(format!("agent.yaml peer `{url}` is not https://host:port"));
+            continue;
+        };
+        let declared = entry.value["spec"]["hosts"].as_array().unwrap().iter().any(|h| h == host)
+            && entry.value["spec"]["ports"].as_array().unwrap().iter().any(|p| {
+                p["number"].as_u64() == port.parse().ok() && p["protocol"] == "TLS"
+            });
+        if !declared {
+            problems.push(format!("agent.yaml peer `{url}`: not a TLS port of a host of ServiceEntry geomesh-agent-peers"));
+        }
     }
 
     // 3. Selectors and volumes.

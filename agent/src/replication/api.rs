@@ -5,7 +5,11 @@
 //!   `.../replicants/<meta>`, `.../operations`, `.../operations/<seq>`,
 //!   `.../queues`, `.../removed`, `POST .../sites/<site>/remove`;
 //! * agent to agent: `POST /v1/replication/peer/apply`, `.../peer/submit`,
-//!   `.../peer/read`, `.../peer/removed` (wire form in [`super::peers`]).
+//!   `.../peer/read`, `.../peer/removed` (wire form in [`super::peers`]), and the replicant
+//!   look-up `GET .../replicants/<meta>` peers make too.
+//!
+//! [`Part`] says which of them a listener serves: with `peer_listen` the agent-to-agent
+//! endpoints are served there only (over TLS when configured), the others on `listen`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,9 +44,20 @@ fn store_error(e: DbError) -> Response {
     json_error(500, format!("replication store: {e}"))
 }
 
-/// The replication routes over `node`; without replication, every
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Everything (one listener for all: `listen` without `peer_listen`).
+    All,
+    /// For people, tools and the local filter (`listen` beside a `peer_listen`).
+    Local,
+    /// For the other sites' agents (`peer_listen`).
+    Peers,
+}
+
+/// The replication routes of `part` over `node`; without replication, every
 /// `/v1/replication/...` path answers 404 saying so.
-pub fn router(node: Option<Arc<Node>>) -> Router {
+pub fn router(node: Option<Arc<Node>>, part: Part) -> Router {
     let Some(node) = node else {
         return Router::new().route(
             "/v1/replication/{*rest}",
@@ -51,19 +66,24 @@ pub fn router(node: Option<Arc<Node>>) -> Router {
             }),
         );
     };
-    Router::new()
-        .route("/v1/replication/replicants", get(replicants))
-        .route("/v1/replication/replicants/{meta}", get(replicant))
-        .route("/v1/replication/operations", get(operations))
-        .route("/v1/replication/operations/{seq}", get(operation))
-        .route("/v1/replication/queues", get(queues))
-        .route("/v1/replication/sites/{site}/remove", post(remove_site))
-        .route("/v1/replication/removed", get(removed))
-        .route("/v1/replication/peer/removed", post(peer_removed))
-        .route("/v1/replication/peer/apply", post(peer_apply))
-        .route("/v1/replication/peer/submit", post(peer_submit))
-        .route("/v1/replication/peer/read", post(peer_read))
-        .with_state(node)
+    let mut r = Router::new().route("/v1/replication/replicants/{meta}", get(replicant));
+    if part != Part::Peers {
+        r = r
+            .route("/v1/replication/replicants", get(replicants))
+            .route("/v1/replication/operations", get(operations))
+            .route("/v1/replication/operations/{seq}", get(operation))
+            .route("/v1/replication/queues", get(queues))
+            .route("/v1/replication/sites/{site}/remove", post(remove_site))
+            .route("/v1/replication/removed", get(removed));
+    }
+    if part != Part::Local {
+        r = r
+            .route("/v1/replication/peer/removed", post(peer_removed))
+            .route("/v1/replication/peer/apply", post(peer_apply))
+            .route("/v1/replication/peer/submit", post(peer_submit))
+            .route("/v1/replication/peer/read", post(peer_read));
+    }
+    r.with_state(node)
 }
 
 fn limit(q: &HashMap<String, String>) -> Result<u32, &'static str> {

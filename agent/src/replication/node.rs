@@ -169,6 +169,7 @@ impl Node {
         config: &AgentConfig,
         r: &ReplicationConfig,
         store: Store,
+        tls: Option<&crate::tls::PeerTls>,
     ) -> Result<Arc<Node>> {
         std::fs::create_dir_all(&r.data_dir)
             .with_context(|| format!("replication.data_dir {}", r.data_dir.display()))?;
@@ -222,7 +223,7 @@ impl Node {
             .map(|p| (p.name.clone(), p.url.clone()))
             .collect();
         let peers = Arc::new(
-            PeerClient::new(&config.site, urls, instance_timeout, r.max_reply_bytes)
+            PeerClient::new(&config.site, urls, instance_timeout, r.max_reply_bytes, tls)
                 .context("HTTP client for the peer agents")?,
         );
         let health = StoreHealth::new(store);

@@ -187,18 +187,20 @@ pub struct PeerClient {
 impl PeerClient {
     /// Peers by site name -> base URL; `read_timeout` bounds each wait for
     /// bytes (a peer that stops answering), `max_reply` the answers kept.
+    /// With `tls`, peers are dialled over HTTPS with this agent's certificate.
     pub fn new(
         site: &str,
         urls: HashMap<String, String>,
         read_timeout: Duration,
         max_reply: usize,
-    ) -> reqwest::Result<PeerClient> {
-        let client = reqwest::Client::builder()
+        tls: Option<&crate::tls::PeerTls>,
+    ) -> anyhow::Result<PeerClient> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .read_timeout(read_timeout)
             .no_proxy()
-            .pool_max_idle_per_host(4)
-            .build()?;
+            .pool_max_idle_per_host(4);
+        let client = crate::tls::peer_client(builder, tls)?;
         Ok(PeerClient {
             site: site.to_owned(),
             urls: urls

@@ -19,6 +19,10 @@
 //!
 //! The text is YAML (Envoy hands it over as the `google.protobuf.StringValue` of the filter's
 //! `configuration`); JSON is YAML, so JSON works too. Every error names the field at fault.
+//!
+//! Every field is declared once, in [`tables`] (the core's) and in each protocol crate's section
+//! table ([`spec`] says how): the parsers read names, ranges, defaults and rules from those
+//! tables, and `tools/config-schema` writes `schema/geomesh-filter.schema.json` from them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,8 +32,12 @@ use serde_yaml_ng::{Mapping, Value};
 use crate::hash::HashAlgorithm;
 
 pub mod fields;
+pub mod spec;
+pub mod tables;
 
-use fields::{as_map, check_fields, key_str, list, opt_str, req_str};
+use fields::{as_map, key_str, list, opt_str, req_str};
+use spec::Text;
+use tables::{DOCUMENT, ROUTE};
 
 /// Which protocol a filter instance speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +52,8 @@ pub enum WorkloadType {
 }
 
 impl WorkloadType {
-    const NAMES: &'static [&'static str] = &["redis", "mqtt", "influxdb", "kafka", "http", "line"];
+    /// Every `workload_type` the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["redis", "mqtt", "influxdb", "kafka", "http", "line"];
 
     fn from_name(s: &str) -> Option<Self> {
         Some(match s {
@@ -80,6 +89,19 @@ pub enum TypeProxy {
     Upstream,
 }
 
+impl TypeProxy {
+    /// Every `type_proxy` the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["downstream", "upstream"];
+
+    fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "downstream" => Some(Self::Downstream),
+            "upstream" => Some(Self::Upstream),
+            _ => None,
+        }
+    }
+}
+
 /// How a routing-table entry matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteType {
@@ -95,7 +117,8 @@ pub enum RouteType {
 }
 
 impl RouteType {
-    const NAMES: &'static [&'static str] = &["key", "prefix", "value", "hash"];
+    /// Every route `type` the configuration accepts.
+    pub const NAMES: &'static [&'static str] = &["key", "prefix", "value", "hash"];
 
     fn from_name(s: &str) -> Option<Self> {
         Some(match s {
@@ -190,24 +213,10 @@ impl std::error::Error for ConfigError {}
 /// `stat_prefix` when the configuration names none.
 pub const DEFAULT_STAT_PREFIX: &str = "geomesh";
 
-/// The longest `stat_prefix` accepted, in bytes.
-pub const MAX_STAT_PREFIX: usize = 64;
+pub use spec::MAX_STAT_PREFIX;
 
 /// The largest configuration text accepted (a routing table of some ten thousand entries).
 pub const MAX_CONFIG_BYTES: usize = 4 << 20;
-
-const TOP_FIELDS: &[&str] = &[
-    "workload_type",
-    "type_proxy",
-    "default_cluster",
-    "local_cluster",
-    "routing_table",
-    "hash_tags",
-    "upstream_timeout_ms",
-    "stat_prefix",
-];
-
-const ROUTE_FIELDS: &[&str] = &["type", "cluster", "clusters", "algorithm"];
 
 impl Config {
     /// Parses and validates a configuration text (YAML or JSON).
@@ -243,28 +252,28 @@ impl Config {
         })?;
         for (k, _) in map {
             let k = key_str(k, "")?;
-            if !TOP_FIELDS.contains(&k) && k != workload_type.name() {
+            if DOCUMENT.field(k).is_none() && k != workload_type.name() {
+                let names: Vec<&str> = DOCUMENT.names().collect();
                 return Err(ConfigError::new(
                     k,
                     format!(
                         "unknown field; expected one of {}, or `{}` for the {} section",
-                        list(TOP_FIELDS),
+                        list(&names),
                         workload_type.name(),
                         workload_type.name()
                     ),
                 ));
             }
         }
-        let type_proxy = match opt_str(map, "type_proxy", "")? {
-            None | Some("downstream") => TypeProxy::Downstream,
-            Some("upstream") => TypeProxy::Upstream,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "type_proxy",
-                    format!("unknown value `{other}`; expected `downstream` or `upstream`"),
-                ))
-            }
-        };
+        let type_proxy_name = opt_str(map, "type_proxy", "")?
+            .or(DOCUMENT.declared("type_proxy", "")?.default_text())
+            .unwrap_or_default();
+        let type_proxy = TypeProxy::from_name(type_proxy_name).ok_or_else(|| {
+            ConfigError::new(
+                "type_proxy",
+                format!("unknown value `{type_proxy_name}`; expected `downstream` or `upstream`"),
+            )
+        })?;
         let default_cluster = cluster_name(req_str(map, "default_cluster", "")?, "default_cluster")?;
         let local_cluster = match opt_str(map, "local_cluster", "")? {
             Some(s) => cluster_name(s, "local_cluster")?,
@@ -277,23 +286,21 @@ impl Config {
             Some(_) => return Err(ConfigError::new("hash_tags", "expected true or false")),
         };
         let upstream_timeout_ms = match get(map, "upstream_timeout_ms") {
-            None => 5000,
-            Some(v) => match v.as_u64() {
-                Some(n) if (1..=3_600_000).contains(&n) => n as u32,
-                _ => {
-                    return Err(ConfigError::new(
-                        "upstream_timeout_ms",
-                        "expected an integer of milliseconds between 1 and 3600000",
-                    ))
-                }
-            },
-        };
+            None => DOCUMENT.int(map, "upstream_timeout_ms", "")?,
+            Some(v) => DOCUMENT.declared("upstream_timeout_ms", "")?
+                .int_value(v, "upstream_timeout_ms")
+                .map_err(|e| ConfigError::new(e.field, e.message.replace("an integer", "an integer of milliseconds")))?,
+        } as u32;
         let stat_prefix = match get(map, "stat_prefix") {
-            None => DEFAULT_STAT_PREFIX.to_owned(),
+            None => DOCUMENT
+                .declared("stat_prefix", "")?
+                .default_text()
+                .unwrap_or(DEFAULT_STAT_PREFIX)
+                .to_owned(),
             Some(v) => stat_prefix(v)?.to_owned(),
         };
         let routes = match get(map, "routing_table") {
-            None | Some(Value::Null) => Vec::new(),
+            None => Vec::new(),
             Some(v) => parse_routes(v)?,
         };
         let extension = get(map, workload_type.name()).cloned();
@@ -328,7 +335,7 @@ fn stat_prefix(v: &Value) -> Result<&str, ConfigError> {
     let s = v.as_str().ok_or_else(|| {
         ConfigError::new("stat_prefix", format!("expected a string, found {}", fields::kind_of(v)))
     })?;
-    if s.is_empty() || s.len() > MAX_STAT_PREFIX || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !Text::StatPrefix.accepts(s) {
         return Err(ConfigError::new(
             "stat_prefix",
             format!(
@@ -376,8 +383,8 @@ fn parse_route(name: &str, v: &Value, path: &str) -> Result<RouteSpec, ConfigErr
         });
     }
     let map = as_map(v, path)?;
-    check_fields(map, ROUTE_FIELDS, path)?;
-    let kind = match opt_str(map, "type", path)? {
+    ROUTE.check(map, path)?;
+    let kind = match opt_str(map, "type", path)?.or(ROUTE.declared("type", path)?.default_text()) {
         None => RouteType::Key,
         Some(t) => RouteType::from_name(t).ok_or_else(|| {
             ConfigError::new(
@@ -420,7 +427,7 @@ fn parse_route(name: &str, v: &Value, path: &str) -> Result<RouteSpec, ConfigErr
             }
             clusters.push(s);
         }
-        let algorithm = match opt_str(map, "algorithm", path)? {
+        let algorithm = match opt_str(map, "algorithm", path)?.or(ROUTE.declared("algorithm", path)?.default_text()) {
             None => HashAlgorithm::DEFAULT,
             Some(a) => HashAlgorithm::from_name(a).ok_or_else(|| {
                 ConfigError::new(
@@ -459,7 +466,7 @@ fn cluster_name(s: &str, path: &str) -> Result<String, ConfigError> {
     if s.is_empty() {
         return Err(ConfigError::new(path, "empty cluster name"));
     }
-    if s.len() > 512 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if !Text::ClusterName.accepts(s) {
         return Err(ConfigError::new(
             path,
             format!("`{}` is not an Envoy cluster name (no spaces or control characters, at most 512 bytes)", s.escape_default()),
@@ -468,8 +475,10 @@ fn cluster_name(s: &str, path: &str) -> Result<String, ConfigError> {
     Ok(s.to_owned())
 }
 
+/// Field `key`; a field left empty (`key:` or `key: ~`) is the same as an absent one, for every
+/// optional field of every section ([`spec`]).
 fn get<'a>(map: &'a Mapping, key: &str) -> Option<&'a Value> {
-    map.get(key)
+    map.get(key).filter(|v| !v.is_null())
 }
 
 #[cfg(test)]
@@ -586,6 +595,7 @@ routing_table:
             ("workload_type: redis\ndefault_cluster: 7\n", "default_cluster", "expected a string, found a number"),
             ("workload_type: redis\ndefault_cluster: a\nhash_tags: yes please\n", "hash_tags", "true or false"),
             ("workload_type: redis\ndefault_cluster: a\nupstream_timeout_ms: 0\n", "upstream_timeout_ms", "between 1 and"),
+            ("workload_type: redis\ndefault_cluster: a\nupstream_timeout_ms: 0\n", "upstream_timeout_ms", "an integer of milliseconds between 1 and 3600000"),
             ("workload_type: redis\ndefault_cluster: a\nstat_prefix: 3\n", "stat_prefix", "expected a string, found a number"),
             ("workload_type: redis\ndefault_cluster: a\nstat_prefix: ''\n", "stat_prefix", "is not a stat prefix"),
             ("workload_type: redis\ndefault_cluster: a\nstat_prefix: a.b\n", "stat_prefix", "`a.b` is not a stat prefix"),

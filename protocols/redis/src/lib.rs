@@ -44,7 +44,7 @@ mod lines;
 mod reply;
 mod request;
 mod session;
-mod settings;
+pub mod settings;
 
 pub use bytes::{Bytes, BytesMut};
 pub use commands::{lookup, Category, CommandSpec, LookupError};

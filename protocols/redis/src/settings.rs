@@ -15,7 +15,12 @@
 //!   max_transaction_commands: 100000 # commands queued between MULTI and EXEC
 //!   timer_granularity_ms: 0          # how late a deadline may be noticed; 0 = timeout / 20, 1..100
 //! ```
+//!
+//! The fields, their ranges and defaults are declared once, in [`SECTION`]: the parser below
+//! reads them from there, and so does the JSON Schema (`schema/geomesh-filter.schema.json`).
 
+use geomesh_core::config::spec::{doc, Default as Is, Field, Kind, Section, Workload};
+use geomesh_core::config::fields::list;
 use geomesh_core::{Config, ConfigError};
 use serde_yaml_ng::Value;
 
@@ -45,17 +50,42 @@ impl Default for Settings {
     }
 }
 
-const FIELDS: &[&str] = &[
-    "max_bulk_bytes",
-    "max_aggregate_len",
-    "max_frame_elements",
-    "max_depth",
-    "max_inline_bytes",
-    "max_frame_bytes",
-    "max_pending_requests",
-    "max_transaction_commands",
-    "timer_granularity_ms",
-];
+const fn int(name: &'static str, min: u64, max: u64, default: u64, text: &'static str) -> Field {
+    Field { name, kind: Kind::Int { min, max }, required: false, default: Is::Int(default), doc: doc(text) }
+}
+
+/// The `redis:` section: every field optional.
+pub const SECTION: Section = Section {
+    id: "redis",
+    doc: doc("Settings of the Redis filter (protocols/redis/README.md); every field is optional."),
+    fields: &[
+        int("max_bulk_bytes", 1, 512 << 20, 64 << 20, "Longest bulk string accepted, from a client or a server."),
+        int("max_aggregate_len", 1, 1 << 26, 1 << 20, "Most elements of one array, map or set; most arguments of a request."),
+        int("max_frame_elements", 1, 1 << 27, 2 << 20, "Most values in one reply, all levels together."),
+        int("max_depth", 1, Limits::DEPTH_CEILING as u64, 64, "Deepest nesting of a reply."),
+        int("max_inline_bytes", 16, 1 << 20, 64 << 10, "Longest inline command line."),
+        int("max_frame_bytes", 1024, (1 << 31) - 1, 256 << 20, "Most bytes of one request or reply."),
+        int("max_pending_requests", 1, 1 << 24, 100_000, "Requests of one client waiting for replies; more get an error reply."),
+        int("max_transaction_commands", 1, 1 << 24, 100_000, "Commands queued between MULTI and EXEC; more make EXEC fail."),
+        int(
+            "timer_granularity_ms",
+            0,
+            10_000,
+            0,
+            "How late a deadline may be noticed (ms); 0 = upstream_timeout_ms / 20, within 1..100.",
+        ),
+    ],
+    rules: &[],
+};
+
+/// `workload_type: redis` for the JSON Schema.
+pub const SCHEMA: Workload = Workload {
+    name: "redis",
+    section: Some(&SECTION),
+    section_required: false,
+    routing_table: true,
+    doc: doc("The Redis network filter: RESP2/RESP3 clients, keys routed and split over shards."),
+};
 
 impl Settings {
     /// Reads the `redis:` section of a validated configuration (absent = defaults).
@@ -77,41 +107,31 @@ impl Settings {
                 .as_str()
                 .ok_or_else(|| ConfigError::new("redis", "field names must be strings"))?;
             let field = format!("redis.{name}");
-            let int = |lo: u64, hi: u64| -> Result<u64, ConfigError> {
-                match v.as_u64() {
-                    Some(n) if (lo..=hi).contains(&n) => Ok(n),
-                    _ => Err(ConfigError::new(
-                        field.clone(),
-                        format!("expected an integer between {lo} and {hi}"),
-                    )),
-                }
+            let Some(spec) = SECTION.field(name) else {
+                let names: Vec<&str> = SECTION.names().collect();
+                return Err(ConfigError::new(
+                    field,
+                    format!("unknown field; expected one of {}", list(&names)),
+                ));
             };
+            if v.is_null() {
+                continue; // left empty: the default, as for every optional field
+            }
+            let n = spec.int_value(v, &field)?;
             let l = &mut s.limits;
             match name {
-                "max_bulk_bytes" => l.max_bulk_len = int(1, 512 << 20)? as usize,
-                "max_aggregate_len" => l.max_aggregate_len = int(1, 1 << 26)? as usize,
-                "max_frame_elements" => l.max_frame_elements = int(1, 1 << 27)? as usize,
-                "max_depth" => l.max_depth = int(1, Limits::DEPTH_CEILING as u64)? as usize,
-                "max_inline_bytes" => l.max_inline_len = int(16, 1 << 20)? as usize,
-                "max_frame_bytes" => l.max_frame_len = int(1024, (1 << 31) - 1)? as usize,
-                "max_pending_requests" => s.max_pending_requests = int(1, 1 << 24)? as usize,
-                "max_transaction_commands" => {
-                    s.max_transaction_commands = int(1, 1 << 24)? as usize
-                }
-                "timer_granularity_ms" => s.timer_granularity_ms = int(0, 10_000)?,
-                _ => {
-                    return Err(ConfigError::new(
-                        field,
-                        format!(
-                            "unknown field; expected one of {}",
-                            FIELDS
-                                .iter()
-                                .map(|f| format!("`{f}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ))
-                }
+                "max_bulk_bytes" => l.max_bulk_len = n as usize,
+                "max_aggregate_len" => l.max_aggregate_len = n as usize,
+                "max_frame_elements" => l.max_frame_elements = n as usize,
+                "max_depth" => l.max_depth = n as usize,
+                "max_inline_bytes" => l.max_inline_len = n as usize,
+                "max_frame_bytes" => l.max_frame_len = n as usize,
+                "max_pending_requests" => s.max_pending_requests = n as usize,
+                "max_transaction_commands" => s.max_transaction_commands = n as usize,
+                "timer_granularity_ms" => s.timer_granularity_ms = n,
+                // Declared in SECTION but not read here: the agreement tests of
+                // tools/config-schema set every declared field and see this.
+                _ => return Err(ConfigError::new(field, "declared but not read (a geomesh bug)")),
             }
         }
         Ok(s)
@@ -154,6 +174,16 @@ mod tests {
         assert_eq!(Settings::default().granularity(5000), 100);
         assert_eq!(Settings::default().granularity(200), 10);
         assert_eq!(Settings::default().granularity(1), 1);
+    }
+
+    #[test]
+    fn the_table_declares_the_defaults_the_parser_applies() {
+        let mut yaml = String::from("workload_type: redis\ndefault_cluster: a\nredis:\n");
+        for f in SECTION.fields {
+            let Is::Int(n) = f.default else { panic!("{}: no literal default", f.name) };
+            yaml.push_str(&format!("  {}: {n}\n", f.name));
+        }
+        assert_eq!(parse(&yaml).unwrap(), Settings::default());
     }
 
     #[test]

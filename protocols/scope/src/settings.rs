@@ -36,14 +36,19 @@
 //! see [`crate::request`].
 //!
 //! `routing_table` is refused (it means nothing for HTTP). Every error names
-//! the field (`http.agent.tick_ms`).
+//! the field (`http.agent.tick_ms`). The fields, ranges, defaults and text rules
+//! are declared once, in [`table`], which the JSON Schema is written from too.
 
-use geomesh_core::config::fields::{as_map, check_fields, kind_of, opt_str, req_str};
+use geomesh_core::config::fields::{as_map, kind_of, opt_str, req_str};
+use geomesh_core::config::spec::{Section, Text};
 use geomesh_core::{Config, ConfigError, WorkloadType};
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::resolve::Registry;
-use crate::token::MAX_SLOTS;
+
+pub mod table;
+
+use table::{AGENT, CLUSTER_ENTRY, HEADERS, HTTP, REPLICATION, TOKEN_CACHE};
 
 /// Where and how often the filter asks the local agent for the site table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,56 +110,18 @@ pub struct HttpSettings {
     pub replication: Option<ReplicationSettings>,
 }
 
-const HTTP_FIELDS: &[&str] = &[
-    "service",
-    "site",
-    "sites",
-    "services",
-    "cluster_pattern",
-    "clusters",
-    "agent",
-    "headers",
-    "token_cache",
-    "replication",
-];
-const AGENT_FIELDS: &[&str] = &[
-    "cluster",
-    "authority",
-    "path",
-    "tick_ms",
-    "timeout_ms",
-    "stale_after_ms",
-];
-const HEADER_FIELDS: &[&str] = &["cluster", "forwarded_by"];
-const TOKEN_FIELDS: &[&str] = &["ttl_ms", "slots"];
-const REPLICATION_FIELDS: &[&str] = &["cluster"];
-const CLUSTER_ENTRY_FIELDS: &[&str] = &["service", "site", "cluster"];
-
 fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::new(field, message)
 }
 
-fn opt_u64(
-    map: &Mapping,
+/// The text field `key` of the map at `path`, else its declared default.
+fn text_or_default<'a>(
+    section: &Section,
+    map: &'a Mapping,
     key: &str,
     path: &str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(v) => match v.as_u64() {
-            Some(n) if range.contains(&n) => Ok(n),
-            _ => Err(err(
-                format!("{path}.{key}"),
-                format!(
-                    "expected an integer between {} and {}",
-                    range.start(),
-                    range.end()
-                ),
-            )),
-        },
-    }
+) -> Result<Option<&'a str>, ConfigError> {
+    Ok(opt_str(map, key, path)?.or(section.declared(key, path)?.default_text()))
 }
 
 fn str_list(map: &Mapping, key: &str, path: &str) -> Result<Vec<String>, ConfigError> {
@@ -176,12 +143,7 @@ fn str_list(map: &Mapping, key: &str, path: &str) -> Result<Vec<String>, ConfigE
 
 /// An HTTP header name we write: lowercase token characters only.
 fn header_name(s: &str, field: &str) -> Result<String, ConfigError> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
+    if Text::HeaderName.accepts(s) {
         Ok(s.to_owned())
     } else {
         Err(err(
@@ -221,7 +183,7 @@ impl HttpSettings {
             return Err(err("http", "missing; it names at least `service` and `site`"));
         };
         let map = as_map(section, "http")?;
-        check_fields(map, HTTP_FIELDS, "http")?;
+        HTTP.check(map, "http")?;
         let service = req_str(map, "service", "http")?.to_owned();
         let site = req_str(map, "site", "http")?.to_owned();
 
@@ -244,7 +206,7 @@ impl HttpSettings {
                 for (i, item) in items.iter().enumerate() {
                     let p = format!("http.clusters[{i}]");
                     let m = as_map(item, &p)?;
-                    check_fields(m, CLUSTER_ENTRY_FIELDS, &p)?;
+                    CLUSTER_ENTRY.check(m, &p)?;
                     let svc = req_str(m, "service", &p)?;
                     let st = req_str(m, "site", &p)?;
                     let cl = req_str(m, "cluster", &p)?;
@@ -280,24 +242,23 @@ impl HttpSettings {
             None | Some(Value::Null) => None,
             Some(v) => {
                 let m = as_map(v, "http.agent")?;
-                check_fields(m, AGENT_FIELDS, "http.agent")?;
+                AGENT.check(m, "http.agent")?;
                 let cluster = req_str(m, "cluster", "http.agent")?.to_owned();
-                let authority = opt_str(m, "authority", "http.agent")?
-                    .unwrap_or("geomesh-agent")
+                let authority = text_or_default(&AGENT, m, "authority", "http.agent")?
+                    .unwrap_or_default()
                     .to_owned();
-                let path = opt_str(m, "path", "http.agent")?
-                    .unwrap_or(crate::health::SITES_PATH)
+                let path = text_or_default(&AGENT, m, "path", "http.agent")?
+                    .unwrap_or_default()
                     .to_owned();
-                if !path.starts_with('/') || path.bytes().any(|b| !b.is_ascii_graphic()) {
+                if !AGENT.declared("path", "http.agent")?.text().accepts(&path) {
                     return Err(err("http.agent.path", "expected an absolute path such as /v1/sites"));
                 }
-                if authority.is_empty() || authority.bytes().any(|b| !b.is_ascii_graphic()) {
+                if !AGENT.declared("authority", "http.agent")?.text().accepts(&authority) {
                     return Err(err("http.agent.authority", "expected a host name, no spaces"));
                 }
-                let tick_ms = opt_u64(m, "tick_ms", "http.agent", 500, 10..=60_000)?;
-                let timeout_ms = opt_u64(m, "timeout_ms", "http.agent", 1000, 10..=60_000)?;
-                let stale_after_ms =
-                    opt_u64(m, "stale_after_ms", "http.agent", 10_000, 100..=3_600_000)?;
+                let tick_ms = AGENT.int(m, "tick_ms", "http.agent")?;
+                let timeout_ms = AGENT.int(m, "timeout_ms", "http.agent")?;
+                let stale_after_ms = AGENT.int(m, "stale_after_ms", "http.agent")?;
                 if stale_after_ms <= tick_ms {
                     return Err(err(
                         "http.agent.stale_after_ms",
@@ -315,20 +276,20 @@ impl HttpSettings {
             }
         };
 
-        let (mut cluster_header, mut forwarded_header) = (
-            "x-geomesh-cluster".to_owned(),
-            "x-geomesh-forwarded-by".to_owned(),
-        );
-        if let Some(v) = map.get("headers").filter(|v| !v.is_null()) {
-            let m = as_map(v, "http.headers")?;
-            check_fields(m, HEADER_FIELDS, "http.headers")?;
-            if let Some(s) = opt_str(m, "cluster", "http.headers")? {
-                cluster_header = header_name(s, "http.headers.cluster")?;
-            }
-            if let Some(s) = opt_str(m, "forwarded_by", "http.headers")? {
-                forwarded_header = header_name(s, "http.headers.forwarded_by")?;
-            }
-        }
+        let no_fields = Mapping::new();
+        let headers = match map.get("headers").filter(|v| !v.is_null()) {
+            Some(v) => as_map(v, "http.headers")?,
+            None => &no_fields,
+        };
+        HEADERS.check(headers, "http.headers")?;
+        let cluster_header = header_name(
+            text_or_default(&HEADERS, headers, "cluster", "http.headers")?.unwrap_or_default(),
+            "http.headers.cluster",
+        )?;
+        let forwarded_header = header_name(
+            text_or_default(&HEADERS, headers, "forwarded_by", "http.headers")?.unwrap_or_default(),
+            "http.headers.forwarded_by",
+        )?;
         let reserved = [
             crate::carrier::X_SCOPE,
             crate::carrier::X_AUTH_TOKEN,
@@ -346,28 +307,23 @@ impl HttpSettings {
             return Err(err("http.headers", "`cluster` and `forwarded_by` must differ"));
         }
 
-        let mut token_cache = TokenCacheSettings {
-            ttl_ms: 60_000,
-            slots: 1024,
+        let tokens = match map.get("token_cache").filter(|v| !v.is_null()) {
+            Some(v) => as_map(v, "http.token_cache")?,
+            None => &no_fields,
         };
-        if let Some(v) = map.get("token_cache").filter(|v| !v.is_null()) {
-            let m = as_map(v, "http.token_cache")?;
-            check_fields(m, TOKEN_FIELDS, "http.token_cache")?;
-            token_cache.ttl_ms = opt_u64(m, "ttl_ms", "http.token_cache", 60_000, 1..=86_400_000)?;
-            token_cache.slots = opt_u64(m, "slots", "http.token_cache", 1024, 1..=u64::from(MAX_SLOTS))?
-                as u32;
-        }
+        TOKEN_CACHE.check(tokens, "http.token_cache")?;
+        let token_cache = TokenCacheSettings {
+            ttl_ms: TOKEN_CACHE.int(tokens, "ttl_ms", "http.token_cache")?,
+            slots: TOKEN_CACHE.int(tokens, "slots", "http.token_cache")? as u32,
+        };
 
         let replication = match map.get("replication") {
             None | Some(Value::Null) => None,
             Some(v) => {
                 let m = as_map(v, "http.replication")?;
-                check_fields(m, REPLICATION_FIELDS, "http.replication")?;
+                REPLICATION.check(m, "http.replication")?;
                 let cluster = req_str(m, "cluster", "http.replication")?;
-                if cluster.is_empty()
-                    || cluster.len() > crate::resolve::MAX_CLUSTER_NAME
-                    || cluster.bytes().any(|b| !b.is_ascii_graphic())
-                {
+                if !REPLICATION.declared("cluster", "http.replication")?.text().accepts(cluster) {
                     return Err(err(
                         "http.replication.cluster",
                         "expected an Envoy cluster name (printable ASCII, no spaces)",

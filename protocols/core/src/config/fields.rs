@@ -66,12 +66,23 @@ pub fn key_str<'a>(k: &'a Value, path: &str) -> Result<&'a str, ConfigError> {
 /// Refuses a field of the map at `path` that is not in `allowed` ("unknown field; expected one
 /// of ...", about that field) or whose name is not a string.
 pub fn check_fields(map: &Mapping, allowed: &[&str], path: &str) -> Result<(), ConfigError> {
+    check_names(map, allowed.iter().copied(), path)
+}
+
+/// [`check_fields`] over names given as an iterator (a section table's,
+/// [`super::spec::Section::check`]).
+pub fn check_names<'n>(
+    map: &Mapping,
+    allowed: impl Iterator<Item = &'n str> + Clone,
+    path: &str,
+) -> Result<(), ConfigError> {
     for (k, _) in map {
         let k = key_str(k, path)?;
-        if !allowed.contains(&k) {
+        if !allowed.clone().any(|a| a == k) {
+            let names: Vec<&str> = allowed.collect();
             return Err(ConfigError::new(
                 join(path, k),
-                format!("unknown field; expected one of {}", list(allowed)),
+                format!("unknown field; expected one of {}", list(&names)),
             ));
         }
     }
