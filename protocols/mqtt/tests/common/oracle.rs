@@ -154,6 +154,16 @@ pub fn compare(v: Version, bytes: &[u8]) -> Result<(), String> {
         (Ok(None), Err(e)) if e.starts_with("InsufficientBytes") => Ok(()),
         (Err(_), Err(_)) => Ok(()),
         (Err(e), Ok(_)) if STRICTER.contains(&e.message()) => Ok(()),
+        // The oracle's Subscription Identifier miscount (see `oracle_gap`) moves its cursor past
+        // a malformed identifier we refuse: a 5.0 PUBLISH carrying the property's identifier.
+        (Err(e), Ok(_))
+            if v == Version::V5
+                && e.message() == msg::VARINT_TOO_LONG
+                && bytes.first().is_some_and(|b| b >> 4 == 3)
+                && bytes.contains(&0x0b) =>
+        {
+            Ok(())
+        }
         (Err(e), Ok(_)) => Err(format!("we refuse what the oracle reads: {e} on {bytes:02x?}")),
         (Ok(Some((p, _))), Err(e)) => {
             let kind = e.split('(').next().unwrap_or_default();
