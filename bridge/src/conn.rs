@@ -78,7 +78,7 @@ async fn open_channel(
     share: Option<Framing>,
 ) -> Result<Opened, OpenError> {
     match shared.resolve(&target, true).await? {
-        Route::Local(_) if share.is_some() => {
+        Route::Local(_) if share.is_some() && shared.pools.enabled() => {
             let framing = share.unwrap_or(Framing::Resp);
             shared.stats.shared_channels_total.fetch_add(1, Relaxed);
             Ok(Opened::Pool(shared.pools.get(framing, &target)))

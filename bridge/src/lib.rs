@@ -329,7 +329,7 @@ impl Bridge {
             stop: Arc::new(drain::StopHub::default()),
             admin_cache: tokio::sync::Mutex::new(None),
             round_robin: AtomicUsize::new(0),
-            pools: pool::Pools::default(),
+            pools: pool::Pools::from_env(),
         });
         let mut tasks = Vec::new();
 

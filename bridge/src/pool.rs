@@ -82,9 +82,29 @@ type PoolKey = (Framing, Arc<str>);
 #[derive(Debug, Default)]
 pub(crate) struct Pools {
     map: Mutex<HashMap<PoolKey, Arc<Pool>>>,
+    /// `GEOMESH_BRIDGE_POOL=off`: shared channels are served like `OPEN` (a dedicated backend
+    /// connection each), for comparisons and as a kill switch.
+    off: bool,
 }
 
 impl Pools {
+    /// Pools, unless the environment turns them off (`GEOMESH_BRIDGE_POOL=off`).
+    pub fn from_env() -> Pools {
+        let off = std::env::var("GEOMESH_BRIDGE_POOL").is_ok_and(|v| v.eq_ignore_ascii_case("off"));
+        if off {
+            info!("GEOMESH_BRIDGE_POOL=off: shared channels get dedicated backend connections");
+        }
+        Pools {
+            off,
+            ..Pools::default()
+        }
+    }
+
+    /// False when pools are turned off.
+    pub fn enabled(&self) -> bool {
+        !self.off
+    }
+
     /// The pool of `target` (made on first use, with one connection per runtime worker, at
     /// least [`MIN_POOL`]).
     pub fn get(&self, framing: Framing, target: &Arc<str>) -> Arc<Pool> {
