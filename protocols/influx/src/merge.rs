@@ -302,16 +302,7 @@ pub fn merge_query(m: &QueryMerge, answers: &[Answer]) -> Reply {
         };
     }
     let body = if m.chunked {
-        let mut out = Vec::new();
-        for r in results {
-            let doc = Response {
-                results: vec![r],
-                error: None,
-            };
-            out.extend(serde_json::to_vec(&doc).unwrap_or_default());
-            out.push(b'\n');
-        }
-        out
+        render_chunked(results, m.chunk_size)
     } else {
         let mut out = serde_json::to_vec(&Response {
             results,
@@ -326,6 +317,61 @@ pub fn merge_query(m: &QueryMerge, answers: &[Answer]) -> Reply {
         content_type: JSON,
         body,
     }
+}
+
+/// As InfluxDB writes `chunked=true`: one document per series and per `chunk_size` rows,
+/// `partial` on a series when more of its rows follow and on a result when more of the
+/// statement follows.
+pub fn render_chunked(results: Vec<StatementResult>, chunk_size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut doc = |r: StatementResult| {
+        out.extend(
+            serde_json::to_vec(&Response {
+                results: vec![r],
+                error: None,
+            })
+            .unwrap_or_default(),
+        );
+        out.push(b'\n');
+    };
+    for r in results {
+        if r.series.is_empty() {
+            doc(r);
+            continue;
+        }
+        let n_series = r.series.len();
+        for (i, s) in r.series.into_iter().enumerate() {
+            let chunks: Vec<Vec<Vec<Value>>> = if s.values.is_empty() {
+                vec![Vec::new()]
+            } else {
+                s.values
+                    .chunks(chunk_size.max(1))
+                    .map(<[Vec<Value>]>::to_vec)
+                    .collect()
+            };
+            let n_chunks = chunks.len();
+            for (j, values) in chunks.into_iter().enumerate() {
+                let last = i + 1 == n_series && j + 1 == n_chunks;
+                doc(StatementResult {
+                    statement_id: r.statement_id,
+                    series: vec![Series {
+                        values,
+                        partial: (j + 1 < n_chunks).then_some(true),
+                        ..Series {
+                            name: s.name.clone(),
+                            tags: s.tags.clone(),
+                            columns: s.columns.clone(),
+                            ..Default::default()
+                        }
+                    }],
+                    messages: if last { r.messages.clone() } else { Vec::new() },
+                    partial: (!last).then_some(true),
+                    error: None,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// InfluxDB 1.x's CSV: per statement with series, a header `name,tags,<columns>` (a blank line

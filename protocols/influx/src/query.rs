@@ -61,9 +61,14 @@ pub struct QueryMerge {
     pub clusters: Vec<String>,
     /// `chunked=true`: the answer as newline-separated JSON documents.
     pub chunked: bool,
+    /// `chunk_size` (rows per chunk; InfluxDB's default 10000).
+    pub chunk_size: usize,
     /// `Accept: application/csv`.
     pub csv: bool,
 }
+
+/// InfluxDB's rows per chunk when `chunk_size` is not given.
+pub const DEFAULT_CHUNK_SIZE: usize = 10_000;
 
 /// Reasons a statement is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,6 +432,11 @@ pub fn plan_query(table: &RoutingTable, settings: &Settings, params: &Params, cs
         });
     }
     let chunked = matches!(params.get("chunked"), Some("true" | "1"));
+    let chunk_size = params
+        .get("chunk_size")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_CHUNK_SIZE);
     Plan::Fanout {
         merge: Merge::Query(QueryMerge {
             statements: merges,
@@ -435,6 +445,7 @@ pub fn plan_query(table: &RoutingTable, settings: &Settings, params: &Params, cs
                 .map(|c| table.cluster_name(*c).to_owned())
                 .collect(),
             chunked,
+            chunk_size,
             csv,
         }),
         calls,

@@ -25,6 +25,7 @@ fn qm(kinds: &[(StatementKind, Vec<(usize, usize)>)], csv: bool, chunked: bool) 
             .collect(),
         clusters: vec!["a".into(), "b".into()],
         chunked,
+        chunk_size: 10_000,
         csv,
     }
 }
@@ -97,7 +98,19 @@ fn select_series_sorted_columns_unified_ids_kept() {
         ),
         &[ok(a), ok(b)],
     ));
-    assert_eq!(chunked.lines().count(), 2);
+    // One document per series, `partial` until the statement's last one; then statement 1.
+    let docs: Vec<&str> = chunked.lines().collect();
+    assert_eq!(docs.len(), 3, "{chunked}");
+    assert!(
+        docs[0].contains("\"name\":\"cpu\"") && docs[0].ends_with(",\"partial\":true}]}"),
+        "{}",
+        docs[0]
+    );
+    assert!(
+        docs[1].contains("\"name\":\"mem\"") && !docs[1].contains("partial"),
+        "{}",
+        docs[1]
+    );
 }
 
 #[test]
