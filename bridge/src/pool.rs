@@ -247,6 +247,7 @@ async fn run(
         stall_at: None,
         sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
         sleep_at: None,
+        deferred: false,
     };
     let (code, message) = poll_fn(|cx| conn.poll(cx, &mut rx)).await;
     info!(%target, in_flight = conn.inflight.len(), "shared connection failed: {message}");
@@ -291,6 +292,8 @@ struct PooledConn {
     stall_at: Option<Instant>,
     sleep: Pin<Box<Sleep>>,
     sleep_at: Option<Instant>,
+    /// The write of the batches just received was put off by one scheduler turn.
+    deferred: bool,
 }
 
 impl PooledConn {
@@ -301,7 +304,9 @@ impl PooledConn {
     ) -> Poll<(CloseCode, String)> {
         loop {
             let mut progress = false;
+            let mut received = false;
             while let Poll::Ready(Some(b)) = rx.poll_recv(cx) {
+                received = true;
                 if b.count > 0 {
                     self.wbuf.extend_from_slice(&b.bytes);
                     self.inflight.push_back(InFlight {
@@ -314,6 +319,15 @@ impl PooledConn {
                 }
                 progress = true;
             }
+            if received && !self.deferred {
+                // Write coalescing: let the filter connections' tasks that are ready run first
+                // (their batches join this write: one write and one read on the server for
+                // many clients' requests), then write on the next turn.
+                self.deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.deferred = false;
             let now = Instant::now();
             let mut wrote = false;
             while !self.wbuf.is_empty() {
