@@ -35,6 +35,9 @@ pub struct FilterMeshOptions {
     /// Configure the filter through an ECDS file ([`FilterMesh::set_filter_config`]).
     pub ecds: bool,
     pub envoy: EnvoyOptions,
+    /// The Envoy listener's port (a free one when `None`): set it when the filter
+    /// configuration must name it (Kafka's advertised listener).
+    pub port: Option<u16>,
 }
 
 impl FilterMeshOptions {
@@ -45,6 +48,7 @@ impl FilterMeshOptions {
             filter_config: filter_config.to_owned(),
             ecds: false,
             envoy: EnvoyOptions::default(),
+            port: None,
         }
     }
 }
@@ -64,7 +68,10 @@ impl FilterMesh {
     pub fn start(dir: &TestDir, opts: &FilterMeshOptions, clusters: &[(&str, u16)]) -> Result<FilterMesh> {
         let bridge = Bridge::start_unix(dir, "bridge", clusters)?;
         let wasm = wasm_path(&opts.wasm)?;
-        let port = free_port()?;
+        let port = match opts.port {
+            Some(p) => p,
+            None => free_port()?,
+        };
         let plugin = WasmPlugin::new(&opts.plugin, "", wasm, opts.filter_config.clone());
         let ecds_name = format!("geomesh.{}", opts.plugin);
         let mut ecds_file = None;

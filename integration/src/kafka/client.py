@@ -5,9 +5,11 @@ usage: client.py '<json op>'   ->   one JSON object on stdout
 ops (every op has "client": "confluent" (librdkafka) or "kafka-python", and "bootstrap"):
   {"op": "create", "topics": {"name": partitions, ...}}
       -> {"created": [names]}
-  {"op": "produce", "topic": t, "records": [[key|null, value], ...], "partition": p|null,
-   "idempotent": bool, "acks": "all"|1|0}
+  {"op": "produce", "topic": t, "records": [[key|null, value(, topic)], ...], "partition": p|null,
+   "idempotent": bool, "acks": "all"|1|0, "message_timeout_ms": ms|null}
       -> {"acked": [[partition, offset], ...]} in the order the records were given
+         (a record's third element names its topic instead of "topic"; with acks 0 the
+         offsets are -1)
   {"op": "consume", "topics": [t, ...], "count": n, "group": g|null, "timeout_s": s,
    "commit": bool}
       -> {"records": [[topic, partition, offset, key, value], ...]} (group: subscribe and
@@ -44,6 +46,8 @@ def confluent(op):
     if kind == "produce":
         conf = {"bootstrap.servers": bs, "enable.idempotence": bool(op.get("idempotent")),
                 "acks": str(op.get("acks", "all")), "linger.ms": 20}
+        if op.get("message_timeout_ms"):
+            conf["message.timeout.ms"] = op["message_timeout_ms"]
         p = Producer(conf)
         acked = [None] * len(op["records"])
         errors = []
@@ -56,9 +60,11 @@ def confluent(op):
                     acked[i] = [msg.partition(), msg.offset()]
             return cb
 
-        for i, (k, v) in enumerate(op["records"]):
+        for i, rec in enumerate(op["records"]):
+            k, v = rec[0], rec[1]
+            topic = rec[2] if len(rec) > 2 else op["topic"]
             kw = {} if op.get("partition") is None else {"partition": op["partition"]}
-            p.produce(op["topic"], key=None if k is None else k.encode(), value=v.encode(),
+            p.produce(topic, key=None if k is None else k.encode(), value=v.encode(),
                       on_delivery=report(i), **kw)
         left = p.flush(30)
         if errors or left:
