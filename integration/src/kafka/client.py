@@ -15,6 +15,11 @@ ops (every op has "client": "confluent" (librdkafka) or "kafka-python", and "boo
       -> {"records": [[topic, partition, offset, key, value], ...]} (group: subscribe and
          commit at the end when "commit"; no group: assign every partition from the start)
   {"op": "topics"} -> {"topics": {name: partitions}, "brokers": [[id, host, port], ...]}
+  {"op": "bench", "topics": [t, ...], "records": n, "size": bytes, "latency_records": m}
+      (confluent only) -> {"produce_s": s, "consume_s": s, "consumed": n, "latency_ms": [...]}:
+      n records of `size` bytes spread round-robin over the topics with acks=1 as fast as
+      librdkafka sends them, then all of them read back from the start (assign), then m
+      records produced one at a time (each waited for) for the latencies
 Keys and values are UTF-8 strings here. Exits non-zero with a message on stderr on failure.
 """
 import json
@@ -94,6 +99,54 @@ def confluent(op):
             c.commit(asynchronous=False)
         c.close()
         return {"records": out}
+    if kind == "bench":
+        topics, n, size = op["topics"], op["records"], op["size"]
+        value = b"x" * size
+        p = Producer({"bootstrap.servers": bs, "acks": "1", "linger.ms": 5,
+                      "queue.buffering.max.messages": 1000000})
+        errors = []
+
+        def cb(err, msg):
+            if err is not None:
+                errors.append(str(err))
+        for t in topics:  # metadata and connections before the clock starts
+            p.produce(t, value=b"warm", on_delivery=cb)
+        p.flush(30)
+        start = time.time()
+        for i in range(n):
+            while True:
+                try:
+                    p.produce(topics[i % len(topics)], value=value, on_delivery=cb)
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        left = p.flush(120)
+        produce_s = time.time() - start
+        if errors or left:
+            raise RuntimeError(f"bench produce: {left} unflushed, errors {errors[:3]}")
+        lat = []
+        for i in range(op.get("latency_records", 0)):
+            t0 = time.time()
+            p.produce(topics[i % len(topics)], value=value, on_delivery=cb)
+            p.flush(30)
+            lat.append((time.time() - t0) * 1000.0)
+        c = Consumer({"bootstrap.servers": bs, "group.id": "geomesh-bench", "enable.auto.commit": False,
+                      "fetch.max.bytes": 52428800})
+        md = c.list_topics(timeout=30)
+        c.assign([TopicPartition(t, q, 0) for t in topics for q in md.topics[t].partitions])
+        got = 0
+        want = n + len(topics)
+        start = time.time()
+        deadline = start + 120
+        while got < want and time.time() < deadline:
+            msgs = c.consume(num_messages=10000, timeout=0.5)
+            for m in msgs:
+                if m.error():
+                    raise RuntimeError(f"bench consume: {m.error()}")
+            got += len(msgs)
+        consume_s = time.time() - start
+        c.close()
+        return {"produce_s": produce_s, "consume_s": consume_s, "consumed": got, "latency_ms": lat}
     raise ValueError(f"unknown op {kind}")
 
 
