@@ -28,8 +28,8 @@ use std::rc::Rc;
 use geomesh_core::{Action, ClusterId, Millis, RoutingTable, Session, UpstreamFailure, UpstreamFailureKind};
 
 use crate::{
-    encode_close, encode_data, encode_hello, encode_open, encode_wake, parse_wake_reply, split_frame, Closed, FrameRef,
-    Header, Kind, HEADER_LEN, MAX_PAYLOAD,
+    encode_close, encode_data, encode_hello, encode_open, encode_open_shared, encode_unshare, encode_wake,
+    parse_wake_reply, split_frame, Closed, FrameRef, Header, Kind, HEADER_LEN, MAX_PAYLOAD,
 };
 
 /// Token of the `WAKE` that only asks for an upstream callback (to deliver local replies).
@@ -98,6 +98,9 @@ pub struct Mux {
     by_cluster: HashMap<ClusterId, u16>,
     /// Open channels, and channels closed by us that wait for `CLOSED` (`None`).
     by_chan: HashMap<u16, Option<ClusterId>>,
+    /// Open channels the bridge may carry on shared backend connections
+    /// ([`Session::share`]); a channel leaves the set (`UNSHARE`) and never comes back.
+    shared: HashSet<u16>,
     next_chan: u16,
     /// The start of a bridge frame that came in pieces (never more than one frame).
     inbuf: Vec<u8>,
@@ -139,6 +142,7 @@ impl Mux {
             hello_sent: false,
             by_cluster: HashMap::new(),
             by_chan: HashMap::new(),
+            shared: HashSet::new(),
             next_chan: 1,
             inbuf: Vec::new(),
             to_bridge: Vec::new(),
@@ -403,6 +407,7 @@ impl Mux {
                 }
             }
             Kind::Closed => {
+                self.shared.remove(&frame.chan);
                 if let Some(Some(cluster)) = self.by_chan.remove(&frame.chan) {
                     if self.by_cluster.get(&cluster) == Some(&frame.chan) {
                         self.by_cluster.remove(&cluster);
@@ -461,6 +466,7 @@ impl Mux {
             kind: UpstreamFailureKind::BridgeLost,
             message: message.to_owned(),
         };
+        self.shared.clear();
         let mut clusters: Vec<ClusterId> = self.by_chan.drain().filter_map(|(_, c)| c).collect();
         clusters.sort();
         clusters.dedup();
@@ -474,6 +480,9 @@ impl Mux {
 
     fn apply<S: Session>(&mut self, session: &mut S, actions: &mut Vec<Action>, clock: &mut Clock<'_>) {
         let mut fail = None;
+        if !self.shared.is_empty() && !self.closed {
+            self.unshare(session);
+        }
         for action in actions.drain(..) {
             match action {
                 Action::Reply(bytes) => {
@@ -492,7 +501,7 @@ impl Mux {
                     if self.failed || self.closed || bytes.is_empty() {
                         continue;
                     }
-                    match self.channel(cluster) {
+                    match self.channel(cluster, session.share(cluster)) {
                         Some(chan) => self.push_data(chan, &bytes),
                         None => {
                             fail.get_or_insert_with(|| {
@@ -507,6 +516,7 @@ impl Mux {
                     }
                     if let Some(chan) = self.by_cluster.remove(&cluster) {
                         self.by_chan.insert(chan, None);
+                        self.shared.remove(&chan);
                         encode_close(&mut self.to_bridge, chan);
                         self.open_data = None;
                     }
@@ -539,8 +549,33 @@ impl Mux {
         }
     }
 
-    /// The channel of `cluster`, opened if needed; `None` when no more may be open.
-    fn channel(&mut self, cluster: ClusterId) -> Option<u16> {
+    /// Shared channels whose session state diverged ([`Session::share`] says `None` now) move
+    /// to dedicated backend connections (`UNSHARE`, before this callback's sends: the bridge
+    /// keeps their order).
+    fn unshare<S: Session>(&mut self, session: &S) {
+        let by_chan = &self.by_chan;
+        let mut moved: Vec<u16> = self
+            .shared
+            .iter()
+            .copied()
+            .filter(|c| match by_chan.get(c) {
+                Some(Some(cluster)) => session.share(*cluster).is_none(),
+                _ => true,
+            })
+            .collect();
+        moved.sort_unstable();
+        for chan in moved {
+            self.shared.remove(&chan);
+            if matches!(self.by_chan.get(&chan), Some(Some(_))) {
+                encode_unshare(&mut self.to_bridge, chan);
+                self.open_data = None;
+            }
+        }
+    }
+
+    /// The channel of `cluster`, opened if needed (shared when `share` says how); `None` when
+    /// no more may be open.
+    fn channel(&mut self, cluster: ClusterId, share: Option<geomesh_core::Framing>) -> Option<u16> {
         if let Some(c) = self.by_cluster.get(&cluster) {
             return Some(*c);
         }
@@ -556,7 +591,13 @@ impl Mux {
         self.by_chan.insert(chan, Some(cluster));
         self.by_cluster.insert(cluster, chan);
         let name = self.table.cluster_name(cluster);
-        encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name);
+        match share {
+            Some(framing) if !cluster.is_endpoint() => {
+                self.shared.insert(chan);
+                encode_open_shared(&mut self.to_bridge, chan, framing, self.reply_timeout_ms, self.connect_timeout_ms, name);
+            }
+            _ => encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name),
+        }
         self.open_data = None;
         Some(chan)
     }

@@ -42,11 +42,17 @@ fn http(text: &[u8]) -> Result<String, ConfigError> {
     Ok(format!("{} {settings:?}", shown(&config)))
 }
 
+fn influxdb(text: &[u8]) -> Result<String, ConfigError> {
+    let (config, _table, settings) = geomesh_influx::Settings::parse(text)?;
+    Ok(format!("{} {settings:?}", shown(&config)))
+}
+
 /// The declared workloads. Adding a protocol's section = one line here (and its table).
 pub const ENTRIES: &[Entry] = &[
     Entry { workload: &geomesh_redis::settings::SCHEMA, check: redis },
     Entry { workload: &geomesh_scope::settings::table::SCHEMA, check: http },
     Entry { workload: &geomesh_kafka::settings::SCHEMA, check: kafka },
+    Entry { workload: &geomesh_influx::settings::SCHEMA, check: influxdb },
 ];
 
 /// The entry of `workload_type` `name`, if its section is declared.
