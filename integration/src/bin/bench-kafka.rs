@@ -58,7 +58,16 @@ fn cpu_seconds(pids: &[u32]) -> f64 {
     pids.iter().map(|p| ticks(*p).unwrap_or(0) as f64).sum::<f64>() / clk_tck()
 }
 
-fn run(dir: &TestDir, path: &'static str, bootstrap: &str, topics: &[&str], records: u64, size: u64, latency: u64, pids: &[u32]) -> Result<Measured> {
+/// What each path is asked to carry.
+#[derive(Clone, Copy)]
+struct Load {
+    records: u64,
+    size: u64,
+    latency: u64,
+}
+
+fn run(dir: &TestDir, path: &'static str, bootstrap: &str, topics: &[&str], load: Load, pids: &[u32]) -> Result<Measured> {
+    let Load { records, size, latency } = load;
     let before = cpu_seconds(pids);
     let out = KafkaClient::Confluent.run(
         dir,
@@ -97,6 +106,7 @@ fn main() -> Result<()> {
             other => anyhow::bail!("unknown argument {other}; see the file's documentation"),
         }
     }
+    let load = Load { records, size, latency };
     let dir = TestDir::new("bench-kafka")?;
     let a = Tansu::start(&dir, "tansu-a")?;
     let b = Tansu::start(&dir, "tansu-b")?;
@@ -107,7 +117,7 @@ fn main() -> Result<()> {
     create(&dir, &c, json!({"proxied": 1}))?;
 
     let mut results = Vec::new();
-    results.push(run(&dir, "direct", &a.bootstrap(), &["direct"], records, size, latency, &[])?);
+    results.push(run(&dir, "direct", &a.bootstrap(), &["direct"], load, &[])?);
 
     let cfg = EnvoyConfig::new()?
         .listener(tcp_listener("kafka_tcp", tcp_port, vec![tcp_proxy_filter("kafka_tcp", "tansu_c")]))
@@ -115,7 +125,7 @@ fn main() -> Result<()> {
     let mut tcp = Envoy::start(&dir, "envoy-tcp", &cfg)?;
     geomesh_integration::wait_tcp(tcp_port, Duration::from_secs(20))?;
     let tcp_pid = tcp.proc().pid();
-    results.push(run(&dir, "tcp_proxy", &format!("127.0.0.1:{tcp_port}"), &["proxied"], records, size, latency, &[tcp_pid])?);
+    results.push(run(&dir, "tcp_proxy", &format!("127.0.0.1:{tcp_port}"), &["proxied"], load, &[tcp_pid])?);
     drop(tcp);
 
     let port = free_port()?;
@@ -126,7 +136,7 @@ fn main() -> Result<()> {
     opts.port = Some(port);
     let mut mesh = FilterMesh::start(&dir, &opts, &[("kafka-a", a.port), ("kafka-b", b.port)])?;
     let pids = [mesh.envoy.proc().pid(), mesh.bridge.proc.pid()];
-    results.push(run(&dir, "geomesh", &format!("127.0.0.1:{port}"), &["mesh-a", "mesh-b"], records, size, latency, &pids)?);
+    results.push(run(&dir, "geomesh", &format!("127.0.0.1:{port}"), &["mesh-a", "mesh-b"], load, &pids)?);
     anyhow::ensure!(mesh.envoy.wasm_failure().is_none(), "{:?}", mesh.envoy.wasm_failure());
 
     let date = utc_date()?;
