@@ -48,6 +48,7 @@ use serde_json::json;
 
 use crate::envoy::{tcp_listener, tcp_proxy_filter, wasm_network_filter, EnvoyOptions};
 use crate::influx::InfluxMesh;
+use crate::demo_kafka::{kafka_section, KafkaDemo};
 use crate::paths::{system_bin, wasm_path};
 use crate::process::{http_get, wait_for, Proc, TestDir};
 use crate::redis_mesh::{bridge_cluster, connect, Bridge, PLUGIN};
@@ -1047,6 +1048,7 @@ struct Demo {
     _scope_wan: WanLinks,
     repl: ReplicationTopology,
     influx: InfluxMesh,
+    kafka: KafkaDemo,
 }
 
 impl Demo {
@@ -1074,6 +1076,7 @@ impl Demo {
         for s in self.influx.shards.iter_mut() {
             v.push((format!("influxd {}", s.name), &mut s.proc));
         }
+        v.extend(self.kafka.procs());
         v
     }
 
@@ -1102,6 +1105,9 @@ impl Demo {
         }
         if let Some(l) = self.influx.envoy.wasm_failure() {
             v.push(format!("the InfluxDB Envoy: {l}"));
+        }
+        if let Some(l) = self.kafka.mesh.envoy.wasm_failure() {
+            v.push(format!("the Kafka Envoy: {l}"));
         }
         v
     }
@@ -1144,6 +1150,13 @@ fn print_table(d: &mut Demo) {
     rows.push(("dc1".into(), "envoy + geomesh_filter_influx.wasm".into(), format!("http :{iport}  admin :{iadmin}"), d.influx.envoy.proc().pid()));
     for s in &d.influx.shards {
         rows.push(("dc1".into(), format!("influxd {}", s.name), format!(":{}", s.port), s.proc.pid()));
+    }
+    rows.push(("".into(), "-- Kafka --".into(), String::new(), 0));
+    let kport = d.kafka.mesh.port;
+    rows.push(("dc1".into(), "envoy + geomesh_filter_kafka.wasm".into(), format!("kafka :{kport}"), d.kafka.mesh.envoy.proc().pid()));
+    rows.push(("dc1".into(), "geomesh-bridge (kafka)".into(), d.kafka.mesh.bridge.listen.clone(), d.kafka.mesh.bridge.proc.pid()));
+    for (name, t) in [("kafka-a", &d.kafka.a), ("kafka-b", &d.kafka.b)] {
+        rows.push(("dc1".into(), format!("tansu {name}"), format!(":{}", t.port), t.proc.pid()));
     }
     say!("\n== what runs where (all on 127.0.0.1) ==");
     say!("  {:<6} {:<40} {:<44} pid", "site", "process", "ports");
@@ -1222,6 +1235,11 @@ fn tries(d: &Demo) -> Vec<Try> {
             what: "InfluxDB: a regex FROM over both shards, merged",
             argv: sv(&["curl", "-s", "-G", &format!("{}/query?db=demo", d.influx.url()), "--data-urlencode", "q=SELECT * FROM /cpu.*/"]),
             expect: Expect::Contains("\"cpu_temp\""),
+        },
+        Try {
+            what: "Kafka: the proxy's topics and (virtual) brokers, confluent-kafka through the filter",
+            argv: d.kafka.try_argv().unwrap_or_default(),
+            expect: Expect::Contains("1000111"),
         },
         Try { what: "dc1's bridge counters", argv: sv(&["curl", "-s", &format!("http://127.0.0.1:{}/stats", r.dc1.admin)]), expect: Expect::Contains("remote_channels_total") },
     ]
@@ -1320,12 +1338,14 @@ fn start_all(dir: &TestDir, repl_dir: &TestDir, plans: Plans) -> Result<Demo> {
         (redis, scope, repl)
     });
     let influx = InfluxMesh::start(dir, 2, INFLUX_CONFIG);
-    match (redis, scope, repl, influx) {
-        (Ok(redis), Ok(scope), Ok(repl), Ok(influx)) => Ok(Demo { redis, scope, _scope_wan: scope_wan, repl, influx }),
-        (_, _, _, Err(e)) => Err(e.context("starting the InfluxDB shards")),
-        (Err(e), _, _, _) => Err(e.context("starting the Redis sites")),
-        (_, Err(e), _, _) => Err(e.context("starting the scope-lang sites")),
-        (_, _, Err(e), _) => Err(e.context("starting the replication sites")),
+    let kafka = KafkaDemo::start(dir);
+    match (redis, scope, repl, influx, kafka) {
+        (Ok(redis), Ok(scope), Ok(repl), Ok(influx), Ok(kafka)) => Ok(Demo { redis, scope, _scope_wan: scope_wan, repl, influx, kafka }),
+        (_, _, _, _, Err(e)) => Err(e.context("starting the Kafka shards")),
+        (_, _, _, Err(e), _) => Err(e.context("starting the InfluxDB shards")),
+        (Err(e), _, _, _, _) => Err(e.context("starting the Redis sites")),
+        (_, Err(e), _, _, _) => Err(e.context("starting the scope-lang sites")),
+        (_, _, Err(e), _, _) => Err(e.context("starting the replication sites")),
     }
 }
 
@@ -1336,14 +1356,14 @@ fn port_clash(e: &anyhow::Error) -> bool {
 
 fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
     let t_all = Instant::now();
-    say!("geomesh demo, on 127.0.0.1: Redis sharding over 2 sites, scope-lang over 3 sites, replication over 3 sites, InfluxDB over 2 shards");
+    say!("geomesh demo, on 127.0.0.1: Redis sharding over 2 sites, scope-lang over 3 sites, replication over 3 sites, InfluxDB over 2 shards, Kafka over 2 shards");
     say!("logs and generated configs: {} and {}", dir.path().display(), repl_dir.path().display());
     let mut plans = choose_plans(opts)?;
     let t0 = Instant::now();
     let mut attempt = 1;
     let mut demo = loop {
         say!("ports: {}", plans.note);
-        say!("starting 30 processes (Redis 6, scope-lang 12, replication 9, InfluxDB 3; Envoy compiles each .wasm) ...");
+        say!("starting 34 processes (Redis 6, scope-lang 12, replication 9, InfluxDB 3, Kafka 4; Envoy compiles each .wasm) ...");
         match start_all(dir, repl_dir, plans) {
             Ok(d) => break d,
             Err(e) if attempt < 3 && port_clash(&e) && !stop_requested() => {
@@ -1379,6 +1399,8 @@ fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
     let t_repl = t3.elapsed();
     checkpoint()?;
     influx_section(&demo.influx, &mut ck)?;
+    checkpoint()?;
+    kafka_section(&demo.kafka, |what, ok, detail| ck.that(ok, || format!("{what}: {detail}")), row)?;
     let failures = demo.wasm_failures();
     ck.that(failures.is_empty(), || format!("a Wasm VM failed: {}", failures.join("; ")))?;
     let dead = demo.dead();

@@ -1,5 +1,5 @@
 //! The README's main command (`make demo` = `geomesh-demo`) runs in the test suite: `--check`
-//! starts the whole demo topology (Redis over 2 sites, scope-lang over 3, replication over 3, InfluxDB over 2 shards: 30
+//! starts the whole demo topology (Redis over 2 sites, scope-lang over 3, replication over 3, InfluxDB over 2 shards, Kafka over 2 shards: 34
 //! processes), drives and verifies its traffic, runs the commands it prints, stops and exits 0;
 //! in serving mode a SIGINT (Ctrl-C) stops every process it started. Both on free ports (`--free-ports`) so that a demo left
 //! running on the documented ports does not disturb the test.
