@@ -114,7 +114,6 @@ fn main() -> Result<()> {
     let c = Tansu::start_advertised(&dir, "tansu-c", Some(tcp_port))?;
     create(&dir, &a, json!({"direct": 1, "mesh-a": 1}))?;
     create(&dir, &b, json!({"mesh-b": 1}))?;
-    create(&dir, &c, json!({"proxied": 1}))?;
 
     let mut results = Vec::new();
     results.push(run(&dir, "direct", &a.bootstrap(), &["direct"], load, &[])?);
@@ -125,6 +124,8 @@ fn main() -> Result<()> {
     let mut tcp = Envoy::start(&dir, "envoy-tcp", &cfg)?;
     geomesh_integration::wait_tcp(tcp_port, Duration::from_secs(20))?;
     let tcp_pid = tcp.proc().pid();
+    // C advertises Envoy's port: its topic is created through the tcp_proxy.
+    KafkaClient::Confluent.run(&dir, &format!("127.0.0.1:{tcp_port}"), json!({"op": "create", "topics": {"proxied": 1}}), Duration::from_secs(60))?;
     results.push(run(&dir, "tcp_proxy", &format!("127.0.0.1:{tcp_port}"), &["proxied"], load, &[tcp_pid])?);
     drop(tcp);
 

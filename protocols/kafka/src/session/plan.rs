@@ -10,7 +10,6 @@ use super::merge::{KafkaMerge, Merge};
 use super::{cluster, consume, group, produce, KafkaProtocol};
 use crate::codes::{api, ErrorCode, INVALID_REQUEST, UNSUPPORTED_VERSION};
 use crate::error::DecodeError;
-use crate::frame::FrameDecoder;
 use crate::header::{response_frame, Request, RequestError};
 use crate::logic::errors::{refuse, Refusal};
 
@@ -21,8 +20,10 @@ pub struct ClientRequest(pub Result<Request, RequestError>);
 /// Cuts the next request off the client's bytes. A size prefix above `max` (or negative)
 /// leaves no way to find the next frame: the connection is closed (Kafka brokers do the same).
 pub fn decode_request(max: usize, buf: &mut BytesMut) -> Result<Option<ClientRequest>, Bytes> {
-    match FrameDecoder::new(max).decode(buf) {
-        Ok(Some(frame)) => Ok(Some(ClientRequest(Request::parse(frame)))),
+    // The same bounds as the answers' (a size prefix checked before anything is buffered),
+    // the prefix kept so that a request forwarded whole is not copied.
+    match super::answer::next_frame(buf, max) {
+        Ok(Some(raw)) => Ok(Some(ClientRequest(Request::parse_wire(raw)))),
         Ok(None) => Ok(None),
         Err(_) => Err(Bytes::new()),
     }
