@@ -51,12 +51,19 @@ struct Topology {
 
 impl Topology {
     fn start(name: &str) -> Result<Topology> {
+        Self::start_workers(name, 1)
+    }
+
+    /// With `workers` Envoy worker threads (one Wasm VM each: a client's connections spread
+    /// over them).
+    fn start_workers(name: &str, workers: u32) -> Result<Topology> {
         let dir = TestDir::new(name)?;
         let a = Tansu::start(&dir, "tansu-a")?;
         let b = Tansu::start(&dir, "tansu-b")?;
         let port = free_port()?;
         let mut opts = FilterMeshOptions::new("geomesh_filter_kafka", "geomesh_kafka", &table(port));
         opts.port = Some(port);
+        opts.envoy.concurrency = workers;
         let mesh = FilterMesh::start(&dir, &opts, &[("kafka-a", a.port), ("kafka-b", b.port)])?;
         Ok(Topology { dir, a, b, mesh })
     }
@@ -315,7 +322,9 @@ fn one_produce_over_two_shards_lands_each_topic_on_its_broker_and_a_killed_shard
 
 #[test]
 fn confluent_producers_and_a_consumer_group_see_one_cluster_over_two_shards() -> Result<()> {
-    let t = Topology::start("kafka-e2e-clients")?;
+    // Two Envoy workers: the producer's InitProducerId and its Produce requests may reach
+    // different Wasm VMs, which share the producer ids through Proxy-Wasm shared data.
+    let t = Topology::start_workers("kafka-e2e-clients", 2)?;
     t.create(&t.a, json!({"clicks": 3}))?;
     t.create(&t.b, json!({"orders": 2}))?;
 

@@ -73,15 +73,25 @@ impl KafkaProtocol {
     }
 }
 
-/// A session for one client connection.
+/// A session for one client connection (producer ids kept per VM).
 pub fn session(table: Rc<RoutingTable>, upstream_timeout_ms: u32, settings: &Settings) -> KafkaSession {
+    session_with_registry(table, upstream_timeout_ms, settings, Rc::new(VmRegistry))
+}
+
+/// A session whose producer ids are kept in `producers` (a filter's host-wide store).
+pub fn session_with_registry(
+    table: Rc<RoutingTable>,
+    upstream_timeout_ms: u32,
+    settings: &Settings,
+    producers: Rc<dyn ProducerRegistry>,
+) -> KafkaSession {
     let timeout_ms = u64::from(upstream_timeout_ms);
     let limits = PipelineLimits {
         timeout_ms,
         granularity_ms: settings.granularity(timeout_ms),
         store_keys: 0,
     };
-    Pipeline::new(KafkaProtocol::new(settings), table, limits)
+    Pipeline::new(KafkaProtocol::with_registry(settings, producers), table, limits)
 }
 
 /// The shard index of a table cluster (virtual node ids are made of it).

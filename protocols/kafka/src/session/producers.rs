@@ -3,14 +3,10 @@
 //! each shard issued for one client producer are kept where every connection of the VM finds
 //! them.
 //!
-//! The registry is per Wasm VM (per Envoy worker thread; one per test thread natively): a
-//! bounded map from the producer id the client was given to every shard's own. A filter may
-//! put a host-wide store behind [`ProducerRegistry`] instead (Proxy-Wasm shared data, with
-//! [`ProducerIds::encode`]); with several Envoy workers and the per-VM registry, a Produce on
-//! another worker than its InitProducerId passes its batches unchanged, which is right
-//! whenever the shards issued the same id, and otherwise refused by the broker
-//! (UNKNOWN_PRODUCER_ID), never written under another producer's id unnoticed only if no other
-//! producer holds that id there (see README "Idempotent producers").
+//! [`VmRegistry`] keeps them per Wasm VM (per Envoy worker thread; per test thread natively),
+//! bounded; `filters/kafka` puts a host-wide store behind [`ProducerRegistry`] (Proxy-Wasm shared
+//! data holding [`ProducerIds::encode`]) so that every worker sees them. A producer the
+//! registry does not know has its batches passed unchanged (README "Idempotent producers").
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
