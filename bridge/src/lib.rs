@@ -16,6 +16,7 @@ pub mod drain;
 pub mod endpoints;
 pub mod envoy_admin;
 pub mod metrics;
+mod pool;
 pub mod remote;
 pub mod stats;
 pub mod tls;
@@ -89,6 +90,8 @@ pub struct Shared {
     pub(crate) stop: Arc<drain::StopHub>,
     admin_cache: tokio::sync::Mutex<Option<(Instant, Arc<envoy_admin::ClusterHosts>)>>,
     round_robin: AtomicUsize,
+    /// Pooled backend connections of shared channels, by target.
+    pub(crate) pools: pool::Pools,
 }
 
 impl Shared {
@@ -359,6 +362,7 @@ impl Bridge {
             stop: Arc::new(drain::StopHub::default()),
             admin_cache: tokio::sync::Mutex::new(None),
             round_robin: AtomicUsize::new(0),
+            pools: pool::Pools::from_env(),
         });
         let mut tasks = Vec::new();
 

@@ -38,6 +38,9 @@ pub struct FilterMeshOptions {
     /// More endpoints the bridge lets the filter open in a cluster by address (cluster name,
     /// `host:port` pattern; docs/bridge-protocol.md "Endpoint targets").
     pub endpoints: Vec<(String, String)>,
+    /// The Envoy listener's port (a free one when `None`): set it when the filter
+    /// configuration must name it (Kafka's advertised listener).
+    pub port: Option<u16>,
 }
 
 impl FilterMeshOptions {
@@ -49,6 +52,7 @@ impl FilterMeshOptions {
             ecds: false,
             envoy: EnvoyOptions::default(),
             endpoints: Vec::new(),
+            port: None,
         }
     }
 }
@@ -68,7 +72,10 @@ impl FilterMesh {
     pub fn start(dir: &TestDir, opts: &FilterMeshOptions, clusters: &[(&str, u16)]) -> Result<FilterMesh> {
         let bridge = Bridge::start_unix_with_endpoints(dir, "bridge", clusters, &opts.endpoints)?;
         let wasm = wasm_path(&opts.wasm)?;
-        let port = free_port()?;
+        let port = match opts.port {
+            Some(p) => p,
+            None => free_port()?,
+        };
         let plugin = WasmPlugin::new(&opts.plugin, "", wasm, opts.filter_config.clone());
         let ecds_name = format!("geomesh.{}", opts.plugin);
         let mut ecds_file = None;

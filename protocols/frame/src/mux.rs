@@ -28,8 +28,8 @@ use std::rc::Rc;
 use geomesh_core::{Action, ClusterId, Millis, RoutingTable, Session, UpstreamFailure, UpstreamFailureKind};
 
 use crate::{
-    encode_close, encode_data, encode_hello, encode_open, encode_wake, parse_wake_reply, split_frame, Closed, FrameRef,
-    Header, Kind, HEADER_LEN, MAX_PAYLOAD,
+    encode_close, encode_data, encode_hello, encode_open, encode_open_shared, encode_unshare, encode_wake,
+    parse_wake_reply, split_frame, Closed, FrameRef, Header, Kind, HEADER_LEN, MAX_PAYLOAD,
 };
 
 /// Token of the `WAKE` that only asks for an upstream callback (to deliver local replies).
@@ -98,6 +98,9 @@ pub struct Mux {
     by_cluster: HashMap<ClusterId, u16>,
     /// Open channels, and channels closed by us that wait for `CLOSED` (`None`).
     by_chan: HashMap<u16, Option<ClusterId>>,
+    /// Open channels the bridge may carry on shared backend connections
+    /// ([`Session::share`]); a channel leaves the set (`UNSHARE`) and never comes back.
+    shared: HashSet<u16>,
     next_chan: u16,
     /// The start of a bridge frame that came in pieces (never more than one frame).
     inbuf: Vec<u8>,
@@ -146,6 +149,7 @@ impl Mux {
             hello_sent: false,
             by_cluster: HashMap::new(),
             by_chan: HashMap::new(),
+            shared: HashSet::new(),
             next_chan: 1,
             inbuf: Vec::new(),
             to_bridge: Vec::new(),
@@ -413,6 +417,7 @@ impl Mux {
                 }
             }
             Kind::Closed => {
+                self.shared.remove(&frame.chan);
                 if let Some(Some(cluster)) = self.by_chan.remove(&frame.chan) {
                     if self.by_cluster.get(&cluster) == Some(&frame.chan) {
                         self.by_cluster.remove(&cluster);
@@ -471,6 +476,7 @@ impl Mux {
             kind: UpstreamFailureKind::BridgeLost,
             message: message.to_owned(),
         };
+        self.shared.clear();
         let mut clusters: Vec<ClusterId> = self.by_chan.drain().filter_map(|(_, c)| c).collect();
         clusters.sort();
         clusters.dedup();
@@ -484,6 +490,9 @@ impl Mux {
 
     fn apply<S: Session>(&mut self, session: &mut S, actions: &mut Vec<Action>, clock: &mut Clock<'_>) {
         let mut fail = None;
+        if !self.shared.is_empty() && !self.closed {
+            self.unshare(session);
+        }
         for action in actions.drain(..) {
             match action {
                 Action::Reply(bytes) => {
@@ -502,7 +511,7 @@ impl Mux {
                     if self.failed || self.closed || bytes.is_empty() {
                         continue;
                     }
-                    match self.channel(cluster) {
+                    match self.channel(cluster, session.share(cluster)) {
                         Ok(chan) => self.push_data(chan, &bytes),
                         Err(NoChannel::Limit) => {
                             fail.get_or_insert_with(|| {
@@ -522,6 +531,7 @@ impl Mux {
                     }
                     if let Some(chan) = self.by_cluster.remove(&cluster) {
                         self.by_chan.insert(chan, None);
+                        self.shared.remove(&chan);
                         encode_close(&mut self.to_bridge, chan);
                         self.open_data = None;
                     }
@@ -591,36 +601,48 @@ impl Mux {
 
     /// The `OPEN` target of endpoint link `link` bound to `endpoint` of table cluster
     /// `cluster`, or why there is none.
-    fn endpoint_target(
-        &self,
-        link: ClusterId,
-        cluster: ClusterId,
-        endpoint: &str,
-    ) -> Result<String, String> {
+    fn endpoint_target(&self, link: ClusterId, cluster: ClusterId, endpoint: &str) -> Result<String, String> {
         if !link.is_endpoint() || cluster.is_endpoint() {
             return Err(format!("link {} cannot be bound to an endpoint", link.0));
         }
         let valid = !endpoint.is_empty()
             && endpoint.len() <= MAX_ENDPOINT_LEN
             && endpoint.contains(':')
-            && endpoint
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != ENDPOINT_SEPARATOR);
+            && endpoint.bytes().all(|b| b.is_ascii_graphic() && b != ENDPOINT_SEPARATOR);
         if !valid {
-            return Err(format!(
-                "`{}` is not a host:port endpoint",
-                endpoint.escape_debug()
-            ));
+            return Err(format!("`{}` is not a host:port endpoint", endpoint.escape_debug()));
         }
         let name = self.table.cluster_name(cluster);
-        Ok(format!(
-            "{name}{}{endpoint}",
-            char::from(ENDPOINT_SEPARATOR)
-        ))
+        Ok(format!("{name}{}{endpoint}", char::from(ENDPOINT_SEPARATOR)))
     }
 
-    /// The channel of `cluster` (a table cluster or a bound endpoint link), opened if needed.
-    fn channel(&mut self, cluster: ClusterId) -> Result<u16, NoChannel> {
+    /// Shared channels whose session state diverged ([`Session::share`] says `None` now) move
+    /// to dedicated backend connections (`UNSHARE`, before this callback's sends: the bridge
+    /// keeps their order).
+    fn unshare<S: Session>(&mut self, session: &S) {
+        let by_chan = &self.by_chan;
+        let mut moved: Vec<u16> = self
+            .shared
+            .iter()
+            .copied()
+            .filter(|c| match by_chan.get(c) {
+                Some(Some(cluster)) => session.share(*cluster).is_none(),
+                _ => true,
+            })
+            .collect();
+        moved.sort_unstable();
+        for chan in moved {
+            self.shared.remove(&chan);
+            if matches!(self.by_chan.get(&chan), Some(Some(_))) {
+                encode_unshare(&mut self.to_bridge, chan);
+                self.open_data = None;
+            }
+        }
+    }
+
+    /// The channel of `cluster` (a table cluster or a bound endpoint link), opened if needed
+    /// (shared when `share` says how; endpoint links never are).
+    fn channel(&mut self, cluster: ClusterId, share: Option<geomesh_core::Framing>) -> Result<u16, NoChannel> {
         if let Some(c) = self.by_cluster.get(&cluster) {
             return Ok(*c);
         }
@@ -628,12 +650,7 @@ impl Mux {
             match self.binds.get(&cluster) {
                 Some(Ok(t)) => Some(t.clone()),
                 Some(Err(why)) => return Err(NoChannel::Unbound(why.clone())),
-                None => {
-                    return Err(NoChannel::Unbound(format!(
-                        "endpoint link {} is not bound",
-                        cluster.0 & 0x7fff
-                    )))
-                }
+                None => return Err(NoChannel::Unbound(format!("endpoint link {} is not bound", cluster.0 & 0x7fff))),
             }
         } else {
             None
@@ -649,11 +666,20 @@ impl Mux {
         self.next_chan = chan.wrapping_add(1);
         self.by_chan.insert(chan, Some(cluster));
         self.by_cluster.insert(cluster, chan);
-        let name = match &endpoint_target {
-            Some(t) => t.as_str(),
-            None => self.table.cluster_name(cluster),
-        };
-        encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name);
+        match (&endpoint_target, share) {
+            (Some(target), _) => {
+                encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, target)
+            }
+            (None, Some(framing)) => {
+                let name = self.table.cluster_name(cluster);
+                self.shared.insert(chan);
+                encode_open_shared(&mut self.to_bridge, chan, framing, self.reply_timeout_ms, self.connect_timeout_ms, name);
+            }
+            (None, None) => {
+                let name = self.table.cluster_name(cluster);
+                encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name)
+            }
+        }
         self.open_data = None;
         Ok(chan)
     }

@@ -2,9 +2,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
-use crate::{
-    encode_closed, encode_error, encode_wake_reply, CloseCode, FrameRef, Hello, Open, Wake,
-};
+use crate::{encode_closed, encode_error, encode_wake_reply, CloseCode, FrameRef, Hello, Open, OpenShared, Wake};
 use geomesh_core::Config;
 
 /// A line protocol for tests: "k=v\n" sends to the cluster routing k; the reply line comes
@@ -23,6 +21,8 @@ struct Lines {
     downstream_closed: usize,
     /// `on_upstream_closed` sends to the failed cluster again.
     resend_on_failure: bool,
+    /// `Some(false)`: connections may be shared; the line "state" makes it `Some(true)`.
+    dedicated: Option<bool>,
 }
 
 impl Session for Lines {
@@ -32,6 +32,7 @@ impl Session for Lines {
                 b"local" => out.push(Action::Reply(b"ok\n".to_vec())),
                 b"bye" => out.push(Action::CloseDownstream),
                 b"timer" => out.push(Action::WakeAt(now + 100)),
+                b"state" => self.dedicated = Some(true),
                 _ => {
                     let table = self.table.as_ref().unwrap();
                     if let Some(rest) = line.strip_prefix(b"bind ") {
@@ -104,6 +105,9 @@ impl Session for Lines {
     }
     fn on_new_table(&mut self, table: Rc<RoutingTable>) {
         self.table = Some(table);
+    }
+    fn share(&self, _cluster: ClusterId) -> Option<geomesh_core::Framing> {
+        (self.dedicated == Some(false)).then_some(geomesh_core::Framing::Resp)
     }
 }
 
@@ -558,10 +562,7 @@ fn the_usual_end_after_the_clients_fin_is_not_logged() {
     let (mut mux, mut s, _) = setup();
     down(&mut mux, &mut s, b"a=1\n", 0);
     let out = mux.on_upstream(&mut s, b"", true, 2);
-    assert!(out
-        .log
-        .unwrap()
-        .contains("the bridge closed the connection"));
+    assert!(out.log.unwrap().contains("the bridge closed the connection"));
 }
 
 #[test]
@@ -644,4 +645,47 @@ fn a_session_that_resends_to_an_unbound_link_cannot_loop() {
         "the reaction's own failure is dropped, not reacted to"
     );
     assert!(!out.close_downstream);
+}
+
+#[test]
+fn shared_channels_are_unshared_before_the_first_send_after_the_state_diverges() {
+    let (mut mux, mut s, _) = setup();
+    s.dedicated = Some(false);
+    let out = down(&mut mux, &mut s, b"a=1\n", 0);
+    let f = frames(&out);
+    assert_eq!(f[1].kind, Kind::OpenShared);
+    let o = OpenShared::parse(f[1].payload).unwrap();
+    assert_eq!(
+        (o.framing, o.open.target),
+        (geomesh_core::Framing::Resp, "one")
+    );
+    assert_eq!((f[2].kind, f[2].chan), (Kind::Data, 1));
+
+    // The state diverges: the open shared channel moves (UNSHARE first, in this callback's
+    // frames), a new channel opens dedicated.
+    let out = down(&mut mux, &mut s, b"state\nb=2\na=3\n", 1);
+    let f = frames(&out);
+    let kinds: Vec<(Kind, u16)> = f.iter().map(|f| (f.kind, f.chan)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::Unshare, 1),
+            (Kind::Open, 2),
+            (Kind::Data, 2),
+            (Kind::Data, 1)
+        ],
+        "{kinds:?}"
+    );
+
+    // Never back, never twice.
+    let out = down(&mut mux, &mut s, b"a=4\n", 2);
+    let f = frames(&out);
+    assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Data]);
+
+    // A channel that closes and reopens stays dedicated.
+    let mut b = Vec::new();
+    encode_closed(&mut b, 1, CloseCode::Eof, "gone");
+    mux.on_upstream(&mut s, &b, false, 3);
+    let out = down(&mut mux, &mut s, b"a=5\n", 4);
+    assert_eq!(frames(&out)[0].kind, Kind::Open);
 }
