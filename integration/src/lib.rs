@@ -37,6 +37,7 @@
 pub mod bench;
 pub mod bridge;
 pub mod demo;
+pub mod demo_kafka;
 pub mod mesh;
 pub mod envoy;
 pub mod influx;

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use geomesh_integration::bench::{clk_tck, machine, ticks, utc_date, version};
+use geomesh_integration::bench::{machine, utc_date, version};
 use geomesh_integration::envoy::{static_cluster, wasm_http_filter, EnvoyConfig, EnvoyOptions};
 use geomesh_integration::influx::{buffer_filter, cluster_name, listener, Influxd, WASM_REL};
 use geomesh_integration::paths::{envoy_bin, repo_root, system_bin};
@@ -67,6 +67,19 @@ fn batch(n: usize) -> String {
         ));
     }
     s
+}
+
+/// CPU nanoseconds of every thread of a process so far (`/proc/<pid>/task/*/schedstat`: finer
+/// than the 10 ms ticks of `/proc/<pid>/stat`).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -142,30 +155,30 @@ fn main() -> Result<()> {
     let influxd_pids = [a.proc.pid(), b.proc.pid()];
     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut wall = [0f64; 3];
-    let mut envoy_ticks = [0u64; 3];
-    let mut influxd_ticks = [0u64; 3];
+    let mut envoy_ns = [0u64; 3];
+    let mut influxd_ns = [0u64; 3];
     let mut n = 1;
     for _round in 0..args.rounds {
         for (p, (_, url)) in paths.iter().enumerate() {
             let bodies: Vec<String> = (0..args.batches).map(|i| batch(n + i)).collect();
             n += args.batches;
-            let e0 = ticks(envoy_pid)?;
-            let i0: u64 = influxd_pids.iter().map(|p| ticks(*p).unwrap_or(0)).sum();
+            let e0 = cpu_ns(envoy_pid);
+            let i0: u64 = influxd_pids.iter().map(|p| cpu_ns(*p)).sum();
             let t0 = Instant::now();
             for body in bodies {
                 lat[p].push(post(url, body)?.as_secs_f64() * 1000.0);
             }
             wall[p] += t0.elapsed().as_secs_f64();
-            envoy_ticks[p] += ticks(envoy_pid)? - e0;
-            influxd_ticks[p] += influxd_pids
+            envoy_ns[p] += cpu_ns(envoy_pid).saturating_sub(e0);
+            influxd_ns[p] += influxd_pids
                 .iter()
-                .map(|p| ticks(*p).unwrap_or(0))
+                .map(|p| cpu_ns(*p))
                 .sum::<u64>()
-                - i0;
+                .saturating_sub(i0);
         }
     }
     let total_points = (args.rounds * args.batches * POINTS) as f64;
-    let us_per_tick = 1e6 / clk_tck();
+    let us_per_ns = 1e-3;
     let rows: Vec<WriteRow> = (0..3)
         .map(|p| {
             let mut l = lat[p].clone();
@@ -174,8 +187,8 @@ fn main() -> Result<()> {
                 points_per_s: total_points / wall[p],
                 p50_ms: pct(&l, 0.5),
                 p99_ms: pct(&l, 0.99),
-                envoy_us_per_point: envoy_ticks[p] as f64 * us_per_tick / total_points,
-                influxd_us_per_point: influxd_ticks[p] as f64 * us_per_tick / total_points,
+                envoy_us_per_point: envoy_ns[p] as f64 * us_per_ns / total_points,
+                influxd_us_per_point: influxd_ns[p] as f64 * us_per_ns / total_points,
             }
         })
         .collect();
@@ -228,7 +241,7 @@ fn main() -> Result<()> {
         version(&system_bin("influxd")?, "version")
     ));
     md.push_str(&format!(
-        "Load: `/write?db=bench` of {POINTS}-point batches (half `cpu` on shard b, half `mem` on shard a; about {} KB each), one client with keep-alive, {} rounds of {} batches per path, interleaved; queries {} times each, interleaved. `direct` and `router` send every point to one influxd; `ours` splits each batch over two. CPU: user+system µs per point from /proc/<pid>/stat (Envoy; influxd = both). Command: `cargo run --release -p geomesh-integration --bin bench-influx`.\n\n",
+        "Load: `/write?db=bench` of {POINTS}-point batches (half `cpu` on shard b, half `mem` on shard a; about {} KB each), one client with keep-alive, {} rounds of {} batches per path, interleaved; queries {} times each, interleaved. `direct` and `router` send every point to one influxd; `ours` splits each batch over two. CPU: µs on CPU per point from /proc/<pid>/task/*/schedstat (Envoy; influxd = both). The client is this program (reqwest, one connection), outside the CPU columns. Command: `cargo run --release -p geomesh-integration --bin bench-influx`.\n\n",
         batch(0).len() / 1024,
         args.rounds,
         args.batches,

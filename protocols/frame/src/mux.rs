@@ -126,6 +126,13 @@ pub struct Mux {
     /// (channel, start of the `DATA` frame at the end of `to_bridge`): consecutive sends to one
     /// cluster share one frame.
     open_data: Option<(u16, usize)>,
+    /// Endpoint links ([`Action::Bind`]): the `OPEN` target of each (`CLUSTER@host:port`), or
+    /// why it cannot be opened.
+    binds: HashMap<ClusterId, Result<String, String>>,
+    /// Endpoint links whose sends found no usable binding in this callback.
+    unbound: Vec<(ClusterId, String)>,
+    /// Applying the session's reaction to unbound endpoint links (not reacted to again).
+    reacting_to_unbound: bool,
 }
 
 impl Mux {
@@ -158,6 +165,9 @@ impl Mux {
             log: None,
             actions: Vec::new(),
             open_data: None,
+            binds: HashMap::new(),
+            unbound: Vec::new(),
+            reacting_to_unbound: false,
         }
     }
 
@@ -502,11 +512,16 @@ impl Mux {
                         continue;
                     }
                     match self.channel(cluster, session.share(cluster)) {
-                        Some(chan) => self.push_data(chan, &bytes),
-                        None => {
+                        Ok(chan) => self.push_data(chan, &bytes),
+                        Err(NoChannel::Limit) => {
                             fail.get_or_insert_with(|| {
                                 format!("more than {} channels open or waiting for CLOSED", self.limits.max_channels)
                             });
+                        }
+                        Err(NoChannel::Unbound(why)) => {
+                            if !self.unbound.iter().any(|(c, _)| *c == cluster) {
+                                self.unbound.push((cluster, why));
+                            }
                         }
                     }
                 }
@@ -522,8 +537,25 @@ impl Mux {
                     }
                 }
                 Action::CloseDownstream => self.close_requested = true,
-                // Endpoint links are not carried by this mux yet: sends to them open nothing.
-                Action::Bind { .. } => {}
+                Action::Bind {
+                    link,
+                    cluster,
+                    endpoint,
+                } => {
+                    if !self.binds.contains_key(&link)
+                        && self.binds.len() >= self.limits.max_channels
+                    {
+                        fail.get_or_insert_with(|| {
+                            format!(
+                                "more than {} endpoint links bound",
+                                self.limits.max_channels
+                            )
+                        });
+                        continue;
+                    }
+                    let target = self.endpoint_target(link, cluster, &endpoint);
+                    self.binds.insert(link, target);
+                }
                 Action::WakeAt(at) => {
                     if self.closed || self.failed {
                         continue;
@@ -546,7 +578,42 @@ impl Mux {
         }
         if let Some(msg) = fail {
             self.fail_all(session, &msg, true, clock, actions);
+            return;
         }
+        // Sends to an endpoint link nobody bound (or bound to what cannot be a target) fail
+        // that link at once, as the bridge would; what the session does about it is applied
+        // once more, and a second such send in that reaction is only dropped (no loop).
+        let unbound = std::mem::take(&mut self.unbound);
+        if unbound.is_empty() || self.failed || self.closed || self.reacting_to_unbound {
+            return;
+        }
+        for (link, message) in unbound {
+            let failure = UpstreamFailure {
+                kind: UpstreamFailureKind::UnknownTarget,
+                message,
+            };
+            session.on_upstream_closed(link, &failure, clock.now(), actions);
+        }
+        self.reacting_to_unbound = true;
+        self.apply(session, actions, clock);
+        self.reacting_to_unbound = false;
+    }
+
+    /// The `OPEN` target of endpoint link `link` bound to `endpoint` of table cluster
+    /// `cluster`, or why there is none.
+    fn endpoint_target(&self, link: ClusterId, cluster: ClusterId, endpoint: &str) -> Result<String, String> {
+        if !link.is_endpoint() || cluster.is_endpoint() {
+            return Err(format!("link {} cannot be bound to an endpoint", link.0));
+        }
+        let valid = !endpoint.is_empty()
+            && endpoint.len() <= MAX_ENDPOINT_LEN
+            && endpoint.contains(':')
+            && endpoint.bytes().all(|b| b.is_ascii_graphic() && b != ENDPOINT_SEPARATOR);
+        if !valid {
+            return Err(format!("`{}` is not a host:port endpoint", endpoint.escape_debug()));
+        }
+        let name = self.table.cluster_name(cluster);
+        Ok(format!("{name}{}{endpoint}", char::from(ENDPOINT_SEPARATOR)))
     }
 
     /// Shared channels whose session state diverged ([`Session::share`] says `None` now) move
@@ -573,14 +640,23 @@ impl Mux {
         }
     }
 
-    /// The channel of `cluster`, opened if needed (shared when `share` says how); `None` when
-    /// no more may be open.
-    fn channel(&mut self, cluster: ClusterId, share: Option<geomesh_core::Framing>) -> Option<u16> {
+    /// The channel of `cluster` (a table cluster or a bound endpoint link), opened if needed
+    /// (shared when `share` says how; endpoint links never are).
+    fn channel(&mut self, cluster: ClusterId, share: Option<geomesh_core::Framing>) -> Result<u16, NoChannel> {
         if let Some(c) = self.by_cluster.get(&cluster) {
-            return Some(*c);
+            return Ok(*c);
         }
+        let endpoint_target = if cluster.is_endpoint() {
+            match self.binds.get(&cluster) {
+                Some(Ok(t)) => Some(t.clone()),
+                Some(Err(why)) => return Err(NoChannel::Unbound(why.clone())),
+                None => return Err(NoChannel::Unbound(format!("endpoint link {} is not bound", cluster.0 & 0x7fff))),
+            }
+        } else {
+            None
+        };
         if self.by_chan.len() >= self.limits.max_channels {
-            return None;
+            return Err(NoChannel::Limit);
         }
         // Fewer than 65535 ids are taken (max_channels <= 65535), so this ends.
         let mut chan = self.next_chan;
@@ -590,16 +666,22 @@ impl Mux {
         self.next_chan = chan.wrapping_add(1);
         self.by_chan.insert(chan, Some(cluster));
         self.by_cluster.insert(cluster, chan);
-        let name = self.table.cluster_name(cluster);
-        match share {
-            Some(framing) if !cluster.is_endpoint() => {
+        match (&endpoint_target, share) {
+            (Some(target), _) => {
+                encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, target)
+            }
+            (None, Some(framing)) => {
+                let name = self.table.cluster_name(cluster);
                 self.shared.insert(chan);
                 encode_open_shared(&mut self.to_bridge, chan, framing, self.reply_timeout_ms, self.connect_timeout_ms, name);
             }
-            _ => encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name),
+            (None, None) => {
+                let name = self.table.cluster_name(cluster);
+                encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name)
+            }
         }
         self.open_data = None;
-        Some(chan)
+        Ok(chan)
     }
 
     fn push_data(&mut self, chan: u16, bytes: &[u8]) {
@@ -618,6 +700,20 @@ impl Mux {
         self.open_data = if bytes.len() <= MAX_PAYLOAD { Some((chan, start)) } else { None };
     }
 }
+
+/// Why a send found no channel.
+enum NoChannel {
+    /// Too many channels open.
+    Limit,
+    /// An endpoint link without a usable binding (the reason).
+    Unbound(String),
+}
+
+/// Separates the cluster name from the endpoint in an endpoint link's `OPEN` target
+/// (docs/bridge-protocol.md, "Endpoint targets").
+const ENDPOINT_SEPARATOR: u8 = b'@';
+/// The longest endpoint (`host:port`) a binding may name.
+const MAX_ENDPOINT_LEN: usize = 261;
 
 /// The time of one callback: read at most once, and only when something needs it.
 struct Clock<'a> {
