@@ -30,6 +30,13 @@ fn redis(text: &[u8]) -> Result<String, ConfigError> {
     Ok(format!("{} {settings:?}", shown(&config)))
 }
 
+fn mqtt(text: &[u8]) -> Result<String, ConfigError> {
+    let config = Config::parse(text)?;
+    RoutingTable::new(&config)?;
+    let settings = geomesh_mqtt::Settings::from_config(&config)?;
+    Ok(format!("{} {settings:?}", shown(&config)))
+}
+
 fn http(text: &[u8]) -> Result<String, ConfigError> {
     let (config, settings) = geomesh_scope::HttpSettings::parse(text)?;
     Ok(format!("{} {settings:?}", shown(&config)))
@@ -39,6 +46,7 @@ fn http(text: &[u8]) -> Result<String, ConfigError> {
 pub const ENTRIES: &[Entry] = &[
     Entry { workload: &geomesh_redis::settings::SCHEMA, check: redis },
     Entry { workload: &geomesh_scope::settings::table::SCHEMA, check: http },
+    Entry { workload: &geomesh_mqtt::session::SCHEMA, check: mqtt },
 ];
 
 /// The entry of `workload_type` `name`, if its section is declared.
