@@ -39,8 +39,8 @@ APT_BASE=(
   redis-server redis-tools
   mosquitto mosquitto-clients
   skopeo                        # reads back and copies the modules' OCI image layouts (make oci)
+  influxdb influxdb-client      # influxd 1.6 shards and the `influx` CLI (protocols/influx tests)
 )
-# (influxdb joins this list with the InfluxDB adapter that tests against it.)
 # Debian's Rust 1.96 with std sources and clippy: the wasm32 toolchain used when rustup has no
 # wasm32-unknown-unknown target (see scripts/build-wasm.sh).
 APT_WASM=(rustc-web cargo-web rust-web-src rust-web-clippy)

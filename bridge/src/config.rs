@@ -116,6 +116,13 @@ pub struct ClusterSpec {
     /// channel goes to that site's bridge.
     #[serde(default)]
     pub site: Option<String>,
+    /// More endpoints (`host:port` patterns) than its own addresses that a filter may open in
+    /// this cluster by name (`CLUSTER@host:port`, crate::endpoints).
+    #[serde(default)]
+    pub endpoints: Option<Vec<String>>,
+    /// `endpoints` parsed (filled by [`Config::parse`]).
+    #[serde(skip)]
+    pub endpoint_patterns: Option<Vec<crate::endpoints::Pattern>>,
 }
 
 /// Another site's bridge.
@@ -174,6 +181,14 @@ impl Config {
                 (Some(_), Some(_)) => return err(format!("clusters.{name}: give `address` or `addresses`, not both")),
                 (Some(a), None) => spec.addresses = Some(vec![a.clone()]),
                 _ => {}
+            }
+            if let Some(list) = &spec.endpoints {
+                let patterns = list
+                    .iter()
+                    .map(|p| crate::endpoints::Pattern::parse(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ConfigError(format!("clusters.{name}.endpoints: {e}")))?;
+                spec.endpoint_patterns = Some(patterns);
             }
         }
         Ok(())
@@ -261,6 +276,20 @@ impl Config {
             Some(site) if site != &self.site => Some(Placement::Remote(site)),
             _ => spec.addresses.as_deref().map(Placement::Local),
         }
+    }
+}
+
+impl Config {
+    /// True when configured cluster `cluster` allows a filter to open `endpoint` by name
+    /// (crate::endpoints): one of its own addresses or of its `endpoints` patterns.
+    pub fn allows_endpoint(&self, cluster: &str, endpoint: &str) -> bool {
+        self.clusters.get(cluster).is_some_and(|spec| {
+            crate::endpoints::allowed(
+                spec.endpoint_patterns.as_deref(),
+                spec.addresses.as_deref().unwrap_or_default(),
+                endpoint,
+            )
+        })
     }
 }
 

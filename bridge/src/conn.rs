@@ -17,11 +17,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use geomesh_core::Framing;
 use geomesh_frame::{
-    encode_closed, encode_error, encode_wake_reply, split_frame, CloseCode, Header, Hello, Kind, Open, Wake,
-    HEADER_LEN, VERSION,
+    encode_closed, encode_error, encode_wake_reply, split_frame, CloseCode, Header, Hello, Kind, Open, OpenShared,
+    Wake, HEADER_LEN, MAX_PAYLOAD, VERSION,
 };
+use geomesh_redis::RequestDecoder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -35,6 +37,7 @@ use tracing::{debug, info, warn};
 
 use crate::drain::StopSignal;
 use crate::pb::{tunnel_frame::Frame, TunnelFrame};
+use crate::pool::{cut_requests, Batch, Pool, PoolEvent, PoolLink};
 use crate::stats::{self, ConnCounters};
 use crate::{remote, OpenError, Route, Shared};
 
@@ -60,16 +63,26 @@ pub(crate) enum Opened {
         rx: Box<Streaming<TunnelFrame>>,
         site: String,
     },
+    /// A shared channel of a cluster of this site: carried by the target's pool.
+    Pool(Arc<Pool>),
 }
 
-/// Resolves `target` and connects to it (here, or through a tunnel to its site).
+/// Resolves `target` and connects to it (here, or through a tunnel to its site); a shared
+/// channel (`share`) of a local target gets the target's pool instead (a tunnelled one is
+/// dedicated: the far bridge's own connection).
 async fn open_channel(
     shared: Arc<Shared>,
     target: Arc<str>,
     connect_timeout: Duration,
     reply_timeout_ms: u32,
+    share: Option<Framing>,
 ) -> Result<Opened, OpenError> {
     match shared.resolve(&target, true).await? {
+        Route::Local(_) if share.is_some() && shared.pools.enabled() => {
+            let framing = share.unwrap_or(Framing::Resp);
+            shared.stats.shared_channels_total.fetch_add(1, Relaxed);
+            Ok(Opened::Pool(shared.pools.get(framing, &target)))
+        }
         Route::Local(addrs) => shared
             .connect_local(&target, &addrs, connect_timeout)
             .await
@@ -97,6 +110,17 @@ struct OpenResult {
 enum ChanIo {
     Connecting(AbortHandle),
     Tcp(TcpStream),
+    /// Shared: whole requests go to a pooled connection (bound while requests are in flight).
+    Pool {
+        pool: Arc<Pool>,
+        link: Option<PoolLink>,
+    },
+    /// Was shared, `UNSHARE`d: a dedicated connection is being made (`ready` once made); the
+    /// bytes since wait in `wbuf` until the pooled connection has answered what it carries.
+    Unsharing {
+        task: AbortHandle,
+        ready: Option<TcpStream>,
+    },
     Tunnel {
         tx: PollSender<TunnelFrame>,
         rx: Box<Streaming<TunnelFrame>>,
@@ -119,12 +143,19 @@ struct Chan {
     wbuf: BytesMut,
     /// Our write side to the backend is shut down (after the filter's end of stream).
     shut: bool,
+    /// Opened shared (`OPEN_SHARED`) and not `UNSHARE`d: how requests are cut.
+    share: Option<Framing>,
+    /// Cuts a shared channel's bytes into requests (made when shared).
+    requests: Option<RequestDecoder>,
+    /// Requests sent to the pooled connection and not yet answered.
+    in_flight: u32,
 }
 
 impl Drop for Chan {
     fn drop(&mut self) {
-        if let ChanIo::Connecting(h) = &self.io {
-            h.abort();
+        match &self.io {
+            ChanIo::Connecting(h) | ChanIo::Unsharing { task: h, .. } => h.abort(),
+            _ => {}
         }
     }
 }
@@ -162,6 +193,9 @@ struct Conn<S> {
     serial: u64,
     events_tx: mpsc::UnboundedSender<OpenResult>,
     events_rx: mpsc::UnboundedReceiver<OpenResult>,
+    /// Answers and failures of shared channels, from their pooled connections.
+    pool_tx: mpsc::UnboundedSender<PoolEvent>,
+    pool_rx: mpsc::UnboundedReceiver<PoolEvent>,
     /// (when, sequence, token): pending `WAKE`s, earliest first.
     wakes: BinaryHeap<Reverse<(Instant, u64, u64)>>,
     wake_seq: u64,
@@ -192,6 +226,7 @@ where
     };
     drop(snap);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (pool_tx, pool_rx) = mpsc::unbounded_channel();
     let (stats_id, counters) = shared.stats.register();
     let mut conn = Conn {
         io,
@@ -212,6 +247,8 @@ where
         serial: 0,
         events_tx,
         events_rx,
+        pool_tx,
+        pool_rx,
         wakes: BinaryHeap::new(),
         wake_seq: 0,
         sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
@@ -241,6 +278,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
             while let Poll::Ready(Some(ev)) = self.events_rx.poll_recv(cx) {
                 self.on_opened(ev);
+                progress = true;
+            }
+            while let Poll::Ready(Some(ev)) = self.pool_rx.poll_recv(cx) {
+                self.on_pool_event(ev);
                 progress = true;
             }
 
@@ -429,7 +470,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if !self.hello && kind != Kind::Hello {
             return self.fatal(&format!("expected HELLO as the first frame, got {kind:?}"));
         }
-        let needs_chan = matches!(kind, Kind::Open | Kind::Data | Kind::Close);
+        let needs_chan = matches!(
+            kind,
+            Kind::Open | Kind::Data | Kind::Close | Kind::OpenShared | Kind::Unshare
+        );
         if needs_chan && chan == 0 {
             return self.fatal(&format!("{kind:?} on channel 0"));
         }
@@ -459,10 +503,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     if self.chans.contains_key(&chan) {
                         return self.fatal(&format!("OPEN of channel {chan}, which is open"));
                     }
-                    self.open(chan, &o);
+                    self.open(chan, &o, None);
                 }
                 Err(e) => self.fatal(&e.to_string()),
             },
+            Kind::OpenShared => match OpenShared::parse(p) {
+                Ok(o) => {
+                    if self.chans.contains_key(&chan) {
+                        return self
+                            .fatal(&format!("OPEN_SHARED of channel {chan}, which is open"));
+                    }
+                    self.open(chan, &o.open, Some(o.framing));
+                }
+                Err(e) => self.fatal(&e.to_string()),
+            },
+            Kind::Unshare => self.unshare(chan),
             Kind::Data => {
                 // Under `channel_buffer_bytes` before this frame ([`Self::on_input`]), so at
                 // most that plus one frame (`MAX_PAYLOAD`) is held for a backend.
@@ -494,7 +549,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    fn open(&mut self, chan: u16, o: &Open<'_>) {
+    fn open(&mut self, chan: u16, o: &Open<'_>, share: Option<Framing>) {
         let snap = self.shared.snapshot();
         let connect_ms = if o.connect_timeout_ms == 0 {
             snap.config.defaults.connect_timeout_ms
@@ -511,7 +566,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let reply_ms = o.reply_timeout_ms;
         let t = target.clone();
         let task = tokio::spawn(async move {
-            let result = open_channel(shared, t, connect_timeout, reply_ms).await;
+            let result = open_channel(shared, t, connect_timeout, reply_ms, share).await;
             let _ = tx.send(OpenResult { chan, serial, result });
         });
         debug!(peer = %self.peer, label = %self.label, chan, target = %target, "OPEN");
@@ -527,10 +582,114 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 io: ChanIo::Connecting(task.abort_handle()),
                 wbuf: BytesMut::new(),
                 shut: false,
+                share,
+                requests: share.map(|_| RequestDecoder::default()),
+                in_flight: 0,
             },
         );
         self.shared.stats.channels_total.fetch_add(1, Relaxed);
         self.shared.stats.channels_active.fetch_add(1, Relaxed);
+    }
+
+    /// `UNSHARE`: the channel's bytes from here on go to a dedicated backend connection, made
+    /// now; they are written once the pooled connection has answered what it carries for the
+    /// channel (so answers keep the channel's order). No-op for a channel that is not shared.
+    fn unshare(&mut self, chan: u16) {
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        if ch.share.take().is_none() {
+            return;
+        }
+        ch.requests = None;
+        let spawn = |serial: u64, ch: &Chan| {
+            let tx = self.events_tx.clone();
+            let shared = self.shared.clone();
+            let (t, connect_timeout, reply_ms) =
+                (ch.target.clone(), ch.connect_timeout, ch.reply_timeout_ms);
+            tokio::spawn(async move {
+                let result = open_channel(shared, t, connect_timeout, reply_ms, None).await;
+                let _ = tx.send(OpenResult {
+                    chan,
+                    serial,
+                    result,
+                });
+            })
+            .abort_handle()
+        };
+        debug!(label = %self.label, chan, target = %ch.target, in_flight = ch.in_flight, "UNSHARE");
+        match &ch.io {
+            ChanIo::Connecting(h) => {
+                // Nothing was sent shared yet: connect dedicated instead (a new serial drops a
+                // result of the first attempt that is already on its way).
+                h.abort();
+                self.serial += 1;
+                ch.serial = self.serial;
+                ch.io = ChanIo::Connecting(spawn(ch.serial, ch));
+            }
+            ChanIo::Pool { .. } => {
+                ch.io = ChanIo::Unsharing {
+                    task: spawn(ch.serial, ch),
+                    ready: None,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers (or the failure) of a shared channel's pooled connection.
+    fn on_pool_event(&mut self, ev: PoolEvent) {
+        match ev {
+            PoolEvent::Data {
+                chan,
+                serial,
+                parts,
+                answers,
+            } => {
+                let Some(ch) = self.chans.get_mut(&chan) else {
+                    return;
+                };
+                if ch.serial != serial {
+                    return;
+                }
+                let total: usize = parts.iter().map(Bytes::len).sum();
+                if total <= MAX_PAYLOAD {
+                    self.scratch.clear();
+                    Header::write(&mut self.scratch, Kind::BridgeData, chan, total);
+                    self.out.extend_from_slice(&self.scratch);
+                    for p in &parts {
+                        self.out.extend_from_slice(p);
+                    }
+                } else {
+                    for chunk in parts.iter().flat_map(|p| p.chunks(MAX_PAYLOAD)) {
+                        self.scratch.clear();
+                        Header::write(&mut self.scratch, Kind::BridgeData, chan, chunk.len());
+                        self.out.extend_from_slice(&self.scratch);
+                        self.out.extend_from_slice(chunk);
+                    }
+                }
+                ConnCounters::add(&self.counters.from_backends, total as u64);
+                ch.in_flight = ch.in_flight.saturating_sub(answers);
+                if ch.in_flight == 0 {
+                    if let ChanIo::Unsharing { ready, .. } = &mut ch.io {
+                        if let Some(s) = ready.take() {
+                            debug!(label = %self.label, chan, target = %ch.target, "dedicated connection takes over");
+                            ch.io = ChanIo::Tcp(s);
+                        }
+                    }
+                }
+            }
+            PoolEvent::Failed {
+                chan,
+                serial,
+                code,
+                message,
+            } => {
+                if self.chans.get(&chan).is_some_and(|c| c.serial == serial) {
+                    self.close_chan(chan, code, &message);
+                }
+            }
+        }
     }
 
     fn on_opened(&mut self, ev: OpenResult) {
@@ -541,7 +700,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         match ev.result {
             Ok(Opened::Tcp(s)) => {
                 debug!(label = %self.label, chan = ev.chan, target = %ch.target, "connected");
-                ch.io = ChanIo::Tcp(s);
+                match &mut ch.io {
+                    ChanIo::Unsharing { ready, .. } if ch.in_flight > 0 => *ready = Some(s),
+                    _ => ch.io = ChanIo::Tcp(s),
+                }
+            }
+            Ok(Opened::Pool(pool)) => {
+                debug!(label = %self.label, chan = ev.chan, target = %ch.target, "shared");
+                ch.io = ChanIo::Pool { pool, link: None };
             }
             Ok(Opened::Tunnel { tx, rx, site }) => {
                 debug!(label = %self.label, chan = ev.chan, target = %ch.target, %site, "tunnel open");
@@ -569,11 +735,75 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             scratch,
             closes,
             counters,
+            pool_tx,
+            shared,
             ..
         } = self;
         'chans: for (&id, ch) in chans.iter_mut() {
             match &mut ch.io {
-                ChanIo::Connecting(_) => {}
+                ChanIo::Connecting(_) | ChanIo::Unsharing { .. } => {}
+                ChanIo::Pool { pool, link } => {
+                    if !ch.wbuf.is_empty() {
+                        let (Some(framing), Some(dec)) = (ch.share, ch.requests.as_mut()) else {
+                            continue;
+                        };
+                        let (bytes, count) = match cut_requests(framing, dec, &mut ch.wbuf) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let msg = format!(
+                                    "{}: malformed request on a shared channel: {e}",
+                                    ch.target
+                                );
+                                closes.push((id, CloseCode::Io, msg));
+                                continue;
+                            }
+                        };
+                        if count > 0 {
+                            ConnCounters::add(&counters.to_backends, bytes.len() as u64);
+                            let mut batch = Batch {
+                                to: pool_tx.clone(),
+                                chan: id,
+                                serial: ch.serial,
+                                bytes,
+                                count,
+                                reply_timeout: ch.reply_timeout,
+                            };
+                            // Bound to one pooled connection while requests are in flight (their
+                            // answers keep the channel's order); free to move when none are.
+                            for _ in 0..2 {
+                                if link
+                                    .as_ref()
+                                    .is_none_or(|l| ch.in_flight == 0 && l.is_closed())
+                                {
+                                    *link = Some(pool.pick(shared));
+                                }
+                                let Some(l) = link.as_ref() else { break };
+                                match l.send(batch) {
+                                    Ok(()) => {
+                                        ch.in_flight = ch.in_flight.saturating_add(count);
+                                        progress = true;
+                                        break;
+                                    }
+                                    Err(mpsc::error::SendError(b)) => {
+                                        batch = b;
+                                        if ch.in_flight > 0 {
+                                            // Its failure is on its way and closes the channel.
+                                            break;
+                                        }
+                                        *link = None;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    if half_close && ch.wbuf.is_empty() && ch.in_flight == 0 {
+                        let msg = format!(
+                            "{}: shared channel released after the client's end of stream",
+                            ch.target
+                        );
+                        closes.push((id, CloseCode::Eof, msg));
+                    }
+                }
                 ChanIo::Tcp(s) => {
                     let mut wrote = false;
                     while !ch.wbuf.is_empty() {

@@ -13,8 +13,10 @@ pub mod admin;
 pub mod config;
 mod conn;
 pub mod drain;
+pub mod endpoints;
 pub mod envoy_admin;
 pub mod metrics;
+mod pool;
 pub mod remote;
 pub mod stats;
 pub mod tls;
@@ -88,6 +90,8 @@ pub struct Shared {
     pub(crate) stop: Arc<drain::StopHub>,
     admin_cache: tokio::sync::Mutex<Option<(Instant, Arc<envoy_admin::ClusterHosts>)>>,
     round_robin: AtomicUsize,
+    /// Pooled backend connections of shared channels, by target.
+    pub(crate) pools: pool::Pools,
 }
 
 impl Shared {
@@ -117,11 +121,33 @@ impl Shared {
     }
 
     /// Resolves a target: this bridge's `clusters`, then Envoy's admin API. `allow_remote`:
-    /// false for channels that already come from another site (no second hop).
+    /// false for channels that already come from another site (no second hop). A target
+    /// `CLUSTER@host:port` names one endpoint of a cluster (crate::endpoints): accepted only
+    /// if the cluster allows it, checked by the bridge of the cluster's site.
     pub(crate) async fn resolve(&self, target: &str, allow_remote: bool) -> Result<Route, OpenError> {
+        let (cluster, endpoint) = match endpoints::split_target(target) {
+            Some((c, e)) => {
+                endpoints::check_endpoint(e)
+                    .map_err(|m| (CloseCode::UnknownTarget, format!("`{target}`: {m}")))?;
+                (c, Some(e))
+            }
+            None => (target, None),
+        };
         let snap = self.snapshot();
-        match snap.config.placement(target) {
-            Some(config::Placement::Local(addrs)) => return Ok(Route::Local(addrs.to_vec())),
+        match snap.config.placement(cluster) {
+            Some(config::Placement::Local(addrs)) => {
+                return match endpoint {
+                    None => Ok(Route::Local(addrs.to_vec())),
+                    Some(e) if snap.config.allows_endpoint(cluster, e) => Ok(Route::Local(vec![e.to_owned()])),
+                    Some(e) => Err((
+                        CloseCode::UnknownTarget,
+                        format!(
+                            "`{e}` is not an endpoint cluster `{cluster}` allows at {} (clusters.{cluster}.endpoints)",
+                            snap.config.site
+                        ),
+                    )),
+                };
+            }
             Some(config::Placement::Remote(site)) => {
                 if !allow_remote {
                     return Err((
@@ -146,19 +172,26 @@ impl Shared {
             let hosts = self.envoy_clusters(url, &snap.config).await.map_err(|e| {
                 (
                     CloseCode::UnknownTarget,
-                    format!("`{target}` is not configured and Envoy's admin failed: {e}"),
+                    format!("`{cluster}` is not configured and Envoy's admin failed: {e}"),
                 )
             })?;
-            return match hosts.get(target) {
-                Some(h) if !h.is_empty() => Ok(Route::Local(h.clone())),
-                Some(_) => Err((
-                    CloseCode::Refused,
-                    format!("Envoy cluster `{target}` has no healthy host"),
+            return match (hosts.get(cluster), endpoint) {
+                (Some(h), None) if !h.is_empty() => Ok(Route::Local(h.clone())),
+                (Some(h), Some(e)) if endpoints::allowed(None, h, e) => {
+                    Ok(Route::Local(vec![e.to_owned()]))
+                }
+                (Some(_), Some(e)) => Err((
+                    CloseCode::UnknownTarget,
+                    format!("`{e}` is not a healthy host of Envoy cluster `{cluster}`"),
                 )),
-                None => Err((
+                (Some(_), None) => Err((
+                    CloseCode::Refused,
+                    format!("Envoy cluster `{cluster}` has no healthy host"),
+                )),
+                (None, _) => Err((
                     CloseCode::UnknownTarget,
                     format!(
-                        "`{target}` is neither configured at {} nor an Envoy cluster",
+                        "`{cluster}` is neither configured at {} nor an Envoy cluster",
                         snap.config.site
                     ),
                 )),
@@ -166,7 +199,10 @@ impl Shared {
         }
         Err((
             CloseCode::UnknownTarget,
-            format!("`{target}` names no cluster of bridge {}", snap.config.site),
+            format!(
+                "`{cluster}` names no cluster of bridge {}",
+                snap.config.site
+            ),
         ))
     }
 
@@ -326,6 +362,7 @@ impl Bridge {
             stop: Arc::new(drain::StopHub::default()),
             admin_cache: tokio::sync::Mutex::new(None),
             round_robin: AtomicUsize::new(0),
+            pools: pool::Pools::from_env(),
         });
         let mut tasks = Vec::new();
 

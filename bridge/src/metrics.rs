@@ -7,6 +7,7 @@
 //! | `geomesh_bridge_ready`, `geomesh_bridge_draining` | gauge | |
 //! | `geomesh_bridge_filter_connections_active` / `_total` | gauge / counter | |
 //! | `geomesh_bridge_channels_active` / `_total`, `geomesh_bridge_remote_channels_total` | gauge / counter | |
+//! | `geomesh_bridge_shared_channels_total`, `geomesh_bridge_pool_connections_total` | counter | shared channels, pooled connections made |
 //! | `geomesh_bridge_bytes_total` | counter | `direction`: `from_filters`, `to_filters`, `to_backends`, `from_backends` |
 //! | `geomesh_bridge_channel_closes_total` | counter | `code`: the `CLOSED` code (`EOF`, `REFUSED`, `STALLED`, ...) |
 //! | `geomesh_bridge_stalls_total`, `geomesh_bridge_connect_timeouts_total` | counter | (the `STALLED` and `CONNECT_TIMEOUT` closes) |
@@ -57,6 +58,8 @@ impl Collector for BridgeCollector {
         gauge(&mut e, "geomesh_bridge_channels_active", "Open channels (backend connections and tunnels)", st.channels_active.load(Relaxed) as f64)?;
         counter(&mut e, "geomesh_bridge_channels", "Channels opened", st.channels_total.load(Relaxed))?;
         counter(&mut e, "geomesh_bridge_remote_channels", "Channels opened to another site's bridge", st.remote_channels_total.load(Relaxed))?;
+        counter(&mut e, "geomesh_bridge_shared_channels", "Channels carried by pooled backend connections", st.shared_channels_total.load(Relaxed))?;
+        counter(&mut e, "geomesh_bridge_pool_connections", "Pooled backend connections made", st.pool_connections_total.load(Relaxed))?;
         let [from_filters, to_filters, to_backends, from_backends, wakes] = st.bytes();
         let mut bytes = e.encode_descriptor("geomesh_bridge_bytes", "Bytes carried, by direction", None, MetricType::Counter)?;
         for (dir, v) in [

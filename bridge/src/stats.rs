@@ -54,6 +54,10 @@ pub struct Stats {
     pub channels_active: AtomicU64,
     pub channels_total: AtomicU64,
     pub remote_channels_total: AtomicU64,
+    /// Channels opened shared (`OPEN_SHARED`) and carried by a pooled connection.
+    pub shared_channels_total: AtomicU64,
+    /// Pooled backend connections made (first use, and again after a failure).
+    pub pool_connections_total: AtomicU64,
     pub bytes_from_filters: AtomicU64,
     pub bytes_to_filters: AtomicU64,
     pub bytes_to_backends: AtomicU64,
@@ -130,6 +134,8 @@ impl Stats {
             ("channels_active", self.channels_active.load(Relaxed)),
             ("channels_total", self.channels_total.load(Relaxed)),
             ("remote_channels_total", self.remote_channels_total.load(Relaxed)),
+            ("shared_channels_total", self.shared_channels_total.load(Relaxed)),
+            ("pool_connections_total", self.pool_connections_total.load(Relaxed)),
             ("bytes_from_filters", from_filters),
             ("bytes_to_filters", to_filters),
             ("bytes_to_backends", to_backends),

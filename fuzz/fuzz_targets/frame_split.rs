@@ -5,15 +5,16 @@
 //! * `consumed == HEADER_LEN + payload.len()`, `payload.len() <= MAX_PAYLOAD`, and the header
 //!   read by `Header::parse` says the same kind, channel and length;
 //! * no prefix of a complete frame is a frame (`Ok(None)` at every cut tried);
-//! * `HELLO`, `OPEN`, `WAKE`, the `WAKE` reply and `CLOSED` payloads that parse re-encode to
+//! * `HELLO`, `OPEN`, `OPEN_SHARED`, `UNSHARE`, `WAKE`, the `WAKE` reply and `CLOSED` payloads that parse re-encode to
 //!   the frame's own bytes (when within the encoders' truncation limits);
 //! * the encoders, fed strings cut from the input, produce frames the parsers read back
 //!   (labels, targets and messages truncated on a UTF-8 boundary).
 #![no_main]
 
 use geomesh_frame::{
-    encode_closed, encode_data, encode_error, encode_hello, encode_open, encode_wake, encode_wake_reply, parse_wake_reply,
-    split_frame, CloseCode, Closed, Header, Hello, Kind, Open, Wake, HEADER_LEN, MAX_PAYLOAD, VERSION,
+    encode_closed, encode_data, encode_error, encode_hello, encode_open, encode_open_shared, encode_unshare, encode_wake,
+    encode_wake_reply, parse_wake_reply, split_frame, CloseCode, Closed, Header, Hello, Kind, Open, OpenShared, Wake,
+    HEADER_LEN, MAX_PAYLOAD, VERSION,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -69,6 +70,19 @@ fn reencode(kind: Kind, chan: u16, payload: &[u8], frame: &[u8]) {
                 if m.len() <= 1024 && chan == 0 {
                     encode_error(&mut again, m);
                 }
+            }
+        }
+        Kind::OpenShared => {
+            if let Ok(o) = OpenShared::parse(payload) {
+                let p = &o.open;
+                if p.target.len() <= 4096 {
+                    encode_open_shared(&mut again, chan, o.framing, p.reply_timeout_ms, p.connect_timeout_ms, p.target);
+                }
+            }
+        }
+        Kind::Unshare => {
+            if payload.is_empty() {
+                encode_unshare(&mut again, chan);
             }
         }
         Kind::Close => {}

@@ -56,6 +56,30 @@ impl Bridge {
         Self::start_on(dir, name, &listen, clusters)
     }
 
+    /// As [`Bridge::start_unix`], letting filters open more endpoints of some clusters by
+    /// address: (cluster name, `host:port` pattern).
+    pub fn start_unix_with_endpoints(
+        dir: &TestDir,
+        name: &str,
+        clusters: &[(&str, u16)],
+        endpoints: &[(String, String)],
+    ) -> Result<Bridge> {
+        let listen = format!("unix:{}", dir.join(format!("{name}.sock")).display());
+        let mut yaml = format!("site: local\nlisten: {listen}\nclusters:\n");
+        for (c, port) in clusters {
+            let allowed: Vec<String> = endpoints
+                .iter()
+                .filter(|(ec, _)| ec == c)
+                .map(|(_, p)| format!("\"{p}\""))
+                .collect();
+            yaml.push_str(&format!(
+                "  {c}: {{ address: 127.0.0.1:{port}, endpoints: [{}] }}\n",
+                allowed.join(", ")
+            ));
+        }
+        Self::start_config_threads(dir, name, &yaml, 1)
+    }
+
     /// Starts a bridge on a config text whose `listen` is `127.0.0.1:0` (or any address): the
     /// real port is read from its ready line.
     pub fn start_config(dir: &TestDir, name: &str, yaml: &str) -> Result<Bridge> {

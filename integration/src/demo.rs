@@ -47,6 +47,8 @@ use redis::Value;
 use serde_json::json;
 
 use crate::envoy::{tcp_listener, tcp_proxy_filter, wasm_network_filter, EnvoyOptions};
+use crate::influx::InfluxMesh;
+use crate::demo_kafka::{kafka_section, KafkaDemo};
 use crate::paths::{system_bin, wasm_path};
 use crate::process::{http_get, wait_for, Proc, TestDir};
 use crate::redis_mesh::{bridge_cluster, connect, Bridge, PLUGIN};
@@ -988,12 +990,65 @@ fn replication_section(t: &ReplicationTopology, ck: &mut Checks) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The whole demo
 
+// ---------------------------------------------------------------------------------------------
+// The InfluxDB part
+
+/// The InfluxDB filter's configuration in the demo: Écharde's shape, cpu* on influx-b.
+pub const INFLUX_CONFIG: &str = "workload_type: influxdb
+default_cluster: influx-a
+local_cluster: influx-a
+routing_table:
+  cpu: { type: prefix, cluster: influx-b }
+";
+
+/// The batch the demo writes: three measurements over two shards, one escaped name, points
+/// without a timestamp (stamped once for the whole request).
+const INFLUX_BATCH: &str = "cpu,host=web1 usage=0.64\ncpu_temp,host=web1 celsius=61i\nmem,host=web1 used=3.5\nmy\\ disk,host=web1 free=12i\n";
+
+fn influx_section(m: &InfluxMesh, ck: &mut Checks) -> Result<()> {
+    let c = http_client()?;
+    let url = m.url();
+    say!("\n== InfluxDB sharding (Écharde): one InfluxDB at {url}, 2 influxd shards ==");
+    say!("the filter's configuration (an HTTP filter; influx-a is also the local cluster for /ping, SHOW USERS, ...):");
+    for l in INFLUX_CONFIG.lines() {
+        say!("  | {l}");
+    }
+    let t = Instant::now();
+    let r = c.post(format!("{url}/query")).form(&[("q", "CREATE DATABASE demo")]).send()?;
+    ck.eq("CREATE DATABASE through the filter", r.status().as_u16(), 200)?;
+    row("CREATE DATABASE demo", "both (broadcast)", Some(t.elapsed()), "{\"results\":[{\"statement_id\":0}]}");
+    let t = Instant::now();
+    let r = c.post(format!("{url}/write?db=demo&precision=s")).body(INFLUX_BATCH).send()?;
+    ck.eq("a batch over two shards", r.status().as_u16(), 204)?;
+    row("POST /write (4 points, 4 measurements)", "split a | b", Some(t.elapsed()), "204 No Content");
+    for (shard, want) in [(&m.shards[0], vec!["mem", "my disk"]), (&m.shards[1], vec!["cpu", "cpu_temp"])] {
+        let got = shard.measurements("demo")?;
+        ck.eq(&format!("what {} holds", shard.name), got.clone(), want.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        row(&format!("influx -port {} SHOW MEASUREMENTS", shard.port), &format!("{} directly", shard.name), None, &got.join(", "));
+    }
+    let t = Instant::now();
+    let text = c.get(format!("{url}/query")).query(&[("db", "demo"), ("q", "SHOW MEASUREMENTS")]).send()?.text()?;
+    ck.that(["cpu", "cpu_temp", "mem", "my disk"].iter().all(|n| text.contains(&format!("[\"{n}\"]"))), || format!("merged SHOW MEASUREMENTS: {text}"))?;
+    row("SHOW MEASUREMENTS", "both, merged", Some(t.elapsed()), "cpu, cpu_temp, mem, my disk");
+    let t = Instant::now();
+    let text = c.get(format!("{url}/query")).query(&[("db", "demo"), ("q", "SELECT * FROM /.*/")]).send()?.text()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).with_context(|| text.clone())?;
+    let series = doc["results"][0]["series"].as_array().map(Vec::len).unwrap_or(0);
+    ck.eq("SELECT * FROM /.*/ series", series, 4)?;
+    let times: BTreeSet<String> = doc["results"][0]["series"].as_array().into_iter().flatten().map(|s| s["values"][0][0].to_string()).collect();
+    ck.eq("one timestamp for the whole batch on both shards", times.len(), 1)?;
+    row("SELECT * FROM /.*/", "both, merged", Some(t.elapsed()), &format!("4 series, one time {}", times.iter().next().cloned().unwrap_or_default()));
+    Ok(())
+}
+
 /// Everything running. Field order is drop order.
 struct Demo {
     redis: RedisSites,
     scope: ScopeTopology,
     _scope_wan: WanLinks,
     repl: ReplicationTopology,
+    influx: InfluxMesh,
+    kafka: KafkaDemo,
 }
 
 impl Demo {
@@ -1017,6 +1072,11 @@ impl Demo {
                 v.push((format!("{} json-server", s.name), a));
             }
         }
+        v.push(("envoy (influxdb)".to_owned(), self.influx.envoy.proc()));
+        for s in self.influx.shards.iter_mut() {
+            v.push((format!("influxd {}", s.name), &mut s.proc));
+        }
+        v.extend(self.kafka.procs());
         v
     }
 
@@ -1042,6 +1102,12 @@ impl Demo {
             if let Some(l) = s.envoy.as_ref().and_then(Envoy::wasm_failure) {
                 v.push(format!("{}'s Envoy (replication): {l}", s.name));
             }
+        }
+        if let Some(l) = self.influx.envoy.wasm_failure() {
+            v.push(format!("the InfluxDB Envoy: {l}"));
+        }
+        if let Some(l) = self.kafka.mesh.envoy.wasm_failure() {
+            v.push(format!("the Kafka Envoy: {l}"));
         }
         v
     }
@@ -1078,6 +1144,19 @@ fn print_table(d: &mut Demo) {
         rows.push((s.name.clone(), "envoy + scope filter (http.replication)".into(), format!("image :{}  admin :{}", ports.listener, ports.admin), pid(s.envoy.as_mut().map(|e| e.proc()))));
         rows.push((s.name.clone(), "geomesh-agent (replication)".into(), format!("API :{}  proxy :{}", ports.agent, ports.proxy), pid(s.agent.as_mut())));
         rows.push((s.name.clone(), "json-server 0.17 (image instance)".into(), format!(":{}", ports.instance), pid(s.app.as_mut())));
+    }
+    rows.push(("".into(), "-- InfluxDB --".into(), String::new(), 0));
+    let (iport, iadmin) = (d.influx.port, d.influx.envoy.admin_port());
+    rows.push(("dc1".into(), "envoy + geomesh_filter_influx.wasm".into(), format!("http :{iport}  admin :{iadmin}"), d.influx.envoy.proc().pid()));
+    for s in &d.influx.shards {
+        rows.push(("dc1".into(), format!("influxd {}", s.name), format!(":{}", s.port), s.proc.pid()));
+    }
+    rows.push(("".into(), "-- Kafka --".into(), String::new(), 0));
+    let kport = d.kafka.mesh.port;
+    rows.push(("dc1".into(), "envoy + geomesh_filter_kafka.wasm".into(), format!("kafka :{kport}"), d.kafka.mesh.envoy.proc().pid()));
+    rows.push(("dc1".into(), "geomesh-bridge (kafka)".into(), d.kafka.mesh.bridge.listen.clone(), d.kafka.mesh.bridge.proc.pid()));
+    for (name, t) in [("kafka-a", &d.kafka.a), ("kafka-b", &d.kafka.b)] {
+        rows.push(("dc1".into(), format!("tansu {name}"), format!(":{}", t.port), t.proc.pid()));
     }
     say!("\n== what runs where (all on 127.0.0.1) ==");
     say!("  {:<6} {:<40} {:<44} pid", "site", "process", "ports");
@@ -1142,6 +1221,26 @@ fn tries(d: &Demo) -> Vec<Try> {
             expect: Expect::Contains("\"DC 3\""),
         },
         Try { what: "DC 1's agent: sites, health, RTTs (JSON)", argv: sv(&["curl", "-s", &format!("{agent}v1/sites")]), expect: Expect::Contains("\"DC 3\"") },
+        Try {
+            what: "InfluxDB: the measurements of both shards, merged (the influx CLI through the filter)",
+            argv: sv(&["influx", "-port", &d.influx.port.to_string(), "-database", "demo", "-execute", "SHOW MEASUREMENTS"]),
+            expect: Expect::Contains("cpu_temp"),
+        },
+        Try {
+            what: "InfluxDB: what influx-b holds (directly)",
+            argv: sv(&["influx", "-port", &d.influx.shards[1].port.to_string(), "-database", "demo", "-execute", "SHOW MEASUREMENTS"]),
+            expect: Expect::Contains("cpu"),
+        },
+        Try {
+            what: "InfluxDB: a regex FROM over both shards, merged",
+            argv: sv(&["curl", "-s", "-G", &format!("{}/query?db=demo", d.influx.url()), "--data-urlencode", "q=SELECT * FROM /cpu.*/"]),
+            expect: Expect::Contains("\"cpu_temp\""),
+        },
+        Try {
+            what: "Kafka: the proxy's topics and (virtual) brokers, confluent-kafka through the filter",
+            argv: d.kafka.try_argv().unwrap_or_default(),
+            expect: Expect::Contains("1000111"),
+        },
         Try { what: "dc1's bridge counters", argv: sv(&["curl", "-s", &format!("http://127.0.0.1:{}/stats", r.dc1.admin)]), expect: Expect::Contains("remote_channels_total") },
     ]
 }
@@ -1238,11 +1337,15 @@ fn start_all(dir: &TestDir, repl_dir: &TestDir, plans: Plans) -> Result<Demo> {
         let repl = repl.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         (redis, scope, repl)
     });
-    match (redis, scope, repl) {
-        (Ok(redis), Ok(scope), Ok(repl)) => Ok(Demo { redis, scope, _scope_wan: scope_wan, repl }),
-        (Err(e), _, _) => Err(e.context("starting the Redis sites")),
-        (_, Err(e), _) => Err(e.context("starting the scope-lang sites")),
-        (_, _, Err(e)) => Err(e.context("starting the replication sites")),
+    let influx = InfluxMesh::start(dir, 2, INFLUX_CONFIG);
+    let kafka = KafkaDemo::start(dir);
+    match (redis, scope, repl, influx, kafka) {
+        (Ok(redis), Ok(scope), Ok(repl), Ok(influx), Ok(kafka)) => Ok(Demo { redis, scope, _scope_wan: scope_wan, repl, influx, kafka }),
+        (_, _, _, _, Err(e)) => Err(e.context("starting the Kafka shards")),
+        (_, _, _, Err(e), _) => Err(e.context("starting the InfluxDB shards")),
+        (Err(e), _, _, _, _) => Err(e.context("starting the Redis sites")),
+        (_, Err(e), _, _, _) => Err(e.context("starting the scope-lang sites")),
+        (_, _, Err(e), _, _) => Err(e.context("starting the replication sites")),
     }
 }
 
@@ -1253,14 +1356,14 @@ fn port_clash(e: &anyhow::Error) -> bool {
 
 fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
     let t_all = Instant::now();
-    say!("geomesh demo, on 127.0.0.1: Redis sharding over 2 sites, scope-lang over 3 sites, replication over 3 sites");
+    say!("geomesh demo, on 127.0.0.1: Redis sharding over 2 sites, scope-lang over 3 sites, replication over 3 sites, InfluxDB over 2 shards, Kafka over 2 shards");
     say!("logs and generated configs: {} and {}", dir.path().display(), repl_dir.path().display());
     let mut plans = choose_plans(opts)?;
     let t0 = Instant::now();
     let mut attempt = 1;
     let mut demo = loop {
         say!("ports: {}", plans.note);
-        say!("starting 27 processes (Redis 6, scope-lang 12, replication 9; Envoy compiles each .wasm) ...");
+        say!("starting 34 processes (Redis 6, scope-lang 12, replication 9, InfluxDB 3, Kafka 4; Envoy compiles each .wasm) ...");
         match start_all(dir, repl_dir, plans) {
             Ok(d) => break d,
             Err(e) if attempt < 3 && port_clash(&e) && !stop_requested() => {
@@ -1294,6 +1397,10 @@ fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
     let t3 = Instant::now();
     replication_section(&demo.repl, &mut ck)?;
     let t_repl = t3.elapsed();
+    checkpoint()?;
+    influx_section(&demo.influx, &mut ck)?;
+    checkpoint()?;
+    kafka_section(&demo.kafka, |what, ok, detail| ck.that(ok, || format!("{what}: {detail}")), row)?;
     let failures = demo.wasm_failures();
     ck.that(failures.is_empty(), || format!("a Wasm VM failed: {}", failures.join("; ")))?;
     let dead = demo.dead();

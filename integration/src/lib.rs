@@ -13,6 +13,7 @@
 //!   static clusters, ECDS from a watched file) and a running Envoy with admin helpers.
 //! * [`prometheus`]: Envoy's `/stats/prometheus` parsed into (name, labels) -> value.
 //! * [`servers`]: redis-server, json-server, tansu (a Kafka-compatible broker), native daemons.
+//! * [`influx`]: influxd 1.6 shards, the `influx` CLI, and an Envoy with the InfluxDB filter.
 //! * [`mosquitto`]: mosquitto brokers, `mosquitto_pub`/`mosquitto_sub`, paho-mqtt scripts.
 //! * [`kafka_clients`]: real Kafka clients (confluent-kafka, i.e. librdkafka, and kafka-python)
 //!   run as Python processes that report what they did as JSON.
@@ -36,8 +37,10 @@
 pub mod bench;
 pub mod bridge;
 pub mod demo;
+pub mod demo_kafka;
 pub mod mesh;
 pub mod envoy;
+pub mod influx;
 pub mod mosquitto;
 pub mod kafka_clients;
 pub mod paths;

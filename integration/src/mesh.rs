@@ -35,6 +35,12 @@ pub struct FilterMeshOptions {
     /// Configure the filter through an ECDS file ([`FilterMesh::set_filter_config`]).
     pub ecds: bool,
     pub envoy: EnvoyOptions,
+    /// More endpoints the bridge lets the filter open in a cluster by address (cluster name,
+    /// `host:port` pattern; docs/bridge-protocol.md "Endpoint targets").
+    pub endpoints: Vec<(String, String)>,
+    /// The Envoy listener's port (a free one when `None`): set it when the filter
+    /// configuration must name it (Kafka's advertised listener).
+    pub port: Option<u16>,
 }
 
 impl FilterMeshOptions {
@@ -45,6 +51,8 @@ impl FilterMeshOptions {
             filter_config: filter_config.to_owned(),
             ecds: false,
             envoy: EnvoyOptions::default(),
+            endpoints: Vec::new(),
+            port: None,
         }
     }
 }
@@ -62,9 +70,12 @@ pub struct FilterMesh {
 impl FilterMesh {
     /// Starts the bridge (knowing `clusters`: name, port on 127.0.0.1) and Envoy in `dir`.
     pub fn start(dir: &TestDir, opts: &FilterMeshOptions, clusters: &[(&str, u16)]) -> Result<FilterMesh> {
-        let bridge = Bridge::start_unix(dir, "bridge", clusters)?;
+        let bridge = Bridge::start_unix_with_endpoints(dir, "bridge", clusters, &opts.endpoints)?;
         let wasm = wasm_path(&opts.wasm)?;
-        let port = free_port()?;
+        let port = match opts.port {
+            Some(p) => p,
+            None => free_port()?,
+        };
         let plugin = WasmPlugin::new(&opts.plugin, "", wasm, opts.filter_config.clone());
         let ecds_name = format!("geomesh.{}", opts.plugin);
         let mut ecds_file = None;

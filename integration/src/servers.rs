@@ -92,12 +92,19 @@ impl Tansu {
 
     /// Starts a broker on a free port and waits until it answers an ApiVersions request.
     pub fn start(dir: &TestDir, name: &str) -> Result<Tansu> {
+        Self::start_advertised(dir, name, None)
+    }
+
+    /// As [`Tansu::start`], advertising `127.0.0.1:<advertised>` instead of its own port (a
+    /// broker behind a proxy that clients must keep using, e.g. Envoy's `tcp_proxy`).
+    pub fn start_advertised(dir: &TestDir, name: &str, advertised: Option<u16>) -> Result<Tansu> {
         let port = free_port()?;
         let mut cmd = Command::new(tansu_bin()?);
         let url = format!("tcp://127.0.0.1:{port}");
+        let adv = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
         cmd.arg("broker")
             .args(["--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
+            .args(["--advertised-listener-url", &adv])
             .args(["--storage-engine", "memory://tansu/"])
             // The same settings also come from the environment: none of a user's may leak in.
             .env_remove("CLUSTER_ID")

@@ -1,5 +1,5 @@
 //! The README's main command (`make demo` = `geomesh-demo`) runs in the test suite: `--check`
-//! starts the whole demo topology (Redis over 2 sites, scope-lang over 3, replication over 3: 27
+//! starts the whole demo topology (Redis over 2 sites, scope-lang over 3, replication over 3, InfluxDB over 2 shards, Kafka over 2 shards: 34
 //! processes), drives and verifies its traffic, runs the commands it prints, stops and exits 0;
 //! in serving mode a SIGINT (Ctrl-C) stops every process it started. Both on free ports (`--free-ports`) so that a demo left
 //! running on the documented ports does not disturb the test.
@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// One demo at a time: each runs 27 processes.
+/// One demo at a time: each runs 30 processes.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// (pid, ppid, pgrp, state) of every process.
@@ -138,7 +138,7 @@ impl Run {
 
     /// Nothing the demo started is left running.
     fn assert_no_orphans(&self) {
-        assert!(self.groups.len() >= 27, "expected the demo's 27+ process groups, saw {:?}", self.groups);
+        assert!(self.groups.len() >= 30, "expected the demo's 30+ process groups, saw {:?}", self.groups);
         let left = alive_in(&self.groups);
         assert!(left.is_empty(), "processes left running after the demo exited (pid, group): {left:?}");
     }
@@ -180,7 +180,7 @@ fn ctrl_c_stops_every_process() {
     let exited = run.pump(Duration::from_secs(120), |l| l.starts_with("serving until Ctrl-C"));
     assert!(exited.is_none(), "geomesh-demo exited before serving:\n{}", run.text());
     let groups = child_groups(run.pid());
-    assert_eq!(groups.len(), 27, "the demo's processes while serving: {groups:?}");
+    assert_eq!(groups.len(), 30, "the demo's processes while serving: {groups:?}");
     // SAFETY: kill(2) on our own child's pid; no memory involved.
     let rc = unsafe { libc::kill(run.pid(), libc::SIGINT) };
     assert_eq!(rc, 0);

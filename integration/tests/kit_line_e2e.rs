@@ -100,3 +100,51 @@ fn a_protocol_on_the_kit_is_routed_split_and_merged_through_envoy() -> Result<()
     assert!(mesh.envoy.wasm_failure().is_none(), "{:?}", mesh.envoy.wasm_failure());
     Ok(())
 }
+
+#[test]
+fn endpoint_links_reach_only_the_endpoints_a_cluster_allows() -> Result<()> {
+    let dir = TestDir::new("kit-line-endpoints")?;
+    let (_pa, a) = server(&dir, "line-a")?;
+    let (_pb, b) = server(&dir, "line-b")?;
+    // b2: a server of cluster b that the routing table does not list, learned at run time.
+    let (_pb2, b2) = server(&dir, "line-b2")?;
+    // outside: a server no cluster allows.
+    let (_po, outside) = server(&dir, "line-outside")?;
+    assert_eq!(Client::connect(b2)?.ask("SET user:9 from-b2")?, "OK");
+    assert_eq!(Client::connect(outside)?.ask("SET user:9 secret")?, "OK");
+    let mut opts = FilterMeshOptions::new("geomesh_filter_line", "geomesh_line", TABLE);
+    opts.endpoints.push(("b".into(), format!("127.0.0.1:{b2}")));
+    let mesh = FilterMesh::start(&dir, &opts, &[("a", a), ("b", b)])?;
+
+    let mut c = Client::connect(mesh.port)?;
+    assert_eq!(
+        c.ask(&format!("GETAT 127.0.0.1:{b2} user:9"))?,
+        "VALUES from-b2"
+    );
+    // Never an open relay: not b's, and a's configuration does not borrow b's pattern.
+    let refused = c.ask(&format!("GETAT 127.0.0.1:{outside} user:9"))?;
+    assert_eq!(
+        refused,
+        format!("ERR cluster b at 127.0.0.1:{outside}: unknown cluster")
+    );
+    let refused = c.ask(&format!("GETAT 127.0.0.1:{b2} other"))?;
+    assert_eq!(
+        refused,
+        format!("ERR cluster a at 127.0.0.1:{b2}: unknown cluster")
+    );
+    // Malformed endpoints are refused before anything opens; the session goes on.
+    let refused = c.ask("GETAT nohost user:9")?;
+    assert_eq!(refused, "ERR cluster b at nohost: unknown cluster");
+    assert_eq!(c.ask("SET user:9 routed")?, "OK");
+    assert_eq!(Client::connect(b)?.ask("GET user:9")?, "VALUES routed");
+    assert_eq!(
+        c.ask(&format!("GETAT 127.0.0.1:{b2} user:9"))?,
+        "VALUES from-b2"
+    );
+    assert!(
+        mesh.envoy.wasm_failure().is_none(),
+        "{:?}",
+        mesh.envoy.wasm_failure()
+    );
+    Ok(())
+}

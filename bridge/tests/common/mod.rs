@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use geomesh_frame::{
-    encode_close, encode_data, encode_hello, encode_open, encode_wake, split_frame, CloseCode, Closed, Kind,
+    encode_close, encode_data, encode_hello, encode_open, encode_open_shared, encode_unshare, encode_wake, split_frame,
+    CloseCode, Closed, Kind,
 };
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -395,6 +396,26 @@ impl Gmb {
     pub fn open(&mut self, chan: u16, target: &str, reply_timeout_ms: u32, connect_timeout_ms: u32) {
         let mut b = Vec::new();
         encode_open(&mut b, chan, reply_timeout_ms, connect_timeout_ms, target);
+        self.raw(&b);
+    }
+
+    /// `OPEN_SHARED` with RESP framing.
+    pub fn open_shared(&mut self, chan: u16, target: &str, reply_timeout_ms: u32) {
+        let mut b = Vec::new();
+        encode_open_shared(
+            &mut b,
+            chan,
+            geomesh_core::Framing::Resp,
+            reply_timeout_ms,
+            0,
+            target,
+        );
+        self.raw(&b);
+    }
+
+    pub fn unshare(&mut self, chan: u16) {
+        let mut b = Vec::new();
+        encode_unshare(&mut b, chan);
         self.raw(&b);
     }
 

@@ -29,7 +29,7 @@ impl Protocol for Line {
             granularity_ms: (timeout_ms / 20).clamp(1, 100),
             store_keys: 0,
         };
-        Pipeline::new(LineProtocol, loaded.table.clone(), limits)
+        Pipeline::new(LineProtocol::default(), loaded.table.clone(), limits)
     }
 }
 

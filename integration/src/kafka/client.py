@@ -5,14 +5,21 @@ usage: client.py '<json op>'   ->   one JSON object on stdout
 ops (every op has "client": "confluent" (librdkafka) or "kafka-python", and "bootstrap"):
   {"op": "create", "topics": {"name": partitions, ...}}
       -> {"created": [names]}
-  {"op": "produce", "topic": t, "records": [[key|null, value], ...], "partition": p|null,
-   "idempotent": bool, "acks": "all"|1|0}
+  {"op": "produce", "topic": t, "records": [[key|null, value(, topic)], ...], "partition": p|null,
+   "idempotent": bool, "acks": "all"|1|0, "message_timeout_ms": ms|null}
       -> {"acked": [[partition, offset], ...]} in the order the records were given
+         (a record's third element names its topic instead of "topic"; with acks 0 the
+         offsets are -1)
   {"op": "consume", "topics": [t, ...], "count": n, "group": g|null, "timeout_s": s,
    "commit": bool}
       -> {"records": [[topic, partition, offset, key, value], ...]} (group: subscribe and
          commit at the end when "commit"; no group: assign every partition from the start)
   {"op": "topics"} -> {"topics": {name: partitions}, "brokers": [[id, host, port], ...]}
+  {"op": "bench", "topics": [t, ...], "records": n, "size": bytes, "latency_records": m}
+      (confluent only) -> {"produce_s": s, "consume_s": s, "consumed": n, "latency_ms": [...]}:
+      n records of `size` bytes spread round-robin over the topics with acks=1 as fast as
+      librdkafka sends them, then all of them read back from the start (assign), then m
+      records produced one at a time (each waited for) for the latencies
 Keys and values are UTF-8 strings here. Exits non-zero with a message on stderr on failure.
 """
 import json
@@ -44,6 +51,8 @@ def confluent(op):
     if kind == "produce":
         conf = {"bootstrap.servers": bs, "enable.idempotence": bool(op.get("idempotent")),
                 "acks": str(op.get("acks", "all")), "linger.ms": 20}
+        if op.get("message_timeout_ms"):
+            conf["message.timeout.ms"] = op["message_timeout_ms"]
         p = Producer(conf)
         acked = [None] * len(op["records"])
         errors = []
@@ -56,9 +65,11 @@ def confluent(op):
                     acked[i] = [msg.partition(), msg.offset()]
             return cb
 
-        for i, (k, v) in enumerate(op["records"]):
+        for i, rec in enumerate(op["records"]):
+            k, v = rec[0], rec[1]
+            topic = rec[2] if len(rec) > 2 else op["topic"]
             kw = {} if op.get("partition") is None else {"partition": op["partition"]}
-            p.produce(op["topic"], key=None if k is None else k.encode(), value=v.encode(),
+            p.produce(topic, key=None if k is None else k.encode(), value=v.encode(),
                       on_delivery=report(i), **kw)
         left = p.flush(30)
         if errors or left:
@@ -88,6 +99,54 @@ def confluent(op):
             c.commit(asynchronous=False)
         c.close()
         return {"records": out}
+    if kind == "bench":
+        topics, n, size = op["topics"], op["records"], op["size"]
+        value = b"x" * size
+        p = Producer({"bootstrap.servers": bs, "acks": "1", "linger.ms": 5,
+                      "queue.buffering.max.messages": 1000000})
+        errors = []
+
+        def cb(err, msg):
+            if err is not None:
+                errors.append(str(err))
+        for t in topics:  # metadata and connections before the clock starts
+            p.produce(t, value=b"warm", on_delivery=cb)
+        p.flush(30)
+        start = time.time()
+        for i in range(n):
+            while True:
+                try:
+                    p.produce(topics[i % len(topics)], value=value, on_delivery=cb)
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        left = p.flush(120)
+        produce_s = time.time() - start
+        if errors or left:
+            raise RuntimeError(f"bench produce: {left} unflushed, errors {errors[:3]}")
+        lat = []
+        for i in range(op.get("latency_records", 0)):
+            t0 = time.time()
+            p.produce(topics[i % len(topics)], value=value, on_delivery=cb)
+            p.flush(30)
+            lat.append((time.time() - t0) * 1000.0)
+        c = Consumer({"bootstrap.servers": bs, "group.id": "geomesh-bench", "enable.auto.commit": False,
+                      "fetch.max.bytes": 52428800})
+        md = c.list_topics(timeout=30)
+        c.assign([TopicPartition(t, q, 0) for t in topics for q in md.topics[t].partitions])
+        got = 0
+        want = n + len(topics)
+        start = time.time()
+        deadline = start + 120
+        while got < want and time.time() < deadline:
+            msgs = c.consume(num_messages=10000, timeout=0.5)
+            for m in msgs:
+                if m.error():
+                    raise RuntimeError(f"bench consume: {m.error()}")
+            got += len(msgs)
+        consume_s = time.time() - start
+        c.close()
+        return {"produce_s": produce_s, "consume_s": consume_s, "consumed": got, "latency_ms": lat}
     raise ValueError(f"unknown op {kind}")
 
 

@@ -26,4 +26,4 @@ pub use config::{Config, ConfigError, RouteSpec, RouteTarget, RouteType, TypePro
 pub use hash::HashAlgorithm;
 pub use metrics::{ConfigStat, Meter, Metric};
 pub use route::{ClusterId, Decision, RoutingTable};
-pub use session::{Action, DeadlineCover, Millis, Session, UpstreamFailure, UpstreamFailureKind};
+pub use session::{Action, DeadlineCover, Framing, Millis, Session, UpstreamFailure, UpstreamFailureKind};

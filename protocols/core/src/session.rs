@@ -132,6 +132,36 @@ pub trait Session {
     fn meter(&mut self) -> Option<&mut Meter> {
         None
     }
+
+    /// Whether the connection to `cluster` may be a shared one now, and how the bridge cuts its
+    /// byte streams into requests and answers: `Some` while the session holds no state of its
+    /// own on that connection (the bridge may then carry its requests on a pipelined backend
+    /// connection shared with other clients, docs/bridge-protocol.md "Shared channels").
+    /// Asked when a connection opens and after each callback; once it answers `None` for a
+    /// connection it must never answer `Some` for it again (its state lives there now). The
+    /// default: never shared.
+    fn share(&self, _cluster: ClusterId) -> Option<Framing> {
+        None
+    }
+}
+
+/// How the bridge cuts a shared channel's byte streams into requests and answers (the framer
+/// of the protocol crate, compiled into the bridge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Framing {
+    /// RESP (Redis): one request, one answer, in order.
+    Resp = 1,
+}
+
+impl Framing {
+    /// Decodes the byte of an `OPEN_SHARED` frame.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Resp),
+            _ => None,
+        }
+    }
 }
 
 /// Decides when a session must ask for a wake-up so that every deadline it holds is noticed at

@@ -32,6 +32,8 @@ pub enum Kind {
     Data = 0x03,
     Close = 0x04,
     Wake = 0x05,
+    OpenShared = 0x06,
+    Unshare = 0x07,
     BridgeData = 0x83,
     Closed = 0x84,
     WakeReply = 0x85,
@@ -47,6 +49,8 @@ impl Kind {
             0x03 => Self::Data,
             0x04 => Self::Close,
             0x05 => Self::Wake,
+            0x06 => Self::OpenShared,
+            0x07 => Self::Unshare,
             0x83 => Self::BridgeData,
             0x84 => Self::Closed,
             0x85 => Self::WakeReply,
@@ -240,6 +244,28 @@ impl<'a> Open<'a> {
     }
 }
 
+/// `OPEN_SHARED` payload: a framing byte, then an `OPEN` payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenShared<'a> {
+    pub framing: geomesh_core::Framing,
+    pub open: Open<'a>,
+}
+
+impl<'a> OpenShared<'a> {
+    pub fn parse(p: &'a [u8]) -> Result<Self, FrameError> {
+        let (&f, rest) = p
+            .split_first()
+            .ok_or(FrameError::BadPayload(Kind::OpenShared, "short"))?;
+        let framing = geomesh_core::Framing::from_u8(f)
+            .ok_or(FrameError::BadPayload(Kind::OpenShared, "unknown framing"))?;
+        let open = Open::parse(rest).map_err(|e| match e {
+            FrameError::BadPayload(_, why) => FrameError::BadPayload(Kind::OpenShared, why),
+            other => other,
+        })?;
+        Ok(Self { framing, open })
+    }
+}
+
 /// `WAKE` payload (filter → bridge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wake {
@@ -303,6 +329,29 @@ pub fn encode_open(out: &mut Vec<u8>, chan: u16, reply_timeout_ms: u32, connect_
     out.extend_from_slice(&reply_timeout_ms.to_be_bytes());
     out.extend_from_slice(&connect_timeout_ms.to_be_bytes());
     out.extend_from_slice(target.as_bytes());
+}
+
+/// Appends `OPEN_SHARED`: like `OPEN`, for a channel the bridge may carry on a shared,
+/// pipelined backend connection, cut into requests and answers with `framing`.
+pub fn encode_open_shared(
+    out: &mut Vec<u8>,
+    chan: u16,
+    framing: geomesh_core::Framing,
+    reply_timeout_ms: u32,
+    connect_timeout_ms: u32,
+    target: &str,
+) {
+    let target = truncate_utf8(target, 4096);
+    Header::write(out, Kind::OpenShared, chan, 9 + target.len());
+    out.push(framing as u8);
+    out.extend_from_slice(&reply_timeout_ms.to_be_bytes());
+    out.extend_from_slice(&connect_timeout_ms.to_be_bytes());
+    out.extend_from_slice(target.as_bytes());
+}
+
+/// Appends `UNSHARE`: channel `chan` moves to a dedicated backend connection from here on.
+pub fn encode_unshare(out: &mut Vec<u8>, chan: u16) {
+    Header::write(out, Kind::Unshare, chan, 0);
 }
 
 /// Appends `DATA` frames (filter → bridge, or bridge → filter with `Kind::BridgeData`) carrying
@@ -378,6 +427,8 @@ mod tests {
         encode_closed(&mut b, 7, CloseCode::Stalled, "no reply in 5000 ms");
         encode_wake_reply(&mut b, 42);
         encode_error(&mut b, "bad hello");
+        encode_open_shared(&mut b, 9, geomesh_core::Framing::Resp, 0, 250, "r1");
+        encode_unshare(&mut b, 9);
         let mut rest = &b[..];
         let mut frames = Vec::new();
         while let Some((f, n)) = split_frame(rest).unwrap() {
@@ -388,8 +439,28 @@ mod tests {
         let kinds: Vec<Kind> = frames.iter().map(|f| f.kind).collect();
         assert_eq!(
             kinds,
-            [Kind::Hello, Kind::Open, Kind::Data, Kind::Close, Kind::Wake, Kind::BridgeData, Kind::Closed, Kind::WakeReply, Kind::Error]
+            [
+                Kind::Hello,
+                Kind::Open,
+                Kind::Data,
+                Kind::Close,
+                Kind::Wake,
+                Kind::BridgeData,
+                Kind::Closed,
+                Kind::WakeReply,
+                Kind::Error,
+                Kind::OpenShared,
+                Kind::Unshare
+            ]
         );
+        assert_eq!(
+            OpenShared::parse(frames[9].payload).unwrap(),
+            OpenShared {
+                framing: geomesh_core::Framing::Resp,
+                open: Open { reply_timeout_ms: 0, connect_timeout_ms: 250, target: "r1" }
+            }
+        );
+        assert!(OpenShared::parse(b"\x09\0\0\0\0\0\0\0\0r").is_err());
         assert_eq!(Hello::parse(frames[0].payload).unwrap(), Hello { version: 1, label: "redis:6379" });
         assert_eq!(
             Open::parse(frames[1].payload).unwrap(),
@@ -436,6 +507,7 @@ mod tests {
             let _ = split_frame(&bytes);
             let _ = Hello::parse(&bytes);
             let _ = Open::parse(&bytes);
+            let _ = OpenShared::parse(&bytes);
             let _ = Closed::parse(&bytes);
             let _ = Wake::parse(&bytes);
         }

@@ -28,8 +28,8 @@ use std::rc::Rc;
 use geomesh_core::{Action, ClusterId, Millis, RoutingTable, Session, UpstreamFailure, UpstreamFailureKind};
 
 use crate::{
-    encode_close, encode_data, encode_hello, encode_open, encode_wake, parse_wake_reply, split_frame, Closed, FrameRef,
-    Header, Kind, HEADER_LEN, MAX_PAYLOAD,
+    encode_close, encode_data, encode_hello, encode_open, encode_open_shared, encode_unshare, encode_wake,
+    parse_wake_reply, split_frame, Closed, FrameRef, Header, Kind, HEADER_LEN, MAX_PAYLOAD,
 };
 
 /// Token of the `WAKE` that only asks for an upstream callback (to deliver local replies).
@@ -98,6 +98,9 @@ pub struct Mux {
     by_cluster: HashMap<ClusterId, u16>,
     /// Open channels, and channels closed by us that wait for `CLOSED` (`None`).
     by_chan: HashMap<u16, Option<ClusterId>>,
+    /// Open channels the bridge may carry on shared backend connections
+    /// ([`Session::share`]); a channel leaves the set (`UNSHARE`) and never comes back.
+    shared: HashSet<u16>,
     next_chan: u16,
     /// The start of a bridge frame that came in pieces (never more than one frame).
     inbuf: Vec<u8>,
@@ -123,6 +126,13 @@ pub struct Mux {
     /// (channel, start of the `DATA` frame at the end of `to_bridge`): consecutive sends to one
     /// cluster share one frame.
     open_data: Option<(u16, usize)>,
+    /// Endpoint links ([`Action::Bind`]): the `OPEN` target of each (`CLUSTER@host:port`), or
+    /// why it cannot be opened.
+    binds: HashMap<ClusterId, Result<String, String>>,
+    /// Endpoint links whose sends found no usable binding in this callback.
+    unbound: Vec<(ClusterId, String)>,
+    /// Applying the session's reaction to unbound endpoint links (not reacted to again).
+    reacting_to_unbound: bool,
 }
 
 impl Mux {
@@ -139,6 +149,7 @@ impl Mux {
             hello_sent: false,
             by_cluster: HashMap::new(),
             by_chan: HashMap::new(),
+            shared: HashSet::new(),
             next_chan: 1,
             inbuf: Vec::new(),
             to_bridge: Vec::new(),
@@ -154,6 +165,9 @@ impl Mux {
             log: None,
             actions: Vec::new(),
             open_data: None,
+            binds: HashMap::new(),
+            unbound: Vec::new(),
+            reacting_to_unbound: false,
         }
     }
 
@@ -403,6 +417,7 @@ impl Mux {
                 }
             }
             Kind::Closed => {
+                self.shared.remove(&frame.chan);
                 if let Some(Some(cluster)) = self.by_chan.remove(&frame.chan) {
                     if self.by_cluster.get(&cluster) == Some(&frame.chan) {
                         self.by_cluster.remove(&cluster);
@@ -461,6 +476,7 @@ impl Mux {
             kind: UpstreamFailureKind::BridgeLost,
             message: message.to_owned(),
         };
+        self.shared.clear();
         let mut clusters: Vec<ClusterId> = self.by_chan.drain().filter_map(|(_, c)| c).collect();
         clusters.sort();
         clusters.dedup();
@@ -474,6 +490,9 @@ impl Mux {
 
     fn apply<S: Session>(&mut self, session: &mut S, actions: &mut Vec<Action>, clock: &mut Clock<'_>) {
         let mut fail = None;
+        if !self.shared.is_empty() && !self.closed {
+            self.unshare(session);
+        }
         for action in actions.drain(..) {
             match action {
                 Action::Reply(bytes) => {
@@ -492,12 +511,17 @@ impl Mux {
                     if self.failed || self.closed || bytes.is_empty() {
                         continue;
                     }
-                    match self.channel(cluster) {
-                        Some(chan) => self.push_data(chan, &bytes),
-                        None => {
+                    match self.channel(cluster, session.share(cluster)) {
+                        Ok(chan) => self.push_data(chan, &bytes),
+                        Err(NoChannel::Limit) => {
                             fail.get_or_insert_with(|| {
                                 format!("more than {} channels open or waiting for CLOSED", self.limits.max_channels)
                             });
+                        }
+                        Err(NoChannel::Unbound(why)) => {
+                            if !self.unbound.iter().any(|(c, _)| *c == cluster) {
+                                self.unbound.push((cluster, why));
+                            }
                         }
                     }
                 }
@@ -507,13 +531,31 @@ impl Mux {
                     }
                     if let Some(chan) = self.by_cluster.remove(&cluster) {
                         self.by_chan.insert(chan, None);
+                        self.shared.remove(&chan);
                         encode_close(&mut self.to_bridge, chan);
                         self.open_data = None;
                     }
                 }
                 Action::CloseDownstream => self.close_requested = true,
-                // Endpoint links are not carried by this mux yet: sends to them open nothing.
-                Action::Bind { .. } => {}
+                Action::Bind {
+                    link,
+                    cluster,
+                    endpoint,
+                } => {
+                    if !self.binds.contains_key(&link)
+                        && self.binds.len() >= self.limits.max_channels
+                    {
+                        fail.get_or_insert_with(|| {
+                            format!(
+                                "more than {} endpoint links bound",
+                                self.limits.max_channels
+                            )
+                        });
+                        continue;
+                    }
+                    let target = self.endpoint_target(link, cluster, &endpoint);
+                    self.binds.insert(link, target);
+                }
                 Action::WakeAt(at) => {
                     if self.closed || self.failed {
                         continue;
@@ -536,16 +578,85 @@ impl Mux {
         }
         if let Some(msg) = fail {
             self.fail_all(session, &msg, true, clock, actions);
+            return;
+        }
+        // Sends to an endpoint link nobody bound (or bound to what cannot be a target) fail
+        // that link at once, as the bridge would; what the session does about it is applied
+        // once more, and a second such send in that reaction is only dropped (no loop).
+        let unbound = std::mem::take(&mut self.unbound);
+        if unbound.is_empty() || self.failed || self.closed || self.reacting_to_unbound {
+            return;
+        }
+        for (link, message) in unbound {
+            let failure = UpstreamFailure {
+                kind: UpstreamFailureKind::UnknownTarget,
+                message,
+            };
+            session.on_upstream_closed(link, &failure, clock.now(), actions);
+        }
+        self.reacting_to_unbound = true;
+        self.apply(session, actions, clock);
+        self.reacting_to_unbound = false;
+    }
+
+    /// The `OPEN` target of endpoint link `link` bound to `endpoint` of table cluster
+    /// `cluster`, or why there is none.
+    fn endpoint_target(&self, link: ClusterId, cluster: ClusterId, endpoint: &str) -> Result<String, String> {
+        if !link.is_endpoint() || cluster.is_endpoint() {
+            return Err(format!("link {} cannot be bound to an endpoint", link.0));
+        }
+        let valid = !endpoint.is_empty()
+            && endpoint.len() <= MAX_ENDPOINT_LEN
+            && endpoint.contains(':')
+            && endpoint.bytes().all(|b| b.is_ascii_graphic() && b != ENDPOINT_SEPARATOR);
+        if !valid {
+            return Err(format!("`{}` is not a host:port endpoint", endpoint.escape_debug()));
+        }
+        let name = self.table.cluster_name(cluster);
+        Ok(format!("{name}{}{endpoint}", char::from(ENDPOINT_SEPARATOR)))
+    }
+
+    /// Shared channels whose session state diverged ([`Session::share`] says `None` now) move
+    /// to dedicated backend connections (`UNSHARE`, before this callback's sends: the bridge
+    /// keeps their order).
+    fn unshare<S: Session>(&mut self, session: &S) {
+        let by_chan = &self.by_chan;
+        let mut moved: Vec<u16> = self
+            .shared
+            .iter()
+            .copied()
+            .filter(|c| match by_chan.get(c) {
+                Some(Some(cluster)) => session.share(*cluster).is_none(),
+                _ => true,
+            })
+            .collect();
+        moved.sort_unstable();
+        for chan in moved {
+            self.shared.remove(&chan);
+            if matches!(self.by_chan.get(&chan), Some(Some(_))) {
+                encode_unshare(&mut self.to_bridge, chan);
+                self.open_data = None;
+            }
         }
     }
 
-    /// The channel of `cluster`, opened if needed; `None` when no more may be open.
-    fn channel(&mut self, cluster: ClusterId) -> Option<u16> {
+    /// The channel of `cluster` (a table cluster or a bound endpoint link), opened if needed
+    /// (shared when `share` says how; endpoint links never are).
+    fn channel(&mut self, cluster: ClusterId, share: Option<geomesh_core::Framing>) -> Result<u16, NoChannel> {
         if let Some(c) = self.by_cluster.get(&cluster) {
-            return Some(*c);
+            return Ok(*c);
         }
+        let endpoint_target = if cluster.is_endpoint() {
+            match self.binds.get(&cluster) {
+                Some(Ok(t)) => Some(t.clone()),
+                Some(Err(why)) => return Err(NoChannel::Unbound(why.clone())),
+                None => return Err(NoChannel::Unbound(format!("endpoint link {} is not bound", cluster.0 & 0x7fff))),
+            }
+        } else {
+            None
+        };
         if self.by_chan.len() >= self.limits.max_channels {
-            return None;
+            return Err(NoChannel::Limit);
         }
         // Fewer than 65535 ids are taken (max_channels <= 65535), so this ends.
         let mut chan = self.next_chan;
@@ -555,10 +666,22 @@ impl Mux {
         self.next_chan = chan.wrapping_add(1);
         self.by_chan.insert(chan, Some(cluster));
         self.by_cluster.insert(cluster, chan);
-        let name = self.table.cluster_name(cluster);
-        encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name);
+        match (&endpoint_target, share) {
+            (Some(target), _) => {
+                encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, target)
+            }
+            (None, Some(framing)) => {
+                let name = self.table.cluster_name(cluster);
+                self.shared.insert(chan);
+                encode_open_shared(&mut self.to_bridge, chan, framing, self.reply_timeout_ms, self.connect_timeout_ms, name);
+            }
+            (None, None) => {
+                let name = self.table.cluster_name(cluster);
+                encode_open(&mut self.to_bridge, chan, self.reply_timeout_ms, self.connect_timeout_ms, name)
+            }
+        }
         self.open_data = None;
-        Some(chan)
+        Ok(chan)
     }
 
     fn push_data(&mut self, chan: u16, bytes: &[u8]) {
@@ -577,6 +700,20 @@ impl Mux {
         self.open_data = if bytes.len() <= MAX_PAYLOAD { Some((chan, start)) } else { None };
     }
 }
+
+/// Why a send found no channel.
+enum NoChannel {
+    /// Too many channels open.
+    Limit,
+    /// An endpoint link without a usable binding (the reason).
+    Unbound(String),
+}
+
+/// Separates the cluster name from the endpoint in an endpoint link's `OPEN` target
+/// (docs/bridge-protocol.md, "Endpoint targets").
+const ENDPOINT_SEPARATOR: u8 = b'@';
+/// The longest endpoint (`host:port`) a binding may name.
+const MAX_ENDPOINT_LEN: usize = 261;
 
 /// The time of one callback: read at most once, and only when something needs it.
 struct Clock<'a> {

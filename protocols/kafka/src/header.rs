@@ -58,6 +58,9 @@ pub struct Request {
     pub frame: Bytes,
     /// Offset of the body in `frame`.
     pub body_start: usize,
+    /// The frame with its size prefix, when it was parsed from the wire ([`Request::parse_wire`]):
+    /// forwarded without a copy.
+    pub raw: Option<Bytes>,
 }
 
 impl Request {
@@ -98,7 +101,16 @@ impl Request {
             },
             body_start: r.position(),
             frame,
+            raw: None,
         })
+    }
+
+    /// As [`Request::parse`], from the frame with its 4-byte size prefix (kept for
+    /// [`Request::wire`]).
+    pub fn parse_wire(raw: Bytes) -> Result<Request, RequestError> {
+        let mut req = Request::parse(raw.slice(4.min(raw.len())..))?;
+        req.raw = Some(raw);
+        Ok(req)
     }
 
     pub fn version(&self) -> i16 {
@@ -116,7 +128,10 @@ impl Request {
 
     /// The whole request as sent on the wire (size prefix included), for forwarding untouched.
     pub fn wire(&self) -> Bytes {
-        with_size_prefix(&self.frame)
+        match &self.raw {
+            Some(raw) => raw.clone(),
+            None => with_size_prefix(&self.frame),
+        }
     }
 
     /// A request with this one's header and `body` (encoded by a message module), size

@@ -40,6 +40,8 @@ mod limits;
 pub mod logic;
 pub mod messages;
 pub mod record_batch;
+pub mod session;
+pub mod settings;
 pub mod wire;
 
 pub use bytes::{Bytes, BytesMut};
@@ -48,3 +50,5 @@ pub use error::DecodeError;
 pub use frame::{with_size_prefix, FrameDecoder};
 pub use header::{parse_response, response_frame, Request, RequestError, RequestHeader};
 pub use limits::Limits;
+pub use session::{session, session_with_registry, KafkaProtocol, KafkaSession};
+pub use settings::Settings;

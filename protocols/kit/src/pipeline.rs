@@ -37,7 +37,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use geomesh_core::metrics::{PipelineStat, UpstreamStat};
-use geomesh_core::{Action, ClusterId, DeadlineCover, Meter, Millis, RoutingTable, Session, UpstreamFailure};
+use geomesh_core::{Action, ClusterId, DeadlineCover, Framing, Meter, Millis, RoutingTable, Session, UpstreamFailure};
 
 use crate::core::{Closing, Core};
 use crate::ctx::{Ctx, PartSend};
@@ -289,6 +289,13 @@ impl<P: Protocol> Session for Pipeline<P> {
 
     fn meter(&mut self) -> Option<&mut Meter> {
         Some(&mut self.core.meter)
+    }
+
+    fn share(&self, cluster: ClusterId) -> Option<Framing> {
+        if cluster.is_endpoint() {
+            return None;
+        }
+        self.proto.share(cluster)
     }
 }
 

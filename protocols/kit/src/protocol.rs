@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use geomesh_core::{ClusterId, RoutingTable, UpstreamFailureKind};
+use geomesh_core::{ClusterId, Framing, RoutingTable, UpstreamFailureKind};
 
 use crate::ctx::{Ctx, MergeCx};
 
@@ -199,4 +199,13 @@ pub trait Protocol: Sized {
 
     /// A new routing table is in force.
     fn on_new_table(&mut self, _table: &Rc<RoutingTable>) {}
+
+    /// Whether the link to `cluster` may be carried by a shared backend connection now (the
+    /// session holds no state there), and with which framing: see
+    /// [`geomesh_core::Session::share`]. The protocol controls it; once `None` for a link it
+    /// must stay `None` (the host then moves the link to a dedicated connection, in order, and
+    /// never back). Endpoint links are never shared. The default: never.
+    fn share(&self, _cluster: ClusterId) -> Option<Framing> {
+        None
+    }
 }

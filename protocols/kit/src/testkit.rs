@@ -148,6 +148,11 @@ impl<S: Session, F: Shard> Harness<S, F> {
     /// The connection to `name` goes away (`kind`, `msg` as the bridge reports it).
     pub fn close_upstream(&mut self, name: &str, kind: UpstreamFailureKind, msg: &str) {
         let c = self.id(name);
+        self.close_upstream_id(c, kind, msg);
+    }
+
+    /// The connection of link `c` (a table cluster or an endpoint link) goes away.
+    pub fn close_upstream_id(&mut self, c: ClusterId, kind: UpstreamFailureKind, msg: &str) {
         self.fakes.entry(c).or_default().close_connection();
         let mut out = Vec::new();
         self.s.on_upstream_closed(

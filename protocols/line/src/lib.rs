@@ -11,6 +11,7 @@
 //! | `SET key value` | `OK` | routed by `key` |
 //! | `GET key...` | `VALUES v...` (`-` for a missing key) | split per cluster, merged in key order |
 //! | `KEYS` | `KEYS k...` | broadcast, merged (sorted, each once) |
+//! | `GETAT host:port key` | `VALUES v` | `GET key` to server `host:port` of `key`'s cluster (an endpoint link) |
 //! | anything else | `ERR ...` | refused by the proxy |
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -27,6 +28,9 @@ pub const MAX_LINE: usize = 4096;
 pub const ERR_TOO_LONG: &str = "ERR line too long";
 pub const ERR_UNKNOWN: &str = "ERR unknown command";
 pub const ERR_ARITY: &str = "ERR wrong number of arguments";
+pub const ERR_ENDPOINTS: &str = "ERR too many endpoints";
+/// Distinct endpoints one session may name with `GETAT`.
+pub const MAX_ENDPOINTS: usize = 16;
 
 /// One line, without its end.
 #[derive(Debug, Clone)]
@@ -79,7 +83,10 @@ pub enum Merge {
 
 /// The line protocol on the kit.
 #[derive(Debug, Default)]
-pub struct LineProtocol;
+pub struct LineProtocol {
+    /// The (endpoint, cluster) pairs named by `GETAT`, by endpoint link number.
+    endpoints: Vec<(Vec<u8>, ClusterId)>,
+}
 
 impl Protocol for LineProtocol {
     type Request = Line;
@@ -101,12 +108,34 @@ impl Protocol for LineProtocol {
             Some(b"SET") => "set",
             Some(b"GET") => "get",
             Some(b"KEYS") => "keys",
+            Some(b"GETAT") => "getat",
             _ => "unknown",
         }
     }
 
     fn plan(&mut self, line: Line, cx: &mut Ctx<'_, Self>) -> Plan<Self> {
         let words: Vec<&[u8]> = words(text(&line)).collect();
+        if let [b"GETAT", endpoint, key] = words.as_slice() {
+            let cluster = cx.table().route(key);
+            let n = match self
+                .endpoints
+                .iter()
+                .position(|(e, c)| e == endpoint && *c == cluster)
+            {
+                Some(n) => n,
+                None if self.endpoints.len() < MAX_ENDPOINTS => {
+                    self.endpoints.push((endpoint.to_vec(), cluster));
+                    self.endpoints.len() - 1
+                }
+                None => return Plan::Refuse(answer(&[ERR_ENDPOINTS.as_bytes()])),
+            };
+            let link = ClusterId::endpoint(n as u16);
+            cx.bind(link, cluster, &String::from_utf8_lossy(endpoint));
+            return Plan::Forward {
+                cluster: link,
+                bytes: answer(&[b"GET", key]),
+            };
+        }
         plan_words(&line, &words, cx.table())
     }
 
@@ -142,7 +171,18 @@ impl Protocol for LineProtocol {
             Failure::Closed { kind, .. } => kind.describe().to_owned(),
             Failure::Broken(m) | Failure::Reset(m) => m.clone(),
         };
-        let msg = format!("ERR cluster {}: {what}", table.cluster_name(cluster));
+        let msg = match self
+            .endpoints
+            .get(usize::from(cluster.0 & 0x7fff))
+            .filter(|_| cluster.is_endpoint())
+        {
+            Some((e, c)) => format!(
+                "ERR cluster {} at {}: {what}",
+                table.cluster_name(*c),
+                String::from_utf8_lossy(e)
+            ),
+            None => format!("ERR cluster {}: {what}", table.cluster_name(cluster)),
+        };
         answer(&[msg.as_bytes()])
     }
 

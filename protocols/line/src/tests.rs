@@ -69,7 +69,7 @@ fn harness() -> Harness<Pipeline<LineProtocol>, Server> {
         granularity_ms: 50,
         store_keys: 0,
     };
-    Harness::start(Pipeline::new(LineProtocol, t.clone(), limits), t)
+    Harness::start(Pipeline::new(LineProtocol::default(), t.clone(), limits), t)
 }
 
 fn run(h: &mut Harness<Pipeline<LineProtocol>, Server>, line: &str) -> String {
@@ -119,4 +119,46 @@ fn a_long_line_is_refused_and_the_client_closed() {
     h.send(&vec![b'x'; MAX_LINE + 1]);
     assert!(h.closed);
     assert_eq!(String::from_utf8(h.client.to_vec()).unwrap(), format!("{ERR_TOO_LONG}\n"));
+}
+
+#[test]
+fn getat_binds_an_endpoint_link_of_the_keys_cluster() {
+    let mut h = harness();
+    h.fakes
+        .entry(ClusterId::endpoint(0))
+        .or_default()
+        .map
+        .insert("user:1".into(), "there".into());
+    assert_eq!(run(&mut h, "GETAT 10.0.0.9:7000 user:1"), "VALUES there");
+    let b = h.id("b");
+    assert_eq!(
+        h.binds,
+        vec![(ClusterId::endpoint(0), b, "10.0.0.9:7000".to_owned())]
+    );
+    // The same endpoint of the same cluster reuses its link; another gets the next one.
+    run(&mut h, "GETAT 10.0.0.9:7000 user:2");
+    run(&mut h, "GETAT 10.0.0.9:7000 other");
+    let links: Vec<ClusterId> = h.binds.iter().map(|(l, _, _)| *l).collect();
+    assert_eq!(
+        links,
+        [
+            ClusterId::endpoint(0),
+            ClusterId::endpoint(0),
+            ClusterId::endpoint(1)
+        ]
+    );
+    // A failed endpoint link names its cluster and endpoint.
+    h.fakes.entry(ClusterId::endpoint(1)).or_default().stalled = true;
+    assert_eq!(run(&mut h, "GETAT 10.0.0.9:7000 other"), "");
+    h.close_upstream_id(
+        ClusterId::endpoint(1),
+        UpstreamFailureKind::UnknownTarget,
+        "not allowed",
+    );
+    let out = String::from_utf8(h.client.split().to_vec()).unwrap();
+    assert_eq!(out, "ERR cluster a at 10.0.0.9:7000: unknown cluster\n");
+    for i in 2..MAX_ENDPOINTS {
+        run(&mut h, &format!("GETAT 10.0.1.{i}:7000 k"));
+    }
+    assert_eq!(run(&mut h, "GETAT 10.0.2.1:7000 k"), ERR_ENDPOINTS);
 }

@@ -37,8 +37,20 @@ fn mqtt(text: &[u8]) -> Result<String, ConfigError> {
     Ok(format!("{} {settings:?}", shown(&config)))
 }
 
+fn kafka(text: &[u8]) -> Result<String, ConfigError> {
+    let config = Config::parse(text)?;
+    RoutingTable::new(&config)?;
+    let settings = geomesh_kafka::Settings::from_config(&config)?;
+    Ok(format!("{} {settings:?}", shown(&config)))
+}
+
 fn http(text: &[u8]) -> Result<String, ConfigError> {
     let (config, settings) = geomesh_scope::HttpSettings::parse(text)?;
+    Ok(format!("{} {settings:?}", shown(&config)))
+}
+
+fn influxdb(text: &[u8]) -> Result<String, ConfigError> {
+    let (config, _table, settings) = geomesh_influx::Settings::parse(text)?;
     Ok(format!("{} {settings:?}", shown(&config)))
 }
 
@@ -47,6 +59,8 @@ pub const ENTRIES: &[Entry] = &[
     Entry { workload: &geomesh_redis::settings::SCHEMA, check: redis },
     Entry { workload: &geomesh_scope::settings::table::SCHEMA, check: http },
     Entry { workload: &geomesh_mqtt::session::SCHEMA, check: mqtt },
+    Entry { workload: &geomesh_kafka::settings::SCHEMA, check: kafka },
+    Entry { workload: &geomesh_influx::settings::SCHEMA, check: influxdb },
 ];
 
 /// The entry of `workload_type` `name`, if its section is declared.

@@ -2,7 +2,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
-use crate::{encode_closed, encode_error, encode_wake_reply, CloseCode, FrameRef, Hello, Open, Wake};
+use crate::{encode_closed, encode_error, encode_wake_reply, CloseCode, FrameRef, Hello, Open, OpenShared, Wake};
 use geomesh_core::Config;
 
 /// A line protocol for tests: "k=v\n" sends to the cluster routing k; the reply line comes
@@ -19,6 +19,10 @@ struct Lines {
     /// Replied (then close) from `on_downstream_closed`.
     reply_on_close: Option<Vec<u8>>,
     downstream_closed: usize,
+    /// `on_upstream_closed` sends to the failed cluster again.
+    resend_on_failure: bool,
+    /// `Some(false)`: connections may be shared; the line "state" makes it `Some(true)`.
+    dedicated: Option<bool>,
 }
 
 impl Session for Lines {
@@ -28,8 +32,33 @@ impl Session for Lines {
                 b"local" => out.push(Action::Reply(b"ok\n".to_vec())),
                 b"bye" => out.push(Action::CloseDownstream),
                 b"timer" => out.push(Action::WakeAt(now + 100)),
+                b"state" => self.dedicated = Some(true),
                 _ => {
                     let table = self.table.as_ref().unwrap();
+                    if let Some(rest) = line.strip_prefix(b"bind ") {
+                        // "bind N KEY ENDPOINT": endpoint link N = ENDPOINT of KEY's cluster.
+                        let words: Vec<&[u8]> = rest.splitn(3, |b| *b == b' ').collect();
+                        let n: u16 = std::str::from_utf8(words[0]).unwrap().parse().unwrap();
+                        out.push(Action::Bind {
+                            link: ClusterId::endpoint(n),
+                            cluster: table.route(words[1]),
+                            endpoint: String::from_utf8(words[2].to_vec()).unwrap(),
+                        });
+                        continue;
+                    }
+                    if let Some(rest) = line.strip_prefix(b"ep") {
+                        // "epN=payload": to endpoint link N.
+                        let (n, payload) =
+                            rest.split_at(rest.iter().position(|b| *b == b'=').unwrap());
+                        let n: u16 = std::str::from_utf8(n).unwrap().parse().unwrap();
+                        let mut bytes = payload[1..].to_vec();
+                        bytes.push(b'\n');
+                        out.push(Action::Send {
+                            cluster: ClusterId::endpoint(n),
+                            bytes,
+                        });
+                        continue;
+                    }
                     if let Some(key) = line.strip_prefix(b"drop=") {
                         out.push(Action::CloseUpstream(table.route(key)));
                         continue;
@@ -51,7 +80,15 @@ impl Session for Lines {
     }
     fn on_upstream_closed(&mut self, c: ClusterId, f: &UpstreamFailure, _now: Millis, out: &mut Vec<Action>) {
         self.failures.push((c, f.kind));
-        out.push(Action::Reply(format!("-ERR {}\n", f.kind.describe()).into_bytes()));
+        if self.resend_on_failure {
+            out.push(Action::Send {
+                cluster: c,
+                bytes: b"again\n".to_vec(),
+            });
+        }
+        out.push(Action::Reply(
+            format!("-ERR {}\n", f.kind.describe()).into_bytes(),
+        ));
     }
     fn on_timeout(&mut self, _now: Millis, out: &mut Vec<Action>) {
         self.timeouts += 1;
@@ -68,6 +105,9 @@ impl Session for Lines {
     }
     fn on_new_table(&mut self, table: Rc<RoutingTable>) {
         self.table = Some(table);
+    }
+    fn share(&self, _cluster: ClusterId) -> Option<geomesh_core::Framing> {
+        (self.dedicated == Some(false)).then_some(geomesh_core::Framing::Resp)
     }
 }
 
@@ -523,4 +563,129 @@ fn the_usual_end_after_the_clients_fin_is_not_logged() {
     down(&mut mux, &mut s, b"a=1\n", 0);
     let out = mux.on_upstream(&mut s, b"", true, 2);
     assert!(out.log.unwrap().contains("the bridge closed the connection"));
+}
+
+#[test]
+fn endpoint_links_open_cluster_at_endpoint_targets() {
+    let (mut mux, mut s, _) = setup();
+    let out = down(
+        &mut mux,
+        &mut s,
+        b"bind 3 b 127.0.0.1:9093\nep3=hello\nep3=again\n",
+        0,
+    );
+    let f = frames(&out);
+    assert_eq!(
+        Open::parse(f[1].payload).unwrap().target,
+        "two@127.0.0.1:9093"
+    );
+    assert_eq!(
+        (f[2].kind, f[2].payload),
+        (Kind::Data, &b"hello\nagain\n"[..])
+    );
+    let chan = f[2].chan;
+    // The bridge's bytes on that channel reach the session as the endpoint link's.
+    let mut b = Vec::new();
+    encode_data(&mut b, Kind::BridgeData, chan, b"broker 3 says hi\n");
+    assert_eq!(
+        mux.on_upstream(&mut s, &b, false, 1).bytes,
+        b"broker 3 says hi\n"
+    );
+    // A new binding of an open link changes where the next connection goes, not this one.
+    let out = down(&mut mux, &mut s, b"bind 3 a 127.0.0.1:9092\nep3=still\n", 2);
+    let f = frames(&out);
+    assert_eq!((f.len(), f[0].chan), (1, chan));
+    let mut b = Vec::new();
+    encode_closed(&mut b, chan, CloseCode::Eof, "gone");
+    mux.on_upstream(&mut s, &b, false, 3);
+    let out = down(&mut mux, &mut s, b"ep3=next\n", 4);
+    assert_eq!(
+        Open::parse(frames(&out)[0].payload).unwrap().target,
+        "one@127.0.0.1:9092"
+    );
+}
+
+#[test]
+fn sends_to_unbound_or_badly_bound_links_fail_the_link_at_once() {
+    let (mut mux, mut s, _) = setup();
+    let out = mux.on_downstream(&mut s, b"ep7=x\n", false, 0);
+    assert_eq!(
+        s.failures,
+        vec![(ClusterId::endpoint(7), UpstreamFailureKind::UnknownTarget)]
+    );
+    assert!(
+        !frames(&out.bytes).iter().any(|f| f.kind == Kind::Open),
+        "nothing opened"
+    );
+    for bad in ["a@b:1", "host", "two words:1", ""] {
+        let mut s2 = Lines::default();
+        let (mut mux2, _, table) = setup();
+        s2.on_new_table(table);
+        let line = format!("bind 1 a {bad}\nep1=x\n");
+        let out = mux2.on_downstream(&mut s2, line.as_bytes(), false, 0);
+        assert_eq!(s2.failures.len(), 1, "{bad:?}");
+        assert!(
+            !frames(&out.bytes).iter().any(|f| f.kind == Kind::Open),
+            "{bad:?} opened"
+        );
+    }
+    // The connection and the table clusters go on.
+    let out = down(&mut mux, &mut s, b"a=1\n", 1);
+    assert_eq!(Open::parse(frames(&out)[0].payload).unwrap().target, "one");
+}
+
+#[test]
+fn a_session_that_resends_to_an_unbound_link_cannot_loop() {
+    let (mut mux, mut s, _) = setup();
+    s.resend_on_failure = true;
+    let out = mux.on_downstream(&mut s, b"ep2=x\n", false, 0);
+    assert_eq!(
+        s.failures.len(),
+        1,
+        "the reaction's own failure is dropped, not reacted to"
+    );
+    assert!(!out.close_downstream);
+}
+
+#[test]
+fn shared_channels_are_unshared_before_the_first_send_after_the_state_diverges() {
+    let (mut mux, mut s, _) = setup();
+    s.dedicated = Some(false);
+    let out = down(&mut mux, &mut s, b"a=1\n", 0);
+    let f = frames(&out);
+    assert_eq!(f[1].kind, Kind::OpenShared);
+    let o = OpenShared::parse(f[1].payload).unwrap();
+    assert_eq!(
+        (o.framing, o.open.target),
+        (geomesh_core::Framing::Resp, "one")
+    );
+    assert_eq!((f[2].kind, f[2].chan), (Kind::Data, 1));
+
+    // The state diverges: the open shared channel moves (UNSHARE first, in this callback's
+    // frames), a new channel opens dedicated.
+    let out = down(&mut mux, &mut s, b"state\nb=2\na=3\n", 1);
+    let f = frames(&out);
+    let kinds: Vec<(Kind, u16)> = f.iter().map(|f| (f.kind, f.chan)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::Unshare, 1),
+            (Kind::Open, 2),
+            (Kind::Data, 2),
+            (Kind::Data, 1)
+        ],
+        "{kinds:?}"
+    );
+
+    // Never back, never twice.
+    let out = down(&mut mux, &mut s, b"a=4\n", 2);
+    let f = frames(&out);
+    assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Data]);
+
+    // A channel that closes and reopens stays dedicated.
+    let mut b = Vec::new();
+    encode_closed(&mut b, 1, CloseCode::Eof, "gone");
+    mux.on_upstream(&mut s, &b, false, 3);
+    let out = down(&mut mux, &mut s, b"a=5\n", 4);
+    assert_eq!(frames(&out)[0].kind, Kind::Open);
 }

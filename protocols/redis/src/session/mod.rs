@@ -49,6 +49,7 @@ mod merge;
 mod pubsub;
 mod replies;
 mod route;
+mod share;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -57,7 +58,7 @@ mod transaction;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use geomesh_core::{Action, ClusterId, Meter, Millis, RoutingTable, Session, UpstreamFailure};
+use geomesh_core::{Action, ClusterId, Framing, Meter, Millis, RoutingTable, Session, UpstreamFailure};
 use geomesh_kit::{Ctx, Disposition, Failure, MergeCx, Pipeline, Plan, ReplayStore, SlotView};
 
 use crate::commands::{self, Category, CommandSpec, Local, Merge, PubSub, SessionCmd, Transaction};
@@ -100,6 +101,9 @@ pub(crate) struct Redis {
     /// The command table entry of the request being planned (looked up once, for metrics and
     /// planning).
     spec: Option<&'static CommandSpec>,
+    /// A command that leaves connection state was planned: the connections are the client's
+    /// own from then on (`share.rs`).
+    dedicated: bool,
 }
 
 /// The Redis [`Session`]. See the module documentation.
@@ -121,6 +125,7 @@ impl RedisSession {
             watch: None,
             subs: Subs::default(),
             spec: None,
+            dedicated: false,
         };
         let limits = geomesh_kit::Limits {
             timeout_ms,
@@ -164,6 +169,9 @@ impl Session for RedisSession {
     }
     fn meter(&mut self) -> Option<&mut Meter> {
         self.inner.meter()
+    }
+    fn share(&self, cluster: ClusterId) -> Option<Framing> {
+        self.inner.share(cluster)
     }
 }
 
@@ -212,6 +220,9 @@ impl geomesh_kit::Protocol for Redis {
             },
         };
         let cat = &spec.category;
+        if !self.dedicated && share::needs_dedicated(spec) {
+            self.dedicated = true;
+        }
         let exempt = matches!(
             cat,
             Category::Transaction(Transaction::Multi | Transaction::Exec | Transaction::Discard | Transaction::Watch)
@@ -321,6 +332,10 @@ impl geomesh_kit::Protocol for Redis {
 
     fn is_error_answer(bytes: &[u8]) -> bool {
         matches!(bytes.first(), Some(b'-' | b'!'))
+    }
+
+    fn share(&self, _cluster: ClusterId) -> Option<Framing> {
+        (!self.dedicated).then_some(Framing::Resp)
     }
 }
 

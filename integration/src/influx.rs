@@ -1,0 +1,239 @@
+//! Real InfluxDB 1.6 (`influxd` from Debian's `influxdb`) on free loopback ports, the `influx`
+//! CLI (Debian's `influxdb-client`), and the InfluxDB sharding topology: shards, and an Envoy
+//! whose HTTP listener runs `geomesh_filter_influx.wasm` then the router (`cluster_header`).
+//!
+//! Each `influxd` gets its own directories in the test dir, HTTP on a free port, the RPC bind
+//! address on another, the monitor store, retention and shard precreation off (nothing writes
+//! but the test).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::envoy::{http_listener, static_cluster, wasm_http_filter, EnvoyConfig, EnvoyOptions};
+use crate::paths::{repo_root, system_bin};
+use crate::ports::free_port;
+use crate::process::{Proc, TestDir};
+use crate::Envoy;
+
+/// The filter's `.wasm`, relative to the repository root (Envoy runs from there).
+pub const WASM_REL: &str = "target/wasm/geomesh_filter_influx.wasm";
+/// The header the route's `cluster_header` reads (the filter's default `cluster_header`).
+pub const CLUSTER_HEADER: &str = "x-geomesh-cluster";
+/// Listener buffer limit: bodies are buffered to be routed, up to the filter's `max_body_bytes`.
+pub const BUFFER_LIMIT: u64 = 32 << 20;
+
+/// One `influxd`.
+pub struct Influxd {
+    pub name: String,
+    pub port: u16,
+    pub proc: Proc,
+    dir: TestDir,
+    config: PathBuf,
+}
+
+impl Influxd {
+    /// Starts `influxd` on a free port and waits until `/ping` answers 204.
+    pub fn start(dir: &TestDir, name: &str) -> Result<Influxd> {
+        let port = free_port()?;
+        let rpc = free_port()?;
+        let wd = dir.join(name);
+        std::fs::create_dir_all(&wd)?;
+        let config = dir.write(
+            format!("{name}.influxd.conf"),
+            format!(
+                "reporting-enabled = false\n\
+                 bind-address = \"127.0.0.1:{rpc}\"\n\
+                 [meta]\n  dir = \"{w}/meta\"\n\
+                 [data]\n  dir = \"{w}/data\"\n  wal-dir = \"{w}/wal\"\n  query-log-enabled = false\n\
+                 [monitor]\n  store-enabled = false\n\
+                 [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+                 [retention]\n  enabled = false\n\
+                 [shard-precreation]\n  enabled = false\n",
+                w = wd.display()
+            ),
+        )?;
+        let proc = spawn(dir, name, &config, port)?;
+        Ok(Influxd {
+            name: name.to_owned(),
+            port,
+            proc,
+            dir: dir.clone(),
+            config,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (a shard down).
+    pub fn stop(&mut self) -> Result<()> {
+        self.proc.stop()?;
+        Ok(())
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) -> Result<()> {
+        self.proc = spawn(
+            &self.dir,
+            &format!("{}-again", self.name),
+            &self.config,
+            self.port,
+        )?;
+        Ok(())
+    }
+
+    /// `influx -execute <q> -format <format>` against this server.
+    pub fn cli(&self, db: &str, q: &str, format: &str) -> Result<String> {
+        influx_cli(self.port, db, q, format)
+    }
+
+    /// The measurement names this server holds in `db` (read with the `influx` CLI).
+    pub fn measurements(&self, db: &str) -> Result<Vec<String>> {
+        let out = self.cli(db, "SHOW MEASUREMENTS", "json")?;
+        let doc: Value =
+            serde_json::from_str(out.trim()).with_context(|| format!("influx said {out:?}"))?;
+        let values = doc["results"][0]["series"][0]["values"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(values
+            .iter()
+            .filter_map(|v| v[0].as_str().map(str::to_owned))
+            .collect())
+    }
+}
+
+fn spawn(dir: &TestDir, name: &str, config: &PathBuf, port: u16) -> Result<Proc> {
+    let mut cmd = Command::new(system_bin("influxd")?);
+    cmd.arg("-config").arg(config);
+    let mut proc = Proc::spawn(dir, name, cmd)?;
+    proc.wait_until(
+        Duration::from_secs(20),
+        &format!("{name} /ping on {port}"),
+        || {
+            Ok(crate::process::http_get(port, "/ping")
+                .map(|(s, _)| s == 204)
+                .unwrap_or(false))
+        },
+    )?;
+    Ok(proc)
+}
+
+/// Runs the `influx` CLI (1.6) to completion against 127.0.0.1:`port`.
+pub fn influx_cli(port: u16, db: &str, q: &str, format: &str) -> Result<String> {
+    let mut cmd = Command::new(system_bin("influx")?);
+    cmd.args([
+        "-host",
+        "127.0.0.1",
+        "-port",
+        &port.to_string(),
+        "-format",
+        format,
+        "-execute",
+        q,
+    ]);
+    if !db.is_empty() {
+        cmd.args(["-database", db]);
+    }
+    let out = cmd.output().context("run influx")?;
+    if !out.status.success() {
+        bail!(
+            "influx -port {port} -execute {q:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The shards' Envoy cluster names: `influx-a`, `influx-b`, ...
+pub fn cluster_name(i: usize) -> String {
+    format!("influx-{}", (b'a' + i as u8) as char)
+}
+
+/// An Envoy listener on `port` with `http_filters` then the router, routes by
+/// [`CLUSTER_HEADER`] (or to `fixed` when given: the plain router of the benchmarks), the body
+/// buffer limit raised to [`BUFFER_LIMIT`], and connection failures answered as 503 naming the
+/// cluster.
+pub fn listener(name: &str, port: u16, http_filters: Vec<Value>, fixed: Option<&str>) -> Value {
+    let mut l = http_listener(name, port, http_filters, fixed.unwrap_or("unused"));
+    if fixed.is_none() {
+        let hcm = &mut l["filter_chains"][0]["filters"][0]["typed_config"];
+        crate::scope::route_by_cluster_header(
+            hcm,
+            name,
+            "influxdb",
+            format!("[%START_TIME%] {name} \"%REQ(:METHOD)% %REQ(:PATH)%\" %RESPONSE_CODE% %RESPONSE_FLAGS% cluster=%UPSTREAM_CLUSTER% in=%BYTES_RECEIVED% out=%BYTES_SENT% ms=%DURATION%\n"),
+        );
+    }
+    l["per_connection_buffer_limit_bytes"] = json!(BUFFER_LIMIT);
+    l
+}
+
+/// `envoy.filters.http.buffer`, which must follow the InfluxDB filter: it holds the request
+/// headers until the body is whole (the filter reads bodies to route them; Envoy stops body
+/// callbacks too when a Wasm filter pauses at the headers, so the filter lets them on to this).
+pub fn buffer_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": BUFFER_LIMIT,
+        },
+    })
+}
+
+/// Shards behind an Envoy running the InfluxDB filter.
+pub struct InfluxMesh {
+    pub dir: TestDir,
+    pub shards: Vec<Influxd>,
+    pub envoy: Envoy,
+    /// The Envoy listener clients use.
+    pub port: u16,
+}
+
+impl InfluxMesh {
+    /// `n` shards (clusters `influx-a`, `influx-b`, ...) and an Envoy with the filter configured
+    /// by `config` (a YAML text naming those clusters).
+    pub fn start(dir: &TestDir, n: usize, config: &str) -> Result<InfluxMesh> {
+        if !repo_root().join(WASM_REL).is_file() {
+            bail!("{WASM_REL} not found: run `scripts/build-wasm.sh` (or `make build`)");
+        }
+        let mut shards = Vec::with_capacity(n);
+        for i in 0..n {
+            shards.push(Influxd::start(dir, &cluster_name(i))?);
+        }
+        let port = free_port()?;
+        let plugin =
+            crate::WasmPlugin::new("influx", "geomesh_influx", WASM_REL, config.to_owned());
+        let mut cfg = EnvoyConfig::new()?.listener(listener(
+            "influx_in",
+            port,
+            vec![wasm_http_filter(&plugin), buffer_filter()],
+            None,
+        ));
+        for (i, s) in shards.iter().enumerate() {
+            cfg = cfg.cluster(static_cluster(&cluster_name(i), &[s.port]));
+        }
+        let envoy = Envoy::start_with(dir, "envoy-influx", &cfg, &EnvoyOptions::default())?;
+        crate::process::wait_tcp(port, Duration::from_secs(10))?;
+        Ok(InfluxMesh {
+            dir: dir.clone(),
+            shards,
+            envoy,
+            port,
+        })
+    }
+
+    /// `http://127.0.0.1:<envoy port>`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
