@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use geomesh_core::{Action, ClusterId};
 
-use crate::core::{Core, Reset};
+use crate::core::{Closing, Core, Reset};
 use crate::entry::Merge;
 use crate::link::{Link, Target};
 use crate::protocol::{Answer, Failure, Protocol};
@@ -18,7 +18,11 @@ impl<P: Protocol> Core<P> {
             return;
         }
         if proto.closes_on_failure(failure) {
-            self.close_now = true;
+            // The client is closed: what is ready goes out, then this failure's words.
+            let bytes = proto.failure_answer(cluster, failure, &self.table);
+            self.fail_entry(proto, i, Bytes::new(), false);
+            self.close_after(&bytes);
+            return;
         }
         let whole = match &e.merge {
             Merge::Forward => true,
@@ -43,6 +47,18 @@ impl<P: Protocol> Core<P> {
     /// Fails entry `i` with `bytes`; `force`: even if its answer is known (not yet written).
     /// A failed store-and-replay request is rolled back, and the links that accepted it, or
     /// may still, are reset.
+    /// A failure that ends the client connection ([`Protocol::closes_on_failure`]): the
+    /// answers ready at the head of the queue are written, then `bytes` (an MQTT DISCONNECT
+    /// naming the cluster), then nothing more; the close follows at the end of the callback.
+    pub(crate) fn close_after(&mut self, bytes: &[u8]) {
+        if !matches!(self.closing, Closing::Open | Closing::Pending) {
+            return;
+        }
+        self.flush_ready();
+        self.write_client(bytes);
+        self.closing = Closing::Now;
+    }
+
     pub(crate) fn fail_entry(&mut self, proto: &mut P, i: usize, bytes: Bytes, force: bool) {
         let seq = self.head_seq + i as u64;
         let Some(e) = self.queue.get_mut(i) else { return };
@@ -113,7 +129,12 @@ impl<P: Protocol> Core<P> {
             }
         }
         if proto.link_lost(cluster, link.state) {
-            self.close_now = true;
+            if proto.closes_on_failure(failure) {
+                let bytes = proto.failure_answer(cluster, failure, &self.table);
+                self.close_after(&bytes);
+            } else {
+                self.close_now = true;
+            }
         }
         self.flush_ready();
     }

@@ -164,7 +164,10 @@ pub trait Protocol: Sized {
     }
 
     /// Whether the client is closed after a failed part's answer (an MQTT client that lost a
-    /// broker gets a DISCONNECT and a closed connection).
+    /// broker gets a DISCONNECT and a closed connection). When true, the failure's answer
+    /// ([`Protocol::failure_answer`]) is written right after the answers ready at the head of
+    /// the queue and is the last thing the client gets; a link lost while nothing waits on it
+    /// ([`Protocol::link_lost`] true) is answered the same way.
     fn closes_on_failure(&self, _failure: &Failure) -> bool {
         false
     }

@@ -42,6 +42,7 @@ pub mod properties;
 pub mod reason;
 pub mod replay;
 pub mod route;
+pub mod session;
 pub mod topic;
 mod wire;
 
@@ -55,3 +56,4 @@ pub use packet::{
 };
 pub use properties::Properties;
 pub use reason::ReasonCode;
+pub use session::{session, Mqtt, MqttSession, Settings};

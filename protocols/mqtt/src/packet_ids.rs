@@ -235,6 +235,11 @@ impl ClientFlows {
     }
 
     /// Flows in progress.
+    /// Whether a flow under the client's identifier `client_id` is under way.
+    pub fn contains(&self, client_id: u16) -> bool {
+        self.by_client.contains_key(&client_id)
+    }
+
     pub fn len(&self) -> usize {
         self.by_client.len()
     }

@@ -30,6 +30,13 @@ fn redis(text: &[u8]) -> Result<String, ConfigError> {
     Ok(format!("{} {settings:?}", shown(&config)))
 }
 
+fn mqtt(text: &[u8]) -> Result<String, ConfigError> {
+    let config = Config::parse(text)?;
+    RoutingTable::new(&config)?;
+    let settings = geomesh_mqtt::Settings::from_config(&config)?;
+    Ok(format!("{} {settings:?}", shown(&config)))
+}
+
 fn kafka(text: &[u8]) -> Result<String, ConfigError> {
     let config = Config::parse(text)?;
     RoutingTable::new(&config)?;
@@ -51,6 +58,7 @@ fn influxdb(text: &[u8]) -> Result<String, ConfigError> {
 pub const ENTRIES: &[Entry] = &[
     Entry { workload: &geomesh_redis::settings::SCHEMA, check: redis },
     Entry { workload: &geomesh_scope::settings::table::SCHEMA, check: http },
+    Entry { workload: &geomesh_mqtt::session::SCHEMA, check: mqtt },
     Entry { workload: &geomesh_kafka::settings::SCHEMA, check: kafka },
     Entry { workload: &geomesh_influx::settings::SCHEMA, check: influxdb },
 ];

@@ -19,9 +19,9 @@ pub struct ProxyOffer {
 /// * A refusal (return code or reason code not 0): the first one, as the broker sent it.
 /// * Session Present only if every broker has the session.
 /// * MQTT 5.0: the minimum of Receive Maximum (absent: 65535), Maximum Packet Size (absent: no
-///   limit; the proxy's own is part of the minimum), Maximum QoS (absent: 2), Topic Alias
-///   Maximum (absent: 0; the proxy's own is part of it), Session Expiry Interval and Server
-///   Keep Alive where a broker set them; Retain, Wildcard Subscription, Subscription Identifier
+///   limit; the proxy's own is part of the minimum), Maximum QoS (absent: 2), Session Expiry
+///   Interval and Server Keep Alive where a broker set them; Topic Alias Maximum is the
+///   proxy's own (aliases are resolved by the proxy, never forwarded); Retain, Wildcard Subscription, Subscription Identifier
 ///   and Shared Subscription Available are 0 if any broker says 0.
 /// * `assigned_client_id`: the identifier the proxy chose for a client that sent an empty one
 ///   (the same on every broker), returned as Assigned Client Identifier.
@@ -41,7 +41,9 @@ pub fn merge_connacks(version: Version, answers: &[ConnAck], proxy: ProxyOffer, 
     let min_some = |f: fn(&Properties) -> Option<u32>| all().filter_map(f).min();
     let receive_maximum = all().map(|p| p.receive_maximum.unwrap_or(u16::MAX)).min().unwrap_or(u16::MAX);
     let maximum_qos = all().map(|p| p.maximum_qos.unwrap_or(2)).min().unwrap_or(2);
-    let topic_alias_maximum = all().map(|p| p.topic_alias_maximum.unwrap_or(0)).chain([proxy.topic_alias_maximum]).min().unwrap_or(0);
+    // Aliases are resolved by the proxy and never forwarded: the client's maximum is the
+    // proxy's own, whatever the brokers accept.
+    let topic_alias_maximum = proxy.topic_alias_maximum;
     let maximum_packet_size = all().filter_map(|p| p.maximum_packet_size).chain([proxy.maximum_packet_size]).min();
     let available = |f: fn(&Properties) -> Option<u8>| all().any(|p| f(p) == Some(0)).then_some(0);
     let first = answers.first().map(|a| a.properties.clone()).unwrap_or_default();
@@ -110,7 +112,7 @@ mod tests {
         assert_eq!(p.receive_maximum, Some(20));
         assert_eq!(p.maximum_packet_size, Some(65536));
         assert_eq!(p.maximum_qos, Some(1));
-        assert_eq!(p.topic_alias_maximum, Some(10));
+        assert_eq!(p.topic_alias_maximum, Some(16), "the proxy's own: aliases never reach a broker");
         assert_eq!(p.retain_available, Some(0));
         assert_eq!(p.wildcard_subscription_available, None, "1 is the default");
         assert_eq!(p.server_keep_alive, Some(60));
@@ -120,7 +122,7 @@ mod tests {
         // Session present only if every broker has it.
         let m = merge_connacks(Version::V5, &[a, ack(false, Properties::default())], PROXY, None);
         assert!(!m.session_present);
-        assert_eq!(m.properties.topic_alias_maximum, None, "a broker without aliases: 0");
+        assert_eq!(m.properties.topic_alias_maximum, Some(16), "a broker without aliases does not matter");
         assert_eq!(m.properties.maximum_packet_size, Some(PROXY.maximum_packet_size), "the proxy's own limit");
         assert_eq!(m.properties.receive_maximum, Some(100));
     }
@@ -130,7 +132,7 @@ mod tests {
         let m = merge_connacks(Version::V5, &[ack(true, Properties::default()), ack(true, Properties::default())], PROXY, None);
         assert_eq!(m.properties.receive_maximum, None, "65535");
         assert_eq!(m.properties.maximum_qos, None, "2");
-        assert_eq!(m.properties.topic_alias_maximum, None, "0");
+        assert_eq!(m.properties.topic_alias_maximum, Some(16), "the proxy's own");
         assert_eq!(m.properties.maximum_packet_size, Some(1 << 20));
     }
 
