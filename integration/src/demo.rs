@@ -1,6 +1,6 @@
 //! `make demo` (the `geomesh-demo` binary): geomesh's showcase, everything real on loopback.
 //!
-//! Three topologies run side by side (27 processes):
+//! Five topologies run side by side (34 processes):
 //!
 //! * **Redis sharding (Écharde) over two sites.** Site `dc1`: an Envoy whose listener runs
 //!   `geomesh_filter_redis.wasm` (the routing table of seed 004, plus a hash route so keys
@@ -13,6 +13,9 @@
 //! * **Replication (`&`) over three sites**: [`crate::replication::ReplicationTopology`] (per
 //!   site an Envoy with the scope filter configured with `http.replication`, a `geomesh-agent`
 //!   with replication, json-server 0.17 as the application).
+//! * **InfluxDB sharding** (an Envoy with `geomesh_filter_influx.wasm`, two `influxd` shards)
+//!   and **Kafka sharding** (an Envoy with `geomesh_filter_kafka.wasm`, a bridge, two `tansu`
+//!   brokers as shards): see their parts of the output.
 //!
 //! It drives scripted traffic with real clients (the `redis` crate, reqwest), verifies every
 //! answer, where every key landed (each shard read directly) and where every replica is (each

@@ -180,7 +180,7 @@ fn ctrl_c_stops_every_process() {
     let exited = run.pump(Duration::from_secs(120), |l| l.starts_with("serving until Ctrl-C"));
     assert!(exited.is_none(), "geomesh-demo exited before serving:\n{}", run.text());
     let groups = child_groups(run.pid());
-    assert_eq!(groups.len(), 30, "the demo's processes while serving: {groups:?}");
+    assert_eq!(groups.len(), 34, "the demo's processes while serving: {groups:?}");
     // SAFETY: kill(2) on our own child's pid; no memory involved.
     let rc = unsafe { libc::kill(run.pid(), libc::SIGINT) };
     assert_eq!(rc, 0);
