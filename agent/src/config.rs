@@ -18,6 +18,9 @@
 //!     address: 127.0.0.1:8012
 //!     probe: http                 # tcp (connect, default) | http (GET `path`, 2xx = up)
 //!     path: /healthz              # default /healthz
+//! influx_replay:                  # optional: the InfluxDB filter's replay queue (crate::influx_replay)
+//!   data_dir: /var/lib/geomesh/dc1
+//!   shards: { influx_b: "http://10.0.0.2:8086" }   # the filter's cluster name -> the shard
 //! replication:                    # optional: Cheops' replication (`&`), docs/replication.md
 //!   listen: 127.0.0.1:9102        # the proxy listener (the scope filter's cluster)
 //!   data_dir: /var/lib/geomesh/dc1
@@ -144,6 +147,9 @@ pub struct AgentConfig {
     /// carries them, or a test on loopback).
     #[serde(default)]
     pub plaintext: bool,
+    /// The InfluxDB replay queue ([`crate::influx_replay`]): the writes a down shard missed.
+    #[serde(default)]
+    pub influx_replay: Option<crate::influx_replay::InfluxReplayConfig>,
 }
 
 impl AgentConfig {
@@ -212,6 +218,9 @@ impl AgentConfig {
         }
         reg.build().map_err(|e| anyhow::anyhow!("site or service names: {e}"))?;
         crate::tls::validate(self)?;
+        if let Some(r) = &self.influx_replay {
+            r.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
         if let Some(r) = &self.replication {
             r.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             if r.listen == self.listen {

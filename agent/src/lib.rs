@@ -18,6 +18,7 @@
 pub mod api;
 pub mod config;
 pub mod heartbeat;
+pub mod influx_replay;
 pub mod metrics;
 pub mod probe;
 pub mod replication;
@@ -113,7 +114,30 @@ impl Agent {
         let peer_client = tls::peer_client(builder(), tls.as_ref())?;
         let mut tasks = JoinSet::new();
         let part = if peer_listener.is_some() { api::Part::Local } else { api::Part::All };
-        let app = api::router(store.clone(), node.clone(), part);
+        let replay = match &config.influx_replay {
+            None => None,
+            Some(r) => {
+                let q = Arc::new(
+                    influx_replay::ReplayQueue::open(r)
+                        .with_context(|| format!("influx_replay store in {}", r.data_dir.display()))?,
+                );
+                store.write().influx_replay = Some(q.clone());
+                Some(q)
+            }
+        };
+        let mut app = api::router(store.clone(), node.clone(), part);
+        if let Some(q) = &replay {
+            app = app.merge(influx_replay::router(q.clone()));
+            let replay_client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_millis(q.config.request_timeout_ms))
+                .connect_timeout(config.timeout())
+                .no_proxy()
+                .build()
+                .context("HTTP client")?;
+            for cluster in q.clusters.keys() {
+                tasks.spawn(influx_replay::run(q.clone(), cluster.clone(), replay_client.clone()));
+            }
+        }
         tasks.spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "API server stopped");

@@ -12,6 +12,10 @@
 //! | `geomesh_agent_replication_queue_depth` | gauge | `site`: operations of this leader's log still open there |
 //! | `geomesh_agent_replication_lag_seconds` | gauge | `site`: age of the oldest open operation there (0 when none) |
 //! | `geomesh_agent_replication_finished_total` | counter | `site`: operations finished there |
+//! | `geomesh_agent_influx_replay_batches` | gauge | `cluster`: write batches queued for the shard |
+//! | `geomesh_agent_influx_replay_bytes` | gauge | `cluster`: their line protocol, bytes |
+//! | `geomesh_agent_influx_replay_replayed_total` | counter | `cluster`: batches the shard took (2xx) |
+//! | `geomesh_agent_influx_replay_dropped_total` | counter | `cluster`: batches the shard refused (4xx), dropped |
 
 use std::sync::Arc;
 
@@ -80,6 +84,25 @@ impl Collector for AgentCollector {
             "Heartbeats answered to other sites",
             MetricType::Counter,
         )?)?;
+        if let Some(q) = &s.influx_replay {
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut f = family(&mut e, "geomesh_agent_influx_replay_batches", "InfluxDB write batches queued for the shard", MetricType::Gauge)?;
+            for (c, cq) in &q.clusters {
+                ConstGauge::new(cq.batches.load(Relaxed) as i64).encode(f.encode_family(&[("cluster", c.as_str())])?)?;
+            }
+            let mut f = family(&mut e, "geomesh_agent_influx_replay_bytes", "Bytes of line protocol queued for the shard", MetricType::Gauge)?;
+            for (c, cq) in &q.clusters {
+                ConstGauge::new(cq.bytes.load(Relaxed) as i64).encode(f.encode_family(&[("cluster", c.as_str())])?)?;
+            }
+            let mut f = family(&mut e, "geomesh_agent_influx_replay_replayed", "Queued batches the shard took (2xx)", MetricType::Counter)?;
+            for (c, cq) in &q.clusters {
+                ConstCounter::new(cq.replayed.load(Relaxed)).encode(f.encode_family(&[("cluster", c.as_str())])?)?;
+            }
+            let mut f = family(&mut e, "geomesh_agent_influx_replay_dropped", "Queued batches the shard refused (4xx), dropped", MetricType::Counter)?;
+            for (c, cq) in &q.clusters {
+                ConstCounter::new(cq.dropped.load(Relaxed)).encode(f.encode_family(&[("cluster", c.as_str())])?)?;
+            }
+        }
         drop(s);
         if let Some(Ok(queues)) = &self.queues {
             let mut f = family(&mut e, "geomesh_agent_replication_queue_depth", "Operations of this leader's log still open at the site", MetricType::Gauge)?;

@@ -78,6 +78,8 @@ pub struct State {
     pub services: Vec<ServiceState>,
     pub started: Instant,
     pub heartbeats_served: u64,
+    /// The InfluxDB replay queue, when configured (its depths are atomics: no I/O under the lock).
+    pub influx_replay: Option<std::sync::Arc<crate::influx_replay::ReplayQueue>>,
 }
 
 /// Unix milliseconds now.
@@ -132,6 +134,7 @@ impl State {
                 .collect(),
             started: Instant::now(),
             heartbeats_served: 0,
+            influx_replay: None,
         }
     }
 

@@ -197,12 +197,31 @@ pub struct InfluxMesh {
     pub envoy: Envoy,
     /// The Envoy listener clients use.
     pub port: u16,
+    /// The site's `geomesh-agent` with an `influx_replay:` section ([`InfluxMesh::start_with_agent`]).
+    pub agent: Option<Proc>,
+    /// Its API port (Envoy's cluster [`AGENT_CLUSTER`]).
+    pub agent_port: u16,
 }
+
+/// The Envoy cluster of the agent (the filter's `influxdb.replay_cluster`).
+pub const AGENT_CLUSTER: &str = "geomesh_agent";
 
 impl InfluxMesh {
     /// `n` shards (clusters `influx-a`, `influx-b`, ...) and an Envoy with the filter configured
     /// by `config` (a YAML text naming those clusters).
     pub fn start(dir: &TestDir, n: usize, config: &str) -> Result<InfluxMesh> {
+        Self::start_with_agent(dir, n, config, None)
+    }
+
+    /// [`InfluxMesh::start`], plus (with `replay: Some(lines)`) a real `geomesh-agent` whose
+    /// `influx_replay:` section maps every shard's cluster to its URL, with `lines` (indented
+    /// YAML: `max_bytes`, ...) added, and an Envoy cluster [`AGENT_CLUSTER`] pointing at it.
+    pub fn start_with_agent(
+        dir: &TestDir,
+        n: usize,
+        config: &str,
+        replay: Option<&str>,
+    ) -> Result<InfluxMesh> {
         if !repo_root().join(WASM_REL).is_file() {
             bail!("{WASM_REL} not found: run `scripts/build-wasm.sh` (or `make build`)");
         }
@@ -211,6 +230,31 @@ impl InfluxMesh {
             shards.push(Influxd::start(dir, &cluster_name(i))?);
         }
         let port = free_port()?;
+        let agent_port = free_port()?;
+        let agent = match replay {
+            None => None,
+            Some(extra) => {
+                let shard_lines: String = shards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| format!("    {}: \"{}\"\n", cluster_name(i), s.url()))
+                    .collect();
+                let cfg = dir.write(
+                    "agent-influx.yaml",
+                    format!(
+                        "site: A\nlisten: 127.0.0.1:{agent_port}\ninflux_replay:\n  data_dir: {}\n  retry_min_ms: 50\n  retry_max_ms: 500\n{extra}  shards:\n{shard_lines}",
+                        dir.join("agent-data").display()
+                    ),
+                )?;
+                let mut cmd = Command::new(crate::paths::native_bin("geomesh-agent")?);
+                cmd.arg("--config").arg(&cfg);
+                let mut proc = Proc::spawn(dir, "agent-influx", cmd)?;
+                proc.wait_until(Duration::from_secs(20), "the agent's /healthz", || {
+                    Ok(crate::process::http_get(agent_port, "/healthz")?.0 == 200)
+                })?;
+                Some(proc)
+            }
+        };
         let plugin =
             crate::WasmPlugin::new("influx", "geomesh_influx", WASM_REL, config.to_owned());
         let mut cfg = EnvoyConfig::new()?.listener(listener(
@@ -222,6 +266,9 @@ impl InfluxMesh {
         for (i, s) in shards.iter().enumerate() {
             cfg = cfg.cluster(static_cluster(&cluster_name(i), &[s.port]));
         }
+        if agent.is_some() {
+            cfg = cfg.cluster(static_cluster(AGENT_CLUSTER, &[agent_port]));
+        }
         let envoy = Envoy::start_with(dir, "envoy-influx", &cfg, &EnvoyOptions::default())?;
         crate::process::wait_tcp(port, Duration::from_secs(10))?;
         Ok(InfluxMesh {
@@ -229,11 +276,26 @@ impl InfluxMesh {
             shards,
             envoy,
             port,
+            agent,
+            agent_port,
         })
     }
 
     /// `http://127.0.0.1:<envoy port>`
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The agent's `/metrics` sample `name{cluster="<cluster>"}` (`None`: absent).
+    pub fn agent_metric(&self, name: &str, cluster: &str) -> Result<Option<f64>> {
+        let (status, text) = crate::process::http_get(self.agent_port, "/metrics")?;
+        if status != 200 {
+            bail!("agent /metrics answered {status}");
+        }
+        let needle = format!("{name}{{cluster=\"{cluster}\"}} ");
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .and_then(|v| v.trim().parse().ok()))
     }
 }

@@ -17,7 +17,11 @@
 //!   `envoy.filters.http.buffer` after this filter to hold the headers); **fan-out** = one `dispatch_http_call` per shard (timeout
 //!   `upstream_timeout_ms`), the answers gathered (no answer, or one over `max_answer_bytes`,
 //!   counts as none) and merged by [`geomesh_influx::merge`], written with `send_http_response`;
-//!   **reply** = `send_http_response`.
+//!   **reply** = `send_http_response`;
+//! * with `replay_cluster`: once a split write's answers are in, each part whose shard failed
+//!   (no answer, 5xx) is posted to the agent's replay queue (`POST /v1/influx/queue?cluster=..`,
+//!   the part's exact lines); the merge then counts a part the agent stored (204) as written and
+//!   says why one it did not store was lost (`replay queue full` / `replay queue unavailable`).
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -31,6 +35,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use geomesh_core::{Metric, RoutingTable, WorkloadType};
 use geomesh_filter_shell::stats::{count_accepted, count_rejected, Stats};
+use geomesh_influx::write::{merge_write_queued, part_failed, queue_path, queued_from, Queued};
 use geomesh_influx::{
     on_body, on_headers, Answer, AtHeaders, Call, Head, Merge, Plan, Reply, Settings,
 };
@@ -41,12 +46,16 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 pub const ROUTED_TO_HEADER: &str = "x-geomesh-routed-to";
 /// Response header marking an answer written by this filter (a merge or an error).
 pub const WRITTEN_BY_HEADER: &str = "x-geomesh-influx";
+/// Response header naming the clusters whose part of a write the agent's replay queue stored.
+pub const QUEUED_HEADER: &str = "x-geomesh-queued";
 /// The group of this filter's counters: `influxdb.<stat_prefix>.influx.forward`, ...
 pub const STAT_GROUP: &str = "influx";
 const STAT_FORWARD: &str = "forward";
 const STAT_FANOUT: &str = "fanout";
 const STAT_REPLY: &str = "reply";
 const STAT_SHARD_FAILED: &str = "shard_failed";
+const STAT_QUEUED: &str = "queued";
+const STAT_QUEUE_REFUSED: &str = "queue_refused";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -80,7 +89,14 @@ impl RootContext for InfluxRoot {
             Ok((config, table, settings)) => {
                 let stats = Stats::new(WorkloadType::Influxdb, &config.stat_prefix, None);
                 count_accepted(&stats, &plugin, &text);
-                for name in [STAT_FORWARD, STAT_FANOUT, STAT_REPLY, STAT_SHARD_FAILED] {
+                for name in [
+                    STAT_FORWARD,
+                    STAT_FANOUT,
+                    STAT_REPLY,
+                    STAT_SHARD_FAILED,
+                    STAT_QUEUED,
+                    STAT_QUEUE_REFUSED,
+                ] {
                     stats.define(Metric::Event {
                         group: STAT_GROUP,
                         name,
@@ -174,6 +190,12 @@ struct Fanout {
     answers: Vec<Option<Answer>>,
     tokens: HashMap<u32, usize>,
     clusters: String,
+    /// A split write's calls (cluster name, path, body), kept for the replay queue.
+    parts: Vec<(String, String, Vec<u8>)>,
+    /// What the replay queue did with each part (empty until the queue was asked).
+    queued: Vec<Queued>,
+    /// The replay queue's calls in flight: token -> part.
+    queue_tokens: HashMap<u32, usize>,
 }
 
 struct InfluxHttp {
@@ -203,7 +225,15 @@ impl InfluxHttp {
     }
 
     fn reply(&mut self, r: &Reply, routed: &str) {
+        self.reply_with(r, routed, "");
+    }
+
+    /// [`Self::reply`] naming the clusters the replay queue stored a part for (`queued`).
+    fn reply_with(&mut self, r: &Reply, routed: &str, queued: &str) {
         let mut headers = vec![("content-type", r.content_type), (WRITTEN_BY_HEADER, "1")];
+        if !queued.is_empty() {
+            headers.push((QUEUED_HEADER, queued));
+        }
         if !routed.is_empty() {
             headers.push((ROUTED_TO_HEADER, routed));
         }
@@ -238,6 +268,9 @@ impl InfluxHttp {
                     answers: vec![None],
                     tokens: HashMap::new(),
                     clusters: name,
+                    parts: Vec::new(),
+                    queued: Vec::new(),
+                    queue_tokens: HashMap::new(),
                 };
                 match self.dispatch(state, &call, true) {
                     Some(token) => {
@@ -283,6 +316,9 @@ impl InfluxHttp {
                     answers: vec![None; calls.len()],
                     tokens: HashMap::new(),
                     clusters: names.join(","),
+                    parts: Vec::new(),
+                    queued: Vec::new(),
+                    queue_tokens: HashMap::new(),
                 };
                 let mut done = vec![false; calls.len()];
                 for (i, call) in calls.iter().enumerate() {
@@ -303,11 +339,85 @@ impl InfluxHttp {
                         }
                     }
                 }
+                if matches!(f.merge, Some(Merge::Write(_)))
+                    && state.settings.replay_cluster.is_some()
+                {
+                    f.parts = calls
+                        .into_iter()
+                        .map(|c| {
+                            (
+                                state.table.cluster_name(c.cluster).to_owned(),
+                                c.path,
+                                c.body,
+                            )
+                        })
+                        .collect();
+                }
                 self.fanout = Some(f);
                 self.finish_if_done();
                 Action::Pause
             }
         }
+    }
+
+    /// Hands the failed parts of a split write to the replay queue; true while its answers are
+    /// awaited.
+    fn queue_failed_parts(&mut self) -> bool {
+        let Some(state) = self.state.clone() else {
+            return false;
+        };
+        let Some(replay) = state.settings.replay_cluster.as_deref() else {
+            return false;
+        };
+        let Some(f) = self.fanout.as_mut() else {
+            return false;
+        };
+        if f.parts.is_empty() || !f.queued.is_empty() {
+            return !f.queue_tokens.is_empty();
+        }
+        let failed: Vec<usize> = f
+            .answers
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.as_ref().is_some_and(part_failed))
+            .map(|(i, _)| i)
+            .collect();
+        if failed.is_empty() {
+            return false;
+        }
+        f.queued = vec![Queued::No; f.parts.len()];
+        let parts = std::mem::take(&mut f.parts);
+        let mut tokens = HashMap::new();
+        let mut queued = std::mem::take(&mut f.queued);
+        for i in failed {
+            let Some((cluster, path, body)) = parts.get(i) else {
+                continue;
+            };
+            let qpath = queue_path(cluster, path);
+            let headers: Vec<(&str, &str)> = vec![
+                (":method", "POST"),
+                (":path", &qpath),
+                (":authority", "geomesh-agent"),
+                ("content-type", geomesh_influx::plan::LINE_PROTOCOL),
+            ];
+            match self.dispatch_http_call(replay, headers, Some(body), vec![], state.timeout) {
+                Ok(token) => {
+                    tokens.insert(token, i);
+                }
+                Err(status) => {
+                    log::warn!("geomesh influx: cannot call replay cluster {replay}: {status:?}");
+                    if let Some(q) = queued.get_mut(i) {
+                        *q = Queued::Unavailable(format!("cannot call cluster {replay}"));
+                    }
+                }
+            }
+        }
+        let waiting = !tokens.is_empty();
+        if let Some(f) = self.fanout.as_mut() {
+            f.queued = queued;
+            f.queue_tokens = tokens;
+        }
+        waiting
     }
 
     /// Sends a call; `relay`: the client's own method, content type, encoding and accept.
@@ -355,6 +465,10 @@ impl InfluxHttp {
         if f.answers.iter().any(Option::is_none) {
             return;
         }
+        if self.queue_failed_parts() {
+            return;
+        }
+        let Some(f) = &self.fanout else { return };
         let answers: Vec<Answer> = f.answers.iter().flatten().cloned().collect();
         let failed = answers
             .iter()
@@ -366,6 +480,28 @@ impl InfluxHttp {
         }
         let Some(f) = self.fanout.take() else { return };
         match (&f.merge, answers.first()) {
+            (Some(Merge::Write(w)), _) if !f.queued.is_empty() => {
+                let stored: Vec<&str> = f
+                    .queued
+                    .iter()
+                    .zip(w.parts.iter())
+                    .filter(|(q, _)| **q == Queued::Stored)
+                    .map(|(_, p)| p.cluster.as_str())
+                    .collect();
+                let refused = f
+                    .queued
+                    .iter()
+                    .filter(|q| matches!(q, Queued::Full(_) | Queued::Unavailable(_)))
+                    .count();
+                for _ in 0..stored.len() {
+                    self.count(STAT_QUEUED);
+                }
+                for _ in 0..refused {
+                    self.count(STAT_QUEUE_REFUSED);
+                }
+                let reply = merge_write_queued(w, &answers, &f.queued);
+                self.reply_with(&reply, &routed, &stored.join(","));
+            }
             (Some(merge), _) => {
                 let reply = geomesh_influx::merge(merge, &answers);
                 self.reply(&reply, &routed);
@@ -419,6 +555,23 @@ impl Context for InfluxHttp {
         let Some(state) = self.state.clone() else {
             return;
         };
+        if let Some(i) = self
+            .fanout
+            .as_mut()
+            .and_then(|f| f.queue_tokens.remove(&token_id))
+        {
+            let status = self
+                .get_http_call_response_header_bytes(":status")
+                .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+            let body = self
+                .get_http_call_response_body(0, body_size.min(4096))
+                .unwrap_or_default();
+            if let Some(q) = self.fanout.as_mut().and_then(|f| f.queued.get_mut(i)) {
+                *q = queued_from(status, &body);
+            }
+            self.finish_if_done();
+            return;
+        }
         let Some(index) = self
             .fanout
             .as_mut()

@@ -30,3 +30,9 @@ pub const QUERY_SHARD_DOWN: &str = "geomesh: query incomplete";
 pub const BAD_ANSWER: &str = "geomesh: unreadable answer from cluster";
 /// A method InfluxDB does not accept on that path (405).
 pub const METHOD: &str = "geomesh: method not allowed";
+/// A failed part the replay queue refused because it is full (in the 503's text).
+pub const REPLAY_FULL: &str = "replay queue full";
+/// A failed part the replay queue did not take (agent down, or another refusal).
+pub const REPLAY_UNAVAILABLE: &str = "replay queue unavailable";
+/// The agent's endpoint for a down shard's lines (`geomesh-agent`'s `influx_replay`).
+pub const QUEUE_PATH: &str = "/v1/influx/queue";

@@ -13,6 +13,7 @@
 //!   max_answer_bytes: 67108864      # a shard answer above this fails the request (502)
 //!   max_statements: 64              # statements in one q
 //!   cluster_header: x-geomesh-cluster   # the header the route's cluster_header reads
+//!   replay_cluster: geomesh_agent   # optional: the agent's replay queue for a down shard's writes
 //! ```
 //!
 //! The fields are declared once, in [`SECTION`]: the parser reads names, ranges and defaults from
@@ -31,6 +32,9 @@ pub struct Settings {
     pub max_answer_bytes: usize,
     pub max_statements: usize,
     pub cluster_header: String,
+    /// The Envoy cluster of the site's agent whose replay queue takes a down shard's part of a
+    /// split write (`None`: no queue, the client gets 503).
+    pub replay_cluster: Option<String>,
 }
 
 impl Default for Settings {
@@ -41,6 +45,7 @@ impl Default for Settings {
             max_answer_bytes: 64 << 20,
             max_statements: 64,
             cluster_header: "x-geomesh-cluster".to_owned(),
+            replay_cluster: None,
         }
     }
 }
@@ -76,6 +81,13 @@ pub const SECTION: Section = Section {
             required: false,
             default: Is::Text("x-geomesh-cluster"),
             doc: doc("The request header the route's cluster_header reads: set to the one shard of a request Envoy's router forwards."),
+        },
+        Field {
+            name: "replay_cluster",
+            kind: Kind::Text(Text::ClusterName),
+            required: false,
+            default: Is::None,
+            doc: doc("Envoy cluster of the site's geomesh-agent (its influx_replay queue): a shard's part of a split write that fails (no answer, 5xx) is stored there durably and replayed in order when the shard answers again; the client gets 204 once stored, 503 saying the queue is full or unavailable otherwise. Absent: no queue, 503."),
         },
     ],
     rules: &[],
@@ -120,7 +132,7 @@ impl Settings {
                 continue;
             }
             match name {
-                "cluster_header" => {
+                "cluster_header" | "replay_cluster" => {
                     let text = v
                         .as_str()
                         .filter(|t| spec.text().accepts(t))
@@ -130,7 +142,11 @@ impl Settings {
                                 format!("expected {}", spec.text().describe()),
                             )
                         })?;
-                    s.cluster_header = text.to_owned();
+                    if name == "cluster_header" {
+                        s.cluster_header = text.to_owned();
+                    } else {
+                        s.replay_cluster = Some(text.to_owned());
+                    }
                 }
                 _ => {
                     let n = usize::try_from(spec.int_value(v, &field)?).unwrap_or(usize::MAX);

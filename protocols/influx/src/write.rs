@@ -160,27 +160,116 @@ fn partial(text: &str) -> Option<(&str, u64)> {
     Some((rest.get(..at)?.trim(), n))
 }
 
+/// What the replay queue (the agent's, `replay_cluster`) did with a failed part of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// Not handed to a queue (none configured, or the part did not fail).
+    No,
+    /// Stored durably: the points will reach the shard when it answers again.
+    Stored,
+    /// The queue refused it: full (507), with the agent's words.
+    Full(String),
+    /// The queue did not take it (no answer, or another refusal), with what is known.
+    Unavailable(String),
+}
+
+/// Whether a shard's answer means its part was not written and may be replayed (no answer, 5xx).
+pub fn part_failed(answer: &Answer) -> bool {
+    answer.status.is_none_or(|s| s >= 500)
+}
+
+/// The agent's queue path for a part whose call went to `call_path` (`/write?<params>`).
+pub fn queue_path(cluster: &str, call_path: &str) -> String {
+    let params = call_path.split_once('?').map_or("", |(_, q)| q);
+    let mut p = format!(
+        "{}?cluster={}",
+        replies::QUEUE_PATH,
+        encode_cluster(cluster)
+    );
+    if !params.is_empty() {
+        p.push('&');
+        p.push_str(params);
+    }
+    p
+}
+
+/// Percent-encodes what a query value cannot hold as is.
+fn encode_cluster(c: &str) -> String {
+    let mut out = String::with_capacity(c.len());
+    for b in c.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The queue's verdict from the agent's answer (`None`: no answer).
+pub fn queued_from(status: Option<u16>, body: &[u8]) -> Queued {
+    let text = || {
+        String::from_utf8_lossy(body.get(..body.len().min(512)).unwrap_or_default())
+            .trim()
+            .to_owned()
+    };
+    match status {
+        Some(s) if (200..300).contains(&s) => Queued::Stored,
+        Some(507) => Queued::Full(text()),
+        Some(s) => Queued::Unavailable(format!("agent answered {s}: {}", text())),
+        None => Queued::Unavailable("agent did not answer".to_owned()),
+    }
+}
+
 /// Merges the shards' answers to a split write (`answers` in the order of the calls).
 pub fn merge_write(m: &WriteMerge, answers: &[Answer]) -> Reply {
+    merge_write_queued(m, answers, &[])
+}
+
+/// [`merge_write`] where `queued[i]` says what the replay queue did with part i (missing: not
+/// tried): a stored part counts as written (the client gets 204); a refused one is said.
+pub fn merge_write_queued(m: &WriteMerge, answers: &[Answer], queued: &[Queued]) -> Reply {
     let mut down: Vec<String> = Vec::new();
     let mut written: Vec<String> = Vec::new();
     let mut refused: Option<(u16, &[u8])> = None;
     let mut first_partial: Option<String> = None;
     let mut dropped = 0u64;
-    for (part, answer) in m.parts.iter().zip(answers) {
+    for (i, (part, answer)) in m.parts.iter().zip(answers).enumerate() {
+        let q = queued.get(i).unwrap_or(&Queued::No);
+        if part_failed(answer) {
+            let why = match q {
+                Queued::No => String::new(),
+                Queued::Stored => {
+                    written.push(format!(
+                        "{} points queued for {}",
+                        part.points, part.cluster
+                    ));
+                    continue;
+                }
+                Queued::Full(t) if t.contains(replies::REPLAY_FULL) => format!(" ({t})"),
+                Queued::Full(t) => format!(" ({}: {t})", replies::REPLAY_FULL),
+                Queued::Unavailable(t) => format!(" ({}: {t})", replies::REPLAY_UNAVAILABLE),
+            };
+            down.push(match answer.status {
+                None => format!(
+                    "cluster {} did not answer (connection failure or timeout): its {} points were not written{why}",
+                    part.cluster, part.points
+                ),
+                Some(s) => format!(
+                    "cluster {} answered {s} ({}): its {} points were not written{why}",
+                    part.cluster,
+                    error_text(&answer.body),
+                    part.points
+                ),
+            });
+            continue;
+        }
         match answer.status {
-            Some(s) if (200..300).contains(&s) => written.push(format!("{} points to {}", part.points, part.cluster)),
-            None => down.push(format!(
-                "cluster {} did not answer (connection failure or timeout): its {} points were not written",
-                part.cluster, part.points
-            )),
-            Some(s) if s >= 500 => down.push(format!(
-                "cluster {} answered {s} ({}): its {} points were not written",
-                part.cluster,
-                error_text(&answer.body),
-                part.points
-            )),
-            Some(s) => {
+            Some(s) if (200..300).contains(&s) => {
+                written.push(format!("{} points to {}", part.points, part.cluster))
+            }
+            s => {
+                let s = s.unwrap_or(502);
                 let text = error_text(&answer.body);
                 match partial(&text) {
                     Some((what, n)) => {
@@ -188,7 +277,12 @@ pub fn merge_write(m: &WriteMerge, answers: &[Answer]) -> Reply {
                         if first_partial.is_none() {
                             first_partial = Some(what.to_owned());
                         }
-                        written.push(format!("{} of {} points to {}", part.points.saturating_sub(n as usize), part.points, part.cluster));
+                        written.push(format!(
+                            "{} of {} points to {}",
+                            part.points.saturating_sub(n as usize),
+                            part.points,
+                            part.cluster
+                        ));
                     }
                     None => {
                         if refused.is_none() {

@@ -9,7 +9,10 @@ use std::io::Write as _;
 
 use common::{name, settings, table, TWO};
 use geomesh_influx::params::Params;
-use geomesh_influx::write::{merge_write, plan_write, WriteMerge, WritePart};
+use geomesh_influx::write::{
+    merge_write, merge_write_queued, plan_write, queue_path, queued_from, Queued, WriteMerge,
+    WritePart,
+};
 use geomesh_influx::{Answer, Merge, Plan};
 use proptest::prelude::*;
 
@@ -203,6 +206,59 @@ fn merged_answers() {
         ],
     );
     assert_eq!(r.status, 404);
+}
+
+#[test]
+fn a_down_part_the_replay_queue_stored_is_acknowledged() {
+    let down = [ans(Some(204), ""), ans(None, "")];
+    let r = merge_write_queued(&wm(), &down, &[Queued::No, Queued::Stored]);
+    assert_eq!(r.status, 204);
+    let r = merge_write_queued(
+        &wm(),
+        &down,
+        &[
+            Queued::No,
+            queued_from(Some(507), b"replay queue full for cluster b: 3 batches"),
+        ],
+    );
+    assert_eq!(r.status, 503);
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(
+        text.contains("cluster b did not answer")
+            && text.contains("(replay queue full for cluster b: 3 batches)")
+            && text.contains("written elsewhere: 3 points to a"),
+        "{text}"
+    );
+    let r = merge_write_queued(&wm(), &down, &[Queued::No, queued_from(None, b"")]);
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(
+        text.contains("replay queue unavailable: agent did not answer"),
+        "{text}"
+    );
+    let r = merge_write_queued(
+        &wm(),
+        &[
+            ans(Some(204), ""),
+            ans(Some(500), r#"{"error":"engine: closed"}"#),
+        ],
+        &[Queued::No, queued_from(Some(404), b"no shard URL")],
+    );
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(
+        text.contains("cluster b answered 500 (engine: closed)")
+            && text.contains("replay queue unavailable: agent answered 404: no shard URL"),
+        "{text}"
+    );
+    assert_eq!(queued_from(Some(204), b""), Queued::Stored);
+}
+
+#[test]
+fn queue_paths_carry_the_write_parameters() {
+    assert_eq!(
+        queue_path("influx b", "/write?db=x&precision=s"),
+        "/v1/influx/queue?cluster=influx%20b&db=x&precision=s"
+    );
+    assert_eq!(queue_path("b", "/write"), "/v1/influx/queue?cluster=b");
 }
 
 proptest! {
