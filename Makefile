@@ -83,7 +83,7 @@ test: disk build clippy test-rust test-wasm fuzz
 GEOMESH_VERSION ?= 0.1.0
 oci: wasm
 	$(CARGO) build -q -p geomesh-wasm-oci
-	for m in redis scope; do \
+	for m in redis scope mqtt influx kafka; do \
 	  $(CARGO) run -q -p geomesh-wasm-oci -- build --wasm target/wasm/geomesh_filter_$$m.wasm \
 	    --out target/oci/geomesh-filter-$$m --tag $(GEOMESH_VERSION); done
 

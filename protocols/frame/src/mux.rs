@@ -15,6 +15,8 @@
 //!   without reading (then [`MuxOutput::log`] says so); when the last bytes and the close meet
 //!   in one bridge callback it asks to close *later* ([`MuxOutput::close_later`]): from an
 //!   event of its own (the shell's timer), which finds those bytes in Envoy's write buffer;
+//!   likewise when a close meets bytes for servers in one client callback (`tcp_proxy` drops
+//!   what it has not written to the bridge when the client is closed locally);
 //! * it never asks to close in a callback that has `end_of_stream` from the bridge: `tcp_proxy`
 //!   closes the client after writing the bytes (and Envoy would call
 //!   `proxy_on_upstream_connection_close` on the deleted context);
@@ -133,6 +135,8 @@ pub struct Mux {
     unbound: Vec<(ClusterId, String)>,
     /// Applying the session's reaction to unbound endpoint links (not reacted to again).
     reacting_to_unbound: bool,
+    /// Bytes for a server were framed in this client callback.
+    sent_data: bool,
 }
 
 impl Mux {
@@ -168,6 +172,7 @@ impl Mux {
             binds: HashMap::new(),
             unbound: Vec::new(),
             reacting_to_unbound: false,
+            sent_data: false,
         }
     }
 
@@ -223,6 +228,7 @@ impl Mux {
         }
         self.actions = actions;
         let mut close = false;
+        let mut close_later = false;
         if !self.closed {
             if self.to_client.len() > self.limits.max_client_backlog {
                 self.set_log(format!(
@@ -232,9 +238,19 @@ impl Mux {
                 ));
                 close = true;
             } else if self.close_requested && self.to_client.is_empty() {
-                // Earlier replies went out in earlier (upstream) callbacks and sit in Envoy's
-                // write buffer, which a close from a read callback flushes.
-                close = true;
+                if self.sent_data {
+                    // Bytes for servers in this very callback (an MQTT DISCONNECT forwarded):
+                    // a close now makes tcp_proxy drop them (it closes its upstream without
+                    // flushing on a local close), so the close comes from a later event.
+                    if !self.close_later_asked {
+                        self.close_later_asked = true;
+                        close_later = true;
+                    }
+                } else {
+                    // Earlier replies went out in earlier (upstream) callbacks and sit in
+                    // Envoy's write buffer, which a close from a read callback flushes.
+                    close = true;
+                }
             } else if !self.to_client.is_empty() && !self.flush_pending {
                 // The replies go out in the upstream callback that answers this WAKE; with a
                 // close requested, that callback asks to close later.
@@ -247,10 +263,11 @@ impl Mux {
             self.to_client = Vec::new();
         }
         self.open_data = None;
+        self.sent_data = false;
         MuxOutput {
             bytes: std::mem::take(&mut self.to_bridge),
             close_downstream: close,
-            close_later: false,
+            close_later,
             log: self.log.take(),
         }
     }
@@ -685,6 +702,7 @@ impl Mux {
     }
 
     fn push_data(&mut self, chan: u16, bytes: &[u8]) {
+        self.sent_data = true;
         if let Some((c, start)) = self.open_data {
             let len = self.to_bridge.len().saturating_sub(start + HEADER_LEN);
             if c == chan && start + HEADER_LEN <= self.to_bridge.len() && len + bytes.len() <= MAX_PAYLOAD {

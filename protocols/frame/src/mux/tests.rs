@@ -689,3 +689,21 @@ fn shared_channels_are_unshared_before_the_first_send_after_the_state_diverges()
     let out = down(&mut mux, &mut s, b"a=5\n", 4);
     assert_eq!(frames(&out)[0].kind, Kind::Open);
 }
+
+#[test]
+fn a_close_with_bytes_for_servers_in_the_same_client_callback_comes_later() {
+    let (mut mux, mut s, _) = setup();
+    down(&mut mux, &mut s, b"a=0\n", 0);
+    // A DISCONNECT-like request: forwarded, then the client closed.
+    let out = mux.on_downstream(&mut s, b"a=bye-to-server\nbye\n", false, 1);
+    let f = frames(&out.bytes);
+    assert!(f.iter().any(|f| f.kind == Kind::Data && f.payload == b"a=bye-to-server\n"), "forwarded");
+    assert!(!out.close_downstream, "a close now would make tcp_proxy drop those bytes");
+    assert!(out.close_later);
+    assert!(mux.is_closed());
+    // Without bytes for servers the close is immediate, as before.
+    let (mut mux, mut s, _) = setup();
+    down(&mut mux, &mut s, b"a=0\n", 0);
+    let out = mux.on_downstream(&mut s, b"bye\n", false, 1);
+    assert!(out.close_downstream && !out.close_later);
+}
