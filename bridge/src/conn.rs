@@ -739,7 +739,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             shared,
             ..
         } = self;
-        'chans: for (&id, ch) in chans.iter_mut() {
+        for (&id, ch) in chans.iter_mut() {
             match &mut ch.io {
                 ChanIo::Connecting(_) | ChanIo::Unsharing { .. } => {}
                 ChanIo::Pool { pool, link } => {
@@ -902,12 +902,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                     })
                                     .is_err()
                                 {
-                                    closes.push((
-                                        id,
-                                        CloseCode::SiteUnreachable,
-                                        format!("tunnel to site {site} ended"),
-                                    ));
-                                    continue 'chans;
+                                    // The far side ended the call: its CLOSED (why it refused)
+                                    // or its end comes on the read side below; these bytes
+                                    // have nowhere to go.
+                                    ch.wbuf.clear();
+                                    break;
                                 }
                                 progress = true;
                                 if let (Some(t), None) = (ch.reply_timeout, ch.stall_at) {
@@ -915,8 +914,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                                 }
                             }
                             Poll::Ready(Err(_)) => {
-                                closes.push((id, CloseCode::SiteUnreachable, format!("tunnel to site {site} ended")));
-                                continue 'chans;
+                                ch.wbuf.clear();
+                                break;
                             }
                             Poll::Pending => break,
                         }
