@@ -570,7 +570,7 @@ impl Mux {
                         });
                         continue;
                     }
-                    let target = self.endpoint_target(link, cluster, &endpoint);
+                    let target = endpoint::target(&self.table, link, cluster, &endpoint);
                     self.binds.insert(link, target);
                 }
                 Action::WakeAt(at) => {
@@ -614,23 +614,6 @@ impl Mux {
         self.reacting_to_unbound = true;
         self.apply(session, actions, clock);
         self.reacting_to_unbound = false;
-    }
-
-    /// The `OPEN` target of endpoint link `link` bound to `endpoint` of table cluster
-    /// `cluster`, or why there is none.
-    fn endpoint_target(&self, link: ClusterId, cluster: ClusterId, endpoint: &str) -> Result<String, String> {
-        if !link.is_endpoint() || cluster.is_endpoint() {
-            return Err(format!("link {} cannot be bound to an endpoint", link.0));
-        }
-        let valid = !endpoint.is_empty()
-            && endpoint.len() <= MAX_ENDPOINT_LEN
-            && endpoint.contains(':')
-            && endpoint.bytes().all(|b| b.is_ascii_graphic() && b != ENDPOINT_SEPARATOR);
-        if !valid {
-            return Err(format!("`{}` is not a host:port endpoint", endpoint.escape_debug()));
-        }
-        let name = self.table.cluster_name(cluster);
-        Ok(format!("{name}{}{endpoint}", char::from(ENDPOINT_SEPARATOR)))
     }
 
     /// Shared channels whose session state diverged ([`Session::share`] says `None` now) move
@@ -719,20 +702,6 @@ impl Mux {
     }
 }
 
-/// Why a send found no channel.
-enum NoChannel {
-    /// Too many channels open.
-    Limit,
-    /// An endpoint link without a usable binding (the reason).
-    Unbound(String),
-}
-
-/// Separates the cluster name from the endpoint in an endpoint link's `OPEN` target
-/// (docs/bridge-protocol.md, "Endpoint targets").
-const ENDPOINT_SEPARATOR: u8 = b'@';
-/// The longest endpoint (`host:port`) a binding may name.
-const MAX_ENDPOINT_LEN: usize = 261;
-
 /// The time of one callback: read at most once, and only when something needs it.
 struct Clock<'a> {
     read: &'a mut dyn FnMut() -> Millis,
@@ -755,6 +724,9 @@ impl<'a> Clock<'a> {
         }
     }
 }
+
+mod endpoint;
+use endpoint::NoChannel;
 
 #[cfg(test)]
 mod tests;
