@@ -296,3 +296,16 @@ pub fn utc_date() -> Result<String> {
     let out = Command::new("date").args(["-u", "+%Y-%m-%d"]).output().context("run date")?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
+
+/// CPU nanoseconds of every thread of a process so far (`/proc/<pid>/task/*/schedstat`: finer
+/// than the 10 ms ticks of `/proc/<pid>/stat`); 0 for a process that is gone.
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}

@@ -1,6 +1,6 @@
 //! `make demo` (the `geomesh-demo` binary): geomesh's showcase, everything real on loopback.
 //!
-//! Five topologies run side by side (34 processes):
+//! Six topologies run side by side (38 processes):
 //!
 //! * **Redis sharding (Écharde) over two sites.** Site `dc1`: an Envoy whose listener runs
 //!   `geomesh_filter_redis.wasm` (the routing table of seed 004, plus a hash route so keys
@@ -15,7 +15,8 @@
 //!   with replication, json-server 0.17 as the application).
 //! * **InfluxDB sharding** (an Envoy with `geomesh_filter_influx.wasm`, two `influxd` shards)
 //!   and **Kafka sharding** (an Envoy with `geomesh_filter_kafka.wasm`, a bridge, two `tansu`
-//!   brokers as shards): see their parts of the output.
+//!   brokers as shards), and **MQTT sharding** (an Envoy with `geomesh_filter_mqtt.wasm`, a
+//!   bridge, two `mosquitto` brokers; [`crate::demo_mqtt`]): see their parts of the output.
 //!
 //! It drives scripted traffic with real clients (the `redis` crate, reqwest), verifies every
 //! answer, where every key landed (each shard read directly) and where every replica is (each
@@ -52,6 +53,7 @@ use serde_json::json;
 use crate::envoy::{tcp_listener, tcp_proxy_filter, wasm_network_filter, EnvoyOptions};
 use crate::influx::InfluxMesh;
 use crate::demo_kafka::{kafka_section, KafkaDemo};
+use crate::demo_mqtt::{mqtt_section, MqttDemo};
 use crate::paths::{system_bin, wasm_path};
 use crate::process::{http_get, wait_for, Proc, TestDir};
 use crate::redis_mesh::{bridge_cluster, connect, Bridge, PLUGIN};
@@ -1052,6 +1054,7 @@ struct Demo {
     repl: ReplicationTopology,
     influx: InfluxMesh,
     kafka: KafkaDemo,
+    mqtt: MqttDemo,
 }
 
 impl Demo {
@@ -1080,6 +1083,7 @@ impl Demo {
             v.push((format!("influxd {}", s.name), &mut s.proc));
         }
         v.extend(self.kafka.procs());
+        v.extend(self.mqtt.procs());
         v
     }
 
@@ -1111,6 +1115,9 @@ impl Demo {
         }
         if let Some(l) = self.kafka.mesh.envoy.wasm_failure() {
             v.push(format!("the Kafka Envoy: {l}"));
+        }
+        if let Some(l) = self.mqtt.mesh.envoy.wasm_failure() {
+            v.push(format!("the MQTT Envoy: {l}"));
         }
         v
     }
@@ -1161,6 +1168,13 @@ fn print_table(d: &mut Demo) {
     for (name, t) in [("kafka-a", &d.kafka.a), ("kafka-b", &d.kafka.b)] {
         rows.push(("dc1".into(), format!("tansu {name}"), format!(":{}", t.port), t.proc.pid()));
     }
+    rows.push(("".into(), "-- MQTT --".into(), String::new(), 0));
+    let mport = d.mqtt.port();
+    rows.push(("dc1".into(), "envoy + geomesh_filter_mqtt.wasm".into(), format!("mqtt :{mport}"), d.mqtt.mesh.envoy.proc().pid()));
+    rows.push(("dc1".into(), "geomesh-bridge (mqtt)".into(), d.mqtt.mesh.bridge.listen.clone(), d.mqtt.mesh.bridge.proc.pid()));
+    for (name, b) in [("mqtt1", &d.mqtt.a), ("mqtt2", &d.mqtt.b)] {
+        rows.push(("dc1".into(), format!("mosquitto {name}"), format!(":{}", b.port), b.proc.pid()));
+    }
     say!("\n== what runs where (all on 127.0.0.1) ==");
     say!("  {:<6} {:<40} {:<44} pid", "site", "process", "ports");
     say!("  {:<6} -- Redis sites --", "");
@@ -1202,7 +1216,7 @@ fn tries(d: &Demo) -> Vec<Try> {
     let compute = format!("http://127.0.0.1:{}/compute/cat", sp.ports[0].listeners["compute"]);
     let image = format!("http://127.0.0.1:{}/image/cat?size=0", sp.ports[0].listeners["image"]);
     let agent = format!("http://127.0.0.1:{}/", sp.ports[0].agent);
-    vec![
+    let mut v = vec![
         Try { what: "a key of user1 goes to dc2", argv: sv(&["redis-cli", "-p", &p, "set", "user1:color", "blue"]), expect: Expect::Contains("OK") },
         Try { what: "one MGET, answered by 2 sites", argv: sv(&["redis-cli", "-p", &p, "mget", "user1", "product:1", "order:1"]), expect: Expect::Contains("alice") },
         Try { what: "the union of the 3 shards", argv: sv(&["redis-cli", "-p", &p, "keys", "*"]), expect: Expect::Contains("product:1") },
@@ -1245,7 +1259,11 @@ fn tries(d: &Demo) -> Vec<Try> {
             expect: Expect::Contains("1000111"),
         },
         Try { what: "dc1's bridge counters", argv: sv(&["curl", "-s", &format!("http://127.0.0.1:{}/stats", r.dc1.admin)]), expect: Expect::Contains("remote_channels_total") },
-    ]
+    ];
+    for (what, argv, expect) in d.mqtt.tries() {
+        v.push(Try { what, argv, expect: expect.map(Expect::Contains).unwrap_or(Expect::NotRun) });
+    }
+    v
 }
 
 fn print_tries(d: &Demo) {
@@ -1342,8 +1360,12 @@ fn start_all(dir: &TestDir, repl_dir: &TestDir, plans: Plans) -> Result<Demo> {
     });
     let influx = InfluxMesh::start(dir, 2, INFLUX_CONFIG);
     let kafka = KafkaDemo::start(dir);
+    let mqtt = MqttDemo::start(dir);
     match (redis, scope, repl, influx, kafka) {
-        (Ok(redis), Ok(scope), Ok(repl), Ok(influx), Ok(kafka)) => Ok(Demo { redis, scope, _scope_wan: scope_wan, repl, influx, kafka }),
+        (Ok(redis), Ok(scope), Ok(repl), Ok(influx), Ok(kafka)) => match mqtt {
+            Ok(mqtt) => Ok(Demo { redis, scope, _scope_wan: scope_wan, repl, influx, kafka, mqtt }),
+            Err(e) => Err(e.context("starting the MQTT brokers")),
+        },
         (_, _, _, _, Err(e)) => Err(e.context("starting the Kafka shards")),
         (_, _, _, Err(e), _) => Err(e.context("starting the InfluxDB shards")),
         (Err(e), _, _, _, _) => Err(e.context("starting the Redis sites")),
@@ -1359,14 +1381,14 @@ fn port_clash(e: &anyhow::Error) -> bool {
 
 fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
     let t_all = Instant::now();
-    say!("geomesh demo, on 127.0.0.1: Redis sharding over 2 sites, scope-lang over 3 sites, replication over 3 sites, InfluxDB over 2 shards, Kafka over 2 shards");
+    say!("geomesh demo, on 127.0.0.1: Redis sharding over 2 sites, scope-lang over 3 sites, replication over 3 sites, InfluxDB over 2 shards, Kafka over 2 shards, MQTT over 2 brokers");
     say!("logs and generated configs: {} and {}", dir.path().display(), repl_dir.path().display());
     let mut plans = choose_plans(opts)?;
     let t0 = Instant::now();
     let mut attempt = 1;
     let mut demo = loop {
         say!("ports: {}", plans.note);
-        say!("starting 34 processes (Redis 6, scope-lang 12, replication 9, InfluxDB 3, Kafka 4; Envoy compiles each .wasm) ...");
+        say!("starting 38 processes (Redis 6, scope-lang 12, replication 9, InfluxDB 3, Kafka 4, MQTT 4; Envoy compiles each .wasm) ...");
         match start_all(dir, repl_dir, plans) {
             Ok(d) => break d,
             Err(e) if attempt < 3 && port_clash(&e) && !stop_requested() => {
@@ -1404,6 +1426,8 @@ fn run_demo(opts: &Options, dir: &TestDir, repl_dir: &TestDir) -> Result<()> {
     influx_section(&demo.influx, &mut ck)?;
     checkpoint()?;
     kafka_section(&demo.kafka, |what, ok, detail| ck.that(ok, || format!("{what}: {detail}")), row)?;
+    checkpoint()?;
+    mqtt_section(&demo.mqtt, |what, ok, detail| ck.that(ok, || format!("{what}: {detail}")), row)?;
     let failures = demo.wasm_failures();
     ck.that(failures.is_empty(), || format!("a Wasm VM failed: {}", failures.join("; ")))?;
     let dead = demo.dead();

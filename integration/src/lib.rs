@@ -15,6 +15,7 @@
 //! * [`servers`]: redis-server, json-server, tansu (a Kafka-compatible broker), native daemons.
 //! * [`influx`]: influxd 1.6 shards, the `influx` CLI, and an Envoy with the InfluxDB filter.
 //! * [`mosquitto`]: mosquitto brokers, `mosquitto_pub`/`mosquitto_sub`, paho-mqtt scripts.
+//! * [`mqtt_client`]: a blocking MQTT client on geomesh's codec (benchmarks, fault tests).
 //! * [`kafka_clients`]: real Kafka clients (confluent-kafka, i.e. librdkafka, and kafka-python)
 //!   run as Python processes that report what they did as JSON.
 //! * [`bench`]: what the benchmark programs share (redis-benchmark runs, CPU per process,
@@ -38,10 +39,12 @@ pub mod bench;
 pub mod bridge;
 pub mod demo;
 pub mod demo_kafka;
+pub mod demo_mqtt;
 pub mod mesh;
 pub mod envoy;
 pub mod influx;
 pub mod mosquitto;
+pub mod mqtt_client;
 pub mod kafka_clients;
 pub mod paths;
 pub mod ports;

@@ -1,6 +1,6 @@
 //! The README's main command (`make demo` = `geomesh-demo`) runs in the test suite: `--check`
-//! starts the whole demo topology (Redis over 2 sites, scope-lang over 3, replication over 3, InfluxDB over 2 shards, Kafka over 2 shards: 34
-//! processes), drives and verifies its traffic, runs the commands it prints, stops and exits 0;
+//! starts the whole demo topology (Redis over 2 sites, scope-lang over 3, replication over 3, InfluxDB over 2 shards, Kafka over 2 shards, MQTT over 2 brokers:
+//! 38 processes), drives and verifies its traffic, runs the commands it prints, stops and exits 0;
 //! in serving mode a SIGINT (Ctrl-C) stops every process it started. Both on free ports (`--free-ports`) so that a demo left
 //! running on the documented ports does not disturb the test.
 //!
@@ -159,6 +159,8 @@ fn demo_check_passes_and_leaves_nothing_running() {
         "x-scope: { compute: DC 1, image: DC 2 }",
         "== replication",
         "DC 3: no replica",
+        "== MQTT sharding",
+        "the sensors/# subscriber through geomesh",
         "== what runs where",
         "== try it",
         "commands above that do not block were run and gave what they describe",
@@ -180,7 +182,7 @@ fn ctrl_c_stops_every_process() {
     let exited = run.pump(Duration::from_secs(120), |l| l.starts_with("serving until Ctrl-C"));
     assert!(exited.is_none(), "geomesh-demo exited before serving:\n{}", run.text());
     let groups = child_groups(run.pid());
-    assert_eq!(groups.len(), 34, "the demo's processes while serving: {groups:?}");
+    assert_eq!(groups.len(), 38, "the demo's processes while serving: {groups:?}");
     // SAFETY: kill(2) on our own child's pid; no memory involved.
     let rc = unsafe { libc::kill(run.pid(), libc::SIGINT) };
     assert_eq!(rc, 0);
