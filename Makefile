@@ -10,6 +10,7 @@
 #   make oci         the filters as OCI image layouts (target/oci/), for Istio's WasmPlugin
 #   make images      the bridge and agent container images (needs a Docker engine)
 #   make schema      rewrite schema/geomesh-filter.schema.json from the config field tables
+#   make bench-mqtt  the MQTT benchmark (release build; writes integration/benches/results/)
 #
 # Variables: FUZZ_SECONDS (per fuzz target, default 30), CARGO_TARGET_DIR (native builds and
 # tests; the harness finds the native binaries next to the test executables), CARGO (default
@@ -29,7 +30,7 @@ FUZZ_SECONDS ?= 30
 # iterate locally with make.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: disk bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo oci images schema
+.PHONY: disk bootstrap wasm native build clippy clippy-native clippy-wasm test-rust test-wasm fuzz test demo oci images schema bench-mqtt
 
 # Printed first so a CI log shows how much room the run started with (a clean run needs about
 # DISK_NEED_GB; see README "Disk").
@@ -102,3 +103,10 @@ schema:
 demo: wasm
 	$(CARGO) build --workspace --bins --release
 	$(CARGO) run -p geomesh-integration --bin geomesh-demo --release
+
+# The MQTT benchmark (integration/src/bin/bench-mqtt.rs): direct / Envoy tcp_proxy / geomesh over
+# two mosquitto brokers; writes integration/benches/results/mqtt-<date>.md.
+bench-mqtt: bootstrap
+	scripts/build-wasm.sh geomesh-filter-mqtt
+	$(CARGO) build --release -p geomesh-bridge
+	$(CARGO) run --release -p geomesh-integration --bin bench-mqtt
