@@ -299,3 +299,36 @@ impl InfluxMesh {
             .and_then(|v| v.trim().parse().ok()))
     }
 }
+
+/// Where `scripts/bootstrap.sh` puts the `influxdb` Python client (PyPI, `pip install --target`).
+pub fn influx_py_path() -> Result<PathBuf> {
+    let p = repo_root().join(".cache/influx-py");
+    if !p.join("influxdb/client.py").is_file() {
+        bail!(
+            "the influxdb Python client is not installed in {}: run scripts/bootstrap.sh",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Runs a Python `script` with the `influxdb` client (5.3) importable, `args` after it; its
+/// stdout, or an error with both outputs when it exits non-zero.
+pub fn run_influx_py(dir: &TestDir, name: &str, script: &str, args: &[String]) -> Result<String> {
+    let file = dir.write(format!("{name}.py"), script)?;
+    let out = Command::new(system_bin("python3")?)
+        .arg(&file)
+        .args(args)
+        .env("PYTHONPATH", influx_py_path()?)
+        .output()
+        .with_context(|| format!("run {name}.py"))?;
+    if !out.status.success() {
+        bail!(
+            "{name}.py failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

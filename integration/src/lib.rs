@@ -46,6 +46,7 @@ pub mod influx;
 pub mod mosquitto;
 pub mod mqtt_client;
 pub mod kafka_clients;
+pub mod kafka_raw;
 pub mod paths;
 pub mod ports;
 pub mod process;

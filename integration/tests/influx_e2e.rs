@@ -359,3 +359,65 @@ fn influx_shard_down_is_named() -> Result<()> {
     assert!(body.contains("influx-b"), "{body}");
     Ok(())
 }
+
+/// Every measurement hashed over both shards, keyed by (database, measurement).
+const HASHED: &str = "workload_type: influxdb
+default_cluster: influx-a
+local_cluster: influx-a
+upstream_timeout_ms: 3000
+routing_table:
+  '*': { type: hash, clusters: [influx-a, influx-b] }
+";
+
+#[test]
+fn influx_hash_spreads_database_and_measurement() -> Result<()> {
+    let dir = TestDir::new("influx_hash")?;
+    let mesh = InfluxMesh::start(&dir, 2, HASHED)?;
+    let url = mesh.url();
+    let dbs: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
+    for db in &dbs {
+        assert_eq!(post_query(&url, &format!("CREATE DATABASE {db}")).0, 200);
+        // curl writes one point of measurement `cpu` per database (value = its index).
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-XPOST"])
+            .arg(format!("{url}/write?db={db}"))
+            .args(["--data-binary", &format!("cpu,h=x v={} 1000000000", &db[1..])])
+            .output()?;
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "204", "curl write {db}");
+    }
+    // Where each database's cpu landed, read on each influxd.
+    let mut on = Vec::new();
+    for db in &dbs {
+        let holders: Vec<&str> = mesh
+            .shards
+            .iter()
+            .filter(|s| s.measurements(db).unwrap() == ["cpu"])
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(holders.len(), 1, "{db}: exactly one shard holds it: {holders:?}");
+        on.push(holders[0].to_owned());
+    }
+    assert!(
+        on.contains(&"influx-a".to_owned()) && on.contains(&"influx-b".to_owned()),
+        "one measurement name over several databases spreads: {on:?}"
+    );
+    for (i, db) in dbs.iter().enumerate() {
+        // A query of each database finds its own point, routed to where it is.
+        let r = client()
+            .get(format!("{url}/query"))
+            .query(&[("db", db.as_str()), ("q", "SELECT v FROM cpu")])
+            .send()?;
+        let routed = r.headers()["x-geomesh-routed-to"].to_str()?.to_owned();
+        assert_eq!(routed, on[i], "{db}");
+        let doc = json(&r.text()?);
+        assert_eq!(doc["results"][0]["series"][0]["values"][0][1], i as u64, "{db}: {doc}");
+        // FROM naming the database, from another database's request; the influx CLI.
+        let q = format!("SELECT v FROM \"{db}\".\"autogen\".\"cpu\"");
+        let (s, body) = query(&url, "d0", &q, &[]);
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(json(&body)["results"][0]["series"][0]["values"][0][1], i as u64);
+        let cli = json(&influx_cli(mesh.port, db, "SELECT v FROM cpu", "json")?);
+        assert_eq!(cli["results"][0]["series"][0]["values"][0][1], i as u64);
+    }
+    Ok(())
+}

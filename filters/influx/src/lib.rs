@@ -35,7 +35,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use geomesh_core::{Metric, RoutingTable, WorkloadType};
 use geomesh_filter_shell::stats::{count_accepted, count_rejected, Stats};
-use geomesh_influx::write::{merge_write_queued, part_failed, queue_path, queued_from, Queued};
+use geomesh_influx::request::is_write;
+use geomesh_influx::write::{
+    forwarded_as_part, merge_write_queued, part_failed, queue_path, queued_from, Queued,
+};
 use geomesh_influx::{
     on_body, on_headers, Answer, AtHeaders, Call, Head, Merge, Plan, Reply, Settings,
 };
@@ -139,6 +142,7 @@ impl RootContext for InfluxRoot {
             head: OwnedHead::default(),
             routed_to: None,
             fanout: None,
+            now: 0,
         }))
     }
 }
@@ -196,6 +200,9 @@ struct Fanout {
     queued: Vec<Queued>,
     /// The replay queue's calls in flight: token -> part.
     queue_tokens: HashMap<u32, usize>,
+    /// A relayed one-shard `/write` (with `replay_cluster`): its cluster, body as received and
+    /// the request's time, to queue it if the shard fails.
+    relay_write: Option<(geomesh_core::ClusterId, Vec<u8>, u64)>,
 }
 
 struct InfluxHttp {
@@ -204,6 +211,8 @@ struct InfluxHttp {
     head: OwnedHead,
     routed_to: Option<String>,
     fanout: Option<Fanout>,
+    /// The request's time (ns since the epoch), read once its body is whole.
+    now: u64,
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
@@ -271,6 +280,7 @@ impl InfluxHttp {
                     parts: Vec::new(),
                     queued: Vec::new(),
                     queue_tokens: HashMap::new(),
+                    relay_write: None,
                 };
                 match self.dispatch(state, &call, true) {
                     Some(token) => {
@@ -282,6 +292,9 @@ impl InfluxHttp {
                             body: Vec::new(),
                         })]
                     }
+                }
+                if state.settings.replay_cluster.is_some() && is_write(&self.head.path) {
+                    f.relay_write = Some((c, call.body, self.now));
                 }
                 self.fanout = Some(f);
                 self.finish_if_done();
@@ -319,6 +332,7 @@ impl InfluxHttp {
                     parts: Vec::new(),
                     queued: Vec::new(),
                     queue_tokens: HashMap::new(),
+                    relay_write: None,
                 };
                 let mut done = vec![false; calls.len()];
                 for (i, call) in calls.iter().enumerate() {
@@ -459,11 +473,51 @@ impl InfluxHttp {
         }
     }
 
+    /// A relayed one-shard write whose shard failed becomes a one-part split write, so that its
+    /// part goes to the replay queue like a split write's.
+    fn relay_write_failed(&mut self) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let Some(f) = self.fanout.as_mut() else {
+            return;
+        };
+        if !f
+            .answers
+            .first()
+            .and_then(Option::as_ref)
+            .is_some_and(part_failed)
+        {
+            return;
+        }
+        let Some((cluster, body, now)) = f.relay_write.take() else {
+            return;
+        };
+        let (_, query) = geomesh_influx::params::split_path(&self.head.path);
+        let params = geomesh_influx::params::Params::parse(query);
+        let name = state.table.cluster_name(cluster).to_owned();
+        if let Some((call, merge)) = forwarded_as_part(
+            &state.settings,
+            &params,
+            cluster,
+            &name,
+            &body,
+            self.head.gzip,
+            now,
+        ) {
+            f.merge = Some(Merge::Write(merge));
+            f.parts = vec![(name, call.path, call.body)];
+        }
+    }
+
     /// Writes the merged answer once every call answered.
     fn finish_if_done(&mut self) {
         let Some(f) = &self.fanout else { return };
         if f.answers.iter().any(Option::is_none) {
             return;
+        }
+        if f.relay_write.is_some() {
+            self.relay_write_failed();
         }
         if self.queue_failed_parts() {
             return;
@@ -698,12 +752,13 @@ impl HttpContext for InfluxHttp {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.now = self.now_ns();
         let plan = on_body(
             &state.table,
             &state.settings,
             &self.head.view(),
             &body,
-            self.now_ns(),
+            self.now,
         );
         self.carry_out(&state, plan, Some(&body))
     }

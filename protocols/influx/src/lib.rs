@@ -26,6 +26,7 @@
 )]
 
 pub mod gzip;
+pub mod key;
 pub mod lex;
 pub mod line;
 pub mod merge;

@@ -19,6 +19,7 @@
 
 use geomesh_core::{ClusterId, RoutingTable};
 
+use crate::key::measurement_clusters;
 use crate::lex::{statements, Kind, Token};
 use crate::params::{encode_into, Params};
 use crate::plan::{Call, Merge, Plan, Reply, FORM};
@@ -90,9 +91,20 @@ const FROM_END: &[&str] = &[
 /// A FROM source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Measurement(String),
+    /// A measurement, with the database it names (`db.rp.m`, `db..m`) if any.
+    Measurement { db: Option<String>, name: String },
     Regex,
     Subquery,
+}
+
+impl Source {
+    /// A measurement of the request's database.
+    pub fn measurement(name: &str) -> Source {
+        Source::Measurement {
+            db: None,
+            name: name.to_owned(),
+        }
+    }
 }
 
 /// The sources of every FROM of the statement (subqueries' included).
@@ -120,27 +132,37 @@ pub fn sources(toks: &[Token]) -> Vec<Source> {
                     if matches!(t.kind, Kind::Word | Kind::Quoted)
                         && !FROM_END.iter().any(|k| t.is(k)) =>
                 {
-                    // db.rp.m, db..m, rp.m: the last part is the measurement.
-                    let mut name = t.text.clone();
+                    // db.rp.m, db..m, rp.m: the last part is the measurement, the first of
+                    // three the database.
+                    let mut parts = vec![t.text.clone()];
+                    let mut regex = false;
                     i += 1;
-                    while toks.get(i).is_some_and(|t| t.punct(".")) {
+                    while toks.get(i).is_some_and(|t| t.punct(".")) && parts.len() < 3 {
                         i += 1;
                         match toks.get(i) {
                             Some(t) if matches!(t.kind, Kind::Word | Kind::Quoted) => {
-                                name = t.text.clone();
+                                parts.push(t.text.clone());
                                 i += 1;
                             }
                             Some(t) if t.kind == Kind::Regex => {
-                                out.push(Source::Regex);
+                                regex = true;
                                 i += 1;
-                                name.clear();
                                 break;
                             }
-                            _ => {}
+                            _ => parts.push(String::new()),
                         }
                     }
-                    if !name.is_empty() {
-                        out.push(Source::Measurement(name));
+                    if regex {
+                        out.push(Source::Regex);
+                    } else if let Some(name) = parts.last().filter(|n| !n.is_empty()) {
+                        let db = parts
+                            .first()
+                            .filter(|d| parts.len() == 3 && !d.is_empty())
+                            .cloned();
+                        out.push(Source::Measurement {
+                            db,
+                            name: name.clone(),
+                        });
                     }
                 }
                 _ => break,
@@ -197,10 +219,6 @@ fn strip_limit_offset(text: &str, toks: &[Token]) -> (String, Option<u64>, u64) 
     (text.get(..cut).unwrap_or(text).to_owned(), limit, offset)
 }
 
-/// The clusters that may hold measurement `m` (its route, plus value routes' clusters).
-fn measurement_clusters(table: &RoutingTable, m: &str) -> Vec<ClusterId> {
-    table.message_clusters(m.as_bytes())
-}
 
 fn union(into: &mut Vec<ClusterId>, more: impl IntoIterator<Item = ClusterId>) {
     for c in more {
@@ -210,12 +228,24 @@ fn union(into: &mut Vec<ClusterId>, more: impl IntoIterator<Item = ClusterId>) {
     }
 }
 
+/// The clusters a source may be on (`None`: every cluster); `db`: the request's database.
+fn clusters_of(table: &RoutingTable, db: &str, s: &Source) -> Option<Vec<ClusterId>> {
+    match s {
+        Source::Measurement { db: named, name } => Some(measurement_clusters(
+            table,
+            named.as_deref().unwrap_or(db),
+            name,
+        )),
+        Source::Regex | Source::Subquery => None,
+    }
+}
+
 /// The clusters the sources read (`None`: every cluster).
-fn source_clusters(table: &RoutingTable, srcs: &[Source]) -> Option<Vec<ClusterId>> {
+fn source_clusters(table: &RoutingTable, db: &str, srcs: &[Source]) -> Option<Vec<ClusterId>> {
     let mut out = Vec::new();
     for s in srcs {
         match s {
-            Source::Measurement(m) => union(&mut out, measurement_clusters(table, m)),
+            Source::Measurement { .. } => union(&mut out, clusters_of(table, db, s)?),
             Source::Regex | Source::Subquery => return None,
         }
     }
@@ -230,9 +260,11 @@ fn has_value_routes(table: &RoutingTable) -> bool {
         > 1
 }
 
-/// Routes one statement.
+/// Routes one statement; `db`: the request's `db` parameter (a `hash` route spreads (database,
+/// measurement); `SHOW ... ON db` and `FROM db.rp.m` name their own).
 pub fn route_statement(
     table: &RoutingTable,
+    db: &str,
     text: &str,
     toks: &[Token],
 ) -> Result<Routed, Refusal> {
@@ -245,6 +277,17 @@ pub fn route_statement(
     let verb = word(toks, first)
         .map(|t| t.text.to_ascii_lowercase())
         .unwrap_or_default();
+    // `SHOW ... ON <db>` names its database.
+    let on_db = toks
+        .windows(2)
+        .take_while(|w| !w.first().is_some_and(|t| t.is("from")))
+        .find(|w| w.first().is_some_and(|t| t.is("on")))
+        .and_then(|w| w.get(1))
+        .filter(|t| matches!(t.kind, Kind::Word | Kind::Quoted));
+    let db = match on_db {
+        Some(t) if verb == "show" => t.text.as_str(),
+        _ => db,
+    };
     let routed = |clusters: Vec<ClusterId>, kind| Routed {
         text: text.to_owned(),
         kind,
@@ -254,10 +297,12 @@ pub fn route_statement(
         "select" => {
             let srcs = sources(toks);
             let spread = srcs.iter().any(|s| match s {
-                Source::Measurement(m) => measurement_clusters(table, m).len() > 1,
+                Source::Measurement { .. } => {
+                    clusters_of(table, db, s).is_some_and(|c| c.len() > 1)
+                }
                 Source::Regex | Source::Subquery => has_value_routes(table),
             });
-            let clusters = source_clusters(table, &srcs).unwrap_or_else(all);
+            let clusters = source_clusters(table, db, &srcs).unwrap_or_else(all);
             let kind = StatementKind::Select {
                 wildcard: has_wildcard(toks),
             };
@@ -305,7 +350,7 @@ pub fn route_statement(
             );
             let cardinality = toks.iter().any(|t| t.is("cardinality"));
             if cardinality {
-                let clusters = source_clusters(table, &sources(toks))
+                let clusters = source_clusters(table, db, &sources(toks))
                     .filter(|c| !c.is_empty())
                     .unwrap_or_else(all);
                 if clusters.len() > 1 {
@@ -325,7 +370,7 @@ pub fn route_statement(
             if !union_show {
                 return Ok(routed(local(), StatementKind::Ack));
             }
-            let clusters = source_clusters(table, &sources(toks)).unwrap_or_else(all);
+            let clusters = source_clusters(table, db, &sources(toks)).unwrap_or_else(all);
             let (stripped, limit, offset) = strip_limit_offset(text, toks);
             Ok(Routed {
                 text: stripped,
@@ -337,12 +382,12 @@ pub fn route_statement(
             let clusters = if is_kw(toks, 1, "measurement") {
                 match toks.get(2) {
                     Some(t) if matches!(t.kind, Kind::Word | Kind::Quoted) => {
-                        measurement_clusters(table, &t.text)
+                        measurement_clusters(table, db, &t.text)
                     }
                     _ => all(),
                 }
             } else {
-                source_clusters(table, &sources(toks)).unwrap_or_else(all)
+                source_clusters(table, db, &sources(toks)).unwrap_or_else(all)
             };
             Ok(routed(
                 if clusters.is_empty() { all() } else { clusters },
@@ -377,8 +422,9 @@ pub fn plan_query(table: &RoutingTable, settings: &Settings, params: &Params, cs
         ));
     }
     let mut routed = Vec::with_capacity(stmts.len());
+    let db = params.get("db").unwrap_or("");
     for (text, toks) in &stmts {
-        match route_statement(table, text, toks) {
+        match route_statement(table, db, text, toks) {
             Ok(r) => routed.push(r),
             Err(Refusal(why)) => return Plan::Reply(Reply::error(400, &why)),
         }

@@ -65,6 +65,11 @@ fn endpoint(path: &[u8]) -> Endpoint {
     }
 }
 
+/// Whether `:path` is `/write` (query string ignored).
+pub fn is_write(path: &[u8]) -> bool {
+    endpoint(split_path(path).0) == Endpoint::Write
+}
+
 fn too_large(settings: &Settings) -> Plan {
     Plan::Reply(Reply::error(
         413,
