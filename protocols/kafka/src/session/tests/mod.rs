@@ -6,6 +6,7 @@ mod cluster;
 mod consume;
 mod faults;
 mod group;
+mod leaders;
 mod produce;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,10 @@ pub struct Broker {
     pub seen: Vec<Request>,
     /// Stop answering (a stalled broker).
     pub silent: bool,
+    /// More brokers its Metadata lists (a shard of several brokers).
+    pub extra_brokers: Vec<MetadataBroker>,
+    /// Leaders other than itself, by partition.
+    pub leader_by_partition: BTreeMap<i32, i32>,
 }
 
 impl Shard for Broker {
@@ -130,13 +135,15 @@ impl Broker {
                 };
                 MetadataResponse {
                     throttle_time_ms: 0,
-                    brokers: vec![MetadataBroker {
+                    brokers: std::iter::once(MetadataBroker {
                         node_id: NODE,
                         host: Bytes::from_static(b"127.0.0.1"),
                         port: 9092,
                         rack: None,
                         tagged: Bytes::new(),
-                    }],
+                    })
+                    .chain(self.extra_brokers.iter().cloned())
+                    .collect(),
                     cluster_id: Some(Bytes::from_static(b"tansu")),
                     controller_id: NODE,
                     topics: names
@@ -152,7 +159,7 @@ impl Broker {
                                     .map(|i| MetadataPartition {
                                         error_code: NONE,
                                         partition_index: i,
-                                        leader_id: NODE,
+                                        leader_id: self.leader_by_partition.get(&i).copied().unwrap_or(NODE),
                                         leader_epoch: 0,
                                         replica_nodes: vec![NODE],
                                         isr_nodes: vec![NODE],
