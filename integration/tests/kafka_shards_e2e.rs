@@ -475,3 +475,108 @@ fn a_routing_table_replaced_at_run_time_moves_new_produce_and_metadata_ownership
     );
     Ok(())
 }
+
+/// Topic names a broker holds, asked of it directly.
+fn topics_on(dir: &TestDir, bootstrap: &str) -> Result<Vec<String>> {
+    let md = run(
+        dir,
+        KafkaClient::Confluent,
+        bootstrap,
+        json!({"op": "topics"}),
+    )?;
+    let mut v: Vec<String> = md["topics"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    v.sort();
+    Ok(v)
+}
+
+/// confluent-kafka's AdminClient (and kafka-python's) create and delete topics through the
+/// proxy: one CreateTopics naming topics of both shards is split by the table, each broker
+/// gets only its own topics (read on each broker directly), DeleteTopics the same way.
+#[test]
+fn admin_clients_create_and_delete_topics_each_on_the_shard_the_table_names() -> Result<()> {
+    let dir = TestDir::new("kafka-shards-admin")?;
+    let a = Tansu::start(&dir, "tansu-a")?;
+    let b = Tansu::start(&dir, "tansu-b")?;
+    let port = free_port()?;
+    let m = mesh(
+        &dir,
+        port,
+        "  orders: kafka-b\n  b-: { type: prefix, cluster: kafka-b }\n",
+        &a,
+        &b,
+        false,
+    )?;
+    let proxy = format!("127.0.0.1:{port}");
+    let cf = KafkaClient::Confluent;
+
+    let out = run(
+        &dir,
+        cf,
+        &proxy,
+        json!({"op": "create", "topics": {"clicks": 3, "orders": 2, "b-audit": 1}}),
+    )?;
+    assert_eq!(out["created"], json!(["b-audit", "clicks", "orders"]));
+    run(
+        &dir,
+        KafkaClient::KafkaPython,
+        &proxy,
+        json!({"op": "create", "topics": {"views": 2, "b-views": 1}}),
+    )?;
+    assert_eq!(topics_on(&dir, &a.bootstrap())?, vec!["clicks", "views"]);
+    assert_eq!(
+        topics_on(&dir, &b.bootstrap())?,
+        vec!["b-audit", "b-views", "orders"]
+    );
+    let md = run(&dir, cf, &proxy, json!({"op": "topics"}))?;
+    assert_eq!(
+        md["topics"],
+        json!({"b-audit": 1, "b-views": 1, "clicks": 3, "orders": 2, "views": 2}),
+        "{md}"
+    );
+
+    // Created where the data goes: a record for orders lands on b.
+    run(
+        &dir,
+        cf,
+        &proxy,
+        json!({"op": "produce", "topic": "orders", "records": [["k", "o1"]], "partition": 1, "acks": "all"}),
+    )?;
+    let direct = run(
+        &dir,
+        cf,
+        &b.bootstrap(),
+        json!({"op": "consume", "topics": ["orders"], "count": 1, "timeout_s": 20}),
+    )?;
+    assert_eq!(values(&direct), vec!["o1"]);
+
+    // Creating one again: the owning broker's own answer (TOPIC_ALREADY_EXISTS) reaches the client.
+    let again = run(
+        &dir,
+        cf,
+        &proxy,
+        json!({"op": "create", "topics": {"orders": 2}}),
+    );
+    assert!(
+        again.is_err_and(|e| e.to_string().contains("already exists")),
+        "the broker's error comes back"
+    );
+
+    let out = run(
+        &dir,
+        cf,
+        &proxy,
+        json!({"op": "delete", "topics": ["clicks", "b-audit"]}),
+    )?;
+    assert_eq!(out["deleted"], json!(["b-audit", "clicks"]));
+    assert_eq!(topics_on(&dir, &a.bootstrap())?, vec!["views"]);
+    assert_eq!(topics_on(&dir, &b.bootstrap())?, vec!["b-views", "orders"]);
+    assert!(
+        m.envoy.wasm_failure().is_none(),
+        "{:?}",
+        m.envoy.wasm_failure()
+    );
+    Ok(())
+}

@@ -8,6 +8,7 @@
 //! | `cluster.rs` | ApiVersions and Metadata: every shard asked, one cluster answered |
 //! | `produce.rs` | Produce split by partition, InitProducerId per shard, producer ids rewritten |
 //! | `consume.rs` | Fetch and ListOffsets split by partition |
+//! | `topics.rs` | CreateTopics and DeleteTopics, each topic to its shard |
 //! | `group.rs` | FindCoordinator and the group APIs on the group's home shard, offsets with their topics |
 //! | `merge.rs` | what each merge keeps, and the helpers they share |
 //! | `producers.rs` | the producer ids of a client producer, shared by its connections |
@@ -22,6 +23,7 @@ mod merge;
 mod plan;
 mod produce;
 pub mod producers;
+mod topics;
 
 use std::rc::Rc;
 
@@ -210,6 +212,7 @@ impl KafkaProtocol {
             Merge::Group => group::merge_group(&reply, parts),
             Merge::OffsetCommit(s) => group::merge_commit(&reply, s, parts),
             Merge::OffsetFetch { req } => group::merge_offset_fetch(&reply, req, parts, table),
+            Merge::Topics { api, req, routes } => topics::merge(&reply, *api, req, routes, parts),
         }
     }
 
