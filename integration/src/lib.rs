@@ -43,6 +43,7 @@ pub mod envoy;
 pub mod influx;
 pub mod mosquitto;
 pub mod kafka_clients;
+pub mod kafka_raw;
 pub mod paths;
 pub mod ports;
 pub mod process;

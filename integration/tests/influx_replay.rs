@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
-use geomesh_integration::influx::InfluxMesh;
+use geomesh_integration::influx::{run_influx_py, InfluxMesh};
 use geomesh_integration::TestDir;
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
@@ -199,5 +199,70 @@ fn influx_full_or_unavailable_queue_is_said() -> Result<()> {
         text.contains("influx-b") && text.contains("replay queue unavailable"),
         "{text}"
     );
+    Ok(())
+}
+
+/// The `influxdb` Python client writing one point without a time (one shard: forwarded as
+/// received) through Envoy; prints OK when the client saw a success.
+const PY_WRITE: &str = r#"
+import sys
+from influxdb import InfluxDBClient
+c = InfluxDBClient(host="127.0.0.1", port=int(sys.argv[1]), database="db", timeout=20)
+ok = c.write_points([{"measurement": "cpu", "tags": {"k": "py"}, "fields": {"value": 6.0}}])
+print("OK" if ok else "FAILED")
+"#;
+
+#[test]
+fn influx_one_shard_write_to_a_down_shard_is_queued() -> Result<()> {
+    let dir = TestDir::new("influx_replay_one")?;
+    let mut mesh = InfluxMesh::start_with_agent(&dir, 2, CONFIG, Some(""))?;
+    let url = mesh.url();
+    create_db(&url);
+    mesh.shards[1].stop()?;
+    // Every point on the down shard: no split, the relay fails, the queue takes the batch.
+    let before = now_ns();
+    let r = write(&url, "cpu,k=x value=1 5000000000\ncpu,k=y value=2\n");
+    let after = now_ns();
+    let status = r.status().as_u16();
+    let queued = r
+        .headers()
+        .get("x-geomesh-queued")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!((status, queued.as_deref()), (204, Some("influx-b")), "{}", r.text()?);
+    // gzip, forwarded as received, queued inflated.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b"cpu,k=g value=3 6000000000\n")?;
+    let r = client()
+        .post(format!("{url}/write?db=db"))
+        .header("content-encoding", "gzip")
+        .body(gz.finish()?)
+        .send()?;
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text()?);
+    // A real library client: the write is acknowledged.
+    let py = run_influx_py(&dir, "py-write", PY_WRITE, &[mesh.port.to_string()])?;
+    assert_eq!(py.trim(), "OK");
+    assert_eq!(mesh.agent_metric(BATCHES, "influx-b")?, Some(3.0));
+    // Without a queue for that write's shard being needed, nothing is queued.
+    let r = write(&url, "mem value=1 1000000000\n");
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(r.headers().get("x-geomesh-queued").is_none());
+    mesh.shards[1].restart()?;
+    wait_for("queue drained", Duration::from_secs(20), || {
+        Ok(mesh.agent_metric(BATCHES, "influx-b")? == Some(0.0))
+    })?;
+    let b = mesh.shards[1].url();
+    let got = rows(&b, "cpu");
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got.contains(&(5_000_000_000, 1.0)) && got.contains(&(6_000_000_000, 3.0)), "{got:?}");
+    let stamped: Vec<i64> = got
+        .iter()
+        .filter(|(_, v)| *v == 2.0)
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        stamped.len() == 1 && before <= stamped[0] && stamped[0] <= after,
+        "the request's time, not the replay's: {stamped:?} ({before}..{after})"
+    );
+    assert!(got.iter().any(|(_, v)| *v == 6.0), "the Python client's point: {got:?}");
     Ok(())
 }

@@ -63,6 +63,9 @@ const VARIANTS: &[(&str, &[&str])] = &[
         "scope-trafficextension",
         &["istio/40-scope-route.yaml", "istio/43-scope-trafficextension.yaml"],
     ),
+    ("mqtt-wasmplugin", &["istio/36-echarde-mqtt.yaml"]),
+    ("kafka-wasmplugin", &["istio/37-echarde-kafka.yaml"]),
+    ("influxdb-envoyfilter", &["istio/38-echarde-influxdb.yaml"]),
 ];
 
 /// The Wasm part of a WasmPlugin's spec, or of a TrafficExtension's (`spec.wasm`; selector and
@@ -171,6 +174,9 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
     // Which listeners the patches need, and VirtualService TCP routes.
     let mut outbound_tcp: BTreeSet<u64> = BTreeSet::new();
     let mut inbound_http: BTreeSet<u64> = BTreeSet::new();
+    // Outbound HTTP listeners by port, with the virtual hosts the patches name (Istio: one per
+    // Service host and port, `HOST:PORT`, in the route configuration named after the port).
+    let mut outbound_http: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     let mut tcp_routes: BTreeMap<u64, String> = BTreeMap::new();
     for d in docs {
         match d.kind() {
@@ -186,6 +192,12 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                         }
                         ("HTTP_FILTER" | "HTTP_ROUTE", "SIDECAR_INBOUND", Some(port)) => {
                             inbound_http.insert(port);
+                        }
+                        ("HTTP_FILTER" | "HTTP_ROUTE", "SIDECAR_OUTBOUND", Some(port)) => {
+                            let vhosts = outbound_http.entry(port).or_default();
+                            if let Some(v) = p["match"]["routeConfiguration"]["vhost"]["name"].as_str() {
+                                vhosts.insert(v.to_owned());
+                            }
                         }
                         ("EXTENSION_CONFIG", _, _) => {}
                         (a, c, p) => bail!(
@@ -247,6 +259,44 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                     "stat_prefix": cluster, "cluster": cluster,
                 },
             } ] } ],
+            "_geomesh": { "context": "SIDECAR_OUTBOUND", "port": port },
+        }));
+    }
+    for (port, named) in &outbound_http {
+        let mut hosts: Vec<String> = named.iter().cloned().collect();
+        if hosts.is_empty() {
+            hosts.push(format!("upstream.default.svc.cluster.local:{port}"));
+        }
+        let vhosts: Vec<Value> = hosts
+            .iter()
+            .map(|vh| {
+                let host = vh.rsplit_once(':').map_or(vh.as_str(), |(h, _)| h);
+                let cluster = format!("outbound|{port}||{host}");
+                json!({
+                    "name": vh,
+                    "domains": [host, vh],
+                    "routes": [ { "name": "default", "match": { "prefix": "/" },
+                                  "route": { "cluster": cluster, "timeout": "0s" } } ],
+                })
+            })
+            .collect();
+        listeners.push(json!({
+            "name": format!("0.0.0.0_{port}"),
+            "address": { "socket_address": { "address": "0.0.0.0", "port_value": port } },
+            "bind_to_port": false,
+            "filter_chains": [ {
+                "filters": [ {
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": format!("outbound_0.0.0.0_{port}"),
+                        "route_config": { "name": port.to_string(), "virtual_hosts": vhosts,
+                                          "validate_clusters": false },
+                        "http_filters": [ { "name": "envoy.filters.http.router", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } } ],
+                    },
+                } ],
+            } ],
             "_geomesh": { "context": "SIDECAR_OUTBOUND", "port": port },
         }));
     }
@@ -396,6 +446,7 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                     }
                     ("HTTP_ROUTE", "MERGE") => {
                         let want_action = p["match"]["routeConfiguration"]["vhost"]["route"]["action"].as_str();
+                        let want_vhost = p["match"]["routeConfiguration"]["vhost"]["name"].as_str();
                         for chain in chains.iter_mut() {
                             for f in chain["filters"].as_array_mut().into_iter().flatten() {
                                 for vh in f["typed_config"]["route_config"]["virtual_hosts"]
@@ -403,6 +454,9 @@ fn sidecar_bootstrap(docs: &[&Doc], dir: &TestDir, variant: &str) -> Result<Valu
                                     .into_iter()
                                     .flatten()
                                 {
+                                    if want_vhost.is_some_and(|w| vh["name"] != w) {
+                                        continue;
+                                    }
                                     for r in vh["routes"].as_array_mut().into_iter().flatten() {
                                         if want_action == Some("ROUTE") && r.get("route").is_none() {
                                             continue;
@@ -939,6 +993,9 @@ fn manifests_agree_with_each_other() {
     assert_eq!(
         by_module.keys().cloned().collect::<Vec<_>>(),
         vec![
+            "geomesh_filter_influx.wasm".to_owned(),
+            "geomesh_filter_kafka.wasm".to_owned(),
+            "geomesh_filter_mqtt.wasm".to_owned(),
             "geomesh_filter_redis.wasm".to_owned(),
             "geomesh_filter_scope.wasm".to_owned()
         ],
@@ -954,19 +1011,55 @@ fn manifests_agree_with_each_other() {
             }
         }
     }
+    // The filters that reach their shards through the bridge (network filters) route only to
+    // clusters bridge.yaml lists; the InfluxDB filter (HTTP, `dispatch_http_call`) routes to
+    // Istio's own clusters of its shards, and the agent's replay queue knows each of them.
     let bridge_clusters = bridge["clusters"].as_object().unwrap();
-    for (label, cfg) in by_module.get("geomesh_filter_redis.wasm").unwrap() {
-        let mut targets = vec![cfg["default_cluster"].clone(), cfg["local_cluster"].clone()];
-        for r in cfg["routing_table"].as_object().into_iter().flat_map(|m| m.values()) {
-            targets.push(r["cluster"].clone());
-            targets.extend(r["clusters"].as_array().into_iter().flatten().cloned());
-        }
-        for t in targets.iter().filter_map(Value::as_str) {
-            if !bridge_clusters.contains_key(t) {
-                problems.push(format!(
-                    "{label}: the filter routes to `{t}`, which bridge.yaml does not list"
-                ));
+    let influx_replay = agent["influx_replay"]["shards"].as_object().cloned().unwrap_or_default();
+    for module in [
+        "geomesh_filter_redis.wasm",
+        "geomesh_filter_mqtt.wasm",
+        "geomesh_filter_kafka.wasm",
+        "geomesh_filter_influx.wasm",
+    ] {
+        for (label, cfg) in by_module.get(module).unwrap() {
+            let mut targets = vec![cfg["default_cluster"].clone(), cfg["local_cluster"].clone()];
+            for r in cfg["routing_table"].as_object().into_iter().flat_map(|m| m.values()) {
+                targets.push(r["cluster"].clone());
+                targets.push(r.clone()); // the short form `topic: cluster`
+                targets.extend(r["clusters"].as_array().into_iter().flatten().cloned());
             }
+            for t in targets.iter().filter_map(Value::as_str) {
+                let known = if module == "geomesh_filter_influx.wasm" {
+                    influx_replay.contains_key(t)
+                } else {
+                    bridge_clusters.contains_key(t)
+                };
+                if !known {
+                    let by = if module == "geomesh_filter_influx.wasm" {
+                        "agent.yaml influx_replay.shards"
+                    } else {
+                        "bridge.yaml"
+                    };
+                    problems.push(format!("{label}: the filter routes to `{t}`, which {by} does not list"));
+                }
+            }
+        }
+    }
+    for (label, cfg) in by_module.get("geomesh_filter_influx.wasm").unwrap() {
+        let replay = cfg["influxdb"]["replay_cluster"].as_str().unwrap_or_default();
+        let api = port_of(agent["listen"].as_str().unwrap_or_default());
+        if replay != format!("outbound|{api}||geomesh-agent.geomesh.svc.cluster.local") {
+            problems.push(format!("{label}: replay_cluster `{replay}` is not the agent's API (port {api})"));
+        }
+    }
+    for (label, cfg) in by_module.get("geomesh_filter_kafka.wasm").unwrap() {
+        // Clients come back to the advertised address: it must be a shard Service the
+        // filtered listener (its port) intercepts.
+        let host = cfg["kafka"]["advertised_host"].as_str().unwrap_or_default();
+        let port = cfg["kafka"]["advertised_port"].as_u64().unwrap_or_default();
+        if !bridge_clusters.contains_key(&format!("outbound|{port}||{host}")) {
+            problems.push(format!("{label}: advertised {host}:{port} is not a shard Service the filter intercepts"));
         }
     }
     for (label, cfg) in by_module.get("geomesh_filter_scope.wasm").unwrap() {

@@ -7,19 +7,16 @@
 //! Table: topics `orders`, `orders.*` and `b-*` on kafka-b, everything else on kafka-a; a
 //! group's home shard is routed by its id the same way.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use geomesh_integration::kafka_clients::KafkaClient;
+use geomesh_integration::kafka_raw::{codes, produce_request, Raw};
 use geomesh_integration::mesh::{FilterMesh, FilterMeshOptions};
 use geomesh_integration::ports::free_port;
 use geomesh_integration::{Tansu, TestDir};
 use geomesh_kafka::codes::{api, NONE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, UNSUPPORTED_VERSION};
-use geomesh_kafka::messages::produce::{ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
-use geomesh_kafka::wire::Writer;
-use geomesh_kafka::{apis, crc32c, parse_response, with_size_prefix, Bytes, RequestHeader};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(60);
@@ -100,155 +97,6 @@ impl Topology {
     fn check_envoy(&self) {
         assert!(self.mesh.envoy.wasm_failure().is_none(), "{:?}", self.mesh.envoy.wasm_failure());
     }
-}
-
-/// A raw Kafka connection speaking frames built with geomesh's codec.
-struct Raw {
-    s: TcpStream,
-    next_id: i32,
-}
-
-impl Raw {
-    fn connect(port: u16) -> Result<Raw> {
-        let s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        Ok(Raw { s, next_id: 1 })
-    }
-
-    fn send_frame(&mut self, key: i16, version: i16, body: &[u8]) -> Result<i32> {
-        let spec = apis::lookup(key).context("api")?;
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut w = Writer::new();
-        RequestHeader {
-            api_key: key,
-            api_version: version,
-            correlation_id: id,
-            client_id: Some(Bytes::from_static(b"geomesh-e2e")),
-            tagged: Bytes::new(),
-        }
-        .write(&mut w, spec.request_header_version(version) >= 2);
-        w.raw(body);
-        self.s.write_all(&with_size_prefix(&w.buf))?;
-        Ok(id)
-    }
-
-    /// The next answer frame (size prefix removed), or `None` when the proxy closed.
-    fn read_frame(&mut self) -> Result<Option<Bytes>> {
-        let mut len = [0u8; 4];
-        match self.s.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut buf)?;
-        Ok(Some(Bytes::from(buf)))
-    }
-
-    fn produce(&mut self, req: &ProduceRequest) -> Result<ProduceResponse> {
-        let id = self.send_frame(api::PRODUCE, 9, &req.encode(9))?;
-        let frame = self.read_frame()?.context("closed instead of answering")?;
-        let (cid, mut r) = parse_response(frame, apis::lookup(api::PRODUCE).context("api")?, 9)?;
-        assert_eq!(cid, id);
-        Ok(ProduceResponse::decode(&mut r, 9)?)
-    }
-
-    /// True once the proxy closed the connection (read returns end of stream).
-    fn closed_within(&mut self, d: Duration) -> bool {
-        let until = Instant::now() + d;
-        let mut b = [0u8; 256];
-        while Instant::now() < until {
-            match self.s.read(&mut b) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-                Err(_) => continue,
-            }
-        }
-        false
-    }
-}
-
-/// A magic-2 record batch of `values` (no key), not idempotent, CRC-32C right.
-fn batch(values: &[&str]) -> Bytes {
-    fn varint(out: &mut Vec<u8>, v: i32) {
-        let mut z = ((v << 1) ^ (v >> 31)) as u32;
-        while z >= 0x80 {
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
-        out.push(z as u8);
-    }
-    let mut recs = Vec::new();
-    for (i, v) in values.iter().enumerate() {
-        let mut r = vec![0u8];
-        varint(&mut r, 0);
-        varint(&mut r, i as i32);
-        varint(&mut r, -1);
-        varint(&mut r, v.len() as i32);
-        r.extend_from_slice(v.as_bytes());
-        varint(&mut r, 0);
-        varint(&mut recs, r.len() as i32);
-        recs.extend_from_slice(&r);
-    }
-    let now = 1_700_000_000_000i64;
-    let mut b = Vec::new();
-    b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&((61 - 12 + recs.len()) as i32).to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes());
-    b.push(2);
-    b.extend_from_slice(&0u32.to_be_bytes());
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(values.len() as i32 - 1).to_be_bytes());
-    b.extend_from_slice(&now.to_be_bytes());
-    b.extend_from_slice(&now.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&(values.len() as i32).to_be_bytes());
-    b.extend_from_slice(&recs);
-    let crc = crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    Bytes::from(b)
-}
-
-fn produce_request(acks: i16, parts: &[(&str, i32, &[&str])]) -> ProduceRequest {
-    let mut topics: Vec<ProduceTopic> = Vec::new();
-    for (t, p, values) in parts {
-        let part = ProducePartition {
-            index: *p,
-            records: Some(batch(values)),
-            tagged: Bytes::new(),
-        };
-        match topics.iter_mut().find(|x| &x.name[..] == t.as_bytes()) {
-            Some(x) => x.partitions.push(part),
-            None => topics.push(ProduceTopic {
-                name: Bytes::from(t.to_string()),
-                partitions: vec![part],
-                tagged: Bytes::new(),
-            }),
-        }
-    }
-    ProduceRequest {
-        transactional_id: None,
-        acks,
-        timeout_ms: 5000,
-        topics,
-        tagged: Bytes::new(),
-    }
-}
-
-fn codes(resp: &ProduceResponse) -> Vec<(String, i32, i16, i64)> {
-    resp.topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (String::from_utf8_lossy(&t.name).into_owned(), p.index, p.error_code, p.base_offset))
-        })
-        .collect()
 }
 
 fn values(records: &[Value]) -> Vec<String> {

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use geomesh_core::{Config, ConfigError, WorkloadType};
 use geomesh_filter_shell::{install, Loaded, Protocol};
 use geomesh_kafka::logic::producer_ids::ProducerIds;
+use geomesh_kafka::session::leaders::{self, LeaderRegistry, TopicLeaders};
 use geomesh_kafka::session::producers::ProducerRegistry;
 use geomesh_kafka::{KafkaSession, Settings};
 use proxy_wasm::hostcalls::{get_shared_data, set_shared_data};
@@ -45,6 +46,37 @@ impl ProducerRegistry for SharedRegistry {
     }
 }
 
+/// Each shard's partition leaders in Proxy-Wasm shared data: a client asks Metadata on one
+/// connection and produces on another, possibly in another worker. One key per (shard, topic),
+/// the topic hex-encoded (names are client bytes).
+struct SharedLeaders;
+
+fn leaders_key(shard: u16, topic: &[u8]) -> String {
+    let mut k = format!("geomesh.kafka.leaders.{shard}.");
+    for b in topic {
+        k.push_str(&format!("{b:02x}"));
+    }
+    k
+}
+
+impl LeaderRegistry for SharedLeaders {
+    fn put(&self, shard: u16, topic: &[u8], l: &TopicLeaders) {
+        let key = leaders_key(shard, topic);
+        let bytes = leaders::encode(l);
+        // Unchanged leaders are not written again (every Metadata answer names them).
+        if matches!(get_shared_data(&key), Ok((Some(old), _)) if old == bytes) {
+            return;
+        }
+        // A refused write leaves the partitions to the table cluster (the bootstrap address).
+        let _ = set_shared_data(&key, Some(&bytes), None);
+    }
+
+    fn get(&self, shard: u16, topic: &[u8]) -> Option<TopicLeaders> {
+        let (bytes, _) = get_shared_data(&leaders_key(shard, topic)).ok()?;
+        leaders::decode(&bytes?)
+    }
+}
+
 /// The Kafka protocol as the shell sees it.
 pub struct Kafka;
 
@@ -59,11 +91,12 @@ impl Protocol for Kafka {
     }
 
     fn new_session(loaded: &Loaded<Settings>) -> KafkaSession {
-        geomesh_kafka::session_with_registry(
+        geomesh_kafka::session_with_registries(
             loaded.table.clone(),
             loaded.config.upstream_timeout_ms,
             &loaded.settings,
             Rc::new(SharedRegistry),
+            Rc::new(SharedLeaders),
         )
     }
 

@@ -15,6 +15,9 @@ ops (every op has "client": "confluent" (librdkafka) or "kafka-python", and "boo
       -> {"records": [[topic, partition, offset, key, value], ...]} (group: subscribe and
          commit at the end when "commit"; no group: assign every partition from the start)
   {"op": "topics"} -> {"topics": {name: partitions}, "brokers": [[id, host, port], ...]}
+  {"op": "delete", "topics": [t, ...]} (confluent only) -> {"deleted": [names]}
+  {"op": "committed", "group": g, "partitions": [[t, p], ...]} (confluent only)
+      -> {"committed": [[t, p, offset], ...]} (offset -1001: none committed)
   {"op": "bench", "topics": [t, ...], "records": n, "size": bytes, "latency_records": m}
       (confluent only) -> {"produce_s": s, "consume_s": s, "consumed": n, "latency_ms": [...]}:
       n records of `size` bytes spread round-robin over the topics with acks=1 as fast as
@@ -44,6 +47,17 @@ def confluent(op):
         for f in futs.values():
             f.result(30)
         return {"created": sorted(futs)}
+    if kind == "delete":
+        admin = AdminClient({"bootstrap.servers": bs})
+        futs = admin.delete_topics(op["topics"], operation_timeout=30)
+        for f in futs.values():
+            f.result(30)
+        return {"deleted": sorted(futs)}
+    if kind == "committed":
+        c = Consumer({"bootstrap.servers": bs, "group.id": op["group"], "enable.auto.commit": False})
+        got = c.committed([TopicPartition(t, p) for t, p in op["partitions"]], timeout=30)
+        c.close()
+        return {"committed": [[tp.topic, tp.partition, tp.offset] for tp in got]}
     if kind == "topics":
         md = AdminClient({"bootstrap.servers": bs}).list_topics(timeout=30)
         return {"topics": {t: len(m.partitions) for t, m in md.topics.items()},

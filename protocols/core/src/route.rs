@@ -331,7 +331,13 @@ impl RoutingTable {
     /// the channel's own route (or the default), plus each `value` route whose NAME is long
     /// enough to beat it. A subscriber to `channel` must listen on all of them.
     pub fn message_clusters(&self, channel: &[u8]) -> Vec<ClusterId> {
-        let key_side = self.decide(Some(channel), None);
+        self.message_clusters_hashed(channel, None)
+    }
+
+    /// [`Self::message_clusters`] where a `hash` route hashes `hash_key` rather than `channel`
+    /// (see [`Self::decide_hashed`]).
+    pub fn message_clusters_hashed(&self, channel: &[u8], hash_key: Option<&[u8]>) -> Vec<ClusterId> {
+        let key_side = self.decide_hashed(Some(channel), hash_key, None);
         let matched_len = key_side.route.map(|name| {
             if name == "*" {
                 0
@@ -356,6 +362,14 @@ impl RoutingTable {
 
     /// Routes and says which route matched.
     pub fn decide(&self, key: Option<&[u8]>, payload: Option<&[u8]>) -> Decision<'_> {
+        self.decide_hashed(key, None, payload)
+    }
+
+    /// [`Self::decide`] where `key` is matched against the routes' NAMEs but a `hash` route
+    /// spreads `hash_key` (when given) over its clusters: for a protocol whose routes name one
+    /// thing and whose hash spreads a wider one (InfluxDB: routes name measurements, a hash
+    /// route spreads (database, measurement)). `None`: the key is hashed, as by `decide`.
+    pub fn decide_hashed(&self, key: Option<&[u8]>, hash_key: Option<&[u8]>, payload: Option<&[u8]>) -> Decision<'_> {
         // (name length, rank, route index, cluster): larger is better.
         type Best = Option<(usize, u8, usize, ClusterId)>;
         fn offer(best: &mut Best, len: usize, rank: u8, idx: usize, c: ClusterId) {
@@ -366,10 +380,11 @@ impl RoutingTable {
         let mut best: Best = None;
         if let Some(key) = key {
             let sk = self.shard_key(key);
+            let hk = hash_key.unwrap_or(sk);
             if !self.segments.is_empty() {
                 // The whole key, then every prefix ending before a separator, longest first.
                 if let Some((idx, t)) = self.segments.get(sk) {
-                    offer(&mut best, sk.len(), 3, *idx, t.pick(sk));
+                    offer(&mut best, sk.len(), 3, *idx, t.pick(hk));
                 } else {
                     let mut end = sk.len();
                     while let Some((pos, head)) = sk.get(..end).and_then(|s| {
@@ -377,7 +392,7 @@ impl RoutingTable {
                         Some((pos, s.get(..pos)?))
                     }) {
                         if let Some((idx, t)) = self.segments.get(head) {
-                            offer(&mut best, pos, 3, *idx, t.pick(sk));
+                            offer(&mut best, pos, 3, *idx, t.pick(hk));
                             break;
                         }
                         end = pos;
@@ -387,14 +402,14 @@ impl RoutingTable {
             for &len in &self.prefix_lens {
                 if let Some(head) = sk.get(..len) {
                     if let Some((idx, t)) = self.prefixes.get(head) {
-                        offer(&mut best, len, 2, *idx, t.pick(sk));
+                        offer(&mut best, len, 2, *idx, t.pick(hk));
                         break;
                     }
                 }
             }
             if best.is_none() {
                 if let Some((idx, t)) = &self.catch_all {
-                    offer(&mut best, 0, 3, *idx, t.pick(sk));
+                    offer(&mut best, 0, 3, *idx, t.pick(hk));
                 }
             }
         }
@@ -442,6 +457,7 @@ mod tests {
 
     use super::*;
     use crate::config::tests::ECHARDE;
+    use crate::hash::HashAlgorithm;
     use crate::config::Config;
 
     fn table(yaml: &str) -> RoutingTable {
@@ -467,6 +483,31 @@ mod tests {
         let c = t.route_message(Some(b"sensors"), Some(b"temperature 20C"));
         assert_eq!(t.cluster_name(c), "redis1-master");
         assert_eq!(t.active_cluster_names().collect::<Vec<_>>(), ["redis1-master", "redis2-master"]);
+    }
+
+    #[test]
+    fn decide_hashed_matches_the_key_and_hashes_the_hash_key() {
+        let t = table("workload_type: influxdb\ndefault_cluster: d\nrouting_table:\n  cpu: {type: hash, clusters: [a, b, c]}\n  mem: {cluster: m}\n  '*': {type: hash, clusters: [a, b]}\n");
+        let ring = HashRing::new(HashAlgorithm::DEFAULT, [("a", 0u8), ("b", 1), ("c", 2)]).unwrap();
+        let star = HashRing::new(HashAlgorithm::DEFAULT, [("a", 0u8), ("b", 1)]).unwrap();
+        let abc = ["a", "b", "c"];
+        let mut seen = Vec::new();
+        for db in ["db0", "db1", "db2", "db3", "db4", "db5"] {
+            let hk = format!("{db}\0cpu");
+            let d = t.decide_hashed(Some(b"cpu"), Some(hk.as_bytes()), None);
+            assert_eq!(d.route, Some("cpu"), "matched by the key");
+            assert_eq!(t.cluster_name(d.cluster), abc[usize::from(ring.pick(hk.as_bytes()))], "hashed by the hash key");
+            seen.push(d.cluster);
+            // A route naming one cluster ignores the hash key; `*` hashes it.
+            assert_eq!(t.cluster_name(t.decide_hashed(Some(b"mem"), Some(hk.as_bytes()), None).cluster), "m");
+            let hk = format!("{db}\0net");
+            let d = t.decide_hashed(Some(b"net"), Some(hk.as_bytes()), None);
+            assert_eq!(t.cluster_name(d.cluster), abc[usize::from(star.pick(hk.as_bytes()))]);
+            assert_eq!(t.message_clusters_hashed(b"net", Some(hk.as_bytes())), [d.cluster]);
+        }
+        seen.dedup();
+        assert!(seen.len() > 1, "one measurement of several databases spreads");
+        assert_eq!(t.decide_hashed(Some(b"cpu"), None, None), t.decide(Some(b"cpu"), None));
     }
 
     #[test]

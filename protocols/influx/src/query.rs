@@ -19,7 +19,11 @@
 
 use geomesh_core::{ClusterId, RoutingTable};
 
+pub use crate::from::{sources, Source};
+use crate::from::FROM_END;
+use crate::key::measurement_clusters;
 use crate::lex::{statements, Kind, Token};
+use crate::limits::{strip, with_limit, Limits, Strip};
 use crate::params::{encode_into, Params};
 use crate::plan::{Call, Merge, Plan, Reply, FORM};
 use crate::replies;
@@ -37,12 +41,39 @@ pub enum StatementKind {
     Ack,
 }
 
+/// How InfluxDB 1.6 writes a statement's result with `chunked=true` (checked on `influxd`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Chunk {
+    /// One document per series and per `chunk_size` rows, `partial` on a series whose rows go
+    /// on and on a result whose statement goes on (SELECT, SHOW SERIES, SHOW FIELD KEYS).
+    Rows,
+    /// One document per series, whole, no `partial` (SHOW TAG KEYS, SHOW TAG VALUES).
+    PerSeries,
+    /// One document (SHOW MEASUREMENTS, DATABASES, RETENTION POLICIES, administrative).
+    #[default]
+    Whole,
+}
+
+/// What else a statement's merge needs besides its [`StatementKind`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub chunk: Chunk,
+    /// `ORDER BY time DESC`: series (and a spread series' rows) in descending order.
+    pub desc: bool,
+    /// A SELECT's LIMIT/OFFSET/SLIMIT/SOFFSET applied after the merge ([`crate::limits`]).
+    pub after: Option<Limits>,
+    /// `GROUP BY *`: every series carries every tag key of the measurements read (`""` where it
+    /// has none), so series from several shards get the union of their tag keys.
+    pub group_all: bool,
+}
+
 /// One statement, routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
-    /// The text sent to the shards (a SHOW's LIMIT/OFFSET removed: applied after the merge).
+    /// The text sent to the shards (clauses applied after the merge removed: [`crate::limits`]).
     pub text: String,
     pub kind: StatementKind,
+    pub shape: Shape,
     pub clusters: Vec<ClusterId>,
 }
 
@@ -50,6 +81,7 @@ pub struct Routed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementMerge {
     pub kind: StatementKind,
+    pub shape: Shape,
     pub parts: Vec<(usize, usize)>,
 }
 
@@ -82,79 +114,6 @@ fn is_kw(toks: &[Token], i: usize, kw: &str) -> bool {
     word(toks, i).is_some_and(|t| t.is(kw))
 }
 
-/// Words that end a FROM list.
-const FROM_END: &[&str] = &[
-    "where", "group", "order", "limit", "offset", "slimit", "soffset", "fill", "tz", "into", "with",
-];
-
-/// A FROM source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Measurement(String),
-    Regex,
-    Subquery,
-}
-
-/// The sources of every FROM of the statement (subqueries' included).
-pub fn sources(toks: &[Token]) -> Vec<Source> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(t) = toks.get(i) {
-        i += 1;
-        if !t.is("from") {
-            continue;
-        }
-        // A list: item (, item)*; an item is a regex, a subquery or a dotted name.
-        loop {
-            match toks.get(i) {
-                Some(t) if t.kind == Kind::Regex => {
-                    out.push(Source::Regex);
-                    i += 1;
-                }
-                Some(t) if t.punct("(") => {
-                    out.push(Source::Subquery);
-                    i += 1; // the subquery's own FROM is read by the outer loop
-                    break;
-                }
-                Some(t)
-                    if matches!(t.kind, Kind::Word | Kind::Quoted)
-                        && !FROM_END.iter().any(|k| t.is(k)) =>
-                {
-                    // db.rp.m, db..m, rp.m: the last part is the measurement.
-                    let mut name = t.text.clone();
-                    i += 1;
-                    while toks.get(i).is_some_and(|t| t.punct(".")) {
-                        i += 1;
-                        match toks.get(i) {
-                            Some(t) if matches!(t.kind, Kind::Word | Kind::Quoted) => {
-                                name = t.text.clone();
-                                i += 1;
-                            }
-                            Some(t) if t.kind == Kind::Regex => {
-                                out.push(Source::Regex);
-                                i += 1;
-                                name.clear();
-                                break;
-                            }
-                            _ => {}
-                        }
-                    }
-                    if !name.is_empty() {
-                        out.push(Source::Measurement(name));
-                    }
-                }
-                _ => break,
-            }
-            if toks.get(i).is_some_and(|t| t.punct(",")) {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-    }
-    out
-}
-
 /// Whether a function is applied (`name(`) before the statement's first FROM.
 fn has_function(toks: &[Token]) -> bool {
     toks.windows(2)
@@ -169,37 +128,25 @@ fn has_wildcard(toks: &[Token]) -> bool {
         .any(|t| t.punct("*"))
 }
 
-/// The statement text without its trailing `LIMIT n` / `OFFSET n` clauses, and their values.
-fn strip_limit_offset(text: &str, toks: &[Token]) -> (String, Option<u64>, u64) {
-    let (mut limit, mut offset) = (None, 0);
-    let mut end = toks.len();
-    while let (Some(kw), Some(n)) = (
-        end.checked_sub(2).and_then(|i| toks.get(i)),
-        end.checked_sub(1).and_then(|i| toks.get(i)),
-    ) {
-        if n.kind != Kind::Number {
-            break;
-        }
-        let Ok(v) = n.text.parse::<u64>() else { break };
-        if kw.is("limit") && limit.is_none() {
-            limit = Some(v);
-        } else if kw.is("offset") && offset == 0 {
-            offset = v;
-        } else {
-            break;
-        }
-        end -= 2;
-    }
-    let cut = end
-        .checked_sub(1)
-        .and_then(|i| toks.get(i))
-        .map_or(0, |t| t.end);
-    (text.get(..cut).unwrap_or(text).to_owned(), limit, offset)
+/// `GROUP BY ... * ...` at the statement's top level.
+fn group_by_all(toks: &[Token]) -> bool {
+    let Some(at) = toks
+        .windows(2)
+        .position(|w| matches!(w, [g, b] if g.is("group") && b.is("by")))
+    else {
+        return false;
+    };
+    toks.iter()
+        .skip(at + 2)
+        .take_while(|t| t.punct(",") || t.punct("*") || matches!(t.kind, Kind::Word | Kind::Quoted | Kind::Regex) && !FROM_END.iter().any(|k| t.is(k)))
+        .any(|t| t.punct("*"))
 }
 
-/// The clusters that may hold measurement `m` (its route, plus value routes' clusters).
-fn measurement_clusters(table: &RoutingTable, m: &str) -> Vec<ClusterId> {
-    table.message_clusters(m.as_bytes())
+/// `ORDER BY time DESC` at the statement's top level.
+fn order_desc(toks: &[Token]) -> bool {
+    toks.windows(4).any(|w| {
+        matches!(w, [o, b, t, d] if o.is("order") && b.is("by") && t.is("time") && d.is("desc"))
+    })
 }
 
 fn union(into: &mut Vec<ClusterId>, more: impl IntoIterator<Item = ClusterId>) {
@@ -210,12 +157,24 @@ fn union(into: &mut Vec<ClusterId>, more: impl IntoIterator<Item = ClusterId>) {
     }
 }
 
+/// The clusters a source may be on (`None`: every cluster); `db`: the request's database.
+fn clusters_of(table: &RoutingTable, db: &str, s: &Source) -> Option<Vec<ClusterId>> {
+    match s {
+        Source::Measurement { db: named, name } => Some(measurement_clusters(
+            table,
+            named.as_deref().unwrap_or(db),
+            name,
+        )),
+        Source::Regex | Source::Subquery => None,
+    }
+}
+
 /// The clusters the sources read (`None`: every cluster).
-fn source_clusters(table: &RoutingTable, srcs: &[Source]) -> Option<Vec<ClusterId>> {
+fn source_clusters(table: &RoutingTable, db: &str, srcs: &[Source]) -> Option<Vec<ClusterId>> {
     let mut out = Vec::new();
     for s in srcs {
         match s {
-            Source::Measurement(m) => union(&mut out, measurement_clusters(table, m)),
+            Source::Measurement { .. } => union(&mut out, clusters_of(table, db, s)?),
             Source::Regex | Source::Subquery => return None,
         }
     }
@@ -230,9 +189,11 @@ fn has_value_routes(table: &RoutingTable) -> bool {
         > 1
 }
 
-/// Routes one statement.
+/// Routes one statement; `db`: the request's `db` parameter (a `hash` route spreads (database,
+/// measurement); `SHOW ... ON db` and `FROM db.rp.m` name their own).
 pub fn route_statement(
     table: &RoutingTable,
+    db: &str,
     text: &str,
     toks: &[Token],
 ) -> Result<Routed, Refusal> {
@@ -245,19 +206,33 @@ pub fn route_statement(
     let verb = word(toks, first)
         .map(|t| t.text.to_ascii_lowercase())
         .unwrap_or_default();
+    // `SHOW ... ON <db>` names its database.
+    let on_db = toks
+        .windows(2)
+        .take_while(|w| !w.first().is_some_and(|t| t.is("from")))
+        .find(|w| w.first().is_some_and(|t| t.is("on")))
+        .and_then(|w| w.get(1))
+        .filter(|t| matches!(t.kind, Kind::Word | Kind::Quoted));
+    let db = match on_db {
+        Some(t) if verb == "show" => t.text.as_str(),
+        _ => db,
+    };
     let routed = |clusters: Vec<ClusterId>, kind| Routed {
         text: text.to_owned(),
         kind,
+        shape: Shape::default(),
         clusters,
     };
     match verb.as_str() {
         "select" => {
             let srcs = sources(toks);
             let spread = srcs.iter().any(|s| match s {
-                Source::Measurement(m) => measurement_clusters(table, m).len() > 1,
+                Source::Measurement { .. } => {
+                    clusters_of(table, db, s).is_some_and(|c| c.len() > 1)
+                }
                 Source::Regex | Source::Subquery => has_value_routes(table),
             });
-            let clusters = source_clusters(table, &srcs).unwrap_or_else(all);
+            let clusters = source_clusters(table, db, &srcs).unwrap_or_else(all);
             let kind = StatementKind::Select {
                 wildcard: has_wildcard(toks),
             };
@@ -276,14 +251,34 @@ pub fn route_statement(
                     return Err(Refusal(replies::CROSS_SHARD_AGGREGATE.to_owned()));
                 }
             }
-            Ok(routed(
-                if clusters.is_empty() {
+            let mut shape = Shape {
+                chunk: Chunk::Rows,
+                desc: order_desc(toks),
+                after: None,
+                group_all: group_by_all(toks),
+            };
+            let mut sent = text.to_owned();
+            if clusters.len() > 1 && spread {
+                // A measurement over several shards: its limits after the merge.
+                let (stripped, limits, at) = strip(text, toks, Strip::All);
+                if limits.any() {
+                    sent = match limits.limit {
+                        Some(n) => with_limit(&stripped, at, n.saturating_add(limits.offset)),
+                        None => stripped,
+                    };
+                    shape.after = Some(limits);
+                }
+            }
+            Ok(Routed {
+                text: sent,
+                kind,
+                shape,
+                clusters: if clusters.is_empty() {
                     local()
                 } else {
                     clusters
                 },
-                kind,
-            ))
+            })
         }
         "show" => {
             let rest: Vec<String> = toks
@@ -305,7 +300,7 @@ pub fn route_statement(
             );
             let cardinality = toks.iter().any(|t| t.is("cardinality"));
             if cardinality {
-                let clusters = source_clusters(table, &sources(toks))
+                let clusters = source_clusters(table, db, &sources(toks))
                     .filter(|c| !c.is_empty())
                     .unwrap_or_else(all);
                 if clusters.len() > 1 {
@@ -325,11 +320,24 @@ pub fn route_statement(
             if !union_show {
                 return Ok(routed(local(), StatementKind::Ack));
             }
-            let clusters = source_clusters(table, &sources(toks)).unwrap_or_else(all);
-            let (stripped, limit, offset) = strip_limit_offset(text, toks);
+            let clusters = source_clusters(table, db, &sources(toks)).unwrap_or_else(all);
+            let (which, chunk) = match rest.as_slice() {
+                ["tag", "keys", ..] => (Strip::All, Chunk::PerSeries),
+                ["tag", "values", ..] => (Strip::Rows, Chunk::PerSeries),
+                ["series", ..] | ["field", "keys", ..] => (Strip::Rows, Chunk::Rows),
+                _ => (Strip::Rows, Chunk::Whole),
+            };
+            let (stripped, limits, _) = strip(text, toks, which);
             Ok(Routed {
                 text: stripped,
-                kind: StatementKind::Union { limit, offset },
+                kind: StatementKind::Union {
+                    limit: limits.limit,
+                    offset: limits.offset,
+                },
+                shape: Shape {
+                    chunk,
+                    ..Shape::default()
+                },
                 clusters: if clusters.is_empty() { all() } else { clusters },
             })
         }
@@ -337,12 +345,12 @@ pub fn route_statement(
             let clusters = if is_kw(toks, 1, "measurement") {
                 match toks.get(2) {
                     Some(t) if matches!(t.kind, Kind::Word | Kind::Quoted) => {
-                        measurement_clusters(table, &t.text)
+                        measurement_clusters(table, db, &t.text)
                     }
                     _ => all(),
                 }
             } else {
-                source_clusters(table, &sources(toks)).unwrap_or_else(all)
+                source_clusters(table, db, &sources(toks)).unwrap_or_else(all)
             };
             Ok(routed(
                 if clusters.is_empty() { all() } else { clusters },
@@ -377,8 +385,9 @@ pub fn plan_query(table: &RoutingTable, settings: &Settings, params: &Params, cs
         ));
     }
     let mut routed = Vec::with_capacity(stmts.len());
+    let db = params.get("db").unwrap_or("");
     for (text, toks) in &stmts {
-        match route_statement(table, text, toks) {
+        match route_statement(table, db, text, toks) {
             Ok(r) => routed.push(r),
             Err(Refusal(why)) => return Plan::Reply(Reply::error(400, &why)),
         }
@@ -403,6 +412,7 @@ pub fn plan_query(table: &RoutingTable, settings: &Settings, params: &Params, cs
         .iter()
         .map(|r| StatementMerge {
             kind: r.kind,
+            shape: r.shape,
             parts: Vec::new(),
         })
         .collect();

@@ -1,5 +1,6 @@
-//! `/write`: the body's points routed by measurement (or by a `value` route over the rest of the
-//! line), split per shard when they span several, and the shards' answers merged.
+//! `/write`: the body's points routed by measurement (a `hash` route spreads (db, measurement):
+//! [`crate::key`]; a `value` route looks at the rest of the line), split per shard when they
+//! span several, and the shards' answers merged.
 //!
 //! * One shard (or no point): [`Plan::Forward`]: Envoy's router sends the body as received,
 //!   gzip included.
@@ -17,6 +18,7 @@ use std::borrow::Cow;
 use geomesh_core::{ClusterId, RoutingTable};
 
 use crate::gzip::{gunzip, GzipError};
+use crate::key::route_point;
 use crate::line::{lines, trim_end};
 use crate::params::Params;
 use crate::plan::{Answer, Call, Merge, Plan, Reply, LINE_PROTOCOL};
@@ -91,8 +93,16 @@ pub fn plan_write(
     };
     // Clusters in the order their first point appears, with their lines.
     let mut groups: Vec<(ClusterId, Vec<crate::line::Line<'_>>)> = Vec::new();
+    let db = params.get("db").unwrap_or("");
+    let mut scratch = Vec::new();
     for line in lines(&text) {
-        let cluster = table.route_message(Some(&line.measurement), Some(line.after_measurement()));
+        let cluster = route_point(
+            table,
+            db,
+            &line.measurement,
+            line.after_measurement(),
+            &mut scratch,
+        );
         match groups.iter_mut().find(|(c, _)| *c == cluster) {
             Some((_, g)) => g.push(line),
             None => groups.push((cluster, vec![line])),
@@ -109,18 +119,7 @@ pub fn plan_write(
     let mut calls = Vec::with_capacity(groups.len());
     let mut parts = Vec::with_capacity(groups.len());
     for (cluster, group) in groups {
-        let size: usize = group.iter().map(|l| l.raw.len() + stamp.len() + 2).sum();
-        let mut out = Vec::with_capacity(size);
-        for line in &group {
-            if line.has_time {
-                out.extend_from_slice(line.raw);
-            } else {
-                out.extend_from_slice(trim_end(line.raw));
-                out.push(b' ');
-                out.extend_from_slice(stamp.as_bytes());
-            }
-            out.push(b'\n');
-        }
+        let out = stamped(&group, &stamp);
         parts.push(WritePart {
             cluster: table.cluster_name(cluster).to_owned(),
             points: group.len(),
@@ -136,6 +135,60 @@ pub fn plan_write(
         calls,
         merge: Merge::Write(WriteMerge { parts }),
     }
+}
+
+/// The lines of a shard's part, byte for byte, each ending in `\n`, those without a time
+/// followed by ` <stamp>`.
+fn stamped(group: &[crate::line::Line<'_>], stamp: &str) -> Vec<u8> {
+    let size: usize = group.iter().map(|l| l.raw.len() + stamp.len() + 2).sum();
+    let mut out = Vec::with_capacity(size);
+    for line in group {
+        if line.has_time {
+            out.extend_from_slice(line.raw);
+        } else {
+            out.extend_from_slice(trim_end(line.raw));
+            out.push(b' ');
+            out.extend_from_slice(stamp.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A one-shard write (forwarded as received) whose shard failed, as a one-part split write for
+/// the replay queue: its lines inflated when gzip and stamped with `now_ns` (the request's time,
+/// in its `precision`) where they had no time, so that replayed points keep the time the
+/// client's write had. `None` when the body cannot be read that way (bad gzip, unknown
+/// precision: the shard would have refused it, not failed).
+pub fn forwarded_as_part(
+    settings: &Settings,
+    params: &Params,
+    cluster: ClusterId,
+    cluster_name: &str,
+    body: &[u8],
+    gzip: bool,
+    now_ns: u64,
+) -> Option<(Call, WriteMerge)> {
+    let text: Cow<'_, [u8]> = if gzip {
+        Cow::Owned(gunzip(body, settings.max_decoded_bytes).ok()?)
+    } else {
+        Cow::Borrowed(body)
+    };
+    let unit = precision_ns(params.get("precision"))?;
+    let group: Vec<crate::line::Line<'_>> = lines(&text).collect();
+    let call = Call {
+        cluster,
+        path: format!("/write?{}", params.encode_without(&[])),
+        content_type: LINE_PROTOCOL,
+        body: stamped(&group, &(now_ns / unit).to_string()),
+    };
+    let merge = WriteMerge {
+        parts: vec![WritePart {
+            cluster: cluster_name.to_owned(),
+            points: group.len(),
+        }],
+    };
+    Some((call, merge))
 }
 
 /// The `error` text of an InfluxDB JSON error body (the body itself when it is not one).

@@ -16,7 +16,7 @@ fn clusters(yaml: &str, q: &str) -> Result<(Vec<String>, StatementKind, String),
     let st = statements(q).unwrap();
     assert_eq!(st.len(), 1, "{q}");
     let (text, toks) = &st[0];
-    route_statement(&t, text, toks)
+    route_statement(&t, "db", text, toks)
         .map(|r| {
             (
                 r.clusters.iter().map(|c| name(&t, *c).to_owned()).collect(),
@@ -52,23 +52,40 @@ fn from_sources() {
     assert_eq!(
         src("SELECT * FROM cpu, \"my meas\", db.rp.mem, db..disk"),
         vec![
-            Source::Measurement("cpu".into()),
-            Source::Measurement("my meas".into()),
-            Source::Measurement("mem".into()),
-            Source::Measurement("disk".into()),
+            Source::measurement("cpu"),
+            Source::measurement("my meas"),
+            Source::Measurement {
+                db: Some("db".into()),
+                name: "mem".into()
+            },
+            Source::Measurement {
+                db: Some("db".into()),
+                name: "disk".into()
+            },
         ]
     );
+    assert_eq!(
+        src("SELECT * FROM rp.cpu, \"d\".\"r\".\"m\""),
+        vec![
+            Source::measurement("cpu"),
+            Source::Measurement {
+                db: Some("d".into()),
+                name: "m".into()
+            },
+        ]
+    );
+    assert_eq!(src("SELECT * FROM db.rp./cpu.*/"), vec![Source::Regex]);
     assert_eq!(
         src("SELECT * FROM /cpu.*/ WHERE a = 1"),
         vec![Source::Regex]
     );
     assert_eq!(
         src("SELECT v / 2 FROM cpu"),
-        vec![Source::Measurement("cpu".into())]
+        vec![Source::measurement("cpu")]
     );
     assert_eq!(
         src("SELECT mean(v) FROM (SELECT v FROM mem) GROUP BY time(1m)"),
-        vec![Source::Subquery, Source::Measurement("mem".into())]
+        vec![Source::Subquery, Source::measurement("mem")]
     );
 }
 

@@ -298,3 +298,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_forwarded_write_becomes_one_stamped_part_for_the_queue() {
+    use geomesh_influx::write::forwarded_as_part;
+    let t = table(TWO);
+    let b = t.cluster_id("b").unwrap();
+    let params = Params::parse(b"db=x&precision=s");
+    let body = "cpu,h=1 v=1 5\ncpu v=2\n# comment\n";
+    let (call, merge) = forwarded_as_part(&settings(), &params, b, "b", body.as_bytes(), false, NOW).unwrap();
+    assert_eq!(call.cluster, b);
+    assert_eq!(call.path, "/write?db=x&precision=s");
+    assert_eq!(
+        String::from_utf8(call.body).unwrap(),
+        format!("cpu,h=1 v=1 5\ncpu v=2 {}\n", NOW / 1_000_000_000)
+    );
+    assert_eq!(merge.parts, [WritePart { cluster: "b".into(), points: 2 }]);
+    // gzip: inflated.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"cpu v=3 7\n").unwrap();
+    let (call, _) = forwarded_as_part(&settings(), &Params::default(), b, "b", &gz.finish().unwrap(), true, NOW).unwrap();
+    assert_eq!(call.body, b"cpu v=3 7\n");
+    // Unreadable: not queued (the shard would have refused it).
+    assert!(forwarded_as_part(&settings(), &Params::default(), b, "b", b"\x1f\x8bxx", true, NOW).is_none());
+    assert!(forwarded_as_part(&settings(), &Params::parse(b"precision=y"), b, "b", b"cpu v=1", false, NOW).is_none());
+}

@@ -21,6 +21,7 @@ pub const NOT_COORDINATOR: ErrorCode = 16;
 pub const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
 pub const INVALID_REQUIRED_ACKS: ErrorCode = 21;
 pub const UNSUPPORTED_VERSION: ErrorCode = 35;
+pub const NOT_CONTROLLER: ErrorCode = 41;
 pub const INVALID_REQUEST: ErrorCode = 42;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode = 45;
 pub const DUPLICATE_SEQUENCE_NUMBER: ErrorCode = 46;

@@ -50,5 +50,5 @@ pub use error::DecodeError;
 pub use frame::{with_size_prefix, FrameDecoder};
 pub use header::{parse_response, response_frame, Request, RequestError, RequestHeader};
 pub use limits::Limits;
-pub use session::{session, session_with_registry, KafkaProtocol, KafkaSession};
+pub use session::{session, session_with_registries, session_with_registry, KafkaProtocol, KafkaSession};
 pub use settings::Settings;

@@ -13,6 +13,7 @@
 //!   max_request_bytes: 16777216      # largest request frame accepted from a client
 //!   max_response_bytes: 67108864     # largest answer frame accepted from a broker
 //!   timer_granularity_ms: 0          # how late a deadline may be noticed; 0 = timeout / 20, 1..100
+//!   follow_leaders: true             # each partition to its shard's leader (endpoint links)
 //! ```
 //!
 //! The fields, their ranges and defaults are declared once, in [`SECTION`]: the parser below
@@ -38,6 +39,10 @@ pub struct Settings {
     pub limits: Limits,
     /// How late a deadline may be noticed (ms); 0 = `upstream_timeout_ms / 20` within 1..=100.
     pub timer_granularity_ms: u64,
+    /// Each partition's requests go to the broker its shard's Metadata names as leader (an
+    /// endpoint link); false: everything to the table cluster (a shard of one broker reached
+    /// at an address its Metadata does not advertise).
+    pub follow_leaders: bool,
 }
 
 /// `cluster_id` when the configuration names none.
@@ -51,6 +56,7 @@ impl Default for Settings {
             cluster_id: DEFAULT_CLUSTER_ID.to_owned(),
             limits: Limits::default(),
             timer_granularity_ms: 0,
+            follow_leaders: true,
         }
     }
 }
@@ -94,6 +100,13 @@ pub const SECTION: Section = Section {
             0,
             "How late a deadline may be noticed (ms); 0 = upstream_timeout_ms / 20, within 1..100.",
         ),
+        Field {
+            name: "follow_leaders",
+            kind: Kind::Bool,
+            required: false,
+            default: Is::Bool(true),
+            doc: doc("Send each partition's requests to the broker its shard's Metadata names as leader (an endpoint link the bridge must allow: `clusters.NAME.endpoints`); false: everything to the table cluster."),
+        },
     ],
     rules: &[],
 };
@@ -141,6 +154,11 @@ impl Settings {
                 continue;
             }
             match (name, spec.kind) {
+                ("follow_leaders", _) => {
+                    s.follow_leaders = v
+                        .as_bool()
+                        .ok_or_else(|| ConfigError::new(field.clone(), "expected true or false"))?;
+                }
                 ("advertised_host" | "cluster_id", Kind::Text(rule)) => {
                     let text = v
                         .as_str()

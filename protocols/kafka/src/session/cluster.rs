@@ -7,6 +7,7 @@ use geomesh_kit::{Ctx, Part};
 use super::answer::{Expect, KafkaAnswer};
 use super::merge::{decoded, frame, Merge};
 use super::plan::{Planned, Step};
+use super::leaders::{from_metadata, LeaderRegistry};
 use super::{shard, KafkaProtocol};
 use crate::codes::{api, NONE};
 use crate::header::Request;
@@ -68,7 +69,9 @@ pub fn plan_metadata(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &m
     })
 }
 
-/// One Metadata answer from every shard's, and the topic ids it named.
+/// One Metadata answer from every shard's, and the topic ids it named; each shard's
+/// partition leaders go to `learn` when given.
+#[allow(clippy::too_many_arguments)]
 pub fn merge_metadata(
     reply: &Expect,
     req: &MetadataRequest,
@@ -77,8 +80,16 @@ pub fn merge_metadata(
     table: &RoutingTable,
     advertised: &Advertised,
     cluster_id: &Bytes,
+    learn: Option<&dyn LeaderRegistry>,
 ) -> (Bytes, Vec<KnownTopicId>) {
     let (answers, failed) = decoded(parts, MetadataResponse::decode);
+    if let Some(registry) = learn {
+        for (c, a) in &answers {
+            for (topic, leaders) in from_metadata(a) {
+                registry.put(shard(*c), &topic, &leaders);
+            }
+        }
+    }
     let answers: Vec<(u16, MetadataResponse)> = answers.into_iter().map(|(c, a)| (shard(c), a)).collect();
     let failed: Vec<u16> = failed.keys().map(|c| shard(*c)).collect();
     let ctx = MergeContext {

@@ -14,20 +14,21 @@ use geomesh_kit::{Ctx, Part};
 use super::answer::{Expect, KafkaAnswer};
 use super::merge::{decoded, frame, missing, Merge, Split};
 use super::plan::{wait_ms, Planned, Step};
-use super::KafkaProtocol;
+use super::{KafkaProtocol, LeaderCache};
 use crate::codes::NONE;
 use crate::header::Request;
 use crate::logic::{fetch, list_offsets};
 use crate::messages::fetch::{FetchRequest, FetchResponse, NO_SESSION_ID};
 use crate::messages::list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
 
-pub fn plan_fetch(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
+pub fn plan_fetch(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
     let f = FetchRequest::decode(req)?;
     let table = cx.table().clone();
     let mut owners = BTreeMap::new();
-    let s = fetch::split(&f, |topic, _| {
-        let c = table.route(topic);
-        owners.entry(Bytes::copy_from_slice(topic)).or_insert(c);
+    let mut cache = LeaderCache::new();
+    let s = fetch::split(&f, |topic, i| {
+        let c = p.partition_target(cx, &mut cache, table.route(topic), topic, i);
+        owners.insert((Bytes::copy_from_slice(topic), i), c);
         Ok(c)
     });
     let parts = s
@@ -66,17 +67,18 @@ pub fn merge_fetch(reply: &Expect, s: &Split<FetchRequest>, parts: &[Part<KafkaA
     }
     let (answers, failed) = decoded(parts, FetchResponse::decode);
     let answers: Vec<FetchResponse> = answers.into_iter().map(|(_, a)| a).collect();
-    let merged = fetch::merge(&s.req, &answers, &s.refused, |t, _| missing(&s.owners, &failed, t));
+    let merged = fetch::merge(&s.req, &answers, &s.refused, |t, i| missing(&s.owners, &failed, t, i));
     frame(reply, &merged.encode(reply.version))
 }
 
-pub fn plan_list_offsets(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
+pub fn plan_list_offsets(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
     let l = ListOffsetsRequest::decode(req)?;
     let table = cx.table().clone();
     let mut owners = BTreeMap::new();
-    let s = list_offsets::split(&l, |topic, _| {
-        let c = table.route(topic);
-        owners.entry(Bytes::copy_from_slice(topic)).or_insert(c);
+    let mut cache = LeaderCache::new();
+    let s = list_offsets::split(&l, |topic, i| {
+        let c = p.partition_target(cx, &mut cache, table.route(topic), topic, i);
+        owners.insert((Bytes::copy_from_slice(topic), i), c);
         Ok(c)
     });
     let parts = s
@@ -98,6 +100,6 @@ pub fn plan_list_offsets(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaPro
 pub fn merge_list_offsets(reply: &Expect, s: &Split<ListOffsetsRequest>, parts: &[Part<KafkaAnswer>]) -> Bytes {
     let (answers, failed) = decoded(parts, ListOffsetsResponse::decode);
     let answers: Vec<ListOffsetsResponse> = answers.into_iter().map(|(_, a)| a).collect();
-    let merged = list_offsets::merge(&s.req, &answers, &s.refused, |t, _| missing(&s.owners, &failed, t));
+    let merged = list_offsets::merge(&s.req, &answers, &s.refused, |t, i| missing(&s.owners, &failed, t, i));
     frame(reply, &merged.encode(reply.version))
 }

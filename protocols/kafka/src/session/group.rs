@@ -119,9 +119,9 @@ pub fn plan_commit(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>
     let table = cx.table().clone();
     let home = table.route(&commit.group_id);
     let mut owners = BTreeMap::new();
-    let s = split_commit(&commit, home, |topic, _| {
+    let s = split_commit(&commit, home, |topic, i| {
         let c = table.route(topic);
-        owners.entry(Bytes::copy_from_slice(topic)).or_insert(c);
+        owners.insert((Bytes::copy_from_slice(topic), i), c);
         Ok(c)
     });
     let mut parts = Vec::with_capacity(1 + s.foreign.len());
@@ -146,7 +146,7 @@ pub fn merge_commit(reply: &Expect, s: &Split<OffsetCommitRequest>, parts: &[Par
     let (answers, failed) = decoded(parts, OffsetCommitResponse::decode);
     let answers: Vec<OffsetCommitResponse> = answers.into_iter().map(|(_, a)| a).collect();
     let failed = failed.into_keys().map(|c| (c, COORDINATOR_NOT_AVAILABLE)).collect();
-    let merged = merge_commits(&s.req, &answers, &s.refused, |t, _| missing(&s.owners, &failed, t));
+    let merged = merge_commits(&s.req, &answers, &s.refused, |t, i| missing(&s.owners, &failed, t, i));
     frame(reply, &merged.encode(reply.version))
 }
 

@@ -29,7 +29,8 @@ pub type Refused = Vec<(Bytes, i32, ErrorCode)>;
 pub struct Split<R> {
     pub req: R,
     pub refused: Refused,
-    pub owners: BTreeMap<Bytes, ClusterId>,
+    /// Where each (topic, partition) went (a table cluster or a leader's endpoint link).
+    pub owners: BTreeMap<(Bytes, i32), ClusterId>,
 }
 
 /// What a request's merge needs.
@@ -46,6 +47,12 @@ pub enum Merge {
     OffsetCommit(Split<OffsetCommitRequest>),
     OffsetFetch { req: OffsetFetchRequest },
     InitProducerId,
+    /// CreateTopics, DeleteTopics: each topic's result from its shard.
+    Topics {
+        api: crate::messages::topics_admin::Admin,
+        req: crate::messages::topics_admin::Topics,
+        routes: super::topics::Routes,
+    },
 }
 
 /// A merge with what the client's answer must say (API, version, correlation id).
@@ -97,10 +104,15 @@ pub fn frame(reply: &Expect, body: &[u8]) -> Bytes {
     response_frame(reply.correlation_id, header, body)
 }
 
-/// The code for a partition of `topic` that no answer covered.
-pub fn missing(owners: &BTreeMap<Bytes, ClusterId>, failed: &BTreeMap<ClusterId, ErrorCode>, topic: &[u8]) -> ErrorCode {
+/// The code for partition `partition` of `topic` that no answer covered.
+pub fn missing(
+    owners: &BTreeMap<(Bytes, i32), ClusterId>,
+    failed: &BTreeMap<ClusterId, ErrorCode>,
+    topic: &[u8],
+    partition: i32,
+) -> ErrorCode {
     owners
-        .get(topic)
+        .get(&(Bytes::copy_from_slice(topic), partition))
         .and_then(|c| failed.get(c))
         .copied()
         .unwrap_or(crate::codes::UNKNOWN_TOPIC_OR_PARTITION)

@@ -8,18 +8,22 @@
 //! | `cluster.rs` | ApiVersions and Metadata: every shard asked, one cluster answered |
 //! | `produce.rs` | Produce split by partition, InitProducerId per shard, producer ids rewritten |
 //! | `consume.rs` | Fetch and ListOffsets split by partition |
+//! | `topics.rs` | CreateTopics and DeleteTopics, each topic to its shard |
 //! | `group.rs` | FindCoordinator and the group APIs on the group's home shard, offsets with their topics |
 //! | `merge.rs` | what each merge keeps, and the helpers they share |
 //! | `producers.rs` | the producer ids of a client producer, shared by its connections |
+//! | `leaders.rs` | each shard's partition leaders, shared by a client's connections; endpoint links |
 
 mod answer;
 mod cluster;
 mod consume;
 mod group;
+pub mod leaders;
 mod merge;
 mod plan;
 mod produce;
 pub mod producers;
+mod topics;
 
 use std::rc::Rc;
 
@@ -30,6 +34,7 @@ use geomesh_kit::{Ctx, Disposition, Failure, Limits as PipelineLimits, MergeCx, 
 pub use answer::{Expect, KafkaAnswer};
 pub use merge::{KafkaMerge, Merge};
 pub use plan::ClientRequest;
+use leaders::{leader_of, LeaderRegistry, Links, TopicLeaders, VmLeaders};
 use producers::{ProducerRegistry, VmRegistry};
 
 use crate::logic::metadata::KnownTopicId;
@@ -48,7 +53,14 @@ pub struct KafkaProtocol {
     /// Topic ids learned from Metadata (Metadata requests by id are routed with them).
     topic_ids: Vec<KnownTopicId>,
     producers: Rc<dyn ProducerRegistry>,
+    leaders: Rc<dyn LeaderRegistry>,
+    /// Endpoint links this connection bound (partition leaders).
+    links: Links,
+    follow_leaders: bool,
 }
+
+/// Topic leaders read from the registry for one request: ((shard, topic), leaders).
+pub type LeaderCache = Vec<((u16, Bytes), Option<TopicLeaders>)>;
 
 /// The Kafka session: [`KafkaProtocol`] on the kit's pipeline.
 pub type KafkaSession = Pipeline<KafkaProtocol>;
@@ -60,6 +72,11 @@ impl KafkaProtocol {
 
     /// With another store of producer ids (a host-wide one).
     pub fn with_registry(settings: &Settings, producers: Rc<dyn ProducerRegistry>) -> Self {
+        Self::with_registries(settings, producers, Rc::new(VmLeaders))
+    }
+
+    /// With host-wide stores of producer ids and partition leaders.
+    pub fn with_registries(settings: &Settings, producers: Rc<dyn ProducerRegistry>, leaders: Rc<dyn LeaderRegistry>) -> Self {
         KafkaProtocol {
             limits: settings.limits,
             advertised: Advertised {
@@ -69,6 +86,9 @@ impl KafkaProtocol {
             cluster_id: Bytes::from(settings.cluster_id.clone().into_bytes()),
             topic_ids: Vec::new(),
             producers,
+            leaders,
+            links: Links::default(),
+            follow_leaders: settings.follow_leaders,
         }
     }
 }
@@ -85,13 +105,24 @@ pub fn session_with_registry(
     settings: &Settings,
     producers: Rc<dyn ProducerRegistry>,
 ) -> KafkaSession {
+    session_with_registries(table, upstream_timeout_ms, settings, producers, Rc::new(VmLeaders))
+}
+
+/// A session whose producer ids and partition leaders are kept in host-wide stores.
+pub fn session_with_registries(
+    table: Rc<RoutingTable>,
+    upstream_timeout_ms: u32,
+    settings: &Settings,
+    producers: Rc<dyn ProducerRegistry>,
+    leaders: Rc<dyn LeaderRegistry>,
+) -> KafkaSession {
     let timeout_ms = u64::from(upstream_timeout_ms);
     let limits = PipelineLimits {
         timeout_ms,
         granularity_ms: settings.granularity(timeout_ms),
         store_keys: 0,
     };
-    Pipeline::new(KafkaProtocol::with_registry(settings, producers), table, limits)
+    Pipeline::new(KafkaProtocol::with_registries(settings, producers, leaders), table, limits)
 }
 
 /// The shard index of a table cluster (virtual node ids are made of it).
@@ -167,7 +198,9 @@ impl KafkaProtocol {
         match &mut m.merge {
             Merge::ApiVersions => cluster::merge_api_versions(&reply, parts),
             Merge::Metadata { req, unknown_ids } => {
-                let (bytes, ids) = cluster::merge_metadata(&reply, req, unknown_ids, parts, table, &self.advertised, &self.cluster_id);
+                let learn: Option<&dyn LeaderRegistry> = self.follow_leaders.then_some(self.leaders.as_ref());
+                let (bytes, ids) =
+                    cluster::merge_metadata(&reply, req, unknown_ids, parts, table, &self.advertised, &self.cluster_id, learn);
                 self.learn_topic_ids(ids, req.topics.is_none());
                 bytes
             }
@@ -179,7 +212,49 @@ impl KafkaProtocol {
             Merge::Group => group::merge_group(&reply, parts),
             Merge::OffsetCommit(s) => group::merge_commit(&reply, s, parts),
             Merge::OffsetFetch { req } => group::merge_offset_fetch(&reply, req, parts, table),
+            Merge::Topics { api, req, routes } => topics::merge(&reply, *api, req, routes, parts),
         }
+    }
+
+    /// Where partition `partition` of `topic`, owned by table cluster `owner`, goes: the
+    /// endpoint link of its leader as the shard's Metadata named it (bound on first use), or
+    /// `owner` itself while no leader is known (leaders.rs).
+    pub(crate) fn partition_target(
+        &mut self,
+        cx: &mut Ctx<'_, Self>,
+        cache: &mut LeaderCache,
+        owner: ClusterId,
+        topic: &[u8],
+        partition: i32,
+    ) -> ClusterId {
+        if !self.follow_leaders || owner.is_endpoint() {
+            return owner;
+        }
+        let s = shard(owner);
+        let i = match cache.iter().position(|((cs, t), _)| *cs == s && t == topic) {
+            Some(i) => i,
+            None => {
+                cache.push(((s, Bytes::copy_from_slice(topic)), self.leaders.get(s, topic)));
+                cache.len() - 1
+            }
+        };
+        let Some(endpoint) = cache.get(i).and_then(|(_, l)| l.as_ref()).and_then(|l| leader_of(l, partition)) else {
+            return owner;
+        };
+        match self.links.link(owner, endpoint) {
+            Some((link, new)) => {
+                if new {
+                    cx.bind(link, owner, endpoint);
+                }
+                link
+            }
+            None => owner,
+        }
+    }
+
+    /// The table cluster of a link (its own id for a table cluster).
+    pub(crate) fn cluster_of(&self, c: ClusterId) -> ClusterId {
+        self.links.cluster_of(c)
     }
 
     fn learn_topic_ids(&mut self, ids: Vec<KnownTopicId>, all: bool) {

@@ -7,7 +7,8 @@ use geomesh_kit::{Ctx, PartSend, Plan};
 
 use super::answer::Expect;
 use super::merge::{KafkaMerge, Merge};
-use super::{cluster, consume, group, produce, KafkaProtocol};
+use super::{cluster, consume, group, produce, topics, KafkaProtocol};
+use crate::messages::topics_admin::Admin;
 use crate::codes::{api, ErrorCode, INVALID_REQUEST, UNSUPPORTED_VERSION};
 use crate::error::DecodeError;
 use crate::header::{response_frame, Request, RequestError};
@@ -48,6 +49,8 @@ pub fn family(r: &ClientRequest) -> &'static str {
         api::INIT_PRODUCER_ID => "init_producer_id",
         api::SASL_HANDSHAKE => "sasl_handshake",
         api::SASL_AUTHENTICATE => "sasl_authenticate",
+        api::CREATE_TOPICS => "create_topics",
+        api::DELETE_TOPICS => "delete_topics",
         _ => "unknown",
     }
 }
@@ -84,12 +87,14 @@ pub fn plan(p: &mut KafkaProtocol, request: ClientRequest, cx: &mut Ctx<'_, Kafk
         api::METADATA => cluster::plan_metadata(p, &req, reply, cx),
         api::PRODUCE => produce::plan(p, &req, reply, cx),
         api::INIT_PRODUCER_ID => produce::plan_init(p, &req, reply, cx),
-        api::FETCH => consume::plan_fetch(&req, reply, cx),
-        api::LIST_OFFSETS => consume::plan_list_offsets(&req, reply, cx),
+        api::FETCH => consume::plan_fetch(p, &req, reply, cx),
+        api::LIST_OFFSETS => consume::plan_list_offsets(p, &req, reply, cx),
         api::FIND_COORDINATOR => group::plan_coordinator(&req, reply, cx),
         api::JOIN_GROUP | api::SYNC_GROUP | api::HEARTBEAT | api::LEAVE_GROUP => group::plan_group(&req, reply, cx),
         api::OFFSET_COMMIT => group::plan_commit(&req, reply, cx),
         api::OFFSET_FETCH => group::plan_offset_fetch(&req, reply, cx),
+        api::CREATE_TOPICS => topics::plan(p, Admin::Create, &req, reply, cx),
+        api::DELETE_TOPICS => topics::plan(p, Admin::Delete, &req, reply, cx),
         // SASL is not carried yet (it needs replaying on every shard connection): ApiVersions
         // does not offer it.
         _ => return Plan::Close(error_frame(reply.correlation_id, UNSUPPORTED_VERSION)),

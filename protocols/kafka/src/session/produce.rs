@@ -12,7 +12,7 @@ use super::answer::{Expect, KafkaAnswer};
 use super::merge::{decoded, frame, missing, Merge, Split};
 use super::plan::{wait_ms, Planned, Step};
 use super::producers::{InitProducerIdRequest, ProducerRegistry};
-use super::{shard, KafkaProtocol};
+use super::{shard, KafkaProtocol, LeaderCache};
 use crate::codes::{COORDINATOR_NOT_AVAILABLE, NONE, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
 use crate::header::Request;
 use crate::logic::produce::{expects_response, rewrite_producer_ids, split};
@@ -34,9 +34,10 @@ pub fn plan(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_
     let produce = ProduceRequest::decode(req)?;
     let table = cx.table().clone();
     let mut owners = BTreeMap::new();
-    let mut s = split(&produce, |topic, _| {
-        let c = table.route(topic);
-        owners.entry(Bytes::copy_from_slice(topic)).or_insert(c);
+    let mut cache = LeaderCache::new();
+    let mut s = split(&produce, |topic, i| {
+        let c = p.partition_target(cx, &mut cache, table.route(topic), topic, i);
+        owners.insert((Bytes::copy_from_slice(topic), i), c);
         Ok(c)
     });
     let whole = s.parts.len() == 1 && s.refused.is_empty();
@@ -44,7 +45,7 @@ pub fn plan(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_
     for (c, mut part) in std::mem::take(&mut s.parts) {
         let mut rewritten = false;
         if let Some(ids) = client_producer_id(&part).and_then(|id| p.producers.get(id)) {
-            if let Some(own) = ids.for_shard(shard(c)).filter(|o| o != &ids.client) {
+            if let Some(own) = ids.for_shard(shard(p.cluster_of(c))).filter(|o| o != &ids.client) {
                 s.refused.extend(rewrite_producer_ids(&mut part, own.id, own.epoch));
                 rewritten = true;
             }
@@ -96,7 +97,7 @@ pub fn merge(reply: &Expect, s: &Split<ProduceRequest>, parts: &[Part<KafkaAnswe
     }
     let (answers, failed) = decoded(parts, ProduceResponse::decode);
     let answers: Vec<ProduceResponse> = answers.into_iter().map(|(_, a)| a).collect();
-    let merged = crate::logic::produce::merge(&s.req, &answers, &s.refused, |t, _| missing(&s.owners, &failed, t));
+    let merged = crate::logic::produce::merge(&s.req, &answers, &s.refused, |t, i| missing(&s.owners, &failed, t, i));
     frame(reply, &merged.encode(reply.version))
 }
 

@@ -36,7 +36,7 @@ fn api_versions_above_the_proxy_get_its_ranges_and_the_connection_stays() {
     assert!(h.fakes.values().all(|f| f.seen.is_empty()));
 }
 
-fn metadata(topics: Option<&[&str]>) -> Vec<u8> {
+pub fn metadata(topics: Option<&[&str]>) -> Vec<u8> {
     let md = MetadataRequest {
         topics: topics.map(|t| {
             t.iter()

@@ -11,7 +11,7 @@ use crate::codes::NOT_LEADER_OR_FOLLOWER;
 use crate::messages::fetch::{FetchPartition, FetchTopic};
 use geomesh_core::UpstreamFailureKind;
 
-fn fetch(parts: &[(&str, i32)], session_id: i32) -> FetchRequest {
+pub fn fetch(parts: &[(&str, i32)], session_id: i32) -> FetchRequest {
     FetchRequest {
         replica_id: -1,
         max_wait_ms: 500,

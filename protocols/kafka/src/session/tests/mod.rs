@@ -6,7 +6,9 @@ mod cluster;
 mod consume;
 mod faults;
 mod group;
+mod leaders;
 mod produce;
+mod topics;
 
 use std::collections::BTreeMap;
 
@@ -72,6 +74,10 @@ pub struct Broker {
     pub seen: Vec<Request>,
     /// Stop answering (a stalled broker).
     pub silent: bool,
+    /// More brokers its Metadata lists (a shard of several brokers).
+    pub extra_brokers: Vec<MetadataBroker>,
+    /// Leaders other than itself, by partition.
+    pub leader_by_partition: BTreeMap<i32, i32>,
 }
 
 impl Shard for Broker {
@@ -130,13 +136,15 @@ impl Broker {
                 };
                 MetadataResponse {
                     throttle_time_ms: 0,
-                    brokers: vec![MetadataBroker {
+                    brokers: std::iter::once(MetadataBroker {
                         node_id: NODE,
                         host: Bytes::from_static(b"127.0.0.1"),
                         port: 9092,
                         rack: None,
                         tagged: Bytes::new(),
-                    }],
+                    })
+                    .chain(self.extra_brokers.iter().cloned())
+                    .collect(),
                     cluster_id: Some(Bytes::from_static(b"tansu")),
                     controller_id: NODE,
                     topics: names
@@ -152,7 +160,7 @@ impl Broker {
                                     .map(|i| MetadataPartition {
                                         error_code: NONE,
                                         partition_index: i,
-                                        leader_id: NODE,
+                                        leader_id: self.leader_by_partition.get(&i).copied().unwrap_or(NODE),
                                         leader_epoch: 0,
                                         replica_nodes: vec![NODE],
                                         isr_nodes: vec![NODE],
@@ -335,6 +343,26 @@ impl Broker {
                     tagged: Bytes::new(),
                 }
                 .encode(v)
+            }
+            api::CREATE_TOPICS | api::DELETE_TOPICS => {
+                use crate::messages::topics_admin::{empty_tail, error_entry, throttle_head, Admin, Topics};
+                let a = if req.spec.key == api::CREATE_TOPICS { Admin::Create } else { Admin::Delete };
+                let t = Topics::decode_request(a, &mut req.body(), v).unwrap();
+                let results: Vec<_> = t
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        let n = e.name.clone().unwrap_or_default().to_vec();
+                        let code = match a {
+                            Admin::Create if self.topics.insert(n.clone(), 3).is_some() => 36, // TOPIC_ALREADY_EXISTS
+                            Admin::Delete if self.topics.remove(&n).is_none() => UNKNOWN_TOPIC_OR_PARTITION,
+                            _ => NONE,
+                        };
+                        error_entry(a, v, e.name.as_deref(), &e.topic_id, code)
+                    })
+                    .collect();
+                let out = Topics { head: throttle_head(a, v, 0), entries: vec![], tail: empty_tail(a, v) };
+                out.encode_with(a, v, &results.iter().collect::<Vec<_>>())
             }
             _ => return None,
         })
