@@ -346,18 +346,6 @@ impl InfluxMesh {
         write_ecds(f, ECDS_NAME, &wasm_http_typed_config(&self.plugin))
     }
 
-    /// A counter or gauge of Envoy's admin `/stats` (`None`: not defined).
-    pub fn envoy_stat(&self, name: &str) -> Result<Option<u64>> {
-        let (status, text) = self.envoy.admin_get("/stats")?;
-        if status != 200 {
-            bail!("Envoy /stats answered {status}");
-        }
-        let needle = format!("{name}: ");
-        Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix(&needle))
-            .and_then(|v| v.trim().parse().ok()))
-    }
 
     /// `http://127.0.0.1:<envoy port>`
     pub fn url(&self) -> String {

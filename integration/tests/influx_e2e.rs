@@ -367,6 +367,40 @@ fn influx_shard_down_is_named() -> Result<()> {
     let (s, body) = query(&url, "db", "SELECT * FROM cpu", &[]);
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("influx-b"), "{body}");
+
+    // The kit's metrics, in Envoy's stats (wasmcustom.influxdb.<stat_prefix>.*).
+    let stat = |name: &str| -> u64 {
+        mesh.envoy
+            .stat(&format!("wasmcustom.influxdb.geomesh.{name}"))
+            .unwrap()
+            .unwrap_or(0)
+    };
+    // Recorded at the end of each stream, just after the client got its answer.
+    let t = std::time::Instant::now();
+    while stat("command.query.error") < 2 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        (stat("command.write.total"), stat("command.write.error")),
+        (1, 1),
+        "the split write the down shard failed"
+    );
+    assert_eq!(stat("command.query.total"), 4, "CREATE DATABASE and 3 SELECTs");
+    assert_eq!(
+        (stat("command.query.success"), stat("command.query.error")),
+        (2, 2)
+    );
+    assert!(stat("upstream.influx-a.rq_total") >= 3);
+    assert!(stat("upstream.influx-b.rq_total") >= 3);
+    assert!(
+        stat("upstream.influx-b.cx_refused") >= 2,
+        "the write's and the SELECT's calls to the stopped shard"
+    );
+    assert_eq!(stat("upstream.influx-a.cx_refused"), 0);
+    assert_eq!(stat("splitter.split"), 1, "the write");
+    assert_eq!(stat("splitter.broadcast"), 2, "CREATE DATABASE, SELECT * FROM cpu, mem");
+    let (_, all) = mesh.envoy.admin_get("/stats?filter=influxdb.geomesh.command.write.latency")?;
+    assert!(all.contains("command.write.latency"), "{all}");
     Ok(())
 }
 
