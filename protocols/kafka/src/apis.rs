@@ -76,7 +76,7 @@ pub const APIS: &[ApiSpec] = &[
     spec(api::HEARTBEAT, "Heartbeat", 0, 4, 4),
     spec(api::LEAVE_GROUP, "LeaveGroup", 0, 5, 4),
     spec(api::SYNC_GROUP, "SyncGroup", 0, 5, 4),
-    spec(api::SASL_HANDSHAKE, "SaslHandshake", 0, 1, NEVER),
+    spec(api::SASL_HANDSHAKE, "SaslHandshake", 1, 1, NEVER),
     spec(api::API_VERSIONS, "ApiVersions", 0, 4, 3),
     spec(api::INIT_PRODUCER_ID, "InitProducerId", 0, 5, 2),
     spec(api::SASL_AUTHENTICATE, "SaslAuthenticate", 0, 2, 2),

@@ -47,6 +47,8 @@ pub enum Merge {
     OffsetCommit(Split<OffsetCommitRequest>),
     OffsetFetch { req: OffsetFetchRequest },
     InitProducerId,
+    /// SaslHandshake, SaslAuthenticate: stored, sent to every shard, replayed on new links.
+    Sasl,
     /// CreateTopics, DeleteTopics: each topic's result from its shard.
     Topics {
         api: crate::messages::topics_admin::Admin,

@@ -7,7 +7,7 @@ use geomesh_kit::{Ctx, PartSend, Plan};
 
 use super::answer::Expect;
 use super::merge::{KafkaMerge, Merge};
-use super::{cluster, consume, group, produce, topics, KafkaProtocol};
+use super::{cluster, consume, group, produce, sasl, topics, KafkaProtocol};
 use crate::messages::topics_admin::Admin;
 use crate::codes::{api, ErrorCode, INVALID_REQUEST, UNSUPPORTED_VERSION};
 use crate::error::DecodeError;
@@ -95,8 +95,7 @@ pub fn plan(p: &mut KafkaProtocol, request: ClientRequest, cx: &mut Ctx<'_, Kafk
         api::OFFSET_FETCH => group::plan_offset_fetch(&req, reply, cx),
         api::CREATE_TOPICS => topics::plan(p, Admin::Create, &req, reply, cx),
         api::DELETE_TOPICS => topics::plan(p, Admin::Delete, &req, reply, cx),
-        // SASL is not carried yet (it needs replaying on every shard connection): ApiVersions
-        // does not offer it.
+        api::SASL_HANDSHAKE | api::SASL_AUTHENTICATE => sasl::plan(&req, reply, cx),
         _ => return Plan::Close(error_frame(reply.correlation_id, UNSUPPORTED_VERSION)),
     };
     match planned {

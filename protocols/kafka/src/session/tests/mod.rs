@@ -8,6 +8,7 @@ mod faults;
 mod group;
 mod leaders;
 mod produce;
+mod sasl;
 mod topics;
 
 use std::collections::BTreeMap;
@@ -343,6 +344,17 @@ impl Broker {
                     tagged: Bytes::new(),
                 }
                 .encode(v)
+            }
+            api::SASL_HANDSHAKE => {
+                let m = crate::messages::sasl::handshake_mechanism(&mut req.body()).unwrap();
+                let code = if &m[..] == b"PLAIN" { NONE } else { 33 };
+                crate::messages::sasl::handshake_response(code, &[b"PLAIN"])
+            }
+            api::SASL_AUTHENTICATE => {
+                let auth = req.body().bytes(req.flexible(), "auth_bytes").unwrap();
+                let ok = &auth[..] == b"\0alice\0secret";
+                let code = if ok { NONE } else { crate::codes::SASL_AUTHENTICATION_FAILED };
+                crate::messages::sasl::authenticate_response(v, code, if ok { "" } else { "bad password" })
             }
             api::CREATE_TOPICS | api::DELETE_TOPICS => {
                 use crate::messages::topics_admin::{empty_tail, error_entry, throttle_head, Admin, Topics};
