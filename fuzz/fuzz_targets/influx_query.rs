@@ -12,7 +12,7 @@ use geomesh_influx::write::{merge_write, WriteMerge, WritePart};
 use geomesh_influx::{Answer, Merge, Plan, Settings};
 use libfuzzer_sys::fuzz_target;
 
-const TABLE: &str = "workload_type: influxdb\ndefault_cluster: a\nrouting_table:\n  c: { type: prefix, cluster: b }\n  \"*\": { type: hash, clusters: [a, b, d] }\n";
+const TABLE: &str = "workload_type: influxdb\ndefault_cluster: a\nrouting_table:\n  c: { type: prefix, cluster: b }\n  eu: { type: value, cluster: d }\n  \"*\": { type: hash, clusters: [a, b, d] }\n";
 
 fuzz_target!(|data: &[u8]| {
     let (q, answer) = match data.iter().position(|b| *b == 0) {

@@ -13,7 +13,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::envoy::{http_listener, static_cluster, wasm_http_filter, EnvoyConfig, EnvoyOptions};
+use crate::envoy::{
+    ecds_http_filter, http_listener, static_cluster, wasm_http_filter, wasm_http_typed_config,
+    write_ecds, EnvoyConfig, EnvoyOptions, WASM_HTTP_TYPE,
+};
 use crate::paths::{repo_root, system_bin};
 use crate::ports::free_port;
 use crate::process::{Proc, TestDir};
@@ -201,7 +204,29 @@ pub struct InfluxMesh {
     pub agent: Option<Proc>,
     /// Its API port (Envoy's cluster [`AGENT_CLUSTER`]).
     pub agent_port: u16,
+    /// The ECDS file the filter's configuration is read from ([`MeshOptions::ecds`]).
+    pub ecds_file: Option<PathBuf>,
+    plugin: crate::WasmPlugin,
 }
+
+/// How [`InfluxMesh::start_opts`] builds the topology.
+#[derive(Clone, Debug, Default)]
+pub struct MeshOptions {
+    /// Shards started (clusters `influx-a`, `influx-b`, ...).
+    pub shards: usize,
+    /// The filter's configuration (YAML).
+    pub config: String,
+    /// A `geomesh-agent` with `influx_replay:` and these lines added ([`InfluxMesh::start_with_agent`]).
+    pub replay: Option<String>,
+    /// The filter's configuration delivered by ECDS from a watched file
+    /// ([`InfluxMesh::set_filter_config`] replaces it at run time).
+    pub ecds: bool,
+    /// More Envoy clusters (e.g. a shard at another site, reached through that site's Envoy).
+    pub clusters: Vec<Value>,
+}
+
+/// The ECDS resource name of the filter.
+pub const ECDS_NAME: &str = "geomesh.influx";
 
 /// The Envoy cluster of the agent (the filter's `influxdb.replay_cluster`).
 pub const AGENT_CLUSTER: &str = "geomesh_agent";
@@ -222,6 +247,20 @@ impl InfluxMesh {
         config: &str,
         replay: Option<&str>,
     ) -> Result<InfluxMesh> {
+        Self::start_opts(
+            dir,
+            MeshOptions {
+                shards: n,
+                config: config.to_owned(),
+                replay: replay.map(str::to_owned),
+                ..MeshOptions::default()
+            },
+        )
+    }
+
+    /// The topology `opts` describes.
+    pub fn start_opts(dir: &TestDir, opts: MeshOptions) -> Result<InfluxMesh> {
+        let (n, config, replay) = (opts.shards, opts.config.as_str(), opts.replay.as_deref());
         if !repo_root().join(WASM_REL).is_file() {
             bail!("{WASM_REL} not found: run `scripts/build-wasm.sh` (or `make build`)");
         }
@@ -257,14 +296,28 @@ impl InfluxMesh {
         };
         let plugin =
             crate::WasmPlugin::new("influx", "geomesh_influx", WASM_REL, config.to_owned());
+        let mut ecds_file = None;
+        let filter = if opts.ecds {
+            std::fs::create_dir_all(dir.join("ecds"))?;
+            let f = dir.join("ecds/influx.yaml");
+            write_ecds(&f, ECDS_NAME, &wasm_http_typed_config(&plugin))?;
+            let v = ecds_http_filter(ECDS_NAME, &f, WASM_HTTP_TYPE);
+            ecds_file = Some(f);
+            v
+        } else {
+            wasm_http_filter(&plugin)
+        };
         let mut cfg = EnvoyConfig::new()?.listener(listener(
             "influx_in",
             port,
-            vec![wasm_http_filter(&plugin), buffer_filter()],
+            vec![filter, buffer_filter()],
             None,
         ));
         for (i, s) in shards.iter().enumerate() {
             cfg = cfg.cluster(static_cluster(&cluster_name(i), &[s.port]));
+        }
+        for c in opts.clusters {
+            cfg = cfg.cluster(c);
         }
         if agent.is_some() {
             cfg = cfg.cluster(static_cluster(AGENT_CLUSTER, &[agent_port]));
@@ -278,8 +331,21 @@ impl InfluxMesh {
             port,
             agent,
             agent_port,
+            ecds_file,
+            plugin,
         })
     }
+
+    /// Replaces the filter's configuration through ECDS (the mesh must have been started with
+    /// [`MeshOptions::ecds`]).
+    pub fn set_filter_config(&mut self, config: &str) -> Result<()> {
+        let Some(f) = &self.ecds_file else {
+            bail!("this mesh was not started with ecds");
+        };
+        self.plugin.configuration = config.to_owned();
+        write_ecds(f, ECDS_NAME, &wasm_http_typed_config(&self.plugin))
+    }
+
 
     /// `http://127.0.0.1:<envoy port>`
     pub fn url(&self) -> String {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use geomesh_kafka::codes::api;
 use geomesh_kafka::messages::fetch::{FetchPartition, FetchRequest, FetchResponse, FetchTopic};
-use geomesh_kafka::messages::produce::{ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
+use geomesh_kafka::messages::produce::{
+    ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
+};
 use geomesh_kafka::wire::{Reader, Writer};
 use geomesh_kafka::{apis, crc32c, parse_response, with_size_prefix, Bytes, RequestHeader};
 
@@ -103,7 +105,11 @@ impl Raw {
 
     /// The record bytes each of `partitions` of `topic` holds from offset 0 on this broker
     /// (one Fetch v4, up to 1 MiB per partition): (partition, error, bytes).
-    pub fn fetched_bytes(&mut self, topic: &str, partitions: &[i32]) -> Result<Vec<(i32, i16, usize)>> {
+    pub fn fetched_bytes(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<(i32, i16, usize)>> {
         let req = FetchRequest {
             replica_id: -1,
             max_wait_ms: 100,
@@ -138,9 +144,13 @@ impl Raw {
             .topics
             .iter()
             .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (p.partition_index, p.error_code, p.records.as_ref().map_or(0, |b| b.len())))
+                t.partitions.iter().map(|p| {
+                    (
+                        p.partition_index,
+                        p.error_code,
+                        p.records.as_ref().map_or(0, |b| b.len()),
+                    )
+                })
             })
             .collect())
     }
@@ -251,9 +261,14 @@ pub fn codes(resp: &ProduceResponse) -> Vec<(String, i32, i16, i64)> {
     resp.topics
         .iter()
         .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (String::from_utf8_lossy(&t.name).into_owned(), p.index, p.error_code, p.base_offset))
+            t.partitions.iter().map(|p| {
+                (
+                    String::from_utf8_lossy(&t.name).into_owned(),
+                    p.index,
+                    p.error_code,
+                    p.base_offset,
+                )
+            })
         })
         .collect()
 }

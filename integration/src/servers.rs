@@ -98,6 +98,12 @@ impl Tansu {
     /// As [`Tansu::start`], advertising `127.0.0.1:<advertised>` instead of its own port (a
     /// broker behind a proxy that clients must keep using, e.g. Envoy's `tcp_proxy`).
     pub fn start_advertised(dir: &TestDir, name: &str, advertised: Option<u16>) -> Result<Tansu> {
+        Self::start_with(dir, name, advertised, &[])
+    }
+
+    /// As [`Tansu::start_advertised`], with more command-line arguments (`--authentication`:
+    /// clients must authenticate with SASL first).
+    pub fn start_with(dir: &TestDir, name: &str, advertised: Option<u16>, args: &[&str]) -> Result<Tansu> {
         let port = free_port()?;
         let mut cmd = Command::new(tansu_bin()?);
         let url = format!("tcp://127.0.0.1:{port}");
@@ -106,6 +112,7 @@ impl Tansu {
             .args(["--listener-url", &url])
             .args(["--advertised-listener-url", &adv])
             .args(["--storage-engine", "memory://tansu/"])
+            .args(args)
             // The same settings also come from the environment: none of a user's may leak in.
             .env_remove("CLUSTER_ID")
             .env_remove("LISTENER_URL")

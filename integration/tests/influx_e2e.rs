@@ -220,6 +220,20 @@ fn influx_sharded_through_envoy() -> Result<()> {
         "SHOW DATABASES",
         "SHOW RETENTION POLICIES",
         "SELECT * FROM cpu; SHOW MEASUREMENTS; SELECT * FROM mem",
+        // Limits: SLIMIT/SOFFSET per measurement, LIMIT/OFFSET per series or after a SHOW's merge.
+        "SELECT * FROM cpu, mem GROUP BY host SLIMIT 1 SOFFSET 1",
+        "SELECT * FROM /.*/ GROUP BY * SLIMIT 1",
+        "SELECT * FROM cpu, mem GROUP BY host LIMIT 1 OFFSET 1",
+        "SELECT * FROM cpu, mem GROUP BY host ORDER BY time DESC",
+        "SELECT * FROM cpu, mem, net ORDER BY time DESC LIMIT 1",
+        "SHOW TAG KEYS LIMIT 1 OFFSET 1",
+        "SHOW TAG KEYS SLIMIT 1 SOFFSET 1",
+        "SHOW TAG KEYS LIMIT 1 OFFSET 1 SLIMIT 1 SOFFSET 1",
+        "SHOW TAG VALUES WITH KEY = host LIMIT 1 OFFSET 1",
+        "SHOW SERIES LIMIT 2 OFFSET 1",
+        "SHOW FIELD KEYS LIMIT 1 OFFSET 1",
+        "SHOW MEASUREMENTS LIMIT 3",
+        "SHOW MEASUREMENTS SLIMIT 1",
     ];
     for q in statements {
         let (s1, ours) = query(&url, "diff", q, &[]);
@@ -254,38 +268,34 @@ fn influx_sharded_through_envoy() -> Result<()> {
         assert_eq!(csv(&url), csv(&reference.url()), "CSV of {q}");
     }
 
-    // chunked=true: the same rows per statement.
-    let rows = |text: &str| -> Vec<(u64, Value)> {
-        let mut out = Vec::new();
-        for doc in text.lines().filter(|l| !l.trim().is_empty()) {
-            for r in json(doc)["results"].as_array().unwrap() {
-                for s in r["series"].as_array().cloned().unwrap_or_default() {
-                    for v in s["values"].as_array().unwrap() {
-                        out.push((
-                            r["statement_id"].as_u64().unwrap(),
-                            serde_json::json!([s["name"], v]),
-                        ));
-                    }
-                }
-            }
-        }
-        out.sort_by_key(|x| x.1.to_string());
-        out
+    // chunked=true: the same documents, in the same order, as one influxd writes them.
+    let docs = |text: &str| -> Vec<Value> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(json)
+            .collect()
     };
-    let q = "SELECT * FROM cpu, mem; SHOW MEASUREMENTS";
-    let ours = query(&url, "diff", q, &[("chunked", "true"), ("chunk_size", "1")]).1;
-    let theirs = query(
-        &reference.url(),
-        "diff",
-        q,
-        &[("chunked", "true"), ("chunk_size", "1")],
-    )
-    .1;
-    assert_eq!(
-        rows(&ours),
-        rows(&theirs),
-        "chunked\n ours: {ours}\n theirs: {theirs}"
-    );
+    for q in [
+        "SELECT * FROM cpu, mem GROUP BY host; SHOW MEASUREMENTS",
+        "SELECT * FROM cpu, mem",
+        "SELECT * FROM /.*/ GROUP BY *",
+        "SHOW SERIES; SHOW TAG KEYS; SHOW TAG VALUES WITH KEY = host; SHOW FIELD KEYS",
+        "SHOW DATABASES; SHOW RETENTION POLICIES; SELECT * FROM nothere",
+    ] {
+        for size in ["1", "2", ""] {
+            let mut extra = vec![("chunked", "true")];
+            if !size.is_empty() {
+                extra.push(("chunk_size", size));
+            }
+            let ours = query(&url, "diff", q, &extra).1;
+            let theirs = query(&reference.url(), "diff", q, &extra).1;
+            assert_eq!(
+                docs(&ours),
+                docs(&theirs),
+                "chunked, chunk_size {size:?}: {q}\n ours:\n{ours}\n theirs:\n{theirs}"
+            );
+        }
+    }
 
     // The influx CLI through Envoy (it pings /ping first: the local cluster answers).
     for q in [
@@ -357,6 +367,40 @@ fn influx_shard_down_is_named() -> Result<()> {
     let (s, body) = query(&url, "db", "SELECT * FROM cpu", &[]);
     assert_eq!(s, 503, "{body}");
     assert!(body.contains("influx-b"), "{body}");
+
+    // The kit's metrics, in Envoy's stats (wasmcustom.influxdb.<stat_prefix>.*).
+    let stat = |name: &str| -> u64 {
+        mesh.envoy
+            .stat(&format!("wasmcustom.influxdb.geomesh.{name}"))
+            .unwrap()
+            .unwrap_or(0)
+    };
+    // Recorded at the end of each stream, just after the client got its answer.
+    let t = std::time::Instant::now();
+    while stat("command.query.error") < 2 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        (stat("command.write.total"), stat("command.write.error")),
+        (1, 1),
+        "the split write the down shard failed"
+    );
+    assert_eq!(stat("command.query.total"), 4, "CREATE DATABASE and 3 SELECTs");
+    assert_eq!(
+        (stat("command.query.success"), stat("command.query.error")),
+        (2, 2)
+    );
+    assert!(stat("upstream.influx-a.rq_total") >= 3);
+    assert!(stat("upstream.influx-b.rq_total") >= 3);
+    assert!(
+        stat("upstream.influx-b.cx_refused") >= 2,
+        "the write's and the SELECT's calls to the stopped shard"
+    );
+    assert_eq!(stat("upstream.influx-a.cx_refused"), 0);
+    assert_eq!(stat("splitter.split"), 1, "the write");
+    assert_eq!(stat("splitter.broadcast"), 2, "CREATE DATABASE, SELECT * FROM cpu, mem");
+    let (_, all) = mesh.envoy.admin_get("/stats?filter=influxdb.geomesh.command.write.latency")?;
+    assert!(all.contains("command.write.latency"), "{all}");
     Ok(())
 }
 
@@ -419,5 +463,66 @@ fn influx_hash_spreads_database_and_measurement() -> Result<()> {
         let cli = json(&influx_cli(mesh.port, db, "SELECT v FROM cpu", "json")?);
         assert_eq!(cli["results"][0]["series"][0]["values"][0][1], i as u64);
     }
+    Ok(())
+}
+
+/// A `value` route spreads measurement cpu over both shards (points whose tags or fields hold
+/// `eu` go to influx-b).
+const SPREAD: &str = "workload_type: influxdb
+default_cluster: influx-a
+local_cluster: influx-a
+upstream_timeout_ms: 3000
+routing_table:
+  eu: { type: value, cluster: influx-b }
+";
+
+const SPREAD_DATA: &str = "cpu,host=a value=1 1000000000
+cpu,host=a value=5,n=\"eu\" 5000000000
+cpu,host=a value=3 3000000000
+cpu,host=b value=2,n=\"eu\" 2000000000
+cpu,host=b value=4 4000000000
+cpu,host=c value=6,n=\"eu\" 6000000000
+cpu,host=d value=7 7000000000
+mem,host=a used=1i 1000000000";
+
+#[test]
+fn influx_spread_measurement_limits_after_the_merge() -> Result<()> {
+    let dir = TestDir::new("influx_spread")?;
+    let mesh = InfluxMesh::start(&dir, 2, SPREAD)?;
+    let reference = Influxd::start(&dir, "reference")?;
+    let url = mesh.url();
+    for u in [url.as_str(), &reference.url()] {
+        assert_eq!(post_query(u, "CREATE DATABASE s").0, 200);
+        let r = write(u, "s", "", SPREAD_DATA);
+        assert_eq!(r.status().as_u16(), 204, "{:?}", r.text());
+    }
+    for shard in &mesh.shards {
+        assert!(shard.measurements("s")?.contains(&"cpu".to_owned()), "cpu spread: {}", shard.name);
+    }
+    for q in [
+        "SELECT value FROM cpu GROUP BY host",
+        "SELECT value FROM cpu GROUP BY host LIMIT 1 OFFSET 1",
+        "SELECT value FROM cpu GROUP BY host SLIMIT 2 SOFFSET 1",
+        "SELECT value FROM cpu GROUP BY host ORDER BY time DESC LIMIT 2",
+        "SELECT * FROM cpu LIMIT 3 OFFSET 2",
+        "SELECT * FROM cpu ORDER BY time DESC LIMIT 2 OFFSET 1",
+        "SELECT value FROM cpu, mem GROUP BY host SLIMIT 1 SOFFSET 1",
+        "SELECT value FROM cpu WHERE time > 2s GROUP BY host LIMIT 2 SLIMIT 3",
+    ] {
+        let (s1, ours) = query(&url, "s", q, &[]);
+        let (s2, theirs) = query(&reference.url(), "s", q, &[]);
+        assert_eq!(
+            (s1, json(&ours)),
+            (s2, json(&theirs)),
+            "{q}\n ours:   {ours}\n theirs: {theirs}"
+        );
+        let extra = [("chunked", "true"), ("chunk_size", "1")];
+        let (ours, theirs) = (query(&url, "s", q, &extra).1, query(&reference.url(), "s", q, &extra).1);
+        let docs = |t: &str| t.lines().filter(|l| !l.trim().is_empty()).map(json).collect::<Vec<_>>();
+        assert_eq!(docs(&ours), docs(&theirs), "chunked {q}\n ours:\n{ours}\n theirs:\n{theirs}");
+    }
+    // An aggregate over the spread measurement would need a cross-shard computation: refused.
+    let (s, body) = query(&url, "s", "SELECT max(value) FROM cpu", &[]);
+    assert_eq!(s, 400, "{body}");
     Ok(())
 }

@@ -14,9 +14,12 @@
 //! * **transport**: client bytes go through the session into GMB/1 frames for the bridge, and
 //!   bridge frames through the session back to the client ([`geomesh_frame::Mux`]);
 //! * **metrics**: after each callback the session's meter is drained into Envoy's stats
-//!   ([`stats`], usable by HTTP filters too); configurations accepted and rejected are counted;
+//!   ([`stats`], usable by HTTP filters too), its counters held and handed over every 100 ms
+//!   by the root context's timer while the VM is busy ([`batch`]); configurations accepted and
+//!   rejected are counted;
 //! * **closing later**: a close that must not happen in the callback carrying the client's last
-//!   bytes is done by the root context's timer, armed only while such closes wait.
+//!   bytes is done by the root context's timer, armed only while such closes wait (or counters
+//!   are held).
 //!
 //! README.md (beside this crate) says what happens at each end of a connection, which limits
 //! apply, which hostcalls can panic and why the `proxy_on_upstream_connection_close` export is
@@ -36,6 +39,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, PeerType};
 
 pub use proxy_wasm;
 
+mod batch;
 pub mod stats;
 
 pub use stats::Stats;
@@ -149,7 +153,7 @@ pub fn install<P: Protocol>() {
             id: context_id,
             slot: None,
             plugin: String::new(),
-            closes: Rc::new(RefCell::new(LaterCloses::default())),
+            closes: Rc::new(RefCell::new(RootTimer::default())),
         })
     });
 }
@@ -159,14 +163,46 @@ pub fn install<P: Protocol>() {
 /// close flushes them first); 1 ms is the shortest timer Proxy-Wasm can ask for.
 const CLOSE_LATER_MS: u64 = 1;
 
-/// The streams of one root context that asked to be closed later (`MuxOutput::close_later`),
-/// and whether that root's timer is armed. The timer runs only while this is not empty: a
-/// stream arms it (`proxy_set_tick_period_milliseconds` from a stream context sets its root's
-/// period), the root's `on_tick` closes them all and disarms it.
+/// What one root context's timer is for: the streams that asked to be closed later
+/// (`MuxOutput::close_later`), and the counters held while busy ([`batch::Batch`]). The timer
+/// runs only while either needs it: every [`CLOSE_LATER_MS`] while closes wait, else every
+/// [`batch::FLUSH_MS`] while counters are held. A stream arms it
+/// (`proxy_set_tick_period_milliseconds` from a stream context sets its root's period); the
+/// root's `on_tick` closes the streams, hands the counters over and sets the next period.
 #[derive(Default)]
-struct LaterCloses {
+struct RootTimer {
     ids: Vec<u32>,
-    armed: bool,
+    /// The period the timer runs at now (zero: stopped).
+    period: Duration,
+    batch: batch::Batch,
+}
+
+impl RootTimer {
+    /// Sets the timer's period to what is needed now, if that changed (setting it restarts
+    /// Envoy's timer: a close that waits is not pushed back by later ones).
+    fn rearm(&mut self) {
+        let want = if !self.ids.is_empty() {
+            Duration::from_millis(CLOSE_LATER_MS)
+        } else if self.batch.is_batched() {
+            Duration::from_millis(batch::FLUSH_MS)
+        } else {
+            Duration::ZERO
+        };
+        if want != self.period {
+            // Envoy's setTimerPeriod always answers Ok; 0 stops the timer.
+            let _ = hostcalls::set_tick_period(want);
+            self.period = want;
+        }
+    }
+
+    /// Hands what `session` recorded over (or holds its counters while busy).
+    fn drain<S: Session + ?Sized>(&mut self, stats: &Rc<Stats>, session: &mut S, now: impl FnOnce() -> Millis) {
+        if let Some(meter) = session.meter() {
+            if self.batch.take(stats, meter, now) {
+                self.rearm();
+            }
+        }
+    }
 }
 
 /// Wall-clock milliseconds (Proxy-Wasm has no monotonic clock; Envoy's `get_current_time`
@@ -183,10 +219,15 @@ struct Root<P: Protocol> {
     id: u32,
     slot: Option<Rc<Slot<P::Settings>>>,
     plugin: String,
-    closes: Rc<RefCell<LaterCloses>>,
+    closes: Rc<RefCell<RootTimer>>,
 }
 
-impl<P: Protocol> Context for Root<P> {}
+impl<P: Protocol> Context for Root<P> {
+    fn on_done(&mut self) -> bool {
+        self.closes.borrow_mut().batch.flush();
+        true
+    }
+}
 
 impl<P: Protocol> RootContext for Root<P> {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -227,13 +268,14 @@ impl<P: Protocol> RootContext for Root<P> {
 
     fn on_tick(&mut self) {
         let ids = {
-            let mut closes = self.closes.borrow_mut();
-            closes.armed = false;
-            std::mem::take(&mut closes.ids)
+            let mut timer = self.closes.borrow_mut();
+            let ids = std::mem::take(&mut timer.ids);
+            timer.batch.tick();
+            // The next period (before the effective context changes below, although any of
+            // them would name this root): the held counters' or none.
+            timer.rearm();
+            ids
         };
-        // Envoy's setTimerPeriod always answers Ok; 0 disarms (before the effective context
-        // changes below, although any of them would name this root).
-        let _ = hostcalls::set_tick_period(Duration::ZERO);
         for id in ids {
             // BadArgument: Envoy no longer knows the context (the client went away first).
             // Otherwise close_stream is always Ok, and Envoy runs it after this call returns,
@@ -281,8 +323,8 @@ impl<P: Protocol> RootContext for Root<P> {
 
 struct Stream<P: Protocol> {
     id: u32,
-    /// The root context's list of streams to close from its timer.
-    closes: Rc<RefCell<LaterCloses>>,
+    /// The root context's timer: streams to close from it, counters it hands over.
+    closes: Rc<RefCell<RootTimer>>,
     label: String,
     session: P::Session,
     mux: Mux,
@@ -320,14 +362,10 @@ impl<P: Protocol> Stream<P> {
             let _ = hostcalls::close_downstream();
         } else if out.close_later {
             // Once per stream (the mux asks once). The root's on_tick closes it.
-            let mut closes = self.closes.borrow_mut();
-            closes.ids.push(self.id);
-            if !closes.armed {
-                // Sets the period of this stream's root (Envoy: always Ok). Armed only on the
-                // first pending close, so later ones do not push the timer back.
-                let _ = hostcalls::set_tick_period(Duration::from_millis(CLOSE_LATER_MS));
-                closes.armed = true;
-            }
+            let mut timer = self.closes.borrow_mut();
+            timer.ids.push(self.id);
+            // Sets the period of this stream's root, on the first pending close only.
+            timer.rearm();
         }
     }
 }
@@ -346,13 +384,14 @@ impl<P: Protocol> StreamContext for Stream<P> {
             write_buffer(BufferType::DownstreamData, size, &out.bytes);
         }
         self.finish(&out);
-        self.stats.drain_session(&mut self.session);
+        self.closes.borrow_mut().drain(&self.stats, &mut self.session, || now);
         Action::Continue
     }
 
     fn on_downstream_close(&mut self, _peer: PeerType) {
-        self.mux.on_downstream_closed(&mut self.session, now_ms());
-        self.stats.drain_session(&mut self.session);
+        let now = now_ms();
+        self.mux.on_downstream_closed(&mut self.session, now);
+        self.closes.borrow_mut().drain(&self.stats, &mut self.session, || now);
         // Gone before the root's timer: nothing left to close (the timer stays armed until
         // its next tick, which then finds nothing or other streams).
         self.closes.borrow_mut().ids.retain(|id| *id != self.id);
@@ -367,7 +406,7 @@ impl<P: Protocol> StreamContext for Stream<P> {
             write_buffer(BufferType::UpstreamData, size, &out.bytes);
         }
         self.finish(&out);
-        self.stats.drain_session(&mut self.session);
+        self.closes.borrow_mut().drain(&self.stats, &mut self.session, now_ms);
         Action::Continue
     }
 }

@@ -67,7 +67,7 @@ pub(crate) enum Recorded {
 /// which `hostcalls::define_metric` would panic); `increment_metric` `Ok`, `NotFound` (an id it
 /// does not know) or `BadArgument` (an offset <= 0 for a counter); `record_metric` `Ok` or
 /// `NotFound`. Every one of those is handled.
-struct Envoy;
+pub(crate) struct Envoy;
 
 impl MetricHost for Envoy {
     fn define(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
@@ -127,6 +127,11 @@ impl Registry {
 thread_local! {
     /// One per VM (a VM runs on one thread).
     static REGISTRY: RefCell<Registry> = RefCell::new(Registry::default());
+}
+
+/// Runs `f` with this VM's registry and Envoy as the metric host.
+pub(crate) fn with_envoy<R>(f: impl FnOnce(&mut Registry, &mut Envoy) -> R) -> R {
+    REGISTRY.with(|r| f(&mut r.borrow_mut(), &mut Envoy))
 }
 
 /// Where one configuration's metrics go: its workload and `stat_prefix` (the first two

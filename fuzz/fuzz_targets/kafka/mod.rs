@@ -64,6 +64,7 @@ use geomesh_kafka::codes::api;
 use geomesh_kafka::messages::{
     api_versions::ApiVersionsResponse, fetch, find_coordinator, init_producer_id, list_offsets,
     metadata, offsets, produce,
+    topics_admin::{error_entry, Admin, Topics},
 };
 use geomesh_kafka::wire::Reader;
 use geomesh_kafka::Request;
@@ -174,13 +175,29 @@ pub fn request(req: &Request) {
         api::JOIN_GROUP | api::SYNC_GROUP | api::HEARTBEAT | api::LEAVE_GROUP => {
             let _ = geomesh_kafka::messages::group::group_id(req);
         }
+        api::CREATE_TOPICS | api::DELETE_TOPICS => {
+            let a = if req.spec.key == api::CREATE_TOPICS { Admin::Create } else { Admin::Delete };
+            if let Ok(t) = Topics::decode_request(a, &mut req.body(), v) {
+                let all: Vec<_> = t.entries.iter().collect();
+                let enc = t.encode_with(a, v, &all);
+                // Byte for byte except a null topics array, read (as Kafka does) as empty.
+                assert!(enc == body || body.starts_with(&[0xff, 0xff, 0xff, 0xff]) || body.first() == Some(&0));
+                match a {
+                    Admin::Create => check::<kp::CreateTopicsRequest>(&body, &enc, v),
+                    Admin::Delete => check::<kp::DeleteTopicsRequest>(&body, &enc, v),
+                }
+                for e in &t.entries {
+                    let _ = error_entry(a, v, e.name.as_deref(), &e.topic_id, 41);
+                }
+            }
+        }
         _ => {}
     }
 }
 
 /// The APIs whose responses this crate decodes.
 /// (Seeds under fuzz/seeds/kafka_response start with an index into this list: append only.)
-pub const RESPONSE_APIS: [i16; 9] = [
+pub const RESPONSE_APIS: [i16; 11] = [
     api::API_VERSIONS,
     api::METADATA,
     api::PRODUCE,
@@ -190,6 +207,8 @@ pub const RESPONSE_APIS: [i16; 9] = [
     api::INIT_PRODUCER_ID,
     api::OFFSET_COMMIT,
     api::OFFSET_FETCH,
+    api::CREATE_TOPICS,
+    api::DELETE_TOPICS,
 ];
 
 /// Decodes a response body of `api_key` at `version` with this crate and checks it.
@@ -275,6 +294,17 @@ pub fn response(api_key: i16, version: i16, body: Bytes) {
         api::INIT_PRODUCER_ID => {
             if let Ok(m) = init_producer_id::InitProducerIdResponse::decode(&mut r, v) {
                 check::<kp::InitProducerIdResponse>(&body, &m.encode(v), v);
+            }
+        }
+        api::CREATE_TOPICS | api::DELETE_TOPICS => {
+            let a = if api_key == api::CREATE_TOPICS { Admin::Create } else { Admin::Delete };
+            if let Ok(t) = Topics::decode_response(a, &mut r, v) {
+                let all: Vec<_> = t.entries.iter().collect();
+                let enc = t.encode_with(a, v, &all);
+                match a {
+                    Admin::Create => check::<kp::CreateTopicsResponse>(&body, &enc, v),
+                    Admin::Delete => check::<kp::DeleteTopicsResponse>(&body, &enc, v),
+                }
             }
         }
         _ => {}

@@ -50,6 +50,16 @@ use geomesh_integration::{
 const REDIS_PROXY_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy";
 
+/// `cluster` without Envoy's default circuit breakers (1024 connections per cluster: above,
+/// `tcp_proxy` closes the client, which `--clients 2000` hits on the tcp_proxy and geomesh
+/// paths).
+fn unlimited(mut cluster: serde_json::Value) -> serde_json::Value {
+    cluster["circuit_breakers"] = json!({ "thresholds": [{
+        "max_connections": 1_000_000, "max_pending_requests": 1_000_000, "max_requests": 1_000_000,
+    }] });
+    cluster
+}
+
 fn main() -> Result<()> {
     let mut requests: u64 = 100_000;
     let mut clients: u32 = 50;
@@ -144,9 +154,9 @@ fn main() -> Result<()> {
                 tcp_proxy_filter("geomesh_in", "geomesh_bridge"),
             ],
         ))
-        .cluster(static_cluster("shard_a", &[a.port]))
-        .cluster(bridge_cluster("geomesh_bridge", &bridge))
-        .cluster(ring);
+        .cluster(unlimited(static_cluster("shard_a", &[a.port])))
+        .cluster(unlimited(bridge_cluster("geomesh_bridge", &bridge)))
+        .cluster(unlimited(ring));
     if let Some(w) = &baseline_wasm {
         let base = WasmPlugin::new("geomesh_redis_before", "", std::path::PathBuf::from(w), ours_cfg);
         cfg = cfg.listener(tcp_listener(

@@ -2,7 +2,8 @@
 
 usage: client.py '<json op>'   ->   one JSON object on stdout
 
-ops (every op has "client": "confluent" (librdkafka) or "kafka-python", and "bootstrap"):
+ops (every op has "client": "confluent" (librdkafka) or "kafka-python", and "bootstrap"; with
+"sasl": [user, password] the client authenticates with SASL PLAIN first):
   {"op": "create", "topics": {"name": partitions, ...}}
       -> {"created": [names]}
   {"op": "produce", "topic": t, "records": [[key|null, value(, topic)], ...], "partition": p|null,
@@ -15,6 +16,9 @@ ops (every op has "client": "confluent" (librdkafka) or "kafka-python", and "boo
       -> {"records": [[topic, partition, offset, key, value], ...]} (group: subscribe and
          commit at the end when "commit"; no group: assign every partition from the start)
   {"op": "topics"} -> {"topics": {name: partitions}, "brokers": [[id, host, port], ...]}
+  {"op": "delete", "topics": [t, ...]} (confluent only) -> {"deleted": [names]}
+  {"op": "committed", "group": g, "partitions": [[t, p], ...]} (confluent only)
+      -> {"committed": [[t, p, offset], ...]} (offset -1001: none committed)
   {"op": "bench", "topics": [t, ...], "records": n, "size": bytes, "latency_records": m}
       (confluent only) -> {"produce_s": s, "consume_s": s, "consumed": n, "latency_ms": [...]}:
       n records of `size` bytes spread round-robin over the topics with acks=1 as fast as
@@ -37,19 +41,34 @@ def confluent(op):
 
     bs = op["bootstrap"]
     kind = op["op"]
+    base = {"bootstrap.servers": bs}
+    if op.get("sasl"):
+        base.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN",
+                     "sasl.username": op["sasl"][0], "sasl.password": op["sasl"][1]})
     if kind == "create":
-        admin = AdminClient({"bootstrap.servers": bs})
+        admin = AdminClient({**base})
         futs = admin.create_topics(
             [NewTopic(t, n, 1) for t, n in op["topics"].items()], operation_timeout=30)
         for f in futs.values():
             f.result(30)
         return {"created": sorted(futs)}
+    if kind == "delete":
+        admin = AdminClient({**base})
+        futs = admin.delete_topics(op["topics"], operation_timeout=30)
+        for f in futs.values():
+            f.result(30)
+        return {"deleted": sorted(futs)}
+    if kind == "committed":
+        c = Consumer({**base, "group.id": op["group"], "enable.auto.commit": False})
+        got = c.committed([TopicPartition(t, p) for t, p in op["partitions"]], timeout=30)
+        c.close()
+        return {"committed": [[tp.topic, tp.partition, tp.offset] for tp in got]}
     if kind == "topics":
-        md = AdminClient({"bootstrap.servers": bs}).list_topics(timeout=30)
+        md = AdminClient({**base}).list_topics(timeout=30)
         return {"topics": {t: len(m.partitions) for t, m in md.topics.items()},
                 "brokers": sorted([b.id, b.host, b.port] for b in md.brokers.values())}
     if kind == "produce":
-        conf = {"bootstrap.servers": bs, "enable.idempotence": bool(op.get("idempotent")),
+        conf = {**base, "enable.idempotence": bool(op.get("idempotent")),
                 "acks": str(op.get("acks", "all")), "linger.ms": 20}
         if op.get("message_timeout_ms"):
             conf["message.timeout.ms"] = op["message_timeout_ms"]
@@ -76,7 +95,7 @@ def confluent(op):
             raise RuntimeError(f"produce: {left} unflushed, errors {errors}")
         return {"acked": acked}
     if kind == "consume":
-        conf = {"bootstrap.servers": bs, "auto.offset.reset": "earliest",
+        conf = {**base, "auto.offset.reset": "earliest",
                 "enable.auto.commit": False, "check.crcs": True,
                 "group.id": op.get("group") or "geomesh-unused"}
         c = Consumer(conf)
@@ -102,7 +121,7 @@ def confluent(op):
     if kind == "bench":
         topics, n, size = op["topics"], op["records"], op["size"]
         value = b"x" * size
-        p = Producer({"bootstrap.servers": bs, "acks": "1", "linger.ms": 5,
+        p = Producer({**base, "acks": "1", "linger.ms": 5,
                       "queue.buffering.max.messages": 1000000})
         errors = []
 
@@ -130,7 +149,7 @@ def confluent(op):
             p.produce(topics[i % len(topics)], value=value, on_delivery=cb)
             p.flush(30)
             lat.append((time.time() - t0) * 1000.0)
-        c = Consumer({"bootstrap.servers": bs, "group.id": "geomesh-bench", "enable.auto.commit": False,
+        c = Consumer({**base, "group.id": "geomesh-bench", "enable.auto.commit": False,
                       "fetch.max.bytes": 52428800})
         md = c.list_topics(timeout=30)
         c.assign([TopicPartition(t, q, 0) for t in topics for q in md.topics[t].partitions])
@@ -156,20 +175,24 @@ def kafka_python(op):
 
     bs = op["bootstrap"]
     kind = op["op"]
+    kbase = {"bootstrap_servers": bs}
+    if op.get("sasl"):
+        kbase.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                     sasl_plain_username=op["sasl"][0], sasl_plain_password=op["sasl"][1])
     if kind == "create":
-        admin = KafkaAdminClient(bootstrap_servers=bs, request_timeout_ms=30000)
+        admin = KafkaAdminClient(**kbase, request_timeout_ms=30000)
         admin.create_topics([NewTopic(t, n, 1) for t, n in op["topics"].items()])
         admin.close()
         return {"created": sorted(op["topics"])}
     if kind == "topics":
-        c = KafkaConsumer(bootstrap_servers=bs)
+        c = KafkaConsumer(**kbase)
         topics = {t: len(c.partitions_for_topic(t) or ()) for t in c.topics()}
         brokers = sorted([b.nodeId, b.host, b.port] for b in c._client.cluster.brokers())
         c.close()
         return {"topics": topics, "brokers": brokers}
     if kind == "produce":
         acks = op.get("acks", "all")
-        p = KafkaProducer(bootstrap_servers=bs, acks=acks if acks == "all" else int(acks),
+        p = KafkaProducer(**kbase, acks=acks if acks == "all" else int(acks),
                           enable_idempotence=bool(op.get("idempotent")), linger_ms=20)
         futs = [p.send(op["topic"], key=None if k is None else k.encode(), value=v.encode(),
                        partition=op.get("partition"))
@@ -183,7 +206,7 @@ def kafka_python(op):
         return {"acked": acked}
     if kind == "consume":
         group = op.get("group")
-        c = KafkaConsumer(bootstrap_servers=bs, group_id=group, auto_offset_reset="earliest",
+        c = KafkaConsumer(**kbase, group_id=group, auto_offset_reset="earliest",
                           enable_auto_commit=False, check_crcs=True)
         if group:
             c.subscribe(op["topics"])

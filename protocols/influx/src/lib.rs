@@ -8,7 +8,11 @@
 //! * [`lex`] and [`query`]: InfluxQL statements split and classified, each routed by its FROM.
 //! * [`write`]: a `/write` body split per shard, timestamps stamped once per request, the
 //!   shards' answers merged (partial writes, shards down).
-//! * [`merge`]: `/query` answers merged per statement (JSON, chunked JSON, CSV).
+//! * [`key`]: the shard key (the measurement; (database, measurement) for `hash` routes).
+//! * [`from`]: the sources of a statement's FROM lists.
+//! * [`limits`]: LIMIT/OFFSET/SLIMIT/SOFFSET applied after a merge where shards cannot.
+//! * [`merge`]: `/query` answers merged per statement (JSON, chunked JSON as one `influxd`
+//!   writes it), [`csv`]: the same as InfluxDB's CSV.
 //! * [`request`]: the entry point: headers, then the body when needed, give a [`plan::Plan`].
 //! * [`settings`]: the `influxdb:` section of the configuration.
 
@@ -25,9 +29,12 @@
     )
 )]
 
+pub mod csv;
+pub mod from;
 pub mod gzip;
 pub mod key;
 pub mod lex;
+pub mod limits;
 pub mod line;
 pub mod merge;
 pub mod params;

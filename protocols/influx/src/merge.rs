@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::csv::{csv_error, render_csv};
 use crate::plan::{Answer, Reply, CSV_OUT, JSON};
-use crate::query::{QueryMerge, StatementKind};
+use crate::limits::{window, Limits};
+use crate::query::{Chunk, QueryMerge, Shape, StatementKind};
 use crate::replies;
 use crate::write::error_text;
 
@@ -134,6 +136,73 @@ fn cmp_series(a: &Series, b: &Series) -> Ordering {
     a.name.cmp(&b.name).then_with(|| a.tags.cmp(&b.tags))
 }
 
+/// Joins the series that are the same (name, tags, columns), marking them as from several
+/// shards.
+fn coalesce(series: &mut Vec<Series>, several: &mut Vec<bool>) {
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    let mut flags: Vec<bool> = Vec::with_capacity(series.len());
+    for (s, f) in series.drain(..).zip(several.iter().copied()) {
+        match out.iter().position(|y| same_series(y, &s)) {
+            Some(i) => {
+                if let Some(y) = out.get_mut(i) {
+                    y.values.extend(s.values);
+                }
+                if let Some(g) = flags.get_mut(i) {
+                    *g = true;
+                }
+            }
+            None => {
+                out.push(s);
+                flags.push(f);
+            }
+        }
+    }
+    *series = out;
+    *several = flags;
+}
+
+/// Gives every series every tag key of the others (`""` where it has none), as one InfluxDB
+/// answers `GROUP BY *` over several measurements.
+fn unify_tags(series: &mut [Series]) {
+    let mut keys: Vec<String> = Vec::new();
+    for s in series.iter() {
+        for k in s.tags.keys() {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    for s in series.iter_mut() {
+        for k in &keys {
+            s.tags.entry(k.clone()).or_default();
+        }
+    }
+}
+
+/// A SELECT's limits applied after the merge: OFFSET/LIMIT per series, then SOFFSET/SLIMIT per
+/// measurement (series sorted); series left without rows dropped.
+fn apply_after(series: &mut Vec<Series>, l: &Limits) {
+    for s in series.iter_mut() {
+        window(&mut s.values, l.offset, l.limit);
+    }
+    series.retain(|s| !s.values.is_empty());
+    if l.slimit.is_none() && l.soffset == 0 {
+        return;
+    }
+    let mut kept = Vec::with_capacity(series.len());
+    let mut group: Vec<Series> = Vec::new();
+    for s in series.drain(..) {
+        if group.first().is_some_and(|g| g.name != s.name) {
+            window(&mut group, l.soffset, l.slimit);
+            kept.append(&mut group);
+        }
+        group.push(s);
+    }
+    window(&mut group, l.soffset, l.slimit);
+    kept.append(&mut group);
+    *series = kept;
+}
+
 /// Gives every series the union of their columns (`time` first, the others sorted), as one
 /// InfluxDB answers `SELECT *` over several measurements.
 fn unify_columns(series: &mut [Series]) {
@@ -170,7 +239,12 @@ fn unify_columns(series: &mut [Series]) {
 }
 
 /// Merges one statement's results (one per shard that ran it).
-fn merge_statement(kind: StatementKind, id: u64, parts: Vec<StatementResult>) -> StatementResult {
+fn merge_statement(
+    kind: StatementKind,
+    shape: Shape,
+    id: u64,
+    parts: Vec<StatementResult>,
+) -> StatementResult {
     let mut out = StatementResult {
         statement_id: id,
         ..Default::default()
@@ -223,24 +297,41 @@ fn merge_statement(kind: StatementKind, id: u64, parts: Vec<StatementResult>) ->
             out.series.retain(|s| !s.values.is_empty());
         }
         StatementKind::Select { wildcard } => {
+            if wildcard && shards > 1 {
+                // One measurement's series from several shards may differ only by columns.
+                unify_columns(&mut out.series);
+                coalesce(&mut out.series, &mut from_several);
+            }
             for (s, several) in out.series.iter_mut().zip(&from_several) {
                 if *several {
                     // The same series from several shards (value routes): rows by time.
                     s.values.sort_by(|a, b| {
-                        cmp_value(
+                        let o = cmp_value(
                             a.first().unwrap_or(&Value::Null),
                             b.first().unwrap_or(&Value::Null),
-                        )
+                        );
+                        if shape.desc {
+                            o.reverse()
+                        } else {
+                            o
+                        }
                     });
                 }
             }
-            if wildcard && shards > 1 {
-                unify_columns(&mut out.series);
+            if shape.group_all && shards > 1 {
+                unify_tags(&mut out.series);
             }
         }
         StatementKind::Ack => {}
     }
-    out.series.sort_by(cmp_series);
+    if shape.desc {
+        out.series.sort_by(|a, b| cmp_series(b, a));
+    } else {
+        out.series.sort_by(cmp_series);
+    }
+    if let Some(l) = &shape.after {
+        apply_after(&mut out.series, l);
+    }
     out
 }
 
@@ -258,6 +349,7 @@ pub fn merge_query(m: &QueryMerge, answers: &[Answer]) -> Reply {
                 Err(e) => return Reply::error(502, &format!("{} {cluster}: {e}", replies::BAD_ANSWER)),
             },
             // A client error (parse error, authorization, database missing): as the shard said.
+            Some(s) if m.csv => return csv_error(s, &error_text(&a.body)),
             Some(s) => return Reply { status: s, content_type: JSON, body: a.body.clone() },
         }
     }
@@ -268,6 +360,9 @@ pub fn merge_query(m: &QueryMerge, answers: &[Answer]) -> Reply {
         );
     }
     if let Some(e) = parsed.iter().find_map(|r| r.error.clone()) {
+        if m.csv {
+            return csv_error(400, &e);
+        }
         return Reply::error(400, &e);
     }
     let mut results = Vec::with_capacity(m.statements.len());
@@ -292,7 +387,7 @@ pub fn merge_query(m: &QueryMerge, answers: &[Answer]) -> Reply {
                 }
             }));
         }
-        results.push(merge_statement(st.kind, id as u64, parts));
+        results.push(merge_statement(st.kind, st.shape, id as u64, parts));
     }
     if m.csv {
         return Reply {
@@ -302,7 +397,8 @@ pub fn merge_query(m: &QueryMerge, answers: &[Answer]) -> Reply {
         };
     }
     let body = if m.chunked {
-        render_chunked(results, m.chunk_size)
+        let chunks: Vec<Chunk> = m.statements.iter().map(|s| s.shape.chunk).collect();
+        render_chunked(results, &chunks, m.chunk_size)
     } else {
         let mut out = serde_json::to_vec(&Response {
             results,
@@ -319,10 +415,16 @@ pub fn merge_query(m: &QueryMerge, answers: &[Answer]) -> Reply {
     }
 }
 
-/// As InfluxDB writes `chunked=true`: one document per series and per `chunk_size` rows,
-/// `partial` on a series when more of its rows follow and on a result when more of the
-/// statement follows.
-pub fn render_chunked(results: Vec<StatementResult>, chunk_size: usize) -> Vec<u8> {
+/// As InfluxDB 1.6 writes `chunked=true`, per statement as `chunks` says ([`Chunk`]): with
+/// [`Chunk::Rows`] one document per series and per `chunk_size` rows, `partial` on a series when
+/// more of its rows follow and on a result when more of the statement follows; with
+/// [`Chunk::PerSeries`] one document per series, no `partial`; with [`Chunk::Whole`] one
+/// document.
+pub fn render_chunked(
+    results: Vec<StatementResult>,
+    chunks: &[Chunk],
+    chunk_size: usize,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut doc = |r: StatementResult| {
         out.extend(
@@ -334,9 +436,27 @@ pub fn render_chunked(results: Vec<StatementResult>, chunk_size: usize) -> Vec<u
         );
         out.push(b'\n');
     };
-    for r in results {
-        if r.series.is_empty() {
+    for (k, r) in results.into_iter().enumerate() {
+        let style = chunks.get(k).copied().unwrap_or_default();
+        if r.series.is_empty() || style == Chunk::Whole {
             doc(r);
+            continue;
+        }
+        if style == Chunk::PerSeries {
+            let n = r.series.len();
+            for (i, s) in r.series.into_iter().enumerate() {
+                doc(StatementResult {
+                    statement_id: r.statement_id,
+                    series: vec![s],
+                    messages: if i + 1 == n {
+                        r.messages.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    partial: None,
+                    error: None,
+                });
+            }
             continue;
         }
         let n_series = r.series.len();
@@ -372,77 +492,4 @@ pub fn render_chunked(results: Vec<StatementResult>, chunk_size: usize) -> Vec<u
         }
     }
     out
-}
-
-/// InfluxDB 1.x's CSV: per statement with series, a header `name,tags,<columns>` (a blank line
-/// before every statement but the first), then one record per row; tags as `k=v,k2=v2`;
-/// numbers as plain decimals.
-pub fn render_csv(results: &[StatementResult]) -> Vec<u8> {
-    let mut out = String::new();
-    let mut first = true;
-    for r in results {
-        let Some(head) = r.series.first() else {
-            continue;
-        };
-        if !first {
-            out.push('\n');
-        }
-        first = false;
-        let mut header = vec!["name".to_owned(), "tags".to_owned()];
-        header.extend(head.columns.iter().cloned());
-        record(&header, &mut out);
-        for s in &r.series {
-            let tags = s
-                .tags
-                .iter()
-                .map(|(k, v)| format!("{}={}", escape_tag(k), escape_tag(v)))
-                .collect::<Vec<_>>()
-                .join(",");
-            for row in &s.values {
-                let mut fields = vec![s.name.clone().unwrap_or_default(), tags.clone()];
-                fields.extend(row.iter().map(csv_value));
-                record(&fields, &mut out);
-            }
-        }
-    }
-    out.into_bytes()
-}
-
-fn escape_tag(s: &str) -> String {
-    s.replace(',', "\\,")
-        .replace(' ', "\\ ")
-        .replace('=', "\\=")
-}
-
-fn csv_value(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => i.to_string(),
-            (_, Some(u), _) => u.to_string(),
-            (_, _, Some(f)) => format!("{f}"),
-            _ => n.to_string(),
-        },
-        other => other.to_string(),
-    }
-}
-
-/// One CSV record as Go's encoding/csv writes it.
-fn record(fields: &[String], out: &mut String) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let quote = f.contains([',', '"', '\n', '\r']) || f.starts_with(' ') || f.starts_with('\t');
-        if quote {
-            out.push('"');
-            out.push_str(&f.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(f);
-        }
-    }
-    out.push('\n');
 }

@@ -19,8 +19,11 @@
 
 use geomesh_core::{ClusterId, RoutingTable};
 
+pub use crate::from::{sources, Source};
+use crate::from::FROM_END;
 use crate::key::measurement_clusters;
 use crate::lex::{statements, Kind, Token};
+use crate::limits::{strip, with_limit, Limits, Strip};
 use crate::params::{encode_into, Params};
 use crate::plan::{Call, Merge, Plan, Reply, FORM};
 use crate::replies;
@@ -38,12 +41,39 @@ pub enum StatementKind {
     Ack,
 }
 
+/// How InfluxDB 1.6 writes a statement's result with `chunked=true` (checked on `influxd`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Chunk {
+    /// One document per series and per `chunk_size` rows, `partial` on a series whose rows go
+    /// on and on a result whose statement goes on (SELECT, SHOW SERIES, SHOW FIELD KEYS).
+    Rows,
+    /// One document per series, whole, no `partial` (SHOW TAG KEYS, SHOW TAG VALUES).
+    PerSeries,
+    /// One document (SHOW MEASUREMENTS, DATABASES, RETENTION POLICIES, administrative).
+    #[default]
+    Whole,
+}
+
+/// What else a statement's merge needs besides its [`StatementKind`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub chunk: Chunk,
+    /// `ORDER BY time DESC`: series (and a spread series' rows) in descending order.
+    pub desc: bool,
+    /// A SELECT's LIMIT/OFFSET/SLIMIT/SOFFSET applied after the merge ([`crate::limits`]).
+    pub after: Option<Limits>,
+    /// `GROUP BY *`: every series carries every tag key of the measurements read (`""` where it
+    /// has none), so series from several shards get the union of their tag keys.
+    pub group_all: bool,
+}
+
 /// One statement, routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
-    /// The text sent to the shards (a SHOW's LIMIT/OFFSET removed: applied after the merge).
+    /// The text sent to the shards (clauses applied after the merge removed: [`crate::limits`]).
     pub text: String,
     pub kind: StatementKind,
+    pub shape: Shape,
     pub clusters: Vec<ClusterId>,
 }
 
@@ -51,6 +81,7 @@ pub struct Routed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementMerge {
     pub kind: StatementKind,
+    pub shape: Shape,
     pub parts: Vec<(usize, usize)>,
 }
 
@@ -83,100 +114,6 @@ fn is_kw(toks: &[Token], i: usize, kw: &str) -> bool {
     word(toks, i).is_some_and(|t| t.is(kw))
 }
 
-/// Words that end a FROM list.
-const FROM_END: &[&str] = &[
-    "where", "group", "order", "limit", "offset", "slimit", "soffset", "fill", "tz", "into", "with",
-];
-
-/// A FROM source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A measurement, with the database it names (`db.rp.m`, `db..m`) if any.
-    Measurement { db: Option<String>, name: String },
-    Regex,
-    Subquery,
-}
-
-impl Source {
-    /// A measurement of the request's database.
-    pub fn measurement(name: &str) -> Source {
-        Source::Measurement {
-            db: None,
-            name: name.to_owned(),
-        }
-    }
-}
-
-/// The sources of every FROM of the statement (subqueries' included).
-pub fn sources(toks: &[Token]) -> Vec<Source> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while let Some(t) = toks.get(i) {
-        i += 1;
-        if !t.is("from") {
-            continue;
-        }
-        // A list: item (, item)*; an item is a regex, a subquery or a dotted name.
-        loop {
-            match toks.get(i) {
-                Some(t) if t.kind == Kind::Regex => {
-                    out.push(Source::Regex);
-                    i += 1;
-                }
-                Some(t) if t.punct("(") => {
-                    out.push(Source::Subquery);
-                    i += 1; // the subquery's own FROM is read by the outer loop
-                    break;
-                }
-                Some(t)
-                    if matches!(t.kind, Kind::Word | Kind::Quoted)
-                        && !FROM_END.iter().any(|k| t.is(k)) =>
-                {
-                    // db.rp.m, db..m, rp.m: the last part is the measurement, the first of
-                    // three the database.
-                    let mut parts = vec![t.text.clone()];
-                    let mut regex = false;
-                    i += 1;
-                    while toks.get(i).is_some_and(|t| t.punct(".")) && parts.len() < 3 {
-                        i += 1;
-                        match toks.get(i) {
-                            Some(t) if matches!(t.kind, Kind::Word | Kind::Quoted) => {
-                                parts.push(t.text.clone());
-                                i += 1;
-                            }
-                            Some(t) if t.kind == Kind::Regex => {
-                                regex = true;
-                                i += 1;
-                                break;
-                            }
-                            _ => parts.push(String::new()),
-                        }
-                    }
-                    if regex {
-                        out.push(Source::Regex);
-                    } else if let Some(name) = parts.last().filter(|n| !n.is_empty()) {
-                        let db = parts
-                            .first()
-                            .filter(|d| parts.len() == 3 && !d.is_empty())
-                            .cloned();
-                        out.push(Source::Measurement {
-                            db,
-                            name: name.clone(),
-                        });
-                    }
-                }
-                _ => break,
-            }
-            if toks.get(i).is_some_and(|t| t.punct(",")) {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-    }
-    out
-}
-
 /// Whether a function is applied (`name(`) before the statement's first FROM.
 fn has_function(toks: &[Token]) -> bool {
     toks.windows(2)
@@ -191,34 +128,26 @@ fn has_wildcard(toks: &[Token]) -> bool {
         .any(|t| t.punct("*"))
 }
 
-/// The statement text without its trailing `LIMIT n` / `OFFSET n` clauses, and their values.
-fn strip_limit_offset(text: &str, toks: &[Token]) -> (String, Option<u64>, u64) {
-    let (mut limit, mut offset) = (None, 0);
-    let mut end = toks.len();
-    while let (Some(kw), Some(n)) = (
-        end.checked_sub(2).and_then(|i| toks.get(i)),
-        end.checked_sub(1).and_then(|i| toks.get(i)),
-    ) {
-        if n.kind != Kind::Number {
-            break;
-        }
-        let Ok(v) = n.text.parse::<u64>() else { break };
-        if kw.is("limit") && limit.is_none() {
-            limit = Some(v);
-        } else if kw.is("offset") && offset == 0 {
-            offset = v;
-        } else {
-            break;
-        }
-        end -= 2;
-    }
-    let cut = end
-        .checked_sub(1)
-        .and_then(|i| toks.get(i))
-        .map_or(0, |t| t.end);
-    (text.get(..cut).unwrap_or(text).to_owned(), limit, offset)
+/// `GROUP BY ... * ...` at the statement's top level.
+fn group_by_all(toks: &[Token]) -> bool {
+    let Some(at) = toks
+        .windows(2)
+        .position(|w| matches!(w, [g, b] if g.is("group") && b.is("by")))
+    else {
+        return false;
+    };
+    toks.iter()
+        .skip(at + 2)
+        .take_while(|t| t.punct(",") || t.punct("*") || matches!(t.kind, Kind::Word | Kind::Quoted | Kind::Regex) && !FROM_END.iter().any(|k| t.is(k)))
+        .any(|t| t.punct("*"))
 }
 
+/// `ORDER BY time DESC` at the statement's top level.
+fn order_desc(toks: &[Token]) -> bool {
+    toks.windows(4).any(|w| {
+        matches!(w, [o, b, t, d] if o.is("order") && b.is("by") && t.is("time") && d.is("desc"))
+    })
+}
 
 fn union(into: &mut Vec<ClusterId>, more: impl IntoIterator<Item = ClusterId>) {
     for c in more {
@@ -291,6 +220,7 @@ pub fn route_statement(
     let routed = |clusters: Vec<ClusterId>, kind| Routed {
         text: text.to_owned(),
         kind,
+        shape: Shape::default(),
         clusters,
     };
     match verb.as_str() {
@@ -321,14 +251,34 @@ pub fn route_statement(
                     return Err(Refusal(replies::CROSS_SHARD_AGGREGATE.to_owned()));
                 }
             }
-            Ok(routed(
-                if clusters.is_empty() {
+            let mut shape = Shape {
+                chunk: Chunk::Rows,
+                desc: order_desc(toks),
+                after: None,
+                group_all: group_by_all(toks),
+            };
+            let mut sent = text.to_owned();
+            if clusters.len() > 1 && spread {
+                // A measurement over several shards: its limits after the merge.
+                let (stripped, limits, at) = strip(text, toks, Strip::All);
+                if limits.any() {
+                    sent = match limits.limit {
+                        Some(n) => with_limit(&stripped, at, n.saturating_add(limits.offset)),
+                        None => stripped,
+                    };
+                    shape.after = Some(limits);
+                }
+            }
+            Ok(Routed {
+                text: sent,
+                kind,
+                shape,
+                clusters: if clusters.is_empty() {
                     local()
                 } else {
                     clusters
                 },
-                kind,
-            ))
+            })
         }
         "show" => {
             let rest: Vec<String> = toks
@@ -371,10 +321,23 @@ pub fn route_statement(
                 return Ok(routed(local(), StatementKind::Ack));
             }
             let clusters = source_clusters(table, db, &sources(toks)).unwrap_or_else(all);
-            let (stripped, limit, offset) = strip_limit_offset(text, toks);
+            let (which, chunk) = match rest.as_slice() {
+                ["tag", "keys", ..] => (Strip::All, Chunk::PerSeries),
+                ["tag", "values", ..] => (Strip::Rows, Chunk::PerSeries),
+                ["series", ..] | ["field", "keys", ..] => (Strip::Rows, Chunk::Rows),
+                _ => (Strip::Rows, Chunk::Whole),
+            };
+            let (stripped, limits, _) = strip(text, toks, which);
             Ok(Routed {
                 text: stripped,
-                kind: StatementKind::Union { limit, offset },
+                kind: StatementKind::Union {
+                    limit: limits.limit,
+                    offset: limits.offset,
+                },
+                shape: Shape {
+                    chunk,
+                    ..Shape::default()
+                },
                 clusters: if clusters.is_empty() { all() } else { clusters },
             })
         }
@@ -449,6 +412,7 @@ pub fn plan_query(table: &RoutingTable, settings: &Settings, params: &Params, cs
         .iter()
         .map(|r| StatementMerge {
             kind: r.kind,
+            shape: r.shape,
             parts: Vec::new(),
         })
         .collect();

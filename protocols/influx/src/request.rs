@@ -65,6 +65,22 @@ fn endpoint(path: &[u8]) -> Endpoint {
     }
 }
 
+/// The request type a request's metrics are counted under (`command.<family>.*`): `write`,
+/// `query`, `ping`, `health`, `debug` or `other`.
+pub fn family(path: &[u8]) -> &'static str {
+    let (path, _) = split_path(path);
+    match endpoint(path) {
+        Endpoint::Write => "write",
+        Endpoint::Query => "query",
+        Endpoint::Debug => "debug",
+        Endpoint::Other => match path.strip_suffix(b"/").unwrap_or(path) {
+            b"/ping" => "ping",
+            b"/health" => "health",
+            _ => "other",
+        },
+    }
+}
+
 /// Whether `:path` is `/write` (query string ignored).
 pub fn is_write(path: &[u8]) -> bool {
     endpoint(split_path(path).0) == Endpoint::Write

@@ -4,7 +4,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use geomesh_influx::merge::{merge_query, parse_answer};
-use geomesh_influx::query::{QueryMerge, StatementKind, StatementMerge};
+use geomesh_influx::query::{Chunk, QueryMerge, Shape, StatementKind, StatementMerge};
 use geomesh_influx::Answer;
 
 fn ok(body: &str) -> Answer {
@@ -20,6 +20,13 @@ fn qm(kinds: &[(StatementKind, Vec<(usize, usize)>)], csv: bool, chunked: bool) 
             .iter()
             .map(|(k, p)| StatementMerge {
                 kind: *k,
+                shape: Shape {
+                    chunk: match k {
+                        StatementKind::Select { .. } => Chunk::Rows,
+                        _ => Chunk::Whole,
+                    },
+                    ..Shape::default()
+                },
                 parts: p.clone(),
             })
             .collect(),

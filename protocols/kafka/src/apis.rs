@@ -61,9 +61,9 @@ const fn spec(key: i16, name: &'static str, min: i16, max: i16, flexible_from: i
 /// Produce and Fetch stop at v12 (v13 names topics by cluster-local ids), Metadata at v12,
 /// OffsetFetch at v7 (v8 batches several groups), InitProducerId at v5 (v6 is two-phase
 /// commit), and Produce/Fetch start at v3/v4 (older versions carry pre-0.11 message sets
-/// instead of record batches), OffsetCommit at v2 and OffsetFetch at v1 (Kafka 4 dropped the
-/// older ones). CreateTopics, DeleteTopics, OffsetForLeaderEpoch and
-/// DescribeConfigs are not carried yet (no codec): ApiVersions does not offer them.
+/// instead of record batches), OffsetCommit at v2, OffsetFetch at v1, CreateTopics at v2 and DeleteTopics at v1
+/// (Kafka 4 dropped the older ones). OffsetForLeaderEpoch and DescribeConfigs are not carried yet (no codec):
+/// ApiVersions does not offer them.
 pub const APIS: &[ApiSpec] = &[
     spec(api::PRODUCE, "Produce", 3, 12, 9),
     spec(api::FETCH, "Fetch", 4, 12, 12),
@@ -76,10 +76,12 @@ pub const APIS: &[ApiSpec] = &[
     spec(api::HEARTBEAT, "Heartbeat", 0, 4, 4),
     spec(api::LEAVE_GROUP, "LeaveGroup", 0, 5, 4),
     spec(api::SYNC_GROUP, "SyncGroup", 0, 5, 4),
-    spec(api::SASL_HANDSHAKE, "SaslHandshake", 0, 1, NEVER),
+    spec(api::SASL_HANDSHAKE, "SaslHandshake", 1, 1, NEVER),
     spec(api::API_VERSIONS, "ApiVersions", 0, 4, 3),
     spec(api::INIT_PRODUCER_ID, "InitProducerId", 0, 5, 2),
     spec(api::SASL_AUTHENTICATE, "SaslAuthenticate", 0, 2, 2),
+    spec(api::CREATE_TOPICS, "CreateTopics", 2, 7, 5),
+    spec(api::DELETE_TOPICS, "DeleteTopics", 1, 6, 4),
 ];
 
 /// The spec of `key`, if the proxy carries it.

@@ -20,13 +20,16 @@ pub const COORDINATOR_NOT_AVAILABLE: ErrorCode = 15;
 pub const NOT_COORDINATOR: ErrorCode = 16;
 pub const INVALID_TOPIC_EXCEPTION: ErrorCode = 17;
 pub const INVALID_REQUIRED_ACKS: ErrorCode = 21;
+pub const UNSUPPORTED_SASL_MECHANISM: ErrorCode = 33;
 pub const UNSUPPORTED_VERSION: ErrorCode = 35;
+pub const NOT_CONTROLLER: ErrorCode = 41;
 pub const INVALID_REQUEST: ErrorCode = 42;
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode = 45;
 pub const DUPLICATE_SEQUENCE_NUMBER: ErrorCode = 46;
 pub const INVALID_PRODUCER_EPOCH: ErrorCode = 47;
 /// Answered to InitProducerId with a transactional id: transactions cannot span shards.
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode = 53;
+pub const SASL_AUTHENTICATION_FAILED: ErrorCode = 58;
 pub const UNKNOWN_PRODUCER_ID: ErrorCode = 59;
 pub const UNKNOWN_TOPIC_ID: ErrorCode = 100;
 pub const PRODUCER_FENCED: ErrorCode = 90;

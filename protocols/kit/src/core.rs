@@ -83,6 +83,11 @@ impl<P: Protocol> Core<P> {
     /// An answer known now: written at once if nothing is ahead of it.
     pub(crate) fn local(&mut self, bytes: Bytes) {
         self.meter.pipeline(PipelineStat::Local);
+        self.in_turn(bytes)
+    }
+
+    /// Bytes for the client written at once if nothing is ahead of them, else in their turn.
+    pub(crate) fn in_turn(&mut self, bytes: Bytes) {
         if self.queue.is_empty() {
             let family = self.family;
             let now = self.now;

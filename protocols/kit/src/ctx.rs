@@ -152,6 +152,14 @@ impl<'a, P: Protocol> Ctx<'a, P> {
         self.core.local(bytes)
     }
 
+    /// Bytes a server pushed unasked that the protocol held back and releases now (MQTT: a
+    /// PUBLISH beyond the client's Receive Maximum, let out by the client's acknowledgement),
+    /// in their turn; counted as pushed, not as a local answer.
+    pub fn release(&mut self, bytes: Bytes) {
+        self.core.meter.pipeline(PipelineStat::Pushed);
+        self.core.in_turn(bytes)
+    }
+
     /// Refused with a protocol error, in its turn (counted as unsupported).
     pub fn refuse(&mut self, bytes: Bytes) {
         self.core.meter.pipeline(PipelineStat::Unsupported);

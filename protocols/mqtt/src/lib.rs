@@ -56,4 +56,4 @@ pub use packet::{
 };
 pub use properties::Properties;
 pub use reason::ReasonCode;
-pub use session::{session, Mqtt, MqttSession, Settings};
+pub use session::{session, session_with_seed, Mqtt, MqttSession, Settings};

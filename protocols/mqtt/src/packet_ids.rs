@@ -115,6 +115,11 @@ pub struct ClientFlows {
     by_client: HashMap<u16, ClientFlow>,
     by_broker: HashMap<(ClusterId, u16), u16>,
     ids: HashMap<ClusterId, IdAllocator>,
+    /// QoS 1/2 PUBLISH flows among `by_client` (against the Receive Maximum the client got).
+    publishes: usize,
+    /// Identifiers the proxy used for packets of its own (a re-subscription after a table
+    /// change): their SUBACK/UNSUBACK end here.
+    proxy: std::collections::HashSet<(ClusterId, u16)>,
 }
 
 impl ClientFlows {
@@ -145,8 +150,36 @@ impl ClientFlows {
             self.by_broker.insert((b, id), client_id);
         }
         let out = legs.iter().map(|l| (l.0, l.1)).collect();
+        if matches!(kind, FlowKind::Publish(_)) {
+            self.publishes += 1;
+        }
         self.by_client.insert(client_id, ClientFlow { kind, legs, released: false });
         Ok(out)
+    }
+
+    /// An identifier on `broker` for a packet the proxy sends of its own accord (SUBSCRIBE or
+    /// UNSUBSCRIBE); `None` when all are in flight.
+    pub fn start_proxy(&mut self, broker: ClusterId) -> Option<u16> {
+        let id = self.ids.entry(broker).or_default().allocate()?;
+        self.proxy.insert((broker, id));
+        Some(id)
+    }
+
+    /// Whether `broker`'s acknowledgement with `broker_id` answers a packet of the proxy's own
+    /// (then the identifier is free again and nothing goes to the client).
+    pub fn proxy_ack(&mut self, broker: ClusterId, broker_id: u16) -> bool {
+        if !self.proxy.remove(&(broker, broker_id)) {
+            return false;
+        }
+        if let Some(a) = self.ids.get_mut(&broker) {
+            a.release(broker_id);
+        }
+        true
+    }
+
+    /// QoS 1 and 2 PUBLISHes of the client in flight (not yet PUBACK'd or PUBCOMP'd).
+    pub fn publishes(&self) -> usize {
+        self.publishes
     }
 
     fn release(&mut self, broker: ClusterId, id: u16) {
@@ -191,6 +224,9 @@ impl ClientFlows {
 
     fn finish(&mut self, client_id: u16) {
         if let Some(flow) = self.by_client.remove(&client_id) {
+            if matches!(flow.kind, FlowKind::Publish(_)) {
+                self.publishes = self.publishes.saturating_sub(1);
+            }
             for (b, id, _) in flow.legs {
                 self.release(b, id);
             }
@@ -230,6 +266,7 @@ impl ClientFlows {
         }
         self.ids.remove(&broker);
         self.by_broker.retain(|(b, _), _| *b != broker);
+        self.proxy.retain(|(b, _)| *b != broker);
         affected.sort_by_key(|a| a.0);
         affected
     }
@@ -269,6 +306,16 @@ pub enum ClientAckKind {
     PubComp,
 }
 
+/// What a client's acknowledgement of a broker's PUBLISH does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerAck {
+    /// The broker and its identifier to pass the acknowledgement on to (`None`: the broker
+    /// is gone).
+    pub forward: Option<(ClusterId, u16)>,
+    /// The flow is over (PUBACK, PUBCOMP, refusing PUBREC).
+    pub ended: bool,
+}
+
 /// Flows brokers started toward the client.
 #[derive(Debug, Clone, Default)]
 pub struct ServerFlows {
@@ -290,10 +337,22 @@ impl ServerFlows {
         Some(cid)
     }
 
+    /// Whether `broker`'s identifier `broker_id` is in flight to the client already (a
+    /// retransmission).
+    pub fn knows(&self, broker: ClusterId, broker_id: u16) -> bool {
+        self.by_broker.contains_key(&(broker, broker_id))
+    }
+
     /// The client acknowledged `client_id`: the broker and identifier to pass it on to, or
     /// `None` (unknown identifier, or the broker is gone: drop it). A PUBACK, a PUBCOMP or a
     /// refusing PUBREC frees the identifier.
     pub fn client_ack(&mut self, client_id: u16, ack: ClientAckKind) -> Option<(ClusterId, u16)> {
+        self.acknowledge(client_id, ack).and_then(|a| a.forward)
+    }
+
+    /// As [`ServerFlows::client_ack`], also saying whether the flow ended (a slot of the
+    /// client's Receive Maximum is free again). `None`: no such flow in that state.
+    pub fn acknowledge(&mut self, client_id: u16, ack: ClientAckKind) -> Option<ServerAck> {
         let flow = *self.by_client.get(&client_id)?;
         let ends = match (flow.qos, ack) {
             (QoS::AtLeastOnce, ClientAckKind::PubAck) => true,
@@ -313,7 +372,10 @@ impl ServerFlows {
             self.by_broker.remove(&(flow.broker, flow.broker_id));
             self.ids.release(client_id);
         }
-        (!flow.orphan).then_some((flow.broker, flow.broker_id))
+        Some(ServerAck {
+            forward: (!flow.orphan).then_some((flow.broker, flow.broker_id)),
+            ended: ends,
+        })
     }
 
     /// A broker's PUBREL for its `broker_id`: the client identifier to send it under.

@@ -69,6 +69,19 @@ impl ReplayPlan {
         Self { client_id, assigned, will_cluster, shares }
     }
 
+    /// A broker that was not in the table at CONNECT (a new routing table reaches it): its
+    /// share of the client's Receive Maximum, once (`None` when it has one already). It gets
+    /// the smallest share of the others; the proxy's window holds what exceeds the client's
+    /// value ([`crate::flow::SendWindow`]).
+    pub fn add_broker(&mut self, broker: ClusterId) -> Option<u16> {
+        if self.shares.iter().any(|(b, _)| *b == broker) {
+            return None;
+        }
+        let share = self.shares.iter().map(|(_, s)| *s).min().unwrap_or(u16::MAX).max(1);
+        self.shares.push((broker, share));
+        Some(share)
+    }
+
     /// The CONNECT to send to `broker`.
     pub fn connect_for(&self, connect: &Connect, broker: ClusterId) -> Connect {
         let mut c = connect.clone();

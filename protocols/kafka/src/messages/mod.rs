@@ -13,3 +13,5 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod sasl;
+pub mod topics_admin;

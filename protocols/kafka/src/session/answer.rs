@@ -40,9 +40,10 @@ impl Answer for KafkaAnswer {
         &self.raw
     }
 
-    /// Kafka answers carry their errors per partition or per group: the merges read them.
+    /// Kafka answers carry their errors per partition or per group: the merges read them. A
+    /// SASL answer's error is the answer's (a replayed authentication refused).
     fn is_error(&self) -> bool {
-        false
+        super::sasl::refused(self)
     }
 }
 

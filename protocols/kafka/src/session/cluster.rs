@@ -9,7 +9,7 @@ use super::merge::{decoded, frame, Merge};
 use super::plan::{Planned, Step};
 use super::leaders::{from_metadata, LeaderRegistry};
 use super::{shard, KafkaProtocol};
-use crate::codes::{api, NONE};
+use crate::codes::NONE;
 use crate::header::Request;
 use crate::logic::errors::proxy_api_versions;
 use crate::logic::metadata::{merge, split_request, KnownTopicId, MergeContext};
@@ -18,8 +18,6 @@ use crate::logic::versions;
 use crate::messages::api_versions::ApiVersionsResponse;
 use crate::messages::metadata::{MetadataRequest, MetadataResponse};
 
-/// APIs the proxy does not carry yet although it decodes them: not offered.
-const NOT_OFFERED: &[i16] = &[api::SASL_HANDSHAKE, api::SASL_AUTHENTICATE];
 
 /// ApiVersions goes to every shard as the client sent it.
 pub fn plan_api_versions(req: &Request, _reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
@@ -37,12 +35,11 @@ pub fn plan_api_versions(req: &Request, _reply: Expect, cx: &mut Ctx<'_, KafkaPr
 pub fn merge_api_versions(reply: &Expect, parts: &[Part<KafkaAnswer>]) -> Bytes {
     let (answers, _) = decoded(parts, |r, v| ApiVersionsResponse::decode(r, v).map(|(a, _)| a));
     let shards: Vec<ApiVersionsResponse> = answers.into_iter().map(|(_, a)| a).collect();
-    let mut merged = if shards.is_empty() {
+    let merged = if shards.is_empty() {
         proxy_api_versions(NONE)
     } else {
         versions::merge(&shards)
     };
-    merged.api_keys.retain(|a| !NOT_OFFERED.contains(&a.api_key));
     // An error answer is read in the v0 layout whatever was asked (KIP-511).
     let version = if merged.error_code == NONE { reply.version } else { 0 };
     frame(reply, &merged.encode(version))

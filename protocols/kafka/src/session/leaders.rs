@@ -70,7 +70,12 @@ impl LeaderRegistry for VmLeaders {
     }
 
     fn get(&self, shard: u16, topic: &[u8]) -> Option<TopicLeaders> {
-        LOCAL.with(|l| l.borrow().map.get(&(shard, Bytes::copy_from_slice(topic))).cloned())
+        LOCAL.with(|l| {
+            l.borrow()
+                .map
+                .get(&(shard, Bytes::copy_from_slice(topic)))
+                .cloned()
+        })
     }
 }
 
@@ -79,7 +84,9 @@ fn endpoint(host: &[u8], port: i32) -> Option<String> {
     let port = u16::try_from(port).ok().filter(|p| *p > 0)?;
     let host = std::str::from_utf8(host).ok()?;
     let e = format!("{host}:{port}");
-    let ok = !host.is_empty() && e.len() <= MAX_ENDPOINT && e.bytes().all(|b| b.is_ascii_graphic() && b != b'@');
+    let ok = !host.is_empty()
+        && e.len() <= MAX_ENDPOINT
+        && e.bytes().all(|b| b.is_ascii_graphic() && b != b'@');
     ok.then_some(e)
 }
 
@@ -157,7 +164,11 @@ impl Links {
     /// The link to `endpoint` of `cluster`, and whether it is new (to bind); `None` when the
     /// connection has bound as many as it may.
     pub fn link(&mut self, cluster: ClusterId, endpoint: &str) -> Option<(ClusterId, bool)> {
-        if let Some(n) = self.links.iter().position(|(c, e)| *c == cluster && e == endpoint) {
+        if let Some(n) = self
+            .links
+            .iter()
+            .position(|(c, e)| *c == cluster && e == endpoint)
+        {
             return Some((ClusterId::endpoint(n as u16), false));
         }
         if self.links.len() >= MAX_LINKS {
@@ -172,7 +183,8 @@ impl Links {
         if !c.is_endpoint() {
             return c;
         }
-        self.links.get(usize::from(c.0 & 0x7fff)).map_or(c, |(t, _)| *t)
+        self.links
+            .get(usize::from(c.0 & 0x7fff))
+            .map_or(c, |(t, _)| *t)
     }
 }
-

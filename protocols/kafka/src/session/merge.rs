@@ -47,6 +47,14 @@ pub enum Merge {
     OffsetCommit(Split<OffsetCommitRequest>),
     OffsetFetch { req: OffsetFetchRequest },
     InitProducerId,
+    /// SaslHandshake, SaslAuthenticate: stored, sent to every shard, replayed on new links.
+    Sasl,
+    /// CreateTopics, DeleteTopics: each topic's result from its shard.
+    Topics {
+        api: crate::messages::topics_admin::Admin,
+        req: crate::messages::topics_admin::Topics,
+        routes: super::topics::Routes,
+    },
 }
 
 /// A merge with what the client's answer must say (API, version, correlation id).

@@ -8,6 +8,8 @@
 //! | `cluster.rs` | ApiVersions and Metadata: every shard asked, one cluster answered |
 //! | `produce.rs` | Produce split by partition, InitProducerId per shard, producer ids rewritten |
 //! | `consume.rs` | Fetch and ListOffsets split by partition |
+//! | `sasl.rs` | SaslHandshake and SaslAuthenticate stored and replayed on every shard's links |
+//! | `topics.rs` | CreateTopics and DeleteTopics, each topic to its shard |
 //! | `group.rs` | FindCoordinator and the group APIs on the group's home shard, offsets with their topics |
 //! | `merge.rs` | what each merge keeps, and the helpers they share |
 //! | `producers.rs` | the producer ids of a client producer, shared by its connections |
@@ -22,6 +24,8 @@ mod merge;
 mod plan;
 mod produce;
 pub mod producers;
+mod sasl;
+mod topics;
 
 use std::rc::Rc;
 
@@ -118,7 +122,7 @@ pub fn session_with_registries(
     let limits = PipelineLimits {
         timeout_ms,
         granularity_ms: settings.granularity(timeout_ms),
-        store_keys: 0,
+        store_keys: sasl::STORE_KEYS,
     };
     Pipeline::new(KafkaProtocol::with_registries(settings, producers, leaders), table, limits)
 }
@@ -210,6 +214,8 @@ impl KafkaProtocol {
             Merge::Group => group::merge_group(&reply, parts),
             Merge::OffsetCommit(s) => group::merge_commit(&reply, s, parts),
             Merge::OffsetFetch { req } => group::merge_offset_fetch(&reply, req, parts, table),
+            Merge::Sasl => sasl::merge(&reply, parts),
+            Merge::Topics { api, req, routes } => topics::merge(&reply, *api, req, routes, parts),
         }
     }
 

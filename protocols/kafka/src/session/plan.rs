@@ -7,7 +7,8 @@ use geomesh_kit::{Ctx, PartSend, Plan};
 
 use super::answer::Expect;
 use super::merge::{KafkaMerge, Merge};
-use super::{cluster, consume, group, produce, KafkaProtocol};
+use super::{cluster, consume, group, produce, sasl, topics, KafkaProtocol};
+use crate::messages::topics_admin::Admin;
 use crate::codes::{api, ErrorCode, INVALID_REQUEST, UNSUPPORTED_VERSION};
 use crate::error::DecodeError;
 use crate::header::{response_frame, Request, RequestError};
@@ -48,6 +49,8 @@ pub fn family(r: &ClientRequest) -> &'static str {
         api::INIT_PRODUCER_ID => "init_producer_id",
         api::SASL_HANDSHAKE => "sasl_handshake",
         api::SASL_AUTHENTICATE => "sasl_authenticate",
+        api::CREATE_TOPICS => "create_topics",
+        api::DELETE_TOPICS => "delete_topics",
         _ => "unknown",
     }
 }
@@ -90,8 +93,9 @@ pub fn plan(p: &mut KafkaProtocol, request: ClientRequest, cx: &mut Ctx<'_, Kafk
         api::JOIN_GROUP | api::SYNC_GROUP | api::HEARTBEAT | api::LEAVE_GROUP => group::plan_group(&req, reply, cx),
         api::OFFSET_COMMIT => group::plan_commit(&req, reply, cx),
         api::OFFSET_FETCH => group::plan_offset_fetch(&req, reply, cx),
-        // SASL is not carried yet (it needs replaying on every shard connection): ApiVersions
-        // does not offer it.
+        api::CREATE_TOPICS => topics::plan(p, Admin::Create, &req, reply, cx),
+        api::DELETE_TOPICS => topics::plan(p, Admin::Delete, &req, reply, cx),
+        api::SASL_HANDSHAKE | api::SASL_AUTHENTICATE => sasl::plan(&req, reply, cx),
         _ => return Plan::Close(error_frame(reply.correlation_id, UNSUPPORTED_VERSION)),
     };
     match planned {

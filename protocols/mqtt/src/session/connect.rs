@@ -19,13 +19,19 @@ use crate::Decoded;
 /// from.
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
-fn entropy(now: u64) -> u64 {
-    let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-    // splitmix64 of (time, count): distinct per connection of a VM, spread across VMs.
-    let mut z = now.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ n.wrapping_add(0x632B_E59B_D9B4_E019);
+/// splitmix64's finaliser: every input bit moves every output bit.
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// What an assigned client identifier is made from: the connection's seed (unique per
+/// connection across VMs, given by the filter), the time and this VM's connection count.
+fn entropy(seed: u64, now: u64) -> u64 {
+    let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let z = mix(seed ^ 0x9E37_79B9_7F4A_7C15) ^ now.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    mix(z ^ mix(n.wrapping_add(0x632B_E59B_D9B4_E019)))
 }
 
 impl Mqtt {
@@ -40,9 +46,11 @@ impl Mqtt {
         }
         let table = cx.table().clone();
         let brokers = table.active_clusters().to_vec();
-        let plan = ReplayPlan::new(&connect, &table, &brokers, entropy(cx.now()));
+        let plan = ReplayPlan::new(&connect, &table, &brokers, entropy(self.seed, cx.now()));
         if version == Version::V5 {
             self.aliases = InboundAliases::new(self.topic_alias_maximum);
+            let limit = connect.properties.receive_maximum.unwrap_or(u16::MAX);
+            self.window = crate::flow::SendWindow::new(limit, self.max_held.0, self.max_held.1);
         }
         self.connect = Some((connect, plan));
         let now = cx.now();
@@ -103,6 +111,9 @@ impl Mqtt {
             topic_alias_maximum: self.topic_alias_maximum,
         };
         let merged = merge_connacks(version, &answers, offer, assigned);
+        if version == Version::V5 {
+            self.client_receive_max = merged.properties.receive_maximum.unwrap_or(u16::MAX);
+        }
         if merged.code == 0 {
             self.connected = true;
         } else {

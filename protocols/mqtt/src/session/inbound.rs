@@ -3,6 +3,14 @@
 //! client connection (identifiers of different brokers never collide), retained messages only
 //! from the broker that owns their topic; and the client's PUBACK/PUBREC/PUBCOMP for those,
 //! carried back to the broker that sent the PUBLISH under its own identifier.
+//!
+//! **The client's Receive Maximum** (5.0) holds for all brokers together: each broker's
+//! CONNECT carries its share of it (`crate::flow::receive_maximum_shares`), and the proxy
+//! counts what is in flight to the client itself (`SendWindow`): a QoS 1/2 PUBLISH beyond the
+//! client's value is held (at most `mqtt.max_held_publishes` and `max_held_bytes`: brokers
+//! overshoot their shares) and sent when the client's PUBACK, PUBCOMP or refusing PUBREC
+//! frees a slot; a broker overflowing that bound breaks its link (the client is disconnected
+//! naming it).
 
 use bytes::BytesMut;
 use geomesh_core::ClusterId;
@@ -10,6 +18,7 @@ use geomesh_kit::{Ctx, Disposition, Plan};
 
 use super::{ack_key, Mqtt};
 use crate::packet::{Packet, PacketType};
+use crate::flow::BROKER_OVER_SHARE;
 use crate::packet_ids::{BrokerAck, ClientAckKind};
 use crate::route::publish_cluster;
 use crate::Decoded;
@@ -38,6 +47,9 @@ pub(super) fn classify(m: &mut Mqtt, cluster: ClusterId, answer: &Decoded) -> Di
             PacketType::PubRec,
         ),
         Packet::PubComp(a) => keyed(m, a.packet_id, BrokerAck::PubComp, PacketType::PubComp),
+        // The proxy's own re-subscriptions (a new routing table): nothing for the client.
+        Packet::SubAck(s) if m.flows.proxy_ack(cluster, s.packet_id) => Disposition::Drop,
+        Packet::UnsubAck(u) if m.flows.proxy_ack(cluster, u.packet_id) => Disposition::Drop,
         Packet::SubAck(s) => keyed(m, s.packet_id, BrokerAck::SubAck, PacketType::SubAck),
         Packet::UnsubAck(u) => keyed(m, u.packet_id, BrokerAck::UnsubAck, PacketType::UnsubAck),
         Packet::Publish(p) => {
@@ -48,10 +60,23 @@ pub(super) fn classify(m: &mut Mqtt, cluster: ClusterId, answer: &Decoded) -> Di
             let Some(broker_id) = p.packet_id else {
                 return Disposition::Push(answer.raw().clone());
             };
+            let retransmission = m.server_flows.knows(cluster, broker_id);
             let Some(client_id) = m.server_flows.publish(cluster, broker_id, p.qos) else {
                 return Disposition::Broken(TOO_MANY_FROM_BROKER.into());
             };
-            patched(answer, client_id)
+            let mut out = BytesMut::new();
+            answer.write_with_packet_id(client_id, &mut out);
+            if retransmission {
+                // Counted in the window when it first came.
+                return Disposition::Push(out.freeze());
+            }
+            let size = out.len();
+            match m.window.offer(out.freeze(), size) {
+                Ok(Some(bytes)) => Disposition::Push(bytes),
+                // Held until the client acknowledges one of those in flight.
+                Ok(None) => Disposition::Drop,
+                Err(_) => Disposition::Broken(BROKER_OVER_SHARE.into()),
+            }
         }
         Packet::PubRel(a) => match m.server_flows.broker_pubrel(cluster, a.packet_id) {
             Some(client_id) => patched(answer, client_id),
@@ -89,11 +114,20 @@ impl Mqtt {
             Packet::PubComp(a) => (a.packet_id, ClientAckKind::PubComp),
             _ => return Plan::Done,
         };
-        if let Some((broker, broker_id)) = self.server_flows.client_ack(client_id, kind) {
+        let Some(ack) = self.server_flows.acknowledge(client_id, kind) else {
+            return Plan::Done;
+        };
+        if let Some((broker, broker_id)) = ack.forward {
             if cx.is_open(broker) {
                 let mut out = BytesMut::new();
                 request.write_with_packet_id(broker_id, &mut out);
                 self.send_only(cx, broker, &out);
+            }
+        }
+        if ack.ended {
+            if let Some(held) = self.window.acknowledged() {
+                // A slot of the client's Receive Maximum is free: the oldest PUBLISH held.
+                cx.release(held);
             }
         }
         Plan::Done

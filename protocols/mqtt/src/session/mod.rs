@@ -16,6 +16,8 @@
 //!   a matching topic, SUBACK/UNSUBACK merged per filter;
 //! * `inbound.rs`: the brokers' PUBLISHes and PUBRELs fanned in with identifiers numbered on
 //!   the client connection, the client's acknowledgements carried back to their broker;
+//! * `subscriptions.rs`: the client's subscriptions and their brokers, moved where a new
+//!   routing table says at the client's next packet;
 //! * `keepalive.rs`: PINGREQ answered by the proxy, every broker connection kept alive;
 //! * `replies.rs`: the packets and texts the proxy itself writes.
 //!
@@ -32,6 +34,7 @@ mod publish;
 mod replies;
 mod settings;
 mod subscribe;
+mod subscriptions;
 #[cfg(test)]
 mod tests;
 
@@ -43,7 +46,9 @@ use geomesh_kit::{Ctx, Disposition, Failure, MergeCx, Part, Pipeline, Plan, Slot
 
 use crate::merge::AckMerge;
 use crate::packet::{Connect, Packet, PacketType, Version};
+use crate::flow::SendWindow;
 use crate::packet_ids::{ClientFlows, ServerFlows};
+use subscriptions::Subscriptions;
 use crate::replay::ReplayPlan;
 use crate::{alias::InboundAliases, Decoded, Decoder, Limits};
 
@@ -58,13 +63,23 @@ pub fn session(
     upstream_timeout_ms: u32,
     settings: &Settings,
 ) -> MqttSession {
+    session_with_seed(table, upstream_timeout_ms, settings, 0)
+}
+
+/// As [`session`], with a seed for assigned client identifiers ([`Mqtt::with_seed`]).
+pub fn session_with_seed(
+    table: Rc<RoutingTable>,
+    upstream_timeout_ms: u32,
+    settings: &Settings,
+    seed: u64,
+) -> MqttSession {
     let timeout_ms = u64::from(upstream_timeout_ms);
     let limits = geomesh_kit::Limits {
         timeout_ms,
         granularity_ms: (timeout_ms / 20).clamp(1, 100),
         store_keys: 0,
     };
-    Pipeline::new(Mqtt::new(table.clone(), settings), table, limits)
+    Pipeline::new(Mqtt::with_seed(table.clone(), settings, seed), table, limits)
 }
 
 impl geomesh_kit::Answer for Decoded {
@@ -110,6 +125,7 @@ pub struct Mqtt {
     table: Rc<RoutingTable>,
     limits: Limits,
     topic_alias_maximum: u16,
+    max_held: (usize, usize),
     decoder: Decoder,
     /// The client's CONNECT, once read, and how it is replayed per broker.
     connect: Option<(Box<Connect>, ReplayPlan)>,
@@ -126,6 +142,17 @@ pub struct Mqtt {
     server_flows: ServerFlows,
     /// A broker that sent a DISCONNECT: its reason, for the client's.
     broker_disconnect: Option<(ClusterId, Packet)>,
+    /// The brokers' QoS 1/2 PUBLISHes toward the client within its Receive Maximum
+    /// (`crate::flow`): sent, or held until the client acknowledges one.
+    window: SendWindow<Bytes>,
+    /// The Receive Maximum the client was given (the brokers' minimum): more QoS 1/2
+    /// PUBLISHes in flight from it is a protocol error (0x93).
+    client_receive_max: u16,
+    /// Subscriptions the client holds, where they are placed (`subscriptions.rs`).
+    subs: Subscriptions,
+    /// Seeds an assigned client identifier (unique per connection across VMs and hosts:
+    /// [`Mqtt::with_seed`]).
+    seed: u64,
 }
 
 impl Mqtt {
@@ -135,6 +162,10 @@ impl Mqtt {
             table,
             limits: settings.limits,
             topic_alias_maximum: settings.topic_alias_maximum,
+            max_held: (
+                usize::from(settings.max_held_publishes),
+                settings.max_held_bytes as usize,
+            ),
             decoder: Decoder::from_client(settings.limits),
             connect: None,
             connected: false,
@@ -144,6 +175,26 @@ impl Mqtt {
             flows: ClientFlows::default(),
             server_flows: ServerFlows::default(),
             broker_disconnect: None,
+            window: SendWindow::new(
+                u16::MAX,
+                usize::from(settings.max_held_publishes),
+                settings.max_held_bytes as usize,
+            ),
+            client_receive_max: u16::MAX,
+            subs: Subscriptions::default(),
+            seed: 0,
+        }
+    }
+
+    /// As [`Mqtt::new`], with a seed for the client identifier the proxy assigns to a client
+    /// that sent none. The filter makes it from what is unique to the connection and the VM
+    /// (Envoy's connection id, the client's address and port, the VM's start time in
+    /// nanoseconds), so that identifiers differ across worker threads, filter instances and
+    /// Envoys sharing brokers.
+    pub fn with_seed(table: Rc<RoutingTable>, settings: &Settings, seed: u64) -> Self {
+        Mqtt {
+            seed,
+            ..Mqtt::new(table, settings)
         }
     }
 
@@ -160,9 +211,25 @@ impl Mqtt {
         self.flows.len()
     }
 
-    /// QoS 1/2 messages of the brokers the client has not acknowledged yet.
+    /// QoS 1/2 messages of the brokers the client has not acknowledged yet (sent or held).
     pub fn server_flows(&self) -> usize {
         self.server_flows.in_flight()
+    }
+
+    /// Subscriptions the client holds through the proxy.
+    pub fn subscriptions(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// The brokers holding the client's subscription to `filter`.
+    pub fn subscription_brokers(&self, filter: &[u8]) -> Option<&[ClusterId]> {
+        self.subs.clusters(filter)
+    }
+
+    /// The brokers' QoS 1/2 PUBLISHes sent to the client and not acknowledged, and those
+    /// the proxy holds back (the client's Receive Maximum is full).
+    pub fn window(&self) -> (u16, usize) {
+        (self.window.in_flight(), self.window.queued())
     }
 
     /// Queues `bytes` for `cluster` with no answer owed (a broker reached for the first time
@@ -177,6 +244,9 @@ impl Mqtt {
     fn reach(&mut self, cx: &mut Ctx<'_, Self>, cluster: ClusterId) {
         let now = cx.now();
         if !cx.is_open(cluster) {
+            if let Some((_, plan)) = self.connect.as_mut() {
+                plan.add_broker(cluster);
+            }
             if let Some(bytes) = self.connect_bytes(cluster) {
                 cx.send_discard(cluster, &bytes, 1, ());
             }
@@ -224,6 +294,9 @@ impl geomesh_kit::Protocol for Mqtt {
     }
 
     fn plan(&mut self, request: Decoded, cx: &mut Ctx<'_, Self>) -> Plan<Self> {
+        if !matches!(request.packet, Packet::Disconnect(_)) {
+            self.resubscribe(cx);
+        }
         let ping = !matches!(
             request.packet,
             Packet::Connect(_) | Packet::Disconnect(_) | Packet::PingReq
@@ -332,5 +405,6 @@ impl geomesh_kit::Protocol for Mqtt {
 
     fn on_new_table(&mut self, table: &Rc<RoutingTable>) {
         self.table = table.clone();
+        self.subs.table_changed();
     }
 }

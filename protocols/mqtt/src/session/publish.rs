@@ -48,6 +48,14 @@ impl Mqtt {
             return Plan::Done;
         };
         let resend = self.flows.contains(client_id);
+        if !resend && self.flows.publishes() >= usize::from(self.client_receive_max) {
+            // More in flight than the CONNACK allowed (3.3.4: DISCONNECT 0x93).
+            return Plan::Close(replies::disconnect(
+                version,
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                replies::CLIENT_OVER_RECEIVE_MAXIMUM,
+            ));
+        }
         let legs = match self
             .flows
             .start(client_id, FlowKind::Publish(p.qos), &[cluster])

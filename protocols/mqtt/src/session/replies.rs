@@ -28,6 +28,9 @@ pub const BROKER_DISCONNECTED: &str = "geomesh: broker disconnected: ";
 pub const BROKER_REFUSED: &str = "geomesh: broker refused the session: ";
 /// A PUBLISH with a packet identifier still in use for another flow.
 pub const ID_IN_USE: &str = "geomesh: packet identifier in use";
+/// A 5.0 client with more QoS 1/2 PUBLISHes in flight than the CONNACK's Receive Maximum.
+pub const CLIENT_OVER_RECEIVE_MAXIMUM: &str =
+    "geomesh: more QoS 1 and 2 PUBLISHes in flight than the Receive Maximum";
 /// More flows than identifiers.
 pub const TOO_MANY_FLOWS: &str = "geomesh: too many QoS 1/2 flows in flight";
 

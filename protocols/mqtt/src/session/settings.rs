@@ -11,6 +11,8 @@
 //!   max_user_properties: 64          # most user properties in one packet
 //!   max_topic_filters: 128           # most filters in one SUBSCRIBE or UNSUBSCRIBE
 //!   topic_alias_maximum: 64          # the Topic Alias Maximum clients are given (aliases resolved by the proxy)
+//!   max_held_publishes: 1000         # broker PUBLISHes held per client while its Receive Maximum is full
+//!   max_held_bytes: 16777216         # and their bytes
 //! ```
 //!
 //! The fields, their ranges and defaults are declared once, in [`SECTION`]; the parser below
@@ -31,6 +33,11 @@ pub struct Settings {
     /// The Topic Alias Maximum the client is given: aliases are resolved by the proxy and
     /// never forwarded, so the brokers' own maximums do not matter.
     pub topic_alias_maximum: u16,
+    /// Most QoS 1/2 PUBLISHes of the brokers the proxy holds for one client while the
+    /// client's Receive Maximum is full (`crate::flow`).
+    pub max_held_publishes: u16,
+    /// Most bytes of those.
+    pub max_held_bytes: u32,
 }
 
 impl Default for Settings {
@@ -38,6 +45,8 @@ impl Default for Settings {
         Settings {
             limits: Limits::default(),
             topic_alias_maximum: 64,
+            max_held_publishes: 1000,
+            max_held_bytes: 16 << 20,
         }
     }
 }
@@ -74,6 +83,20 @@ pub const SECTION: Section = Section {
             65_535,
             64,
             "Topic Alias Maximum given to MQTT 5.0 clients (aliases are resolved by the proxy, never forwarded).",
+        ),
+        int(
+            "max_held_publishes",
+            0,
+            65_535,
+            1000,
+            "Most QoS 1/2 PUBLISHes of the brokers held for one client while its Receive Maximum is full; beyond, the broker sending more is dropped and the client disconnected.",
+        ),
+        int(
+            "max_held_bytes",
+            0,
+            1 << 30,
+            16 << 20,
+            "Most bytes of PUBLISHes held for one client while its Receive Maximum is full.",
         ),
     ],
     rules: &[],
@@ -127,6 +150,8 @@ impl Settings {
                 "max_user_properties" => l.max_user_properties = n as u16,
                 "max_topic_filters" => l.max_topic_filters = n as u16,
                 "topic_alias_maximum" => s.topic_alias_maximum = n as u16,
+                "max_held_publishes" => s.max_held_publishes = n as u16,
+                "max_held_bytes" => s.max_held_bytes = n as u32,
                 _ => {
                     return Err(ConfigError::new(
                         field,

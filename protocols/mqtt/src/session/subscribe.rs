@@ -45,6 +45,19 @@ impl Mqtt {
         for (i, f) in filters.iter().enumerate() {
             match subscription_clusters(cx.table(), f) {
                 Ok(clusters) => {
+                    match &request.packet {
+                        Packet::Subscribe(s) => {
+                            let kept = s
+                                .filters
+                                .get(i)
+                                .is_some_and(|sub| self.subs.add(sub, &s.properties, &clusters));
+                            if !kept {
+                                acks.answer_locally(i, ReasonCode::QUOTA_EXCEEDED.0);
+                                continue;
+                            }
+                        }
+                        _ => self.subs.remove(f),
+                    }
                     for c in clusters {
                         acks.expect(i);
                         match per.iter_mut().find(|(pc, _)| *pc == c) {

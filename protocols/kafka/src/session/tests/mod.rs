@@ -8,6 +8,8 @@ mod faults;
 mod group;
 mod leaders;
 mod produce;
+mod sasl;
+mod topics;
 
 use std::collections::BTreeMap;
 
@@ -342,6 +344,37 @@ impl Broker {
                     tagged: Bytes::new(),
                 }
                 .encode(v)
+            }
+            api::SASL_HANDSHAKE => {
+                let m = crate::messages::sasl::handshake_mechanism(&mut req.body()).unwrap();
+                let code = if &m[..] == b"PLAIN" { NONE } else { 33 };
+                crate::messages::sasl::handshake_response(code, &[b"PLAIN"])
+            }
+            api::SASL_AUTHENTICATE => {
+                let auth = req.body().bytes(req.flexible(), "auth_bytes").unwrap();
+                let ok = &auth[..] == b"\0alice\0secret";
+                let code = if ok { NONE } else { crate::codes::SASL_AUTHENTICATION_FAILED };
+                crate::messages::sasl::authenticate_response(v, code, if ok { "" } else { "bad password" })
+            }
+            api::CREATE_TOPICS | api::DELETE_TOPICS => {
+                use crate::messages::topics_admin::{empty_tail, error_entry, throttle_head, Admin, Topics};
+                let a = if req.spec.key == api::CREATE_TOPICS { Admin::Create } else { Admin::Delete };
+                let t = Topics::decode_request(a, &mut req.body(), v).unwrap();
+                let results: Vec<_> = t
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        let n = e.name.clone().unwrap_or_default().to_vec();
+                        let code = match a {
+                            Admin::Create if self.topics.insert(n.clone(), 3).is_some() => 36, // TOPIC_ALREADY_EXISTS
+                            Admin::Delete if self.topics.remove(&n).is_none() => UNKNOWN_TOPIC_OR_PARTITION,
+                            _ => NONE,
+                        };
+                        error_entry(a, v, e.name.as_deref(), &e.topic_id, code)
+                    })
+                    .collect();
+                let out = Topics { head: throttle_head(a, v, 0), entries: vec![], tail: empty_tail(a, v) };
+                out.encode_with(a, v, &results.iter().collect::<Vec<_>>())
             }
             _ => return None,
         })

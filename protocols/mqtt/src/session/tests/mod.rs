@@ -5,10 +5,12 @@
 
 mod connect;
 mod failure;
+mod flow;
 mod inbound;
 mod keepalive;
 mod publish;
 mod subscribe;
+mod subscriptions;
 
 use bytes::{Bytes, BytesMut};
 use geomesh_kit::testkit::{self, Harness, Shard};
