@@ -37,6 +37,13 @@ thread_local! {
     static LOCAL: RefCell<Local> = RefCell::new(Local::default());
 }
 
+/// Forgets this thread's producer ids: tests start from an empty VM. Natively each test has its
+/// own thread; under wasm-bindgen-test every test shares one, as connections share a VM.
+#[cfg(test)]
+pub(crate) fn clear_vm() {
+    LOCAL.with(|l| *l.borrow_mut() = Local::default());
+}
+
 /// The per-VM registry (see the module documentation).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct VmRegistry;

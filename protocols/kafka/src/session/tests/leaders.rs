@@ -46,7 +46,7 @@ fn each_partition_goes_to_its_leader_learnt_from_metadata_on_another_connection(
     let _ = answer(&mut m, api::METADATA, 12);
 
     // Connection 2 produces: partition 1 to node 7's endpoint, 0 and 2 to node 111's.
-    let mut h = harness();
+    let mut h = another_connection();
     let l0 = ClusterId::endpoint(0);
     let l1 = ClusterId::endpoint(1);
     let b = |v: &str| batch(&[v], -1, -1, -1);

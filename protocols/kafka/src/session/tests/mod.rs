@@ -386,7 +386,19 @@ pub fn harness() -> Harness<KafkaSession, Broker> {
     harness_with(TABLE)
 }
 
+/// The first connection of a test, on a new VM (one thread runs every test under wasm32).
 pub fn harness_with(yaml: &str) -> Harness<KafkaSession, Broker> {
+    crate::session::leaders::clear_vm();
+    crate::session::producers::clear_vm();
+    connection_with(yaml)
+}
+
+/// Another connection on the same VM as the test's first: it sees what that one learnt.
+pub fn another_connection() -> Harness<KafkaSession, Broker> {
+    connection_with(TABLE)
+}
+
+fn connection_with(yaml: &str) -> Harness<KafkaSession, Broker> {
     let t = table(yaml);
     let config = geomesh_core::Config::parse(yaml.as_bytes()).unwrap();
     let settings = Settings::from_config(&config).unwrap();

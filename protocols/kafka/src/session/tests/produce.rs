@@ -139,7 +139,7 @@ fn idempotent_batches_carry_each_shards_own_producer_id_on_every_connection() {
     assert_eq!((got.error_code, got.producer_id, got.producer_epoch), (NONE, 1, 0), "the lowest shard's id");
 
     // The Produce comes on another connection (another virtual broker), as clients do.
-    let mut h2 = harness();
+    let mut h2 = another_connection();
     let (ba, bb) = (batch(&["x"], 1, 0, 0), batch(&["y"], 1, 0, 0));
     h2.send(&request(api::PRODUCE, 9, 2, &produce(-1, &[("a1", 0, ba.clone()), ("b1", 0, bb)]).encode(9)));
     h2.deliver();
