@@ -309,3 +309,31 @@ pub fn cpu_ns(pid: u32) -> u64 {
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// `perf` attached to running processes for the length of one benchmark run (bench-mqtt's
+/// `--perf`): `perf <args> -p <pids> -o <file>`, stopped with SIGINT so that it writes its
+/// data or counts. `args` is a perf subcommand and its options, e.g. `record -q -g -e
+/// cpu-clock` or `stat -e context-switches,syscalls:sys_enter_sendto`.
+pub struct PerfAttach(std::process::Child);
+
+impl PerfAttach {
+    pub fn start(args: &str, pids: &[u32], file: &std::path::Path) -> Result<PerfAttach> {
+        let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        let child = Command::new("perf")
+            .args(args.split_whitespace())
+            .args(["-p", &pids.join(","), "-o"])
+            .arg(file)
+            .spawn()
+            .context("run perf")?;
+        // perf needs a moment to attach before the run starts.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(PerfAttach(child))
+    }
+
+    pub fn stop(mut self) -> Result<()> {
+        // SAFETY: kill(2) on the child we spawned; no memory is involved.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
+        self.0.wait()?;
+        Ok(())
+    }
+}

@@ -6,9 +6,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use crate::Mosquitto;
 use geomesh_mqtt::{
     Ack, Bytes, BytesMut, ConnAck, Connect, Decoder, Disconnect, Limits, Packet, Properties,
     Publish, QoS, ReasonCode, Subscribe, SubscribeOptions, Subscription, Version,
@@ -129,7 +132,7 @@ impl MqttConn {
     pub fn disconnect(mut self) -> Result<()> {
         self.send(&Packet::Disconnect(Disconnect {
             reason: ReasonCode::SUCCESS,
-            properties: Properties::default(),
+            properties: Box::new(Properties::default()),
         }))
     }
 
@@ -160,4 +163,112 @@ pub fn publish(topic: &str, qos: QoS, id: Option<u16>, payload: &[u8]) -> Packet
 /// A PUBACK for `id`.
 pub fn puback(id: u16) -> Packet {
     Packet::PubAck(Ack::new(id))
+}
+
+/// Payload size of `bench-mqtt`'s PUBLISHes.
+pub const PAYLOAD: usize = 100;
+
+/// One publisher: `n` messages alternating `a/<tag>` and `b/<tag>`.
+pub fn publisher(
+    mut c: MqttConn,
+    tag: String,
+    qos: QoS,
+    n: usize,
+    window: u16,
+    start: Arc<Barrier>,
+) -> Result<()> {
+    let topics = [format!("a/{tag}"), format!("b/{tag}")];
+    let payload = vec![b'x'; PAYLOAD];
+    let window = window
+        .min(c.connack.properties.receive_maximum.unwrap_or(u16::MAX))
+        .max(1) as usize;
+    let mut reader = c.reader()?;
+    let acks = match qos {
+        QoS::AtMostOnce => 2,
+        _ => n,
+    };
+    let (tx, rx) = mpsc::channel::<()>();
+    let acker = std::thread::spawn(move || -> Result<()> {
+        for _ in 0..acks {
+            match reader.recv()? {
+                Some(Packet::PubAck(_)) => {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+                other => bail!("expected a PUBACK, got {other:?}"),
+            }
+        }
+        Ok(())
+    });
+    start.wait();
+    let mut id: u16 = 0;
+    let mut next_id = || {
+        id = id.checked_add(1).unwrap_or(1);
+        id
+    };
+    let mut credits = window;
+    for i in 0..n {
+        let topic = &topics[i % 2];
+        if qos == QoS::AtMostOnce {
+            c.queue(&publish(topic, qos, None, &payload))?;
+            continue;
+        }
+        if credits == 0 {
+            c.flush()?;
+            rx.recv().context("the PUBACK reader ended")?;
+            credits += 1;
+            while rx.try_recv().is_ok() {
+                credits += 1;
+            }
+        }
+        c.queue(&publish(topic, qos, Some(next_id()), &payload))?;
+        credits -= 1;
+    }
+    if qos == QoS::AtMostOnce {
+        // One acknowledged message per topic (so per broker): everything before it is there.
+        for topic in &topics {
+            c.queue(&publish(topic, QoS::AtLeastOnce, Some(next_id()), &payload))?;
+        }
+    }
+    c.flush()?;
+    acker
+        .join()
+        .map_err(|_| anyhow::anyhow!("PUBACK reader panicked"))??;
+    c.disconnect()
+}
+
+/// Through geomesh, `a/...` lands on A and `b/...` on B, and nowhere else (read on each broker).
+pub fn check_split(port: u16, a: &Mosquitto, b: &Mosquitto) -> Result<()> {
+    let mut on = Vec::new();
+    for (name, broker) in [("a", a), ("b", b)] {
+        let mut s = MqttConn::connect(broker.port, Version::V5, &format!("check-{name}"))?;
+        s.subscribe(1, &[("#", QoS::AtLeastOnce)])?;
+        on.push(s);
+    }
+    let mut p = MqttConn::connect(port, Version::V5, "check-pub")?;
+    for (i, t) in ["a/check", "b/check", "a/check", "b/check"]
+        .iter()
+        .enumerate()
+    {
+        p.send(&publish(t, QoS::AtLeastOnce, Some(i as u16 + 1), b"check"))?;
+        if !matches!(p.recv()?, Some(Packet::PubAck(_))) {
+            bail!("no PUBACK through geomesh");
+        }
+    }
+    for (name, s) in ["a", "b"].iter().zip(on.iter_mut()) {
+        s.set_read_timeout(Duration::from_millis(500))?;
+        let mut topics = Vec::new();
+        while let Ok(Some(Packet::Publish(m))) = s.recv() {
+            if let Some(id) = m.packet_id {
+                s.send(&puback(id))?;
+            }
+            topics.push(String::from_utf8_lossy(&m.topic).into_owned());
+        }
+        let want = format!("{name}/check");
+        if topics != [want.clone(), want] {
+            bail!("broker {name} got {topics:?}");
+        }
+    }
+    Ok(())
 }

@@ -62,14 +62,14 @@ fn session(port: u16, v: Version) {
 
     let mut sub = Subscribe {
         packet_id: 1,
-        properties: Properties::default(),
+        properties: Box::default(),
         filters: vec![Subscription { filter: Bytes::from_static(b"codec/#"), options: SubscribeOptions::qos(QoS::ExactlyOnce) }],
     };
     if v5 {
         sub.properties.subscription_identifiers = vec![7];
     }
     c.send(Packet::Subscribe(sub));
-    assert_eq!(c.recv(), Packet::SubAck(SubAck { packet_id: 1, properties: Properties::default(), reasons: vec![2] }));
+    assert_eq!(c.recv(), Packet::SubAck(SubAck { packet_id: 1, properties: Box::default(), reasons: vec![2] }));
 
     // QoS 2 out and back in: we PUBLISH (42) and, subscribed, get it delivered (their id);
     // both handshakes run to the end, in whatever order mosquitto interleaves them.

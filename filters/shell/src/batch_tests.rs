@@ -142,3 +142,43 @@ fn held_counters_keep_their_configuration() {
     );
     assert_eq!(sum(&host, "redis.b.command.get.total"), 2);
 }
+
+#[test]
+fn a_busy_root_samples_histogram_values_after_its_first_period() {
+    let stats = Rc::new(Stats::new(WorkloadType::Redis, "p", None));
+    let (mut batch, mut reg, mut host) = (Batch::default(), Registry::default(), Host::default());
+    for _ in 0..BUSY_CALLBACKS {
+        batch.take_with(&stats, &mut request(), || 1000, &mut reg, &mut host);
+    }
+    let per_period = 20 * HISTOGRAM_VALUES;
+    let latencies = |h: &Host| h.calls.iter().filter(|(n, _)| n == LATENCY).count() as u32;
+    // The first busy period: every value.
+    let before = latencies(&host);
+    for _ in 0..per_period {
+        batch.take_with(&stats, &mut request(), || 1000, &mut reg, &mut host);
+    }
+    assert_eq!(latencies(&host) - before, per_period);
+    assert!(batch.tick_with(&mut reg, &mut host));
+    // Later periods: about HISTOGRAM_VALUES each; counters stay exact.
+    for period in 0..5u32 {
+        let before = latencies(&host);
+        for _ in 0..per_period {
+            batch.take_with(&stats, &mut request(), || 1000, &mut reg, &mut host);
+        }
+        let kept = latencies(&host) - before;
+        assert!(
+            kept > HISTOGRAM_VALUES / 2 && kept < HISTOGRAM_VALUES * 2,
+            "period {period}: {kept} values kept of {per_period}"
+        );
+        assert!(batch.tick_with(&mut reg, &mut host));
+    }
+    assert_eq!(
+        sum(&host, TOTAL),
+        u64::from(BUSY_CALLBACKS) + 6 * u64::from(per_period)
+    );
+    // Quiet again: every value at once.
+    assert!(!batch.tick_with(&mut reg, &mut host));
+    let before = latencies(&host);
+    batch.take_with(&stats, &mut request(), || 9000, &mut reg, &mut host);
+    assert_eq!(latencies(&host) - before, 1);
+}

@@ -29,6 +29,7 @@ use geomesh_core::config::DEFAULT_STAT_PREFIX;
 use geomesh_core::metrics::{ConfigStat, MetricKind};
 use geomesh_core::{ClusterId, Config, Meter, Metric, RoutingTable, Session, WorkloadType};
 use proxy_wasm::hostcalls;
+use rustc_hash::FxHashMap;
 use proxy_wasm::types::{MetricType, Status};
 
 /// Distinct stat names one VM defines at most; a metric beyond is not recorded (logged once).
@@ -142,7 +143,7 @@ pub struct Stats {
     workload: &'static str,
     stat_prefix: String,
     table: Option<Rc<RoutingTable>>,
-    ids: RefCell<HashMap<Metric, u32>>,
+    ids: RefCell<FxHashMap<Metric, u32>>,
 }
 
 impl Stats {
@@ -153,7 +154,7 @@ impl Stats {
             workload: workload.name(),
             stat_prefix: stat_prefix.to_owned(),
             table,
-            ids: RefCell::new(HashMap::new()),
+            ids: RefCell::new(FxHashMap::default()),
         }
     }
 

@@ -27,22 +27,27 @@
 //! cargo build --release -p geomesh-bridge
 //! cargo run --release -p geomesh-integration --bin bench-mqtt [-- --messages N --rounds R --out FILE]
 //! ```
+//!
+//! For profiling: `--only q1x1` (cells `q0x1`, `q0xN`, `q1x1`, `q1xN`) and `--perf 'record -g'`
+//! (any perf subcommand, attached to Envoy and the bridge during each proxied throughput run;
+//! its files are kept in the run's directory). `--baseline-wasm FILE` adds a fourth path,
+//! `geomesh-base`: the same mesh running another build of the filter, interleaved with the
+//! others (an A/B of a filter change in one run).
 
 use std::fmt::Write as _;
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use geomesh_integration::bench::{cpu_ns, machine, utc_date, version};
+use geomesh_integration::bench::{cpu_ns, machine, utc_date, version, PerfAttach};
 use geomesh_integration::envoy::{static_cluster, tcp_listener, tcp_proxy_filter};
 use geomesh_integration::mesh::{FilterMesh, FilterMeshOptions};
-use geomesh_integration::mqtt_client::{puback, publish, MqttConn};
+use geomesh_integration::mqtt_client::{check_split, puback, publish, publisher, MqttConn, PAYLOAD};
 use geomesh_integration::paths::{envoy_bin, repo_root, system_bin};
 use geomesh_integration::{free_port, Envoy, EnvoyConfig, Mosquitto, TestDir};
 use geomesh_mqtt::{Packet, QoS, Version};
 
-const PAYLOAD: usize = 100;
 const TABLE: &str = "\
 workload_type: mqtt
 default_cluster: mqtt-a
@@ -59,6 +64,12 @@ struct Args {
     latency: usize,
     rounds: usize,
     out: Option<String>,
+    /// Only these throughput cells (`q0x1`, `q0xN`, `q1x1`, `q1xN`); all when empty.
+    only: Vec<String>,
+    /// `perf` subcommand attached to each proxied path's processes during throughput runs.
+    perf: Option<String>,
+    /// Another build of the filter, run as a fourth path (`geomesh-base`) for an A/B.
+    baseline_wasm: Option<String>,
 }
 
 fn args() -> Result<Args> {
@@ -69,6 +80,9 @@ fn args() -> Result<Args> {
         latency: 2000,
         rounds: 3,
         out: None,
+        only: Vec::new(),
+        perf: None,
+        baseline_wasm: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -80,6 +94,9 @@ fn args() -> Result<Args> {
             "--latency" => a.latency = v.parse()?,
             "--rounds" => a.rounds = v.parse()?,
             "--out" => a.out = Some(v),
+            "--only" => a.only = v.split(',').map(str::to_owned).collect(),
+            "--perf" => a.perf = Some(v),
+            "--baseline-wasm" => a.baseline_wasm = Some(v),
             _ => bail!("unknown argument {k}; see the file's documentation"),
         }
     }
@@ -101,6 +118,8 @@ struct Cost {
     secs: f64,
     proxy_ns: [u64; 2],
     broker_ns: u64,
+    /// This process: the publishers and their PUBACK readers (the same work on every path).
+    client_ns: u64,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -109,76 +128,6 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-/// One publisher: `n` messages alternating `a/<tag>` and `b/<tag>`.
-fn publisher(
-    mut c: MqttConn,
-    tag: String,
-    qos: QoS,
-    n: usize,
-    window: u16,
-    start: Arc<Barrier>,
-) -> Result<()> {
-    let topics = [format!("a/{tag}"), format!("b/{tag}")];
-    let payload = vec![b'x'; PAYLOAD];
-    let window = window
-        .min(c.connack.properties.receive_maximum.unwrap_or(u16::MAX))
-        .max(1) as usize;
-    let mut reader = c.reader()?;
-    let acks = match qos {
-        QoS::AtMostOnce => 2,
-        _ => n,
-    };
-    let (tx, rx) = mpsc::channel::<()>();
-    let acker = std::thread::spawn(move || -> Result<()> {
-        for _ in 0..acks {
-            match reader.recv()? {
-                Some(Packet::PubAck(_)) => {
-                    if tx.send(()).is_err() {
-                        break;
-                    }
-                }
-                other => bail!("expected a PUBACK, got {other:?}"),
-            }
-        }
-        Ok(())
-    });
-    start.wait();
-    let mut id: u16 = 0;
-    let mut next_id = || {
-        id = id.checked_add(1).unwrap_or(1);
-        id
-    };
-    let mut credits = window;
-    for i in 0..n {
-        let topic = &topics[i % 2];
-        if qos == QoS::AtMostOnce {
-            c.queue(&publish(topic, qos, None, &payload))?;
-            continue;
-        }
-        if credits == 0 {
-            c.flush()?;
-            rx.recv().context("the PUBACK reader ended")?;
-            credits += 1;
-            while rx.try_recv().is_ok() {
-                credits += 1;
-            }
-        }
-        c.queue(&publish(topic, qos, Some(next_id()), &payload))?;
-        credits -= 1;
-    }
-    if qos == QoS::AtMostOnce {
-        // One acknowledged message per topic (so per broker): everything before it is there.
-        for topic in &topics {
-            c.queue(&publish(topic, QoS::AtLeastOnce, Some(next_id()), &payload))?;
-        }
-    }
-    c.flush()?;
-    acker
-        .join()
-        .map_err(|_| anyhow::anyhow!("PUBACK reader panicked"))??;
-    c.disconnect()
 }
 
 fn throughput(
@@ -203,6 +152,7 @@ fn throughput(
     }
     let p0: Vec<u64> = path.proxy.iter().map(|p| cpu_ns(*p)).collect();
     let b0: u64 = path.brokers.iter().map(|p| cpu_ns(*p)).sum();
+    let c0 = cpu_ns(std::process::id());
     start.wait();
     let t0 = Instant::now();
     for w in workers {
@@ -210,6 +160,7 @@ fn throughput(
             .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let client_ns = cpu_ns(std::process::id()).saturating_sub(c0);
     let mut proxy_ns = [0u64; 2];
     for (i, (pid, before)) in path.proxy.iter().zip(p0).enumerate().take(2) {
         proxy_ns[i] = cpu_ns(*pid).saturating_sub(before);
@@ -224,6 +175,7 @@ fn throughput(
         secs,
         proxy_ns,
         broker_ns,
+        client_ns,
     })
 }
 
@@ -288,41 +240,6 @@ fn latency(path: &Path, qos: QoS, n: usize, warmup: usize) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// Through geomesh, `a/...` lands on A and `b/...` on B, and nowhere else (read on each broker).
-fn check_split(port: u16, a: &Mosquitto, b: &Mosquitto) -> Result<()> {
-    let mut on = Vec::new();
-    for (name, broker) in [("a", a), ("b", b)] {
-        let mut s = MqttConn::connect(broker.port, Version::V5, &format!("check-{name}"))?;
-        s.subscribe(1, &[("#", QoS::AtLeastOnce)])?;
-        on.push(s);
-    }
-    let mut p = MqttConn::connect(port, Version::V5, "check-pub")?;
-    for (i, t) in ["a/check", "b/check", "a/check", "b/check"]
-        .iter()
-        .enumerate()
-    {
-        p.send(&publish(t, QoS::AtLeastOnce, Some(i as u16 + 1), b"check"))?;
-        if !matches!(p.recv()?, Some(Packet::PubAck(_))) {
-            bail!("no PUBACK through geomesh");
-        }
-    }
-    for (name, s) in ["a", "b"].iter().zip(on.iter_mut()) {
-        s.set_read_timeout(Duration::from_millis(500))?;
-        let mut topics = Vec::new();
-        while let Ok(Some(Packet::Publish(m))) = s.recv() {
-            if let Some(id) = m.packet_id {
-                s.send(&puback(id))?;
-            }
-            topics.push(String::from_utf8_lossy(&m.topic).into_owned());
-        }
-        let want = format!("{name}/check");
-        if topics != [want.clone(), want] {
-            bail!("broker {name} got {topics:?}");
-        }
-    }
-    Ok(())
-}
-
 fn main() -> Result<()> {
     let args = args()?;
     let dir = TestDir::new("bench-mqtt")?;
@@ -343,8 +260,20 @@ fn main() -> Result<()> {
     let mut mesh = FilterMesh::start(&dir, &opts, &[("mqtt-a", a.port), ("mqtt-b", b.port)])?;
     check_split(mesh.port, &a, &b)?;
 
+    // The A/B: the same mesh with another .wasm (its own directory: a bridge socket per mesh).
+    let base_dir = TestDir::new("bench-mqtt-base")?;
+    let mut base = match &args.baseline_wasm {
+        Some(f) => {
+            let stem = std::fs::canonicalize(f)?.with_extension("");
+            let o = FilterMeshOptions::new(&stem.to_string_lossy(), "geomesh_mqtt", TABLE);
+            let m = FilterMesh::start(&base_dir, &o, &[("mqtt-a", a.port), ("mqtt-b", b.port)])?;
+            check_split(m.port, &a, &b)?;
+            Some(m)
+        }
+        None => None,
+    };
     let (ap, bp) = (a.proc.pid(), b.proc.pid());
-    let paths = [
+    let mut paths = vec![
         Path {
             name: "direct",
             port: a.port,
@@ -364,6 +293,14 @@ fn main() -> Result<()> {
             brokers: vec![ap, bp],
         },
     ];
+    if let Some(m) = &mut base {
+        paths.push(Path {
+            name: "geomesh-base",
+            port: m.port,
+            proxy: vec![m.envoy.proc().pid(), m.bridge.proc.pid()],
+            brokers: vec![ap, bp],
+        });
+    }
     let cells = [
         (QoS::AtMostOnce, 1),
         (QoS::AtMostOnce, args.publishers),
@@ -374,9 +311,25 @@ fn main() -> Result<()> {
     let mut costs: Vec<Vec<Vec<Cost>>> = vec![vec![Vec::new(); paths.len()]; cells.len()];
     for round in 0..args.rounds {
         for (ci, (qos, pubs)) in cells.iter().enumerate() {
+            let name = format!("q{}x{}", qos.bits(), if *pubs == 1 { "1" } else { "N" });
+            if !args.only.is_empty() && !args.only.contains(&name) {
+                continue;
+            }
             for (pi, path) in paths.iter().enumerate() {
+                let perf = match &args.perf {
+                    Some(a) if !path.proxy.is_empty() => {
+                        let file = dir.join(format!("perf-{}-{name}-{round}.data", path.name));
+                        eprintln!("perf: {}", file.display());
+                        dir.keep();
+                        Some(PerfAttach::start(a, &path.proxy, &file)?)
+                    }
+                    _ => None,
+                };
                 let c = throughput(path, *qos, *pubs, args.messages, args.window, round)
                     .with_context(|| format!("{} QoS {} x{pubs}", path.name, qos.bits()))?;
+                if let Some(p) = perf {
+                    p.stop()?;
+                }
                 eprintln!(
                     "round {round} QoS {} x{pubs:<3} {:<9} {:>8.0} msg/s",
                     qos.bits(),
@@ -429,14 +382,17 @@ fn main() -> Result<()> {
         "Command: `cargo run --release -p geomesh-integration --bin bench-mqtt -- --messages {} --publishers {} --window {} --latency {} --rounds {}`.\n",
         args.messages, args.publishers, args.window, args.latency, args.rounds
     )?;
-    writeln!(md, "Client: `geomesh_integration::mqtt_client`, a blocking MQTT 5.0 client on geomesh's own codec (`geomesh-mqtt`), in the bench process: one thread per publisher and a PUBACK reader thread per QoS 1 connection. Throughput: {} PUBLISHes of {PAYLOAD} bytes per cell, spread over the publishers, each publisher alternating `a/tN` (broker A) and `b/tN` (broker B through geomesh; A on the other paths); QoS 1 with at most {} unacknowledged per connection (and never above the CONNACK's Receive Maximum); QoS 0 ends with an acknowledged QoS 1 PUBLISH per topic, so every message is at the brokers when the clock stops. Queued PUBLISHes are written together (up to 16 KiB per write). Median of {} interleaved rounds; CPU µs per message summed over all rounds (`/proc/<pid>/task/*/schedstat`). direct and tcp_proxy use broker A only; geomesh is Envoy + `geomesh_filter_mqtt.wasm` (V8) + `geomesh-bridge` over A and B (`b` a `key` route to B).\n", args.messages, args.window, args.rounds)?;
+    writeln!(md, "Client: `geomesh_integration::mqtt_client`, a blocking MQTT 5.0 client on geomesh's own codec (`geomesh-mqtt`), in the bench process: one thread per publisher and a PUBACK reader thread per QoS 1 connection. Throughput: {} PUBLISHes of {PAYLOAD} bytes per cell, spread over the publishers, each publisher alternating `a/tN` (broker A) and `b/tN` (broker B through geomesh; A on the other paths); QoS 1 with at most {} unacknowledged per connection (and never above the CONNACK's Receive Maximum); QoS 0 ends with an acknowledged QoS 1 PUBLISH per topic, so every message is at the brokers when the clock stops. Queued PUBLISHes are written together (up to 16 KiB per write). Median of {} interleaved rounds; CPU µs per message summed over all rounds (`/proc/<pid>/task/*/schedstat`; client = this process, the publishers and their PUBACK readers; total = all of them: with every core busy, msg/s is about cores / total). direct and tcp_proxy use broker A only; geomesh is Envoy + `geomesh_filter_mqtt.wasm` (V8) + `geomesh-bridge` over A and B (`b` a `key` route to B){}.\n", args.messages, args.window, args.rounds, if base.is_some() { "; geomesh-base is the same with `--baseline-wasm`" } else { "" })?;
     writeln!(
         md,
-        "| load | path | msg/s | vs tcp_proxy | Envoy µs/msg | bridge µs/msg | brokers µs/msg |"
+        "| load | path | msg/s | vs tcp_proxy | Envoy µs/msg | bridge µs/msg | brokers µs/msg | client µs/msg | total µs/msg |"
     )?;
-    writeln!(md, "|---|---|---:|---:|---:|---:|---:|")?;
+    writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
     let mut q1_ratio = Vec::new();
     for (ci, (qos, pubs)) in cells.iter().enumerate() {
+        if costs[ci][1].is_empty() {
+            continue; // not run (`--only`)
+        }
         let tcp_rate = msgs / median(&costs[ci][1]);
         for (pi, path) in paths.iter().enumerate() {
             let v = &costs[ci][pi];
@@ -446,12 +402,13 @@ fn main() -> Result<()> {
             let env: u64 = v.iter().map(|c| c.proxy_ns[0]).sum();
             let br: u64 = v.iter().map(|c| c.proxy_ns[1]).sum();
             let bk: u64 = v.iter().map(|c| c.broker_ns).sum();
+            let cl: u64 = v.iter().map(|c| c.client_ns).sum();
             if path.name == "geomesh" && *qos == QoS::AtLeastOnce {
                 q1_ratio.push((*pubs, rate / tcp_rate));
             }
             writeln!(
                 md,
-                "| QoS {}, {pubs} publisher{} | {} | {rate:.0} | {:.2}x | {} | {} | {:.2} |",
+                "| QoS {}, {pubs} publisher{} | {} | {rate:.0} | {:.2}x | {} | {} | {:.2} | {:.2} | {:.2} |",
                 qos.bits(),
                 if *pubs == 1 { "" } else { "s" },
                 path.name,
@@ -466,7 +423,9 @@ fn main() -> Result<()> {
                 } else {
                     format!("{:.2}", us(br))
                 },
-                us(bk)
+                us(bk),
+                us(cl),
+                us(env + br + bk + cl)
             )?;
         }
     }
@@ -502,6 +461,7 @@ fn main() -> Result<()> {
     };
     std::fs::write(&file, md)?;
     eprintln!("written {}", file.display());
+    drop(base);
     drop(mesh);
     drop(tcp);
     Ok(())

@@ -57,18 +57,18 @@ impl Error {
         match (version, connected) {
             (Some(Version::V5), true) => Some(Packet::Disconnect(Disconnect {
                 reason: self.reason,
-                properties,
+                properties: Box::new(properties),
             })),
             (Some(Version::V5), false) => Some(Packet::ConnAck(ConnAck {
                 session_present: false,
                 code: self.reason.0,
-                properties,
+                properties: Box::new(properties),
             })),
             (_, false) if self.reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => {
                 Some(Packet::ConnAck(ConnAck {
                     session_present: false,
                     code: v311::UNACCEPTABLE_PROTOCOL_VERSION,
-                    properties: Properties::default(),
+                    properties: Box::new(Properties::default()),
                 }))
             }
             _ => None,

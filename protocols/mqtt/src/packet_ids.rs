@@ -15,7 +15,7 @@
 //!
 //! Memory: one entry per packet in flight, bounded by the Receive Maxima ([`crate::flow`]).
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use geomesh_core::ClusterId;
 
@@ -26,7 +26,7 @@ use crate::reason::ReasonCode;
 #[derive(Debug, Clone, Default)]
 pub struct IdAllocator {
     last: u16,
-    in_use: std::collections::HashSet<u16>,
+    in_use: HashSet<u16>,
 }
 
 impl IdAllocator {
@@ -119,7 +119,7 @@ pub struct ClientFlows {
     publishes: usize,
     /// Identifiers the proxy used for packets of its own (a re-subscription after a table
     /// change): their SUBACK/UNSUBACK end here.
-    proxy: std::collections::HashSet<(ClusterId, u16)>,
+    proxy: HashSet<(ClusterId, u16)>,
 }
 
 impl ClientFlows {

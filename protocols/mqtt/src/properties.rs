@@ -175,11 +175,83 @@ fn nonzero_u16(r: &mut Reader) -> Result<u16, Error> {
 impl Properties {
     /// True when no property is set.
     pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
+        // Checked for every acknowledgement written: no default value built to compare with.
+        let Properties {
+            payload_format_indicator,
+            message_expiry_interval,
+            content_type,
+            response_topic,
+            correlation_data,
+            subscription_identifiers,
+            session_expiry_interval,
+            assigned_client_identifier,
+            server_keep_alive,
+            authentication_method,
+            authentication_data,
+            request_problem_information,
+            will_delay_interval,
+            request_response_information,
+            response_information,
+            server_reference,
+            reason_string,
+            receive_maximum,
+            topic_alias_maximum,
+            topic_alias,
+            maximum_qos,
+            retain_available,
+            user_properties,
+            maximum_packet_size,
+            wildcard_subscription_available,
+            subscription_identifier_available,
+            shared_subscription_available,
+        } = self;
+        payload_format_indicator.is_none()
+            && message_expiry_interval.is_none()
+            && content_type.is_none()
+            && response_topic.is_none()
+            && correlation_data.is_none()
+            && subscription_identifiers.is_empty()
+            && session_expiry_interval.is_none()
+            && assigned_client_identifier.is_none()
+            && server_keep_alive.is_none()
+            && authentication_method.is_none()
+            && authentication_data.is_none()
+            && request_problem_information.is_none()
+            && will_delay_interval.is_none()
+            && request_response_information.is_none()
+            && response_information.is_none()
+            && server_reference.is_none()
+            && reason_string.is_none()
+            && receive_maximum.is_none()
+            && topic_alias_maximum.is_none()
+            && topic_alias.is_none()
+            && maximum_qos.is_none()
+            && retain_available.is_none()
+            && user_properties.is_empty()
+            && maximum_packet_size.is_none()
+            && wildcard_subscription_available.is_none()
+            && subscription_identifier_available.is_none()
+            && shared_subscription_available.is_none()
     }
 
     /// Reads a properties section (its length, then the properties) from `r`.
     pub(crate) fn decode(r: &mut Reader, ctx: Context, limits: &Limits) -> Result<Self, Error> {
+        let mut p = Properties::default();
+        p.decode_into(r, ctx, limits)?;
+        Ok(p)
+    }
+
+    /// As [`Properties::decode`], into the boxed properties of a packet (decoded in place: the
+    /// struct is large and a PUBLISH or an acknowledgement carries it on every packet).
+    pub(crate) fn decode_boxed(r: &mut Reader, ctx: Context, limits: &Limits) -> Result<Box<Self>, Error> {
+        let mut p = Box::<Properties>::default();
+        p.decode_into(r, ctx, limits)?;
+        Ok(p)
+    }
+
+    /// Reads a properties section into `self` (which holds none yet).
+    fn decode_into(&mut self, r: &mut Reader, ctx: Context, limits: &Limits) -> Result<(), Error> {
+        let p = self;
         let len = r.varint()?;
         if len > limits.max_properties_len {
             return Err(Error::too_large(msg::PROPERTIES_TOO_LONG));
@@ -187,7 +259,6 @@ impl Properties {
         let len = usize::try_from(len).map_err(|_| Error::too_large(msg::PROPERTIES_TOO_LONG))?;
         let mut r = Reader::new(r.take(len)?);
         let allowed = ctx.allowed();
-        let mut p = Properties::default();
         while !r.is_empty() {
             // A variable byte integer on the wire; every defined identifier fits its first byte,
             // so a continuation bit (a longer or non-minimal encoding) names no property.
@@ -254,7 +325,7 @@ impl Properties {
                 _ => return Err(Error::malformed(msg::UNKNOWN_PROPERTY)),
             }
         }
-        Ok(p)
+        Ok(())
     }
 
     /// Bytes of the properties themselves (without the length in front).

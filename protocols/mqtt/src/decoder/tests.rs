@@ -48,18 +48,18 @@ fn samples(v: Version) -> (Vec<Packet>, Vec<Packet>) {
     publish.packet_id = Some(7);
     publish.retain = true;
     publish.dup = true;
-    publish.properties = p(Properties {
+    publish.properties = Box::new(p(Properties {
         topic_alias: Some(3),
         message_expiry_interval: Some(60),
         correlation_data: Some(Bytes::from_static(b"\x01\x02")),
         response_topic: Some(Bytes::from_static(b"reply/1")),
         payload_format_indicator: Some(1),
         ..Properties::default()
-    });
+    }));
     let mut ack = Ack::new(7);
     if v5 {
         ack.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;
-        ack.properties = props();
+        ack.properties = Box::new(props());
     }
     let mut rel = Ack::new(8);
     if v5 {
@@ -68,10 +68,10 @@ fn samples(v: Version) -> (Vec<Packet>, Vec<Packet>) {
     let user_only = Properties { reason_string: None, ..props() };
     let subscribe = Subscribe {
         packet_id: 9,
-        properties: p(Properties {
+        properties: Box::new(p(Properties {
             subscription_identifiers: vec![42],
             ..user_only.clone()
-        }),
+        })),
         filters: vec![
             Subscription { filter: Bytes::from_static(b"sensors/+/temp"), options: SubscribeOptions::qos(QoS::AtLeastOnce) },
             Subscription {
@@ -87,7 +87,7 @@ fn samples(v: Version) -> (Vec<Packet>, Vec<Packet>) {
     };
     let unsubscribe = Unsubscribe {
         packet_id: 10,
-        properties: p(user_only),
+        properties: Box::new(p(user_only)),
         filters: vec![Bytes::from_static(b"a/#"), Bytes::from_static(b"b")],
     };
     let mut client = vec![
@@ -101,13 +101,13 @@ fn samples(v: Version) -> (Vec<Packet>, Vec<Packet>) {
         Packet::Unsubscribe(unsubscribe),
         Packet::PingReq,
         Packet::Disconnect(if v5 {
-            Disconnect { reason: ReasonCode::DISCONNECT_WITH_WILL, properties: Properties { session_expiry_interval: Some(0), ..props() } }
+            Disconnect { reason: ReasonCode::DISCONNECT_WITH_WILL, properties: Box::new(Properties { session_expiry_interval: Some(0), ..props() }) }
         } else {
             Disconnect::normal()
         }),
     ];
     let mut connack = ConnAck::accepted(true);
-    connack.properties = p(Properties {
+    connack.properties = Box::new(p(Properties {
         receive_maximum: Some(100),
         maximum_qos: Some(1),
         retain_available: Some(0),
@@ -121,9 +121,9 @@ fn samples(v: Version) -> (Vec<Packet>, Vec<Packet>) {
         server_reference: Some(Bytes::from_static(b"other:1883")),
         maximum_packet_size: Some(65536),
         ..props()
-    });
+    }));
     let mut server_publish = publish;
-    server_publish.properties = p(Properties { subscription_identifiers: vec![1, 268_435_455], ..Properties::default() });
+    server_publish.properties = Box::new(p(Properties { subscription_identifiers: vec![1, 268_435_455], ..Properties::default() }));
     let mut server = vec![
         Packet::ConnAck(connack),
         Packet::Publish(server_publish),
@@ -131,10 +131,10 @@ fn samples(v: Version) -> (Vec<Packet>, Vec<Packet>) {
         Packet::PubRec(ack),
         Packet::PubRel(rel.clone()),
         Packet::PubComp(rel),
-        Packet::SubAck(SubAck { packet_id: 9, properties: p(props()), reasons: vec![1, if v5 { 0x97 } else { 0x80 }] }),
+        Packet::SubAck(SubAck { packet_id: 9, properties: Box::new(p(props())), reasons: vec![1, if v5 { 0x97 } else { 0x80 }] }),
         Packet::UnsubAck(UnsubAck {
             packet_id: 10,
-            properties: p(props()),
+            properties: Box::new(p(props())),
             reasons: if v5 { vec![0x00, 0x11] } else { vec![] },
         }),
         Packet::PingResp,
@@ -142,15 +142,15 @@ fn samples(v: Version) -> (Vec<Packet>, Vec<Packet>) {
     if v5 {
         let auth = Auth {
             reason: ReasonCode::CONTINUE_AUTHENTICATION,
-            properties: Properties {
+            properties: Box::new(Properties {
                 authentication_method: Some(Bytes::from_static(b"SCRAM-SHA-1")),
                 authentication_data: Some(Bytes::from_static(b"\x00data")),
                 ..Properties::default()
-            },
+            }),
         };
         client.push(Packet::Auth(auth.clone()));
         server.push(Packet::Auth(auth));
-        server.push(Packet::Disconnect(Disconnect { reason: ReasonCode::SERVER_SHUTTING_DOWN, properties: props() }));
+        server.push(Packet::Disconnect(Disconnect { reason: ReasonCode::SERVER_SHUTTING_DOWN, properties: Box::new(props()) }));
     }
     (client, server)
 }
@@ -208,7 +208,7 @@ fn v5_fields_are_dropped_when_encoding_for_v311() {
     let mut dec = Decoder::from_server(Version::V311, Limits::default());
     let got = dec.decode(&mut BytesMut::from(&w[..])).unwrap().unwrap();
     let Packet::Publish(q) = got.packet else { panic!() };
-    assert_eq!(q.properties, Properties::default());
+    assert_eq!(q.properties, Box::new(Properties::default()));
     assert_eq!((q.topic, q.payload, q.packet_id), (p.topic.clone(), p.payload.clone(), p.packet_id));
 }
 
@@ -337,7 +337,7 @@ fn limits_on_properties_user_properties_topics_and_filters() {
         .unwrap();
     let publish = |props: Properties, topic: &'static [u8]| {
         let mut p = Publish::new(Bytes::from_static(topic), QoS::AtMostOnce, "x");
-        p.properties = props;
+        p.properties = Box::new(props);
         BytesMut::from(&Packet::Publish(p).to_bytes(Version::V5).unwrap()[..])
     };
     let up = |n: usize| Properties {
@@ -355,7 +355,7 @@ fn limits_on_properties_user_properties_topics_and_filters() {
     let sub = |n: usize| {
         let s = Subscribe {
             packet_id: 1,
-            properties: Properties::default(),
+            properties: Box::new(Properties::default()),
             filters: (0..n).map(|_| Subscription { filter: Bytes::from_static(b"a"), options: SubscribeOptions::qos(QoS::AtMostOnce) }).collect(),
         };
         BytesMut::from(&Packet::Subscribe(s).to_bytes(Version::V5).unwrap()[..])
@@ -378,7 +378,7 @@ fn packet_identifiers_are_patched_in_place() {
     assert_eq!(&out[..], &Packet::Publish(p).to_bytes(Version::V5).unwrap()[..]);
     for packet in [
         Packet::PubRel(Ack::new(3)),
-        Packet::SubAck(SubAck { packet_id: 3, properties: Properties::default(), reasons: vec![0] }),
+        Packet::SubAck(SubAck { packet_id: 3, properties: Box::new(Properties::default()), reasons: vec![0] }),
     ] {
         let raw = packet.to_bytes(Version::V5).unwrap();
         let got = d.decode(&mut BytesMut::from(&raw[..])).unwrap().unwrap();
@@ -398,7 +398,7 @@ fn encode_refuses_what_the_wire_cannot_carry_and_appends_nothing() {
     assert_eq!(Packet::Publish(p).encode(Version::V5, &mut out).unwrap_err().message(), msg::STRING_TOO_LONG);
     let p = Publish::new("t", QoS::AtLeastOnce, "x");
     assert_eq!(Packet::Publish(p).encode(Version::V5, &mut out).unwrap_err().message(), msg::MISSING_PACKET_ID);
-    let auth = Auth { reason: ReasonCode::SUCCESS, properties: Properties::default() };
+    let auth = Auth { reason: ReasonCode::SUCCESS, properties: Box::new(Properties::default()) };
     assert!(Packet::Auth(auth).encode(Version::V311, &mut out).is_err());
     assert_eq!(&out[..], b"keep");
 }

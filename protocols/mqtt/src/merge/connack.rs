@@ -37,7 +37,7 @@ pub fn merge_connacks(version: Version, answers: &[ConnAck], proxy: ProxyOffer, 
     if version == Version::V311 {
         return ConnAck::accepted(session_present);
     }
-    let all = || answers.iter().map(|a| &a.properties);
+    let all = || answers.iter().map(|a| &*a.properties);
     let min_some = |f: fn(&Properties) -> Option<u32>| all().filter_map(f).min();
     let receive_maximum = all().map(|p| p.receive_maximum.unwrap_or(u16::MAX)).min().unwrap_or(u16::MAX);
     let maximum_qos = all().map(|p| p.maximum_qos.unwrap_or(2)).min().unwrap_or(2);
@@ -50,7 +50,7 @@ pub fn merge_connacks(version: Version, answers: &[ConnAck], proxy: ProxyOffer, 
     ConnAck {
         session_present,
         code: 0,
-        properties: Properties {
+        properties: Box::new(Properties {
             session_expiry_interval: min_some(|p| p.session_expiry_interval),
             assigned_client_identifier: assigned_client_id,
             server_keep_alive: min_some(|p| p.server_keep_alive.map(u32::from)).and_then(|v| u16::try_from(v).ok()),
@@ -66,7 +66,7 @@ pub fn merge_connacks(version: Version, answers: &[ConnAck], proxy: ProxyOffer, 
             server_reference: first.server_reference,
             user_properties: first.user_properties,
             ..Properties::default()
-        },
+        }),
     }
 }
 
@@ -81,7 +81,7 @@ mod tests {
     const PROXY: ProxyOffer = ProxyOffer { maximum_packet_size: 1 << 20, topic_alias_maximum: 16 };
 
     fn ack(present: bool, p: Properties) -> ConnAck {
-        ConnAck { session_present: present, code: 0, properties: p }
+        ConnAck { session_present: present, code: 0, properties: Box::new(p) }
     }
 
     #[test]
@@ -141,14 +141,14 @@ mod tests {
         let refused = ConnAck {
             session_present: true,
             code: ReasonCode::NOT_AUTHORIZED.0,
-            properties: Properties { reason_string: Some(Bytes::from_static(b"acl")), ..Properties::default() },
+            properties: Box::new(Properties { reason_string: Some(Bytes::from_static(b"acl")), ..Properties::default() }),
         };
-        let busy = ConnAck { session_present: false, code: ReasonCode::SERVER_BUSY.0, properties: Properties::default() };
+        let busy = ConnAck { session_present: false, code: ReasonCode::SERVER_BUSY.0, properties: Box::new(Properties::default()) };
         let m = merge_connacks(Version::V5, &[ack(true, Properties::default()), refused.clone(), busy], PROXY, None);
         assert_eq!(m.code, ReasonCode::NOT_AUTHORIZED.0);
         assert!(!m.session_present, "never with a refusal");
         assert_eq!(m.properties.reason_string, refused.properties.reason_string);
-        let v3 = ConnAck { session_present: false, code: v311::BAD_USER_NAME_OR_PASSWORD, properties: Properties::default() };
+        let v3 = ConnAck { session_present: false, code: v311::BAD_USER_NAME_OR_PASSWORD, properties: Box::new(Properties::default()) };
         assert_eq!(merge_connacks(Version::V311, &[ConnAck::accepted(true), v3.clone()], PROXY, None), v3);
         assert_eq!(
             merge_connacks(Version::V311, &[ConnAck::accepted(true), ConnAck::accepted(true)], PROXY, None),

@@ -15,8 +15,8 @@ pub struct Ack {
     pub packet_id: u16,
     /// MQTT 5.0 (always Success in 3.1.1).
     pub reason: ReasonCode,
-    /// MQTT 5.0 only.
-    pub properties: Properties,
+    /// MQTT 5.0 only. Boxed, as in `Publish`.
+    pub properties: Box<Properties>,
 }
 
 impl Ack {
@@ -25,7 +25,7 @@ impl Ack {
         Self {
             packet_id,
             reason: ReasonCode::SUCCESS,
-            properties: Properties::default(),
+            properties: Box::default(),
         }
     }
 
@@ -39,7 +39,7 @@ impl Ack {
             };
             ack.reason = reason(&mut r, codes)?;
             if !r.is_empty() {
-                ack.properties = Properties::decode(&mut r, Context::Ack, limits)?;
+                ack.properties = Properties::decode_boxed(&mut r, Context::Ack, limits)?;
             }
         }
         end(&r)?;

@@ -16,7 +16,7 @@ pub struct ConnAck {
     /// The 3.1.1 return code ([`v311`]) or the 5.0 reason code ([`crate::ReasonCode`]).
     pub code: u8,
     /// MQTT 5.0 only.
-    pub properties: Properties,
+    pub properties: Box<Properties>,
 }
 
 impl ConnAck {
@@ -25,7 +25,7 @@ impl ConnAck {
         Self {
             session_present,
             code: 0,
-            properties: Properties::default(),
+            properties: Box::new(Properties::default()),
         }
     }
 
@@ -53,7 +53,7 @@ impl ConnAck {
         Ok(Self {
             session_present: flags & 1 != 0,
             code,
-            properties,
+            properties: Box::new(properties),
         })
     }
 

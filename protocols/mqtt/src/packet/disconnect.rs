@@ -13,14 +13,14 @@ use crate::wire::Reader;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disconnect {
     pub reason: ReasonCode,
-    pub properties: Properties,
+    pub properties: Box<Properties>,
 }
 
 /// An AUTH packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Auth {
     pub reason: ReasonCode,
-    pub properties: Properties,
+    pub properties: Box<Properties>,
 }
 
 /// Reason code then properties, both optional (absent = Success, none).
@@ -62,7 +62,7 @@ impl Disconnect {
     pub fn normal() -> Self {
         Self {
             reason: ReasonCode::NORMAL_DISCONNECTION,
-            properties: Properties::default(),
+            properties: Box::new(Properties::default()),
         }
     }
 
@@ -74,7 +74,7 @@ impl Disconnect {
             }
             Version::V5 => {
                 let (reason, properties) = decode_tail(r, allowed::DISCONNECT, Context::Disconnect, limits)?;
-                Ok(Self { reason, properties })
+                Ok(Self { reason, properties: Box::new(properties) })
             }
         }
     }
@@ -97,7 +97,7 @@ impl Disconnect {
 impl Auth {
     pub(crate) fn decode(r: Reader, limits: &Limits) -> Result<Self, Error> {
         let (reason, properties) = decode_tail(r, allowed::AUTH, Context::Auth, limits)?;
-        Ok(Self { reason, properties })
+        Ok(Self { reason, properties: Box::new(properties) })
     }
 
     pub(crate) fn body_len(&self) -> usize {

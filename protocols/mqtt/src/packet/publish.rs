@@ -21,8 +21,9 @@ pub struct Publish {
     pub topic: Bytes,
     /// `Some` exactly at QoS 1 and 2.
     pub packet_id: Option<u16>,
-    /// MQTT 5.0 only.
-    pub properties: Properties,
+    /// MQTT 5.0 only. Boxed: a PUBLISH moves through the decoder and the pipeline by value,
+    /// and most carry no properties.
+    pub properties: Box<Properties>,
     pub payload: Bytes,
 }
 
@@ -39,7 +40,7 @@ impl Publish {
             retain: false,
             topic: topic.into(),
             packet_id: None,
-            properties: Properties::default(),
+            properties: Box::default(),
             payload: payload.into(),
         }
     }
@@ -54,8 +55,8 @@ impl Publish {
         check_topic_name(&topic, limits)?;
         let packet_id = if qos == QoS::AtMostOnce { None } else { Some(packet_id(&mut r)?) };
         let properties = match version {
-            Version::V5 => Properties::decode(&mut r, Context::Publish, limits)?,
-            Version::V311 => Properties::default(),
+            Version::V5 => Properties::decode_boxed(&mut r, Context::Publish, limits)?,
+            Version::V311 => Box::default(),
         };
         if topic.is_empty() && properties.topic_alias.is_none() {
             return Err(match version {

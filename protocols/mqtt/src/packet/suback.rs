@@ -14,7 +14,7 @@ use crate::wire::Reader;
 pub struct SubAck {
     pub packet_id: u16,
     /// MQTT 5.0 only.
-    pub properties: Properties,
+    pub properties: Box<Properties>,
     /// One per filter of the SUBSCRIBE, in order: granted QoS (0, 1, 2) or a failure (0x80
     /// in 3.1.1; a 5.0 reason code of 0x80 and above).
     pub reasons: Vec<u8>,
@@ -25,7 +25,7 @@ pub struct SubAck {
 pub struct UnsubAck {
     pub packet_id: u16,
     /// MQTT 5.0 only.
-    pub properties: Properties,
+    pub properties: Box<Properties>,
     /// MQTT 5.0: one reason code per filter of the UNSUBSCRIBE. Empty in 3.1.1.
     pub reasons: Vec<u8>,
 }
@@ -50,7 +50,7 @@ impl SubAck {
         };
         Ok(Self {
             packet_id,
-            properties,
+            properties: Box::new(properties),
             reasons: reasons(r, codes)?,
         })
     }
@@ -80,7 +80,7 @@ impl UnsubAck {
                 super::end(&r)?;
                 Ok(Self {
                     packet_id,
-                    properties: Properties::default(),
+                    properties: Box::new(Properties::default()),
                     reasons: Vec::new(),
                 })
             }
@@ -88,7 +88,7 @@ impl UnsubAck {
                 let properties = Properties::decode(&mut r, Context::UnsubAck, limits)?;
                 Ok(Self {
                     packet_id,
-                    properties,
+                    properties: Box::new(properties),
                     reasons: reasons(r, allowed::UNSUBACK)?,
                 })
             }

@@ -92,7 +92,7 @@ pub struct Subscription {
 pub struct Subscribe {
     pub packet_id: u16,
     /// MQTT 5.0 only.
-    pub properties: Properties,
+    pub properties: Box<Properties>,
     /// At least one.
     pub filters: Vec<Subscription>,
 }
@@ -102,7 +102,7 @@ pub struct Subscribe {
 pub struct Unsubscribe {
     pub packet_id: u16,
     /// MQTT 5.0 only.
-    pub properties: Properties,
+    pub properties: Box<Properties>,
     /// At least one.
     pub filters: Vec<Bytes>,
 }
@@ -152,7 +152,7 @@ impl Subscribe {
         }
         Ok(Self {
             packet_id,
-            properties,
+            properties: Box::new(properties),
             filters,
         })
     }
@@ -194,7 +194,7 @@ impl Unsubscribe {
         }
         Ok(Self {
             packet_id,
-            properties,
+            properties: Box::new(properties),
             filters,
         })
     }

@@ -69,7 +69,7 @@ pub fn disconnect(version: Version, reason: ReasonCode, text: &str) -> Bytes {
     }
     let d = Disconnect {
         reason,
-        properties: reason_string(text),
+        properties: Box::new(reason_string(text)),
     };
     Packet::Disconnect(d)
         .to_bytes(Version::V5)
@@ -95,7 +95,7 @@ pub fn connack_refusal(version: Version, reason: ReasonCode, text: &str) -> Byte
     let c = ConnAck {
         session_present: false,
         code,
-        properties,
+        properties: Box::new(properties),
     };
     Packet::ConnAck(c).to_bytes(version).unwrap_or_default()
 }

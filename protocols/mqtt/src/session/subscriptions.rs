@@ -106,7 +106,7 @@ impl Mqtt {
                 };
                 let s = Subscribe {
                     packet_id: id,
-                    properties: held.properties.clone(),
+                    properties: Box::new(held.properties.clone()),
                     filters: vec![held.sub.clone()],
                 };
                 sends.push((c, Packet::Subscribe(s)));
@@ -120,7 +120,7 @@ impl Mqtt {
                 };
                 let u = Unsubscribe {
                     packet_id: id,
-                    properties: Properties::default(),
+                    properties: Box::new(Properties::default()),
                     filters: vec![held.sub.filter.clone()],
                 };
                 sends.push((c, Packet::Unsubscribe(u)));

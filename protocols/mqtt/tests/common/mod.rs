@@ -197,7 +197,7 @@ pub fn publish(v: Version, ctx: Ctx) -> BoxedStrategy<Packet> {
                 retain,
                 topic,
                 packet_id: (qos != QoS::AtMostOnce).then_some(id),
-                properties,
+                properties: Box::new(properties),
                 payload: payload.into(),
             })
         })
@@ -208,7 +208,7 @@ fn ack(v: Version, list: &'static [u8]) -> impl Strategy<Value = Ack> {
     (1..=u16::MAX, reasons(list), props_for(v, Ctx::Ack)).prop_map(move |(packet_id, reason, properties)| Ack {
         packet_id,
         reason: if v == Version::V5 { reason } else { ReasonCode::SUCCESS },
-        properties,
+        properties: Box::new(properties),
     })
 }
 
@@ -232,7 +232,7 @@ pub fn client_packet(v: Version) -> BoxedStrategy<Packet> {
         .prop_map(|(packet_id, properties, fs)| {
             Packet::Subscribe(Subscribe {
                 packet_id,
-                properties,
+                properties: Box::new(properties),
                 filters: fs
                     .into_iter()
                     .map(|(filter, mut options)| {
@@ -245,9 +245,9 @@ pub fn client_packet(v: Version) -> BoxedStrategy<Packet> {
             })
         });
     let unsubscribe = (1..=u16::MAX, props_for(v, Ctx::Unsubscribe), prop::collection::vec(filter(), 1..4))
-        .prop_map(|(packet_id, properties, filters)| Packet::Unsubscribe(Unsubscribe { packet_id, properties, filters }));
+        .prop_map(|(packet_id, properties, filters)| Packet::Unsubscribe(Unsubscribe { packet_id, properties: Box::new(properties), filters }));
     let disconnect = (reasons(&[0x00, 0x04, 0x80, 0x81, 0x8E, 0x95]), props_for(v, Ctx::Disconnect)).prop_map(move |(reason, properties)| {
-        Packet::Disconnect(if v == Version::V5 { Disconnect { reason, properties } } else { Disconnect::normal() })
+        Packet::Disconnect(if v == Version::V5 { Disconnect { reason, properties: Box::new(properties) } } else { Disconnect::normal() })
     });
     prop_oneof![
         publish(v, Ctx::Publish).prop_map(|p| match p {
@@ -275,14 +275,14 @@ pub fn server_packet(v: Version) -> BoxedStrategy<Packet> {
             Packet::ConnAck(ConnAck {
                 session_present: sp,
                 code: if v == Version::V5 { code } else { code % 6 },
-                properties,
+                properties: Box::new(properties),
             })
         });
     let suback = (1..=u16::MAX, props_for(v, Ctx::SubAck), prop::collection::vec(prop::sample::select(&[0u8, 1, 2, 0x80][..]), 1..5))
-        .prop_map(|(packet_id, properties, reasons)| Packet::SubAck(SubAck { packet_id, properties, reasons }));
+        .prop_map(|(packet_id, properties, reasons)| Packet::SubAck(SubAck { packet_id, properties: Box::new(properties), reasons }));
     let unsuback = (1..=u16::MAX, props_for(v, Ctx::UnsubAck), prop::collection::vec(prop::sample::select(&[0u8, 0x11, 0x80, 0x87][..]), 1..5))
         .prop_map(move |(packet_id, properties, reasons)| {
-            Packet::UnsubAck(UnsubAck { packet_id, properties, reasons: if v == Version::V5 { reasons } else { Vec::new() } })
+            Packet::UnsubAck(UnsubAck { packet_id, properties: Box::new(properties), reasons: if v == Version::V5 { reasons } else { Vec::new() } })
         });
     prop_oneof![
         connack,
