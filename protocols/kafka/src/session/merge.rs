@@ -41,6 +41,7 @@ pub enum Merge {
     Produce(Split<ProduceRequest>),
     Fetch(Split<FetchRequest>),
     ListOffsets(Split<ListOffsetsRequest>),
+    LeaderEpoch(Split<crate::messages::leader_epoch::OffsetForLeaderEpochRequest>),
     FindCoordinator { keys: Vec<Bytes> },
     /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup: the home shard's answer as it came.
     Group,

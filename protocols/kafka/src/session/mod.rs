@@ -8,6 +8,7 @@
 //! | `cluster.rs` | ApiVersions and Metadata: every shard asked, one cluster answered |
 //! | `produce.rs` | Produce split by partition, InitProducerId per shard, producer ids rewritten |
 //! | `consume.rs` | Fetch and ListOffsets split by partition |
+//! | `epochs.rs` | OffsetForLeaderEpoch split by partition, only to shards that offer it |
 //! | `sasl.rs` | SaslHandshake and SaslAuthenticate stored and replayed on every shard's links |
 //! | `topics.rs` | CreateTopics and DeleteTopics, each topic to its shard |
 //! | `group.rs` | FindCoordinator and the group APIs on the group's home shard, offsets with their topics |
@@ -18,6 +19,7 @@
 mod answer;
 mod cluster;
 mod consume;
+mod epochs;
 mod group;
 pub mod leaders;
 mod merge;
@@ -59,6 +61,8 @@ pub struct KafkaProtocol {
     /// Endpoint links this connection bound (partition leaders).
     links: Links,
     follow_leaders: bool,
+    /// OffsetForLeaderEpoch versions each shard offered (ApiVersions answers on this connection).
+    epoch_versions: epochs::ShardEpochVersions,
 }
 
 /// Topic leaders read from the registry for one request: ((shard, topic), leaders).
@@ -91,6 +95,7 @@ impl KafkaProtocol {
             leaders,
             links: Links::default(),
             follow_leaders: settings.follow_leaders,
+            epoch_versions: epochs::ShardEpochVersions::new(),
         }
     }
 }
@@ -198,7 +203,7 @@ impl KafkaProtocol {
     fn merge_parts(&mut self, m: &mut KafkaMerge, parts: &[Part<KafkaAnswer>], table: &RoutingTable) -> Bytes {
         let reply = m.reply;
         match &mut m.merge {
-            Merge::ApiVersions => cluster::merge_api_versions(&reply, parts),
+            Merge::ApiVersions => cluster::merge_api_versions(&reply, parts, &mut self.epoch_versions),
             Merge::Metadata { req, unknown_ids } => {
                 let learn: Option<&dyn LeaderRegistry> = self.follow_leaders.then_some(self.leaders.as_ref());
                 let (bytes, ids) =
@@ -210,6 +215,7 @@ impl KafkaProtocol {
             Merge::InitProducerId => produce::merge_init(&reply, parts, self.producers.as_ref()),
             Merge::Fetch(s) => consume::merge_fetch(&reply, s, parts),
             Merge::ListOffsets(s) => consume::merge_list_offsets(&reply, s, parts),
+            Merge::LeaderEpoch(s) => epochs::merge(&reply, s, parts),
             Merge::FindCoordinator { keys } => group::merge_coordinator(&reply, keys, parts, table, &self.advertised),
             Merge::Group => group::merge_group(&reply, parts),
             Merge::OffsetCommit(s) => group::merge_commit(&reply, s, parts),

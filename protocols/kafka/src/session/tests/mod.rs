@@ -4,6 +4,7 @@
 
 mod cluster;
 mod consume;
+mod epochs;
 mod faults;
 mod group;
 mod leaders;
@@ -79,6 +80,8 @@ pub struct Broker {
     pub extra_brokers: Vec<MetadataBroker>,
     /// Leaders other than itself, by partition.
     pub leader_by_partition: BTreeMap<i32, i32>,
+    /// APIs its ApiVersions leaves out (tansu 0.6 lacks OffsetForLeaderEpoch).
+    pub lacks: Vec<i16>,
 }
 
 impl Shard for Broker {
@@ -124,7 +127,11 @@ impl Broker {
         Some(match req.spec.key {
             api::API_VERSIONS => ApiVersionsResponse {
                 error_code: NONE,
-                api_keys: APIS.iter().map(|a| ApiRange::new(a.key, a.min, a.max.min(11))).collect(),
+                api_keys: APIS
+                    .iter()
+                    .filter(|a| !self.lacks.contains(&a.key))
+                    .map(|a| ApiRange::new(a.key, a.min, a.max.min(11)))
+                    .collect(),
                 throttle_time_ms: 0,
                 tagged: Bytes::new(),
             }
@@ -249,6 +256,7 @@ impl Broker {
                 }
                 .encode(v)
             }
+            api::OFFSET_FOR_LEADER_EPOCH => epochs::answer(self, req),
             api::INIT_PRODUCER_ID => {
                 self.next_producer_id += 1;
                 InitProducerIdResponse {
