@@ -218,7 +218,7 @@ pub fn request(req: &Request) {
 
 /// The APIs whose responses this crate decodes.
 /// (Seeds under fuzz/seeds/kafka_response start with an index into this list: append only.)
-pub const RESPONSE_APIS: [i16; 12] = [
+pub const RESPONSE_APIS: [i16; 13] = [
     api::API_VERSIONS,
     api::METADATA,
     api::PRODUCE,
@@ -231,6 +231,7 @@ pub const RESPONSE_APIS: [i16; 12] = [
     api::CREATE_TOPICS,
     api::DELETE_TOPICS,
     api::OFFSET_FOR_LEADER_EPOCH,
+    api::JOIN_GROUP,
 ];
 
 /// Decodes a response body of `api_key` at `version` with this crate and checks it.
@@ -292,6 +293,17 @@ pub fn response(api_key: i16, version: i16, body: Bytes) {
         api::LIST_OFFSETS => {
             if let Ok(m) = list_offsets::ListOffsetsResponse::decode(&mut r, v) {
                 check::<kp::ListOffsetsResponse>(&body, &m.encode(v), v);
+            }
+        }
+        api::JOIN_GROUP => {
+            // Read for the generation and members (commits of fenced members): what it accepts,
+            // the oracle reads the same way.
+            if let Ok(m) = geomesh_kafka::messages::group::JoinGroupAnswer::decode(&mut r, v) {
+                if let Some(o) = oracle::<kp::JoinGroupResponse>(&body, v) {
+                    assert_eq!((o.error_code, o.generation_id), (m.error_code, m.generation_id));
+                    // Fields before any tagged field only (see `check` on the oracle's tags).
+                    assert_eq!(o.member_id.as_bytes(), &m.member_id[..]);
+                }
             }
         }
         api::OFFSET_FOR_LEADER_EPOCH => {

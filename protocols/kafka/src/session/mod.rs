@@ -14,6 +14,7 @@
 //! | `group.rs` | FindCoordinator and the group APIs on the group's home shard, offsets with their topics |
 //! | `merge.rs` | what each merge keeps, and the helpers they share |
 //! | `producers.rs` | the producer ids of a client producer, shared by its connections |
+//! | `groups.rs` | each group's coordinator and latest generation, shared as leaders are |
 //! | `leaders.rs` | each shard's partition leaders, shared by a client's connections; endpoint links |
 
 mod answer;
@@ -21,6 +22,7 @@ mod cluster;
 mod consume;
 mod epochs;
 mod group;
+pub mod groups;
 pub mod leaders;
 mod merge;
 mod plan;
@@ -216,10 +218,18 @@ impl KafkaProtocol {
             Merge::Fetch(s) => consume::merge_fetch(&reply, s, parts),
             Merge::ListOffsets(s) => consume::merge_list_offsets(&reply, s, parts),
             Merge::LeaderEpoch(s) => epochs::merge(&reply, s, parts),
-            Merge::FindCoordinator { keys } => group::merge_coordinator(&reply, keys, parts, table, &self.advertised),
-            Merge::Group => group::merge_group(&reply, parts),
-            Merge::OffsetCommit(s) => group::merge_commit(&reply, s, parts),
-            Merge::OffsetFetch { req } => group::merge_offset_fetch(&reply, req, parts, table),
+            Merge::FindCoordinator { keys } => {
+                group::merge_coordinator(&reply, keys, parts, table, &self.advertised, self.leaders.as_ref())
+            }
+            Merge::Group { group, home } => {
+                group::merge_group(&reply, parts, (*home, group), (self.leaders.as_ref(), &self.links))
+            }
+            Merge::OffsetCommit { split, home } => {
+                group::merge_commit(&reply, split, parts, *home, (self.leaders.as_ref(), &self.links))
+            }
+            Merge::OffsetFetch { req, home } => {
+                group::merge_offset_fetch(&reply, req, parts, table, *home, (self.leaders.as_ref(), &self.links))
+            }
             Merge::Sasl => sasl::merge(&reply, parts),
             Merge::Topics { api, req, routes } => topics::merge(&reply, *api, req, routes, parts),
         }
@@ -250,6 +260,12 @@ impl KafkaProtocol {
         let Some(endpoint) = cache.get(i).and_then(|(_, l)| l.as_ref()).and_then(|l| leader_of(l, partition)) else {
             return owner;
         };
+        self.endpoint_link(cx, owner, endpoint)
+    }
+
+    /// The endpoint link to `endpoint` of table cluster `owner` (bound on first use), or
+    /// `owner` itself when the connection has bound as many links as it may.
+    pub(crate) fn endpoint_link(&mut self, cx: &mut Ctx<'_, Self>, owner: ClusterId, endpoint: &str) -> ClusterId {
         match self.links.link(owner, endpoint) {
             Some((link, new)) => {
                 if new {
