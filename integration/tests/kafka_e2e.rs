@@ -17,6 +17,8 @@ use geomesh_integration::mesh::{FilterMesh, FilterMeshOptions};
 use geomesh_integration::ports::free_port;
 use geomesh_integration::{Tansu, TestDir};
 use geomesh_kafka::codes::{api, NONE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, UNSUPPORTED_VERSION};
+use geomesh_kafka::messages::api_versions::ApiVersionsResponse;
+use geomesh_kafka::messages::leader_epoch::{EpochPartition, EpochTopic, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(60);
@@ -294,8 +296,42 @@ fn garbage_oversized_and_unknown_frames_get_an_error_or_a_close_and_nothing_else
     assert_eq!(i16::from_be_bytes(ans[4..6].try_into()?), UNSUPPORTED_VERSION);
     assert!(u2.closed_within(Duration::from_secs(5)));
 
-    // The proxy still serves everyone else.
+    // OffsetForLeaderEpoch: tansu 0.6 does not offer it (it closes the connection on it), so
+    // the merged ApiVersions leaves it out and a client sending it anyway gets
+    // UNSUPPORTED_VERSION for each partition from the proxy, on a connection that stays open.
     let mut ok = Raw::connect(t.mesh.port)?;
+    let mut r = ok.call(api::API_VERSIONS, 3, &[0, 0, 0])?;
+    let (versions, _) = ApiVersionsResponse::decode(&mut r, 3)?;
+    assert_eq!(versions.error_code, NONE);
+    assert!(versions.api_keys.iter().any(|a| a.api_key == api::FETCH));
+    assert!(
+        versions.api_keys.iter().all(|a| a.api_key != api::OFFSET_FOR_LEADER_EPOCH),
+        "key 23 offered: {:?}",
+        versions.api_keys
+    );
+    for (conn, version) in [(&mut ok, 2), (&mut Raw::connect(t.mesh.port)?, 4)] {
+        let req = OffsetForLeaderEpochRequest {
+            replica_id: -1,
+            topics: vec![EpochTopic {
+                topic: "events".into(),
+                partitions: vec![EpochPartition {
+                    partition: 0,
+                    current_leader_epoch: -1,
+                    leader_epoch: 0,
+                    tagged: Default::default(),
+                }],
+                tagged: Default::default(),
+            }],
+            tagged: Default::default(),
+        };
+        let mut r = conn.call(api::OFFSET_FOR_LEADER_EPOCH, version, &req.encode(version))?;
+        let resp = OffsetForLeaderEpochResponse::decode(&mut r, version)?;
+        let got: Vec<(i32, i16)> =
+            resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition, p.error_code))).collect();
+        assert_eq!(got, vec![(0, UNSUPPORTED_VERSION)], "v{version}");
+    }
+
+    // The proxy still serves everyone else (the same connection too).
     let resp = ok.produce(&produce_request(1, &[("events", 0, &["fine"])]))?;
     assert_eq!(codes(&resp), vec![("events".into(), 0, NONE, 0)]);
     t.check_envoy();

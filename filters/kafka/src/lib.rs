@@ -14,6 +14,7 @@ use std::rc::Rc;
 use geomesh_core::{Config, ConfigError, WorkloadType};
 use geomesh_filter_shell::{install, Loaded, Protocol};
 use geomesh_kafka::logic::producer_ids::ProducerIds;
+use geomesh_kafka::session::groups::GroupState;
 use geomesh_kafka::session::leaders::{self, LeaderRegistry, TopicLeaders};
 use geomesh_kafka::session::producers::ProducerRegistry;
 use geomesh_kafka::{KafkaSession, Settings};
@@ -46,14 +47,19 @@ impl ProducerRegistry for SharedRegistry {
     }
 }
 
-/// Each shard's partition leaders in Proxy-Wasm shared data: a client asks Metadata on one
-/// connection and produces on another, possibly in another worker. One key per (shard, topic),
-/// the topic hex-encoded (names are client bytes).
+/// Each shard's partition leaders and groups in Proxy-Wasm shared data: a client asks Metadata
+/// on one connection and produces on another, possibly in another worker. One key per (shard,
+/// topic) and per (shard, group), the name hex-encoded (names are client bytes).
 struct SharedLeaders;
 
 fn leaders_key(shard: u16, topic: &[u8]) -> String {
-    let mut k = format!("geomesh.kafka.leaders.{shard}.");
-    for b in topic {
+    hex_key("leaders", shard, topic)
+}
+
+/// `geomesh.kafka.<what>.<shard>.<name in hex>` (names are client bytes).
+fn hex_key(what: &str, shard: u16, name: &[u8]) -> String {
+    let mut k = format!("geomesh.kafka.{what}.{shard}.");
+    for b in name {
         k.push_str(&format!("{b:02x}"));
     }
     k
@@ -74,6 +80,22 @@ impl LeaderRegistry for SharedLeaders {
     fn get(&self, shard: u16, topic: &[u8]) -> Option<TopicLeaders> {
         let (bytes, _) = get_shared_data(&leaders_key(shard, topic)).ok()?;
         leaders::decode(&bytes?)
+    }
+
+    // A group's coordinator and latest generation, one key per (shard, group).
+    fn put_group(&self, shard: u16, group: &[u8], state: &GroupState) {
+        let key = hex_key("group", shard, group);
+        let bytes = state.encode();
+        if matches!(get_shared_data(&key), Ok((Some(old), _)) if old == bytes) {
+            return;
+        }
+        // A refused write leaves group requests to the table cluster, commits unchecked.
+        let _ = set_shared_data(&key, Some(&bytes), None);
+    }
+
+    fn get_group(&self, shard: u16, group: &[u8]) -> Option<GroupState> {
+        let (bytes, _) = get_shared_data(&hex_key("group", shard, group)).ok()?;
+        GroupState::decode(&bytes?)
     }
 }
 

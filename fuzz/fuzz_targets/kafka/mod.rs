@@ -62,7 +62,7 @@ pub fn install_alloc_hook() {
 use bytes::Bytes;
 use geomesh_kafka::codes::api;
 use geomesh_kafka::messages::{
-    api_versions::ApiVersionsResponse, fetch, find_coordinator, init_producer_id, list_offsets,
+    api_versions::ApiVersionsResponse, fetch, find_coordinator, init_producer_id, leader_epoch, list_offsets,
     metadata, offsets, produce,
     topics_admin::{error_entry, Admin, Topics},
 };
@@ -151,6 +151,27 @@ pub fn request(req: &Request) {
                 check::<kp::ListOffsetsRequest>(&body, &enc, v);
             }
         }
+        api::OFFSET_FOR_LEADER_EPOCH => {
+            if let Ok(m) = leader_epoch::OffsetForLeaderEpochRequest::decode(req) {
+                check::<kp::OffsetForLeaderEpochRequest>(&body, &m.encode(v), v);
+                let s = geomesh_kafka::logic::leader_epoch::split(&m, |t, _| {
+                    if t.is_empty() {
+                        Err(35)
+                    } else {
+                        Ok(t.len() % 3)
+                    }
+                });
+                let answers: Vec<_> = s
+                    .parts
+                    .values()
+                    .map(|p| geomesh_kafka::logic::leader_epoch::merge(p, &[], &[], |_, _| 6))
+                    .collect();
+                let merged = geomesh_kafka::logic::leader_epoch::merge(&m, &answers, &s.refused, |_, _| 7);
+                let n = |ts: &[leader_epoch::EpochTopic]| ts.iter().map(|t| t.partitions.len()).sum::<usize>();
+                assert_eq!(merged.topics.iter().map(|t| t.partitions.len()).sum::<usize>(), n(&m.topics));
+                let _ = merged.encode(v);
+            }
+        }
         api::OFFSET_COMMIT => {
             if let Ok(m) = offsets::OffsetCommitRequest::decode(req) {
                 check::<kp::OffsetCommitRequest>(&body, &m.encode(v), v);
@@ -197,7 +218,7 @@ pub fn request(req: &Request) {
 
 /// The APIs whose responses this crate decodes.
 /// (Seeds under fuzz/seeds/kafka_response start with an index into this list: append only.)
-pub const RESPONSE_APIS: [i16; 11] = [
+pub const RESPONSE_APIS: [i16; 13] = [
     api::API_VERSIONS,
     api::METADATA,
     api::PRODUCE,
@@ -209,6 +230,8 @@ pub const RESPONSE_APIS: [i16; 11] = [
     api::OFFSET_FETCH,
     api::CREATE_TOPICS,
     api::DELETE_TOPICS,
+    api::OFFSET_FOR_LEADER_EPOCH,
+    api::JOIN_GROUP,
 ];
 
 /// Decodes a response body of `api_key` at `version` with this crate and checks it.
@@ -270,6 +293,22 @@ pub fn response(api_key: i16, version: i16, body: Bytes) {
         api::LIST_OFFSETS => {
             if let Ok(m) = list_offsets::ListOffsetsResponse::decode(&mut r, v) {
                 check::<kp::ListOffsetsResponse>(&body, &m.encode(v), v);
+            }
+        }
+        api::JOIN_GROUP => {
+            // Read for the generation and members (commits of fenced members): what it accepts,
+            // the oracle reads the same way.
+            if let Ok(m) = geomesh_kafka::messages::group::JoinGroupAnswer::decode(&mut r, v) {
+                if let Some(o) = oracle::<kp::JoinGroupResponse>(&body, v) {
+                    assert_eq!((o.error_code, o.generation_id), (m.error_code, m.generation_id));
+                    // Fields before any tagged field only (see `check` on the oracle's tags).
+                    assert_eq!(o.member_id.as_bytes(), &m.member_id[..]);
+                }
+            }
+        }
+        api::OFFSET_FOR_LEADER_EPOCH => {
+            if let Ok(m) = leader_epoch::OffsetForLeaderEpochResponse::decode(&mut r, v) {
+                check::<kp::OffsetForLeaderEpochResponse>(&body, &m.encode(v), v);
             }
         }
         api::FIND_COORDINATOR => {

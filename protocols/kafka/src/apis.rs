@@ -62,8 +62,8 @@ const fn spec(key: i16, name: &'static str, min: i16, max: i16, flexible_from: i
 /// OffsetFetch at v7 (v8 batches several groups), InitProducerId at v5 (v6 is two-phase
 /// commit), and Produce/Fetch start at v3/v4 (older versions carry pre-0.11 message sets
 /// instead of record batches), OffsetCommit at v2, OffsetFetch at v1, CreateTopics at v2 and DeleteTopics at v1
-/// (Kafka 4 dropped the older ones). OffsetForLeaderEpoch and DescribeConfigs are not carried yet (no codec):
-/// ApiVersions does not offer them.
+/// (Kafka 4 dropped the older ones), OffsetForLeaderEpoch at v2 (the same; librdkafka 2.16 sends v2).
+/// DescribeConfigs is not carried yet (no codec): ApiVersions does not offer it.
 pub const APIS: &[ApiSpec] = &[
     spec(api::PRODUCE, "Produce", 3, 12, 9),
     spec(api::FETCH, "Fetch", 4, 12, 12),
@@ -79,6 +79,7 @@ pub const APIS: &[ApiSpec] = &[
     spec(api::SASL_HANDSHAKE, "SaslHandshake", 1, 1, NEVER),
     spec(api::API_VERSIONS, "ApiVersions", 0, 4, 3),
     spec(api::INIT_PRODUCER_ID, "InitProducerId", 0, 5, 2),
+    spec(api::OFFSET_FOR_LEADER_EPOCH, "OffsetForLeaderEpoch", 2, 4, 4),
     spec(api::SASL_AUTHENTICATE, "SaslAuthenticate", 0, 2, 2),
     spec(api::CREATE_TOPICS, "CreateTopics", 2, 7, 5),
     spec(api::DELETE_TOPICS, "DeleteTopics", 1, 6, 4),

@@ -346,6 +346,34 @@ fn list_offsets_every_version() {
 }
 
 #[test]
+fn offset_for_leader_epoch_every_version() {
+    use kp::offset_for_leader_epoch_request as rq;
+    use kp::offset_for_leader_epoch_response as rs;
+    let spec = lookup(api::OFFSET_FOR_LEADER_EPOCH).unwrap();
+    assert_eq!((spec.min, spec.max), (2, 4));
+    for v in spec.min..=spec.max {
+        let mut m = kp::OffsetForLeaderEpochRequest::default();
+        m.replica_id = BrokerId(if v >= 3 { -1 } else { -2 });
+        m.topics = vec![rq::OffsetForLeaderTopic::default().with_topic(name("t1")).with_partitions(vec![
+            rq::OffsetForLeaderPartition::default().with_partition(2).with_current_leader_epoch(5).with_leader_epoch(4),
+            rq::OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(-1).with_leader_epoch(0),
+        ])];
+        let body = encode(&m, v);
+        let req = request(api::OFFSET_FOR_LEADER_EPOCH, v, &body);
+        let ours = geomesh_kafka::messages::leader_epoch::OffsetForLeaderEpochRequest::decode(&req).unwrap();
+        assert_eq!(ours.encode(v), body, "request v{v}");
+        assert_eq!(ours.topics[0].partitions[0].current_leader_epoch, 5);
+        let mut r = kp::OffsetForLeaderEpochResponse::default();
+        r.throttle_time_ms = 3;
+        r.topics = vec![rs::OffsetForLeaderTopicResult::default().with_topic(name("t1")).with_partitions(vec![
+            rs::EpochEndOffset::default().with_partition(2).with_leader_epoch(4).with_end_offset(40),
+            rs::EpochEndOffset::default().with_error_code(6).with_partition(0),
+        ])];
+        assert_response_round_trip(api::OFFSET_FOR_LEADER_EPOCH, v, encode(&r, v));
+    }
+}
+
+#[test]
 fn offset_commit_and_fetch_every_version() {
     use geomesh_kafka::messages::offsets::{OffsetCommitRequest, OffsetFetchRequest};
     for v in 2..=9 {

@@ -5,6 +5,7 @@
 pub mod coordinator;
 pub mod errors;
 pub mod fetch;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod nodes;

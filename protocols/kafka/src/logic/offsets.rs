@@ -5,10 +5,10 @@
 //! So a group's offsets live where its topics live, under the same group id: the home shard
 //! (which runs the group's membership) gets the client's commit for its own partitions, with
 //! the client's generation and member id, which fences a stale member; every other owning shard
-//! gets a standalone commit of its partitions. The session sends the foreign parts only after
-//! the home part (or, when the home shard owns none of the partitions, a fencing Heartbeat
-//! built by [`fencing_heartbeat`]) came back without a membership error
-//! ([`is_membership_error`]), so a fenced member commits nothing anywhere. OffsetFetch is split
+//! gets a standalone commit of its partitions. The session sends them all at once (it can write
+//! to shards only while it handles client bytes), so it fences the foreign parts itself from the
+//! generations JoinGroup answers showed it (`session/groups.rs`). [`fencing_heartbeat`] and
+//! [`is_membership_error`] are for a session that could wait for the home shard first. OffsetFetch is split
 //! by owner and merged.
 
 use std::collections::BTreeMap;

@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod group;
 pub mod init_producer_id;
+pub mod leader_epoch;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;

@@ -7,6 +7,7 @@ use geomesh_kit::{Ctx, Part};
 use super::answer::{Expect, KafkaAnswer};
 use super::merge::{decoded, frame, Merge};
 use super::plan::{Planned, Step};
+use super::epochs::{learn, ShardEpochVersions};
 use super::leaders::{from_metadata, LeaderRegistry};
 use super::{shard, KafkaProtocol};
 use crate::codes::NONE;
@@ -32,8 +33,12 @@ pub fn plan_api_versions(req: &Request, _reply: Expect, cx: &mut Ctx<'_, KafkaPr
 
 /// The intersection of the shards that answered and the proxy's own ranges; with no shard
 /// answering, the proxy's own (the client's next requests get per-partition errors).
-pub fn merge_api_versions(reply: &Expect, parts: &[Part<KafkaAnswer>]) -> Bytes {
+/// What each shard offered for OffsetForLeaderEpoch is kept in `epochs`.
+pub fn merge_api_versions(reply: &Expect, parts: &[Part<KafkaAnswer>], epochs: &mut ShardEpochVersions) -> Bytes {
     let (answers, _) = decoded(parts, |r, v| ApiVersionsResponse::decode(r, v).map(|(a, _)| a));
+    for (c, a) in answers.iter().filter(|(_, a)| a.error_code == NONE) {
+        learn(epochs, *c, a);
+    }
     let shards: Vec<ApiVersionsResponse> = answers.into_iter().map(|(_, a)| a).collect();
     let merged = if shards.is_empty() {
         proxy_api_versions(NONE)

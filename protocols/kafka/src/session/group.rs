@@ -2,10 +2,15 @@
 //! where FindCoordinator, JoinGroup, SyncGroup, Heartbeat and LeaveGroup go; offsets live with
 //! their topics (OffsetCommit and OffsetFetch split by topic owner, `logic::offsets`).
 //!
+//! In a home shard of several brokers the group's requests go to the broker its
+//! FindCoordinator named, through an endpoint link (`groups.rs` keeps it for every
+//! connection); FindCoordinator itself goes to the shard's table cluster.
+//!
 //! Commits are sent to every owning shard at once: the home shard's part carries the member's
-//! generation (fenced there), the other shards' parts are standalone commits, which a stale
-//! member could still make (the README's "Consumer groups" says why the proxy cannot wait for
-//! the home shard first: it writes to shards only while it handles client bytes).
+//! generation (fenced there), the other shards' parts are standalone commits. Those are sent
+//! only for a member of the latest generation the proxy saw JoinGroup answer (`groups.rs`):
+//! the proxy cannot wait for the home shard's verdict first (it writes to shards only while it
+//! handles client bytes).
 
 use std::collections::BTreeMap;
 
@@ -16,16 +21,20 @@ use geomesh_kit::{Ctx, Part};
 use super::answer::{Expect, KafkaAnswer};
 use super::merge::{decoded, frame, missing, Merge, Split};
 use super::plan::{wait_ms, Planned, Step};
+use super::groups::{coordinator_moved, GroupState};
+use super::leaders::{endpoint, LeaderRegistry};
 use super::{shard, KafkaProtocol};
-use crate::codes::{api, COORDINATOR_NOT_AVAILABLE, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use crate::codes::{api, ErrorCode, COORDINATOR_NOT_AVAILABLE, NONE, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
 use crate::error::DecodeError;
 use crate::header::Request;
 use crate::logic::coordinator::{merge, rewrite, unavailable};
 use crate::logic::errors::group_error_body;
 use crate::logic::nodes::Advertised;
-use crate::logic::offsets::{merge_commit as merge_commits, merge_fetch, split_commit, split_fetch};
+use crate::logic::offsets::{
+    merge_commit as merge_commits, merge_fetch, split_commit, split_fetch, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID,
+};
 use crate::messages::find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse, KEY_TYPE_GROUP};
-use crate::messages::group::group_id;
+use crate::messages::group::{answer_error, group_id, JoinGroupAnswer};
 use crate::messages::offsets::{OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse};
 
 /// How long a SyncGroup may wait for the group's leader beyond the configured budget (ms).
@@ -60,6 +69,7 @@ pub fn merge_coordinator(
     parts: &[Part<KafkaAnswer>],
     table: &RoutingTable,
     advertised: &Advertised,
+    groups: &dyn LeaderRegistry,
 ) -> Bytes {
     let (answers, _) = decoded(parts, FindCoordinatorResponse::decode);
     let renamed: Vec<FindCoordinatorResponse> = answers
@@ -70,6 +80,9 @@ pub fn merge_coordinator(
                 for co in &mut a.coordinators {
                     co.key = keys.first().cloned().unwrap_or_default();
                 }
+            }
+            for co in a.coordinators.iter().filter(|co| co.error_code == NONE && table.route(&co.key) == c) {
+                update(groups, c, &co.key, |g| g.coordinator = endpoint(&co.host, co.port));
             }
             let mut r = rewrite(&a, shard(c), advertised);
             r.coordinators.retain(|co| table.route(&co.key) == c);
@@ -89,9 +102,9 @@ fn join_wait_ms(req: &Request) -> Result<u64, DecodeError> {
 }
 
 /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup: whole, to the group's home shard.
-pub fn plan_group(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
+pub fn plan_group(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
     let group = group_id(req)?;
-    let home = cx.table().route(&group);
+    let home = coordinator(p, cx, &group);
     let extra_ms = match reply.api_key {
         api::JOIN_GROUP => join_wait_ms(req)?,
         api::SYNC_GROUP => SYNC_WAIT_MS,
@@ -99,59 +112,141 @@ pub fn plan_group(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>)
     };
     Ok(Step::Parts {
         parts: vec![(home, req.wire())],
-        merge: Merge::Group,
+        merge: Merge::Group { group, home },
         extra_ms,
     })
 }
 
-/// The home shard's answer as it came, or COORDINATOR_NOT_AVAILABLE (the client finds the
-/// coordinator again and retries).
-pub fn merge_group(reply: &Expect, parts: &[Part<KafkaAnswer>]) -> Bytes {
+/// Where the requests of `group` go: its home shard's coordinator as FindCoordinator named it
+/// (through an endpoint link), else the home shard's table cluster.
+fn coordinator(p: &mut KafkaProtocol, cx: &mut Ctx<'_, KafkaProtocol>, group: &[u8]) -> ClusterId {
+    let home = cx.table().route(group);
+    if !p.follow_leaders {
+        return home;
+    }
+    match p.leaders.get_group(shard(home), group).and_then(|g| g.coordinator) {
+        Some(e) => p.endpoint_link(cx, home, &e),
+        None => home,
+    }
+}
+
+/// Changes what is kept of `group` in the shard of table cluster (or link) `home`.
+fn update(groups: &dyn LeaderRegistry, home: ClusterId, group: &[u8], f: impl FnOnce(&mut GroupState)) {
+    let mut g = groups.get_group(shard(home), group).unwrap_or_default();
+    let before = g.clone();
+    f(&mut g);
+    if g != before {
+        groups.put_group(shard(home), group, &g);
+    }
+}
+
+/// A group answer saying the coordinator moved (or a coordinator's link that failed): the
+/// coordinator is found again by the client's next FindCoordinator.
+fn forget_if(groups: &dyn LeaderRegistry, links: &super::leaders::Links, home: ClusterId, group: &[u8], code: ErrorCode) {
+    if coordinator_moved(code) {
+        update(groups, links.cluster_of(home), group, |g| g.coordinator = None);
+    }
+}
+
+/// The coordinator's answer as it came, or COORDINATOR_NOT_AVAILABLE (the client finds the
+/// coordinator again and retries). A JoinGroup answer's generation and members are kept.
+pub fn merge_group(
+    reply: &Expect,
+    parts: &[Part<KafkaAnswer>],
+    (home, group): (ClusterId, &Bytes),
+    p: (&dyn LeaderRegistry, &super::leaders::Links),
+) -> Bytes {
+    let (groups, links) = p;
     if let Some(a) = parts.first().and_then(|p| p.answer.as_ref()) {
+        if let Ok(code) = a.decode(|r, v| answer_error(reply.api_key, v, r)) {
+            forget_if(groups, links, home, group, code);
+        }
+        if reply.api_key == api::JOIN_GROUP {
+            if let Ok(j) = a.decode(JoinGroupAnswer::decode) {
+                if j.error_code == NONE {
+                    update(groups, links.cluster_of(home), group, |g| g.joined(j.generation_id, &j.member_id, &j.members));
+                }
+            }
+        }
         return a.raw.clone();
     }
+    forget_if(groups, links, home, group, COORDINATOR_NOT_AVAILABLE);
     let body = group_error_body(reply.api_key, reply.version, COORDINATOR_NOT_AVAILABLE).unwrap_or_default();
     frame(reply, &body)
 }
 
-pub fn plan_commit(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
+/// The code the other shards' partitions of a commit get when the member is fenced: `None`
+/// when the commit may be written there.
+fn fenced(state: Option<&GroupState>, commit: &OffsetCommitRequest) -> Option<ErrorCode> {
+    let g = state?;
+    if g.may_commit(commit.generation_id, &commit.member_id) {
+        return None;
+    }
+    Some(if commit.generation_id < g.generation { ILLEGAL_GENERATION } else { UNKNOWN_MEMBER_ID })
+}
+
+pub fn plan_commit(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
     let commit = OffsetCommitRequest::decode(req)?;
     let table = cx.table().clone();
     let home = table.route(&commit.group_id);
+    let state = p.leaders.get_group(shard(home), &commit.group_id);
+    let fence = fenced(state.as_ref(), &commit);
+    let target = coordinator(p, cx, &commit.group_id);
     let mut owners = BTreeMap::new();
     let s = split_commit(&commit, home, |topic, i| {
         let c = table.route(topic);
-        owners.insert((Bytes::copy_from_slice(topic), i), c);
+        if let (Some(code), true) = (fence, c != home) {
+            return Err(code);
+        }
+        owners.insert((Bytes::copy_from_slice(topic), i), if c == home { target } else { c });
         Ok(c)
     });
     let mut parts = Vec::with_capacity(1 + s.foreign.len());
     if !s.home.topics.is_empty() {
-        parts.push((home, req.with_body(&s.home.encode(reply.version))));
+        parts.push((target, req.with_body(&s.home.encode(reply.version))));
     }
     for (c, part) in &s.foreign {
         parts.push((*c, req.with_body(&part.encode(reply.version))));
     }
     Ok(Step::Parts {
         parts,
-        merge: Merge::OffsetCommit(Split {
-            req: commit,
-            refused: s.refused,
-            owners,
-        }),
+        merge: Merge::OffsetCommit {
+            split: Split {
+                req: commit,
+                refused: s.refused,
+                owners,
+            },
+            home: target,
+        },
         extra_ms: 0,
     })
 }
 
-pub fn merge_commit(reply: &Expect, s: &Split<OffsetCommitRequest>, parts: &[Part<KafkaAnswer>]) -> Bytes {
+pub fn merge_commit(
+    reply: &Expect,
+    s: &Split<OffsetCommitRequest>,
+    parts: &[Part<KafkaAnswer>],
+    home: ClusterId,
+    p: (&dyn LeaderRegistry, &super::leaders::Links),
+) -> Bytes {
     let (answers, failed) = decoded(parts, OffsetCommitResponse::decode);
+    let group = &s.req.group_id;
+    for (_, a) in answers.iter().filter(|(c, _)| *c == home) {
+        let moved = a.topics.iter().flat_map(|t| &t.partitions).map(|x| x.error_code).find(|c| coordinator_moved(*c));
+        forget_if(p.0, p.1, home, group, moved.unwrap_or(NONE));
+    }
+    if failed.contains_key(&home) {
+        forget_if(p.0, p.1, home, group, COORDINATOR_NOT_AVAILABLE);
+    }
     let answers: Vec<OffsetCommitResponse> = answers.into_iter().map(|(_, a)| a).collect();
     let failed = failed.into_keys().map(|c| (c, COORDINATOR_NOT_AVAILABLE)).collect();
     let merged = merge_commits(&s.req, &answers, &s.refused, |t, i| missing(&s.owners, &failed, t, i));
     frame(reply, &merged.encode(reply.version))
 }
 
-pub fn plan_offset_fetch(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
+pub fn plan_offset_fetch(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
     let f = OffsetFetchRequest::decode(req)?;
+    let target = coordinator(p, cx, &f.group_id);
     let table = cx.table().clone();
     let mut shards: Vec<ClusterId> = table.active_clusters().to_vec();
     let home = table.route(&f.group_id);
@@ -165,17 +260,32 @@ pub fn plan_offset_fetch(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaPro
     }
     let parts = split
         .iter()
-        .map(|(c, part)| (*c, req.with_body(&part.encode(reply.version))))
+        .map(|(c, part)| (if *c == home { target } else { *c }, req.with_body(&part.encode(reply.version))))
         .collect();
     Ok(Step::Parts {
         parts,
-        merge: Merge::OffsetFetch { req: f },
+        merge: Merge::OffsetFetch { req: f, home: target },
         extra_ms: 0,
     })
 }
 
-pub fn merge_offset_fetch(reply: &Expect, req: &OffsetFetchRequest, parts: &[Part<KafkaAnswer>], table: &RoutingTable) -> Bytes {
-    let (answers, _) = decoded(parts, OffsetFetchResponse::decode);
+pub fn merge_offset_fetch(
+    reply: &Expect,
+    req: &OffsetFetchRequest,
+    parts: &[Part<KafkaAnswer>],
+    table: &RoutingTable,
+    home: ClusterId,
+    p: (&dyn LeaderRegistry, &super::leaders::Links),
+) -> Bytes {
+    let (answers, failed) = decoded(parts, OffsetFetchResponse::decode);
+    for (_, a) in answers.iter().filter(|(c, _)| *c == home) {
+        forget_if(p.0, p.1, home, &req.group_id, a.error_code);
+    }
+    if failed.contains_key(&home) {
+        forget_if(p.0, p.1, home, &req.group_id, COORDINATOR_NOT_AVAILABLE);
+    }
+    // Answers by table cluster (the home's came from its coordinator's link).
+    let answers: Vec<(ClusterId, OffsetFetchResponse)> = answers.into_iter().map(|(c, a)| (p.1.cluster_of(c), a)).collect();
     let merged = merge_fetch(req, &answers, |t| table.route(t), COORDINATOR_NOT_AVAILABLE);
     frame(reply, &merged.encode(reply.version))
 }

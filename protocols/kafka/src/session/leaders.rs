@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 use geomesh_core::ClusterId;
 
+use super::groups::GroupState;
 use crate::codes::NONE;
 use crate::messages::metadata::MetadataResponse;
 use crate::wire::{Reader, Writer};
@@ -34,9 +35,12 @@ pub const MAX_LINKS: usize = 256;
 pub type TopicLeaders = Vec<(i32, String)>;
 
 /// Where the shards' partition leaders are kept.
+/// Groups' coordinators and generations (`groups.rs`) are kept there too.
 pub trait LeaderRegistry {
     fn put(&self, shard: u16, topic: &[u8], leaders: &TopicLeaders);
     fn get(&self, shard: u16, topic: &[u8]) -> Option<TopicLeaders>;
+    fn put_group(&self, shard: u16, group: &[u8], state: &GroupState);
+    fn get_group(&self, shard: u16, group: &[u8]) -> Option<GroupState>;
 }
 
 #[derive(Default)]
@@ -76,6 +80,14 @@ impl LeaderRegistry for VmLeaders {
         })
     }
 
+    fn put_group(&self, shard: u16, group: &[u8], state: &GroupState) {
+        super::groups::vm_put(shard, group, state)
+    }
+
+    fn get_group(&self, shard: u16, group: &[u8]) -> Option<GroupState> {
+        super::groups::vm_get(shard, group)
+    }
+
     fn get(&self, shard: u16, topic: &[u8]) -> Option<TopicLeaders> {
         LOCAL.with(|l| {
             l.borrow()
@@ -87,7 +99,7 @@ impl LeaderRegistry for VmLeaders {
 }
 
 /// A usable endpoint: `host:port`, printable, no `@`, bounded (the mux's rule too).
-fn endpoint(host: &[u8], port: i32) -> Option<String> {
+pub fn endpoint(host: &[u8], port: i32) -> Option<String> {
     let port = u16::try_from(port).ok().filter(|p| *p > 0)?;
     let host = std::str::from_utf8(host).ok()?;
     let e = format!("{host}:{port}");

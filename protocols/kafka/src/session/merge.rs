@@ -41,11 +41,13 @@ pub enum Merge {
     Produce(Split<ProduceRequest>),
     Fetch(Split<FetchRequest>),
     ListOffsets(Split<ListOffsetsRequest>),
+    LeaderEpoch(Split<crate::messages::leader_epoch::OffsetForLeaderEpochRequest>),
     FindCoordinator { keys: Vec<Bytes> },
-    /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup: the home shard's answer as it came.
-    Group,
-    OffsetCommit(Split<OffsetCommitRequest>),
-    OffsetFetch { req: OffsetFetchRequest },
+    /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup: the coordinator's answer as it came.
+    /// `home`: where the group's requests went (its home shard, or its coordinator's link).
+    Group { group: Bytes, home: ClusterId },
+    OffsetCommit { split: Split<OffsetCommitRequest>, home: ClusterId },
+    OffsetFetch { req: OffsetFetchRequest, home: ClusterId },
     InitProducerId,
     /// SaslHandshake, SaslAuthenticate: stored, sent to every shard, replayed on new links.
     Sasl,

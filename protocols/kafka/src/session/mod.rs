@@ -8,17 +8,21 @@
 //! | `cluster.rs` | ApiVersions and Metadata: every shard asked, one cluster answered |
 //! | `produce.rs` | Produce split by partition, InitProducerId per shard, producer ids rewritten |
 //! | `consume.rs` | Fetch and ListOffsets split by partition |
+//! | `epochs.rs` | OffsetForLeaderEpoch split by partition, only to shards that offer it |
 //! | `sasl.rs` | SaslHandshake and SaslAuthenticate stored and replayed on every shard's links |
 //! | `topics.rs` | CreateTopics and DeleteTopics, each topic to its shard |
 //! | `group.rs` | FindCoordinator and the group APIs on the group's home shard, offsets with their topics |
 //! | `merge.rs` | what each merge keeps, and the helpers they share |
 //! | `producers.rs` | the producer ids of a client producer, shared by its connections |
+//! | `groups.rs` | each group's coordinator and latest generation, shared as leaders are |
 //! | `leaders.rs` | each shard's partition leaders, shared by a client's connections; endpoint links |
 
 mod answer;
 mod cluster;
 mod consume;
+mod epochs;
 mod group;
+pub mod groups;
 pub mod leaders;
 mod merge;
 mod plan;
@@ -59,6 +63,8 @@ pub struct KafkaProtocol {
     /// Endpoint links this connection bound (partition leaders).
     links: Links,
     follow_leaders: bool,
+    /// OffsetForLeaderEpoch versions each shard offered (ApiVersions answers on this connection).
+    epoch_versions: epochs::ShardEpochVersions,
 }
 
 /// Topic leaders read from the registry for one request: ((shard, topic), leaders).
@@ -91,6 +97,7 @@ impl KafkaProtocol {
             leaders,
             links: Links::default(),
             follow_leaders: settings.follow_leaders,
+            epoch_versions: epochs::ShardEpochVersions::new(),
         }
     }
 }
@@ -198,7 +205,7 @@ impl KafkaProtocol {
     fn merge_parts(&mut self, m: &mut KafkaMerge, parts: &[Part<KafkaAnswer>], table: &RoutingTable) -> Bytes {
         let reply = m.reply;
         match &mut m.merge {
-            Merge::ApiVersions => cluster::merge_api_versions(&reply, parts),
+            Merge::ApiVersions => cluster::merge_api_versions(&reply, parts, &mut self.epoch_versions),
             Merge::Metadata { req, unknown_ids } => {
                 let learn: Option<&dyn LeaderRegistry> = self.follow_leaders.then_some(self.leaders.as_ref());
                 let (bytes, ids) =
@@ -210,10 +217,19 @@ impl KafkaProtocol {
             Merge::InitProducerId => produce::merge_init(&reply, parts, self.producers.as_ref()),
             Merge::Fetch(s) => consume::merge_fetch(&reply, s, parts),
             Merge::ListOffsets(s) => consume::merge_list_offsets(&reply, s, parts),
-            Merge::FindCoordinator { keys } => group::merge_coordinator(&reply, keys, parts, table, &self.advertised),
-            Merge::Group => group::merge_group(&reply, parts),
-            Merge::OffsetCommit(s) => group::merge_commit(&reply, s, parts),
-            Merge::OffsetFetch { req } => group::merge_offset_fetch(&reply, req, parts, table),
+            Merge::LeaderEpoch(s) => epochs::merge(&reply, s, parts),
+            Merge::FindCoordinator { keys } => {
+                group::merge_coordinator(&reply, keys, parts, table, &self.advertised, self.leaders.as_ref())
+            }
+            Merge::Group { group, home } => {
+                group::merge_group(&reply, parts, (*home, group), (self.leaders.as_ref(), &self.links))
+            }
+            Merge::OffsetCommit { split, home } => {
+                group::merge_commit(&reply, split, parts, *home, (self.leaders.as_ref(), &self.links))
+            }
+            Merge::OffsetFetch { req, home } => {
+                group::merge_offset_fetch(&reply, req, parts, table, *home, (self.leaders.as_ref(), &self.links))
+            }
             Merge::Sasl => sasl::merge(&reply, parts),
             Merge::Topics { api, req, routes } => topics::merge(&reply, *api, req, routes, parts),
         }
@@ -244,6 +260,12 @@ impl KafkaProtocol {
         let Some(endpoint) = cache.get(i).and_then(|(_, l)| l.as_ref()).and_then(|l| leader_of(l, partition)) else {
             return owner;
         };
+        self.endpoint_link(cx, owner, endpoint)
+    }
+
+    /// The endpoint link to `endpoint` of table cluster `owner` (bound on first use), or
+    /// `owner` itself when the connection has bound as many links as it may.
+    pub(crate) fn endpoint_link(&mut self, cx: &mut Ctx<'_, Self>, owner: ClusterId, endpoint: &str) -> ClusterId {
         match self.links.link(owner, endpoint) {
             Some((link, new)) => {
                 if new {

@@ -7,7 +7,7 @@ use geomesh_kit::{Ctx, PartSend, Plan};
 
 use super::answer::Expect;
 use super::merge::{KafkaMerge, Merge};
-use super::{cluster, consume, group, produce, sasl, topics, KafkaProtocol};
+use super::{cluster, consume, epochs, group, produce, sasl, topics, KafkaProtocol};
 use crate::messages::topics_admin::Admin;
 use crate::codes::{api, ErrorCode, INVALID_REQUEST, UNSUPPORTED_VERSION};
 use crate::error::DecodeError;
@@ -37,6 +37,7 @@ pub fn family(r: &ClientRequest) -> &'static str {
         api::PRODUCE => "produce",
         api::FETCH => "fetch",
         api::LIST_OFFSETS => "list_offsets",
+        api::OFFSET_FOR_LEADER_EPOCH => "offset_for_leader_epoch",
         api::METADATA => "metadata",
         api::OFFSET_COMMIT => "offset_commit",
         api::OFFSET_FETCH => "offset_fetch",
@@ -89,10 +90,11 @@ pub fn plan(p: &mut KafkaProtocol, request: ClientRequest, cx: &mut Ctx<'_, Kafk
         api::INIT_PRODUCER_ID => produce::plan_init(p, &req, reply, cx),
         api::FETCH => consume::plan_fetch(p, &req, reply, cx),
         api::LIST_OFFSETS => consume::plan_list_offsets(p, &req, reply, cx),
+        api::OFFSET_FOR_LEADER_EPOCH => epochs::plan(p, &req, reply, cx),
         api::FIND_COORDINATOR => group::plan_coordinator(&req, reply, cx),
-        api::JOIN_GROUP | api::SYNC_GROUP | api::HEARTBEAT | api::LEAVE_GROUP => group::plan_group(&req, reply, cx),
-        api::OFFSET_COMMIT => group::plan_commit(&req, reply, cx),
-        api::OFFSET_FETCH => group::plan_offset_fetch(&req, reply, cx),
+        api::JOIN_GROUP | api::SYNC_GROUP | api::HEARTBEAT | api::LEAVE_GROUP => group::plan_group(p, &req, reply, cx),
+        api::OFFSET_COMMIT => group::plan_commit(p, &req, reply, cx),
+        api::OFFSET_FETCH => group::plan_offset_fetch(p, &req, reply, cx),
         api::CREATE_TOPICS => topics::plan(p, Admin::Create, &req, reply, cx),
         api::DELETE_TOPICS => topics::plan(p, Admin::Delete, &req, reply, cx),
         api::SASL_HANDSHAKE | api::SASL_AUTHENTICATE => sasl::plan(&req, reply, cx),

@@ -103,6 +103,10 @@ pub fn response_round_trip(
             api::PRODUCE => ProduceResponse::decode(r, version).map(|m| m.encode(version)),
             api::FETCH => FetchResponse::decode(r, version).map(|m| m.encode(version)),
             api::LIST_OFFSETS => ListOffsetsResponse::decode(r, version).map(|m| m.encode(version)),
+            api::OFFSET_FOR_LEADER_EPOCH => {
+                geomesh_kafka::messages::leader_epoch::OffsetForLeaderEpochResponse::decode(r, version)
+                    .map(|m| m.encode(version))
+            }
             api::OFFSET_COMMIT => {
                 OffsetCommitResponse::decode(r, version).map(|m| m.encode(version))
             }

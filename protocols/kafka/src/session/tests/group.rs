@@ -11,7 +11,7 @@ use crate::messages::find_coordinator::FindCoordinatorRequest;
 use crate::messages::offsets::{CommitPartition, CommitTopic, FetchOffsetsTopic};
 use geomesh_core::UpstreamFailureKind;
 
-fn find_coordinator(h: &mut Harness<KafkaSession, Broker>, version: i16, keys: &[&str]) -> FindCoordinatorResponse {
+pub fn find_coordinator(h: &mut Harness<KafkaSession, Broker>, version: i16, keys: &[&str]) -> FindCoordinatorResponse {
     let mut w = Writer::new();
     let flexible = version >= 3;
     if version <= 3 {
@@ -45,7 +45,7 @@ fn a_groups_coordinator_is_its_home_shards_renamed_at_the_proxy() {
     assert_eq!(asked.keys.len(), 2);
 }
 
-fn heartbeat(group: &str) -> Vec<u8> {
+pub fn heartbeat(group: &str) -> Vec<u8> {
     let mut w = Writer::new();
     w.string(true, group.as_bytes());
     w.i32(3);

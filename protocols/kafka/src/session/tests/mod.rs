@@ -4,6 +4,8 @@
 
 mod cluster;
 mod consume;
+mod epochs;
+mod coordinator;
 mod faults;
 mod group;
 mod leaders;
@@ -79,6 +81,14 @@ pub struct Broker {
     pub extra_brokers: Vec<MetadataBroker>,
     /// Leaders other than itself, by partition.
     pub leader_by_partition: BTreeMap<i32, i32>,
+    /// APIs its ApiVersions leaves out (tansu 0.6 lacks OffsetForLeaderEpoch).
+    pub lacks: Vec<i16>,
+    /// The coordinator its FindCoordinator names (node, host, port) instead of itself.
+    pub coordinator: Option<(i32, &'static str, i32)>,
+    /// The error its group answers carry (NOT_COORDINATOR: it does not coordinate the group).
+    pub group_error: i16,
+    /// Its JoinGroup answer's body, as set by a test.
+    pub join_answer: Option<Bytes>,
 }
 
 impl Shard for Broker {
@@ -124,7 +134,11 @@ impl Broker {
         Some(match req.spec.key {
             api::API_VERSIONS => ApiVersionsResponse {
                 error_code: NONE,
-                api_keys: APIS.iter().map(|a| ApiRange::new(a.key, a.min, a.max.min(11))).collect(),
+                api_keys: APIS
+                    .iter()
+                    .filter(|a| !self.lacks.contains(&a.key))
+                    .map(|a| ApiRange::new(a.key, a.min, a.max.min(11)))
+                    .collect(),
                 throttle_time_ms: 0,
                 tagged: Bytes::new(),
             }
@@ -249,6 +263,7 @@ impl Broker {
                 }
                 .encode(v)
             }
+            api::OFFSET_FOR_LEADER_EPOCH => epochs::answer(self, req),
             api::INIT_PRODUCER_ID => {
                 self.next_producer_id += 1;
                 InitProducerIdResponse {
@@ -268,9 +283,9 @@ impl Broker {
                         .into_iter()
                         .map(|key| Coordinator {
                             key,
-                            node_id: NODE,
-                            host: Bytes::from_static(b"127.0.0.1"),
-                            port: 9092,
+                            node_id: self.coordinator.map_or(NODE, |c| c.0),
+                            host: Bytes::from_static(self.coordinator.map_or("127.0.0.1", |c| c.1).as_bytes()),
+                            port: self.coordinator.map_or(9092, |c| c.2),
                             error_code: NONE,
                             error_message: None,
                         })
@@ -278,8 +293,9 @@ impl Broker {
                 }
                 .encode(v)
             }
+            api::JOIN_GROUP if self.join_answer.is_some() && self.group_error == NONE => self.join_answer.clone()?,
             api::JOIN_GROUP | api::SYNC_GROUP | api::HEARTBEAT | api::LEAVE_GROUP => {
-                crate::logic::errors::group_error_body(req.spec.key, v, NONE).unwrap()
+                crate::logic::errors::group_error_body(req.spec.key, v, self.group_error).unwrap()
             }
             api::OFFSET_COMMIT => {
                 let c = OffsetCommitRequest::decode(req).unwrap();
@@ -294,7 +310,9 @@ impl Broker {
                                 .partitions
                                 .iter()
                                 .map(|p| {
-                                    let code = if self.topics.contains_key(&t.name[..]) {
+                                    let code = if self.group_error != NONE {
+                                        self.group_error
+                                    } else if self.topics.contains_key(&t.name[..]) {
                                         self.commits.insert(
                                             (c.group_id.to_vec(), t.name.to_vec(), p.partition_index),
                                             (p.committed_offset, c.generation_id),
@@ -340,7 +358,7 @@ impl Broker {
                             tagged: Bytes::new(),
                         })
                         .collect(),
-                    error_code: NONE,
+                    error_code: self.group_error,
                     tagged: Bytes::new(),
                 }
                 .encode(v)
@@ -390,6 +408,7 @@ pub fn harness() -> Harness<KafkaSession, Broker> {
 pub fn harness_with(yaml: &str) -> Harness<KafkaSession, Broker> {
     crate::session::leaders::clear_vm();
     crate::session::producers::clear_vm();
+    crate::session::groups::clear_vm();
     connection_with(yaml)
 }
 
