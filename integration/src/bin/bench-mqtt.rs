@@ -32,7 +32,8 @@
 //! (any perf subcommand, attached to Envoy and the bridge during each proxied throughput run;
 //! its files are kept in the run's directory). `--baseline-wasm FILE` adds a fourth path,
 //! `geomesh-base`: the same mesh running another build of the filter, interleaved with the
-//! others (an A/B of a filter change in one run).
+//! others (an A/B of a filter change in one run). `--inflight N` sets the brokers'
+//! `max_inflight_messages` (their Receive Maximum, 20 by default; `--window` is capped by it).
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Barrier};
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use geomesh_integration::bench::{cpu_ns, machine, utc_date, version, PerfAttach};
+use geomesh_integration::bench::{cpu_ns, machine, self_cpu_ns, utc_date, version, PerfAttach};
 use geomesh_integration::envoy::{static_cluster, tcp_listener, tcp_proxy_filter};
 use geomesh_integration::mesh::{FilterMesh, FilterMeshOptions};
 use geomesh_integration::mqtt_client::{check_split, puback, publish, publisher, MqttConn, PAYLOAD};
@@ -70,6 +71,8 @@ struct Args {
     perf: Option<String>,
     /// Another build of the filter, run as a fourth path (`geomesh-base`) for an A/B.
     baseline_wasm: Option<String>,
+    /// mosquitto's `max_inflight_messages` (its Receive Maximum; 20 by default).
+    inflight: Option<u16>,
 }
 
 fn args() -> Result<Args> {
@@ -83,6 +86,7 @@ fn args() -> Result<Args> {
         only: Vec::new(),
         perf: None,
         baseline_wasm: None,
+        inflight: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -97,6 +101,7 @@ fn args() -> Result<Args> {
             "--only" => a.only = v.split(',').map(str::to_owned).collect(),
             "--perf" => a.perf = Some(v),
             "--baseline-wasm" => a.baseline_wasm = Some(v),
+            "--inflight" => a.inflight = Some(v.parse()?),
             _ => bail!("unknown argument {k}; see the file's documentation"),
         }
     }
@@ -152,7 +157,7 @@ fn throughput(
     }
     let p0: Vec<u64> = path.proxy.iter().map(|p| cpu_ns(*p)).collect();
     let b0: u64 = path.brokers.iter().map(|p| cpu_ns(*p)).sum();
-    let c0 = cpu_ns(std::process::id());
+    let c0 = self_cpu_ns();
     start.wait();
     let t0 = Instant::now();
     for w in workers {
@@ -160,7 +165,7 @@ fn throughput(
             .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
     }
     let secs = t0.elapsed().as_secs_f64();
-    let client_ns = cpu_ns(std::process::id()).saturating_sub(c0);
+    let client_ns = self_cpu_ns().saturating_sub(c0);
     let mut proxy_ns = [0u64; 2];
     for (i, (pid, before)) in path.proxy.iter().zip(p0).enumerate().take(2) {
         proxy_ns[i] = cpu_ns(*pid).saturating_sub(before);
@@ -243,8 +248,12 @@ fn latency(path: &Path, qos: QoS, n: usize, warmup: usize) -> Result<Vec<f64>> {
 fn main() -> Result<()> {
     let args = args()?;
     let dir = TestDir::new("bench-mqtt")?;
-    let a = Mosquitto::start(&dir, "mqtt-a")?;
-    let b = Mosquitto::start(&dir, "mqtt-b")?;
+    let broker_config = match args.inflight {
+        Some(n) => format!("max_inflight_messages {n}\n"),
+        None => String::new(),
+    };
+    let a = Mosquitto::start_with_config(&dir, "mqtt-a", &broker_config)?;
+    let b = Mosquitto::start_with_config(&dir, "mqtt-b", &broker_config)?;
 
     let tcp_port = free_port()?;
     let cfg = EnvoyConfig::new()?
@@ -379,10 +388,11 @@ fn main() -> Result<()> {
     )?;
     writeln!(
         md,
-        "Command: `cargo run --release -p geomesh-integration --bin bench-mqtt -- --messages {} --publishers {} --window {} --latency {} --rounds {}`.\n",
-        args.messages, args.publishers, args.window, args.latency, args.rounds
+        "Command: `cargo run --release -p geomesh-integration --bin bench-mqtt -- --messages {} --publishers {} --window {} --latency {} --rounds {}{}`.\n",
+        args.messages, args.publishers, args.window, args.latency, args.rounds,
+        args.inflight.map(|n| format!(" --inflight {n}")).unwrap_or_default()
     )?;
-    writeln!(md, "Client: `geomesh_integration::mqtt_client`, a blocking MQTT 5.0 client on geomesh's own codec (`geomesh-mqtt`), in the bench process: one thread per publisher and a PUBACK reader thread per QoS 1 connection. Throughput: {} PUBLISHes of {PAYLOAD} bytes per cell, spread over the publishers, each publisher alternating `a/tN` (broker A) and `b/tN` (broker B through geomesh; A on the other paths); QoS 1 with at most {} unacknowledged per connection (and never above the CONNACK's Receive Maximum); QoS 0 ends with an acknowledged QoS 1 PUBLISH per topic, so every message is at the brokers when the clock stops. Queued PUBLISHes are written together (up to 16 KiB per write). Median of {} interleaved rounds; CPU µs per message summed over all rounds (`/proc/<pid>/task/*/schedstat`; client = this process, the publishers and their PUBACK readers; total = all of them: with every core busy, msg/s is about cores / total). direct and tcp_proxy use broker A only; geomesh is Envoy + `geomesh_filter_mqtt.wasm` (V8) + `geomesh-bridge` over A and B (`b` a `key` route to B){}.\n", args.messages, args.window, args.rounds, if base.is_some() { "; geomesh-base is the same with `--baseline-wasm`" } else { "" })?;
+    writeln!(md, "Client: `geomesh_integration::mqtt_client`, a blocking MQTT 5.0 client on geomesh's own codec (`geomesh-mqtt`), in the bench process: one thread per publisher and a PUBACK reader thread per QoS 1 connection. Throughput: {} PUBLISHes of {PAYLOAD} bytes per cell, spread over the publishers, each publisher alternating `a/tN` (broker A) and `b/tN` (broker B through geomesh; A on the other paths); QoS 1 with at most {} unacknowledged per connection (and never above the CONNACK's Receive Maximum); QoS 0 ends with an acknowledged QoS 1 PUBLISH per topic, so every message is at the brokers when the clock stops. Queued PUBLISHes are written together (up to 16 KiB per write). Median of {} interleaved rounds; CPU µs per message summed over all rounds (`/proc/<pid>/task/*/schedstat`; client = this process (getrusage), the publishers and their PUBACK readers; total = all of them: with every core busy, msg/s is about cores / total). direct and tcp_proxy use broker A only; geomesh is Envoy + `geomesh_filter_mqtt.wasm` (V8) + `geomesh-bridge` over A and B (`b` a `key` route to B){}.\n", args.messages, args.window, args.rounds, if base.is_some() { "; geomesh-base is the same with `--baseline-wasm`" } else { "" })?;
     writeln!(
         md,
         "| load | path | msg/s | vs tcp_proxy | Envoy µs/msg | bridge µs/msg | brokers µs/msg | client µs/msg | total µs/msg |"
