@@ -18,7 +18,20 @@ struct Server {
 }
 
 impl Server {
+    /// Starts a server on a free port. The port is picked by binding port 0 and released before
+    /// redis-server binds it, so another process can take it in between (tests run in parallel
+    /// with other suites): a server that exits, or a port that answers without being ours, means
+    /// another port is tried.
     fn start() -> Server {
+        for _ in 0..5 {
+            if let Some(server) = Server::try_start() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 ports");
+    }
+
+    fn try_start() -> Option<Server> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -37,12 +50,19 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt install redis-server)");
+        let mut server = Server { child, port };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
+        while Instant::now() < deadline {
+            if server.child.try_wait().ok().flatten().is_some() {
+                return None; // exited: the port was taken
+            }
+            // The server on the port is ours (another test's may hold it: ours then exits).
+            if serves_pid(port, server.child.id()) {
+                return Some(server);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Server { child, port }
+        None // dropped: killed
     }
 
     fn connect(&self) -> Conn {
@@ -55,6 +75,31 @@ impl Server {
             chunk: 1 << 16,
         }
     }
+}
+
+/// Whether the Redis server answering on `port` is process `pid` (its `INFO server` says so).
+fn serves_pid(port: u16, pid: u32) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"INFO server\r\n").is_err() {
+        return false;
+    }
+    let want = format!("process_id:{pid}\r\n");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The bulk reply is a few KiB; read until the field shows or the reply stops.
+    while seen.len() < 64 * 1024 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        if seen.windows(want.len()).any(|w| w == want.as_bytes()) {
+            return true;
+        }
+    }
+    false
 }
 
 impl Drop for Server {
