@@ -97,6 +97,9 @@ fn check<T: Decodable + PartialEq + std::fmt::Debug>(original: &Bytes, ours: &By
             original.len()
         );
     };
+    if consumed != &ours[..] && only_null_arrays_emptied(consumed, ours) {
+        return;
+    }
     if let Some(a) = oracle::<T>(&Bytes::copy_from_slice(consumed), version) {
         let b = oracle::<T>(ours, version).expect("oracle refuses our re-encoding of what it read");
         assert_eq!(
@@ -104,6 +107,19 @@ fn check<T: Decodable + PartialEq + std::fmt::Debug>(original: &Bytes, ours: &By
             "oracle reads our re-encoding differently (v{version})"
         );
     }
+}
+
+/// Whether every byte where our encoding differs from the bytes read is a null array written
+/// back as an empty one (`Reader::array_len` reads a null non-nullable array as empty: compact
+/// length 0 becomes 1, an i32 -1 becomes 0, same size). The oracle is then not asked to read
+/// the original: it refuses a null non-nullable array, or (reading a tagged field past its
+/// declared size) reads those bytes as some other field, which is no disagreement of ours.
+fn only_null_arrays_emptied(original: &[u8], ours: &[u8]) -> bool {
+    original
+        .iter()
+        .zip(ours)
+        .filter(|(a, b)| a != b)
+        .all(|pair| matches!(pair, (0x00, 0x01) | (0xff, 0x00)))
 }
 
 /// Decodes a request body with this crate (every API it has a codec for) and checks it.
