@@ -62,16 +62,19 @@ fn committed_raw(port: u16, group: &str, topic: &str, partitions: &[i32]) -> Res
 
 /// Shard kafka-a is reached at broker X, whose Metadata and FindCoordinator name broker Y
 /// (another real tansu, X's advertised listener): what a client of a Kafka cluster of several
-/// brokers sees when Y coordinates the group. A confluent-kafka group homed on kafka-a
-/// consumes topics of both shards and commits: its membership and its commits of clicks are
-/// on Y (asked directly), none on X; orders' offsets on kafka-b. tansu coordinates any group it
-/// is asked about, so with group requests sent to the table cluster (X) they would land on X.
+/// brokers sees when Y coordinates the group. Shard kafka-b is the same with XB naming YB. A
+/// confluent-kafka group homed on kafka-a consumes topics of both shards and commits: its
+/// membership and its commits of clicks are on Y (asked directly), none on X; orders' offsets
+/// on YB, the coordinator kafka-b names for the group, none on XB. tansu coordinates any group
+/// it is asked about, so with group requests and commits sent to the table clusters (X, XB)
+/// they would land there.
 #[test]
 fn group_requests_follow_the_coordinator_a_shard_of_several_brokers_names() -> Result<()> {
     let dir = TestDir::new("kafka-groups-coordinator")?;
     let y = Tansu::start(&dir, "tansu-y")?;
     let x = Tansu::start_advertised(&dir, "tansu-x", Some(y.port))?;
-    let b = Tansu::start(&dir, "tansu-b")?;
+    let yb = Tansu::start(&dir, "tansu-yb")?;
+    let b = Tansu::start_advertised(&dir, "tansu-xb", Some(yb.port))?;
     let cf = KafkaClient::Confluent;
     cf.run(
         &dir,
@@ -81,21 +84,23 @@ fn group_requests_follow_the_coordinator_a_shard_of_several_brokers_names() -> R
     )?;
     cf.run(
         &dir,
-        &b.bootstrap(),
+        &yb.bootstrap(),
         json!({"op": "create", "topics": {"orders": 2}}),
         T,
     )?;
-    let mut r = Raw::connect(x.port)?.call_plain(
-        api::CREATE_TOPICS,
-        0,
-        &create_topics_v0(&[("clicks", 2)], 10_000),
-    )?;
-    let (_, _, code) = (
-        r.i32("topics")?,
-        r.string(false, "name")?,
-        r.i16("error_code")?,
-    );
-    assert_eq!(code, NONE, "clicks created on X too");
+    for (port, topic) in [(x.port, "clicks"), (b.port, "orders")] {
+        let mut r = Raw::connect(port)?.call_plain(
+            api::CREATE_TOPICS,
+            0,
+            &create_topics_v0(&[(topic, 2)], 10_000),
+        )?;
+        let (_, _, code) = (
+            r.i32("topics")?,
+            r.string(false, "name")?,
+            r.i16("error_code")?,
+        );
+        assert_eq!(code, NONE, "{topic} created on its bootstrap broker too");
+    }
 
     // X names Y as the coordinator (its advertised listener).
     let mut w = geomesh_kafka::wire::Writer::new();
@@ -112,7 +117,10 @@ fn group_requests_follow_the_coordinator_a_shard_of_several_brokers_names() -> R
     let mut opts = FilterMeshOptions::new("geomesh_filter_kafka", "geomesh_kafka", &config(port));
     opts.port = Some(port);
     opts.envoy.concurrency = 2;
-    opts.endpoints = vec![("kafka-a".into(), format!("127.0.0.1:{}", y.port))];
+    opts.endpoints = vec![
+        ("kafka-a".into(), format!("127.0.0.1:{}", y.port)),
+        ("kafka-b".into(), format!("127.0.0.1:{}", yb.port)),
+    ];
     let mesh = FilterMesh::start(&dir, &opts, &[("kafka-a", x.port), ("kafka-b", b.port)])?;
     let proxy = format!("127.0.0.1:{}", mesh.port);
 
@@ -142,17 +150,18 @@ fn group_requests_follow_the_coordinator_a_shard_of_several_brokers_names() -> R
 
     let on_y = committed_raw(y.port, "g-coord", "clicks", &[0, 1])?;
     let on_x = committed_raw(x.port, "g-coord", "clicks", &[0, 1])?;
-    let on_b = committed_raw(b.port, "g-coord", "orders", &[0, 1])?;
+    let on_yb = committed_raw(yb.port, "g-coord", "orders", &[0, 1])?;
+    let on_xb = committed_raw(b.port, "g-coord", "orders", &[0, 1])?;
     let sum = |v: &[i64]| v.iter().filter(|o| **o > 0).sum::<i64>();
     assert_eq!(
-        (sum(&on_y), sum(&on_b)),
+        (sum(&on_y), sum(&on_yb)),
         (5, 5),
-        "clicks' offsets on Y {on_y:?}, orders' on b {on_b:?}"
+        "clicks' offsets on Y {on_y:?}, orders' on YB {on_yb:?}"
     );
     assert_eq!(
-        on_x,
-        vec![-1, -1],
-        "nothing committed on the bootstrap broker X"
+        (on_x, on_xb),
+        (vec![-1, -1], vec![-1, -1]),
+        "nothing committed on the bootstrap brokers X and XB"
     );
     // Through the proxy the group sees both.
     let via = cf.run(

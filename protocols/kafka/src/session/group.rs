@@ -4,7 +4,11 @@
 //!
 //! In a home shard of several brokers the group's requests go to the broker its
 //! FindCoordinator named, through an endpoint link (`groups.rs` keeps it for every
-//! connection); FindCoordinator itself goes to the shard's table cluster.
+//! connection); FindCoordinator itself goes to the shard's table cluster. With
+//! `follow_leaders`, a group's FindCoordinator is also asked of every other shard (its answer
+//! is not the client's): a shard holding some of the group's offsets coordinates the group on
+//! one of its brokers too, and the group's commits and offset fetches there go to that broker
+//! (any other answers NOT_COORDINATOR). The client's answer waits for every shard's.
 //!
 //! Commits are sent to every owning shard at once: the home shard's part carries the member's
 //! generation (fenced there), the other shards' parts are standalone commits. Those are sent
@@ -40,7 +44,7 @@ use crate::messages::offsets::{OffsetCommitRequest, OffsetCommitResponse, Offset
 /// How long a SyncGroup may wait for the group's leader beyond the configured budget (ms).
 pub const SYNC_WAIT_MS: u64 = 60_000;
 
-pub fn plan_coordinator(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
+pub fn plan_coordinator(p: &KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
     let fc = FindCoordinatorRequest::decode(req)?;
     if fc.key_type != KEY_TYPE_GROUP {
         // Transaction coordinators: transactions cannot span shards.
@@ -51,18 +55,23 @@ pub fn plan_coordinator(req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProt
         return Ok(Step::Local(frame(&reply, &answer.encode(reply.version))));
     }
     let table = cx.table().clone();
-    let mut homes: Vec<ClusterId> = fc.keys.iter().map(|k| table.route(k)).collect();
-    homes.sort();
-    homes.dedup();
+    let mut shards: Vec<ClusterId> = fc.keys.iter().map(|k| table.route(k)).collect();
+    if p.follow_leaders {
+        // Each shard's coordinator of the group, for the offsets it holds.
+        shards.extend_from_slice(table.active_clusters());
+    }
+    shards.sort();
+    shards.dedup();
     let wire = req.wire();
     Ok(Step::Parts {
-        parts: homes.into_iter().map(|c| (c, wire.clone())).collect(),
+        parts: shards.into_iter().map(|c| (c, wire.clone())).collect(),
         merge: Merge::FindCoordinator { keys: fc.keys },
         extra_ms: 0,
     })
 }
 
-/// Each key's coordinator from its home shard, renamed to a virtual node at the proxy.
+/// Each key's coordinator from its home shard, renamed to a virtual node at the proxy; every
+/// shard's coordinator of each key is kept (the other shards' answers are not the client's).
 pub fn merge_coordinator(
     reply: &Expect,
     keys: &[Bytes],
@@ -81,7 +90,7 @@ pub fn merge_coordinator(
                     co.key = keys.first().cloned().unwrap_or_default();
                 }
             }
-            for co in a.coordinators.iter().filter(|co| co.error_code == NONE && table.route(&co.key) == c) {
+            for co in a.coordinators.iter().filter(|co| co.error_code == NONE) {
                 update(groups, c, &co.key, |g| g.coordinator = endpoint(&co.host, co.port));
             }
             let mut r = rewrite(&a, shard(c), advertised);
@@ -121,13 +130,29 @@ pub fn plan_group(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut 
 /// (through an endpoint link), else the home shard's table cluster.
 fn coordinator(p: &mut KafkaProtocol, cx: &mut Ctx<'_, KafkaProtocol>, group: &[u8]) -> ClusterId {
     let home = cx.table().route(group);
+    coordinator_in(p, cx, home, group)
+}
+
+/// Where `group`'s requests to table cluster `shard_cluster` go: the broker that shard's
+/// FindCoordinator named (through an endpoint link), else the table cluster.
+fn coordinator_in(p: &mut KafkaProtocol, cx: &mut Ctx<'_, KafkaProtocol>, shard_cluster: ClusterId, group: &[u8]) -> ClusterId {
     if !p.follow_leaders {
-        return home;
+        return shard_cluster;
     }
-    match p.leaders.get_group(shard(home), group).and_then(|g| g.coordinator) {
-        Some(e) => p.endpoint_link(cx, home, &e),
-        None => home,
+    match p.leaders.get_group(shard(shard_cluster), group).and_then(|g| g.coordinator) {
+        Some(e) => p.endpoint_link(cx, shard_cluster, &e),
+        None => shard_cluster,
     }
+}
+
+/// The target of `group`'s requests to each of `shards` (table clusters).
+fn coordinators(
+    p: &mut KafkaProtocol,
+    cx: &mut Ctx<'_, KafkaProtocol>,
+    shards: impl IntoIterator<Item = ClusterId>,
+    group: &[u8],
+) -> BTreeMap<ClusterId, ClusterId> {
+    shards.into_iter().map(|c| (c, coordinator_in(p, cx, c, group))).collect()
 }
 
 /// Changes what is kept of `group` in the shard of table cluster (or link) `home`.
@@ -191,14 +216,17 @@ pub fn plan_commit(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut
     let home = table.route(&commit.group_id);
     let state = p.leaders.get_group(shard(home), &commit.group_id);
     let fence = fenced(state.as_ref(), &commit);
-    let target = coordinator(p, cx, &commit.group_id);
+    let involved = commit.topics.iter().map(|t| table.route(&t.name)).chain([home]).collect::<Vec<_>>();
+    let targets = coordinators(p, cx, involved, &commit.group_id);
+    let to = |c: ClusterId| targets.get(&c).copied().unwrap_or(c);
+    let target = to(home);
     let mut owners = BTreeMap::new();
     let s = split_commit(&commit, home, |topic, i| {
         let c = table.route(topic);
         if let (Some(code), true) = (fence, c != home) {
             return Err(code);
         }
-        owners.insert((Bytes::copy_from_slice(topic), i), if c == home { target } else { c });
+        owners.insert((Bytes::copy_from_slice(topic), i), to(c));
         Ok(c)
     });
     let mut parts = Vec::with_capacity(1 + s.foreign.len());
@@ -206,7 +234,7 @@ pub fn plan_commit(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut
         parts.push((target, req.with_body(&s.home.encode(reply.version))));
     }
     for (c, part) in &s.foreign {
-        parts.push((*c, req.with_body(&part.encode(reply.version))));
+        parts.push((to(*c), req.with_body(&part.encode(reply.version))));
     }
     Ok(Step::Parts {
         parts,
@@ -216,7 +244,6 @@ pub fn plan_commit(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut
                 refused: s.refused,
                 owners,
             },
-            home: target,
         },
         extra_ms: 0,
     })
@@ -226,17 +253,17 @@ pub fn merge_commit(
     reply: &Expect,
     s: &Split<OffsetCommitRequest>,
     parts: &[Part<KafkaAnswer>],
-    home: ClusterId,
     p: (&dyn LeaderRegistry, &super::leaders::Links),
 ) -> Bytes {
     let (answers, failed) = decoded(parts, OffsetCommitResponse::decode);
     let group = &s.req.group_id;
-    for (_, a) in answers.iter().filter(|(c, _)| *c == home) {
+    // Every shard's coordinator (the home's and the others'): forgotten when it moved.
+    for (c, a) in &answers {
         let moved = a.topics.iter().flat_map(|t| &t.partitions).map(|x| x.error_code).find(|c| coordinator_moved(*c));
-        forget_if(p.0, p.1, home, group, moved.unwrap_or(NONE));
+        forget_if(p.0, p.1, *c, group, moved.unwrap_or(NONE));
     }
-    if failed.contains_key(&home) {
-        forget_if(p.0, p.1, home, group, COORDINATOR_NOT_AVAILABLE);
+    for c in failed.keys() {
+        forget_if(p.0, p.1, *c, group, COORDINATOR_NOT_AVAILABLE);
     }
     let answers: Vec<OffsetCommitResponse> = answers.into_iter().map(|(_, a)| a).collect();
     let failed = failed.into_keys().map(|c| (c, COORDINATOR_NOT_AVAILABLE)).collect();
@@ -246,10 +273,9 @@ pub fn merge_commit(
 
 pub fn plan_offset_fetch(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx: &mut Ctx<'_, KafkaProtocol>) -> Planned {
     let f = OffsetFetchRequest::decode(req)?;
-    let target = coordinator(p, cx, &f.group_id);
     let table = cx.table().clone();
-    let mut shards: Vec<ClusterId> = table.active_clusters().to_vec();
     let home = table.route(&f.group_id);
+    let mut shards: Vec<ClusterId> = table.active_clusters().to_vec();
     if !shards.contains(&home) {
         shards.push(home);
     }
@@ -258,13 +284,14 @@ pub fn plan_offset_fetch(p: &mut KafkaProtocol, req: &Request, reply: Expect, cx
         // No topic asked: the home shard answers (its top-level error, if any, is the group's).
         split.insert(home, f.clone());
     }
+    let targets = coordinators(p, cx, split.keys().copied().collect::<Vec<_>>(), &f.group_id);
     let parts = split
         .iter()
-        .map(|(c, part)| (if *c == home { target } else { *c }, req.with_body(&part.encode(reply.version))))
+        .map(|(c, part)| (targets.get(c).copied().unwrap_or(*c), req.with_body(&part.encode(reply.version))))
         .collect();
     Ok(Step::Parts {
         parts,
-        merge: Merge::OffsetFetch { req: f, home: target },
+        merge: Merge::OffsetFetch { req: f },
         extra_ms: 0,
     })
 }
@@ -274,17 +301,16 @@ pub fn merge_offset_fetch(
     req: &OffsetFetchRequest,
     parts: &[Part<KafkaAnswer>],
     table: &RoutingTable,
-    home: ClusterId,
     p: (&dyn LeaderRegistry, &super::leaders::Links),
 ) -> Bytes {
     let (answers, failed) = decoded(parts, OffsetFetchResponse::decode);
-    for (_, a) in answers.iter().filter(|(c, _)| *c == home) {
-        forget_if(p.0, p.1, home, &req.group_id, a.error_code);
+    for (c, a) in &answers {
+        forget_if(p.0, p.1, *c, &req.group_id, a.error_code);
     }
-    if failed.contains_key(&home) {
-        forget_if(p.0, p.1, home, &req.group_id, COORDINATOR_NOT_AVAILABLE);
+    for c in failed.keys() {
+        forget_if(p.0, p.1, *c, &req.group_id, COORDINATOR_NOT_AVAILABLE);
     }
-    // Answers by table cluster (the home's came from its coordinator's link).
+    // Answers by table cluster (each came from its shard's coordinator's link, if any).
     let answers: Vec<(ClusterId, OffsetFetchResponse)> = answers.into_iter().map(|(c, a)| (p.1.cluster_of(c), a)).collect();
     let merged = merge_fetch(req, &answers, |t| table.route(t), COORDINATOR_NOT_AVAILABLE);
     frame(reply, &merged.encode(reply.version))

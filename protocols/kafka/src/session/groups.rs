@@ -1,7 +1,8 @@
 //! What the proxy keeps of each consumer group, per shard, where every connection of a client
-//! finds it (as partition leaders, `leaders.rs`): the coordinator the home shard's
-//! FindCoordinator named (group requests go to that broker through an endpoint link in a shard
-//! of several brokers), and the latest generation with its members as JoinGroup answers said
+//! finds it (as partition leaders, `leaders.rs`): the coordinator the shard's FindCoordinator
+//! named (the home shard's for group requests, each other shard's for the group's offsets
+//! there; they go to that broker through an endpoint link in a shard of several brokers), and
+//! the latest generation with its members as JoinGroup answers said
 //! (a commit from an older generation or an unknown member is not written on other shards).
 //!
 //! The coordinator is forgotten when a group answer says NOT_COORDINATOR or

@@ -46,8 +46,8 @@ pub enum Merge {
     /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup: the coordinator's answer as it came.
     /// `home`: where the group's requests went (its home shard, or its coordinator's link).
     Group { group: Bytes, home: ClusterId },
-    OffsetCommit { split: Split<OffsetCommitRequest>, home: ClusterId },
-    OffsetFetch { req: OffsetFetchRequest, home: ClusterId },
+    OffsetCommit { split: Split<OffsetCommitRequest> },
+    OffsetFetch { req: OffsetFetchRequest },
     InitProducerId,
     /// SaslHandshake, SaslAuthenticate: stored, sent to every shard, replayed on new links.
     Sasl,

@@ -224,11 +224,11 @@ impl KafkaProtocol {
             Merge::Group { group, home } => {
                 group::merge_group(&reply, parts, (*home, group), (self.leaders.as_ref(), &self.links))
             }
-            Merge::OffsetCommit { split, home } => {
-                group::merge_commit(&reply, split, parts, *home, (self.leaders.as_ref(), &self.links))
+            Merge::OffsetCommit { split } => {
+                group::merge_commit(&reply, split, parts, (self.leaders.as_ref(), &self.links))
             }
-            Merge::OffsetFetch { req, home } => {
-                group::merge_offset_fetch(&reply, req, parts, table, *home, (self.leaders.as_ref(), &self.links))
+            Merge::OffsetFetch { req } => {
+                group::merge_offset_fetch(&reply, req, parts, table, (self.leaders.as_ref(), &self.links))
             }
             Merge::Sasl => sasl::merge(&reply, parts),
             Merge::Topics { api, req, routes } => topics::merge(&reply, *api, req, routes, parts),

@@ -91,7 +91,7 @@ pub fn plan(p: &mut KafkaProtocol, request: ClientRequest, cx: &mut Ctx<'_, Kafk
         api::FETCH => consume::plan_fetch(p, &req, reply, cx),
         api::LIST_OFFSETS => consume::plan_list_offsets(p, &req, reply, cx),
         api::OFFSET_FOR_LEADER_EPOCH => epochs::plan(p, &req, reply, cx),
-        api::FIND_COORDINATOR => group::plan_coordinator(&req, reply, cx),
+        api::FIND_COORDINATOR => group::plan_coordinator(p, &req, reply, cx),
         api::JOIN_GROUP | api::SYNC_GROUP | api::HEARTBEAT | api::LEAVE_GROUP => group::plan_group(p, &req, reply, cx),
         api::OFFSET_COMMIT => group::plan_commit(p, &req, reply, cx),
         api::OFFSET_FETCH => group::plan_offset_fetch(p, &req, reply, cx),

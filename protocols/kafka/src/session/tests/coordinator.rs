@@ -1,5 +1,6 @@
 //! Group requests follow the coordinator the home shard's FindCoordinator names (a shard of
-//! several brokers), and a commit from a fenced member is not written on other shards.
+//! several brokers), the group's offsets on another shard follow that shard's coordinator, and
+//! a commit from a fenced member is not written on other shards.
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -87,9 +88,11 @@ fn keys(h: &Harness<KafkaSession, Broker>, c: ClusterId) -> Vec<i16> {
 
 #[test]
 fn group_requests_go_to_the_coordinator_find_coordinator_named_until_it_moves() {
-    // Shard a's bootstrap broker names node 8 at 10.0.0.8:9094 as the coordinator of g-a.
+    // Shard a's bootstrap broker names node 8 at 10.0.0.8:9094 as the coordinator of g-a;
+    // shard b (not g-a's home, holding b1's offsets) names its node 7 at 10.0.0.7:9097.
     let mut m = harness();
     m.fake("a").coordinator = Some((8, "10.0.0.8", 9094));
+    m.fake("b").coordinator = Some((7, "10.0.0.7", 9097));
     let found = find_coordinator(&mut m, 2, &["g-a"]);
     let c = &found.coordinators[0];
     assert_eq!(
@@ -97,12 +100,22 @@ fn group_requests_go_to_the_coordinator_find_coordinator_named_until_it_moves() 
         (8, PROXY_HOST.as_bytes(), PROXY_PORT)
     );
 
+    assert_eq!(
+        keys(&m, m.id("b")),
+        vec![api::FIND_COORDINATOR],
+        "b asked for its own coordinator of g-a"
+    );
+
     // Another connection (the client's connection to that virtual node): every group request
-    // of g-a goes to 10.0.0.8:9094 through an endpoint link; nothing to the bootstrap broker.
+    // of g-a goes to 10.0.0.8:9094 through an endpoint link, its offsets on b to 10.0.0.7:9097;
+    // nothing to the bootstrap brokers.
     let mut h = another_connection();
     let a = h.id("a");
+    let b = h.id("b");
     let l0 = ClusterId::endpoint(0);
+    let l1 = ClusterId::endpoint(1);
     h.fakes.entry(l0).or_default().host("a1");
+    h.fakes.entry(l1).or_default().host("b1");
     h.send(&heartbeat("g-a"));
     assert_eq!(h.binds, vec![(l0, a, "10.0.0.8:9094".to_owned())]);
     h.deliver();
@@ -118,10 +131,11 @@ fn group_requests_go_to_the_coordinator_find_coordinator_named_until_it_moves() 
         (15, 5),
         "the member's commit at the coordinator"
     );
+    assert_eq!(h.binds.last(), Some(&(l1, b, "10.0.0.7:9097".to_owned())));
     assert_eq!(
-        h.fake("b").commits[&(b"g-a".to_vec(), b"b1".to_vec(), 0)],
+        h.fakes[&l1].commits[&(b"g-a".to_vec(), b"b1".to_vec(), 0)],
         (15, -1),
-        "standalone on b"
+        "standalone on b's coordinator"
     );
     h.send(&offset_fetch("g-a", &["a1", "b1"]));
     h.deliver();
@@ -137,8 +151,21 @@ fn group_requests_go_to_the_coordinator_find_coordinator_named_until_it_moves() 
         keys(&h, l0),
         vec![api::HEARTBEAT, api::OFFSET_COMMIT, api::OFFSET_FETCH]
     );
-    assert!(keys(&h, a).is_empty(), "nothing to the bootstrap broker");
-    assert_eq!(h.binds.len(), 1, "one link, bound once");
+    assert_eq!(keys(&h, l1), vec![api::OFFSET_COMMIT, api::OFFSET_FETCH]);
+    assert!(keys(&h, a).is_empty(), "nothing to a's bootstrap broker");
+    assert!(keys(&h, b).is_empty(), "nothing to b's bootstrap broker");
+    assert_eq!(h.binds.len(), 2, "one link per shard, bound once");
+
+    // b's coordinator moved: its NOT_COORDINATOR reaches the client for b1, and b1's next
+    // commit goes to b's table cluster until FindCoordinator names the new one.
+    h.fakes.get_mut(&l1).unwrap().group_error = NOT_COORDINATOR;
+    h.send(&commit("g-a", 5, "m-1", &["b1"]));
+    h.deliver();
+    assert_eq!(commit_codes(&mut h), vec![("b1".into(), NOT_COORDINATOR)]);
+    h.send(&commit("g-a", 5, "m-1", &["b1"]));
+    h.deliver();
+    assert_eq!(commit_codes(&mut h), vec![("b1".into(), NONE)]);
+    assert_eq!(keys(&h, b), vec![api::OFFSET_COMMIT]);
 
     // The coordinator moved: its NOT_COORDINATOR reaches the client, and the group's next
     // requests go to the table cluster until FindCoordinator names the new one.
@@ -155,11 +182,11 @@ fn group_requests_go_to_the_coordinator_find_coordinator_named_until_it_moves() 
     h.send(&heartbeat("g-a"));
     assert_eq!(
         h.binds.last(),
-        Some(&(ClusterId::endpoint(1), a, "10.0.0.9:9095".to_owned()))
+        Some(&(ClusterId::endpoint(2), a, "10.0.0.9:9095".to_owned()))
     );
 
     // A coordinator's link that fails: COORDINATOR_NOT_AVAILABLE, the coordinator forgotten.
-    h.close_upstream_id(ClusterId::endpoint(1), UpstreamFailureKind::Refused, "down");
+    h.close_upstream_id(ClusterId::endpoint(2), UpstreamFailureKind::Refused, "down");
     assert_eq!(heartbeat_code(&mut h), COORDINATOR_NOT_AVAILABLE);
     h.send(&heartbeat("g-a"));
     h.deliver();

@@ -37,7 +37,9 @@ fn a_groups_coordinator_is_its_home_shards_renamed_at_the_proxy() {
     let one = find_coordinator(&mut h, 2, &["gb-orders"]);
     let c = &one.coordinators[0];
     assert_eq!((c.node_id, &c.host[..], c.port), (1_000_111, PROXY_HOST.as_bytes(), PROXY_PORT));
-    assert!(h.fake("a").seen.is_empty());
+    // Shard a, not its home, was asked for its own coordinator of the group (for the offsets
+    // a holds); its answer is not the client's.
+    assert_eq!(h.fake("a").seen.len(), 1);
     let many = find_coordinator(&mut h, 4, &["gb-x", "g-a"]);
     let got: Vec<(&[u8], i32)> = many.coordinators.iter().map(|c| (&c.key[..], c.node_id)).collect();
     assert_eq!(got, vec![(&b"gb-x"[..], 1_000_111), (&b"g-a"[..], 111)]);
