@@ -177,6 +177,8 @@ impl Target for Mqtt {
         let mut dec = Decoder::from_server(self.v(), Limits::default());
         let mut seen = Vec::new();
         loop {
+            let before = client.len();
+            let head: Vec<u8> = client.iter().take(64).copied().collect();
             match dec.decode(client) {
                 Ok(Some(d)) => {
                     if let Packet::SubAck(s) = d.packet {
@@ -186,7 +188,11 @@ impl Target for Mqtt {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => panic!("the session wrote an undecodable packet: {e}"),
+                Err(e) => panic!(
+                    "the session wrote an undecodable packet: {e} ({:?} with {:02x?})",
+                    self.v(),
+                    (before, head)
+                ),
             }
         }
         seen

@@ -81,9 +81,11 @@ impl Mqtt {
         let legs = match self.flows.start(client_id, kind, &brokers) {
             Ok(legs) => legs,
             Err(FlowError::InUse) => {
+                // Reusing an identifier in flight breaks 2.2.1; 0x91 is no DISCONNECT reason
+                // code (3.14.2.1), and a SUBACK under that identifier would answer both.
                 return Plan::Close(replies::disconnect(
                     version,
-                    ReasonCode::PACKET_IDENTIFIER_IN_USE,
+                    ReasonCode::PROTOCOL_ERROR,
                     replies::ID_IN_USE,
                 ))
             }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ReasonCode;
 
 #[test]
 fn filters_go_to_exactly_the_brokers_that_can_carry_a_match() {
@@ -59,4 +60,19 @@ fn unsubscribe_is_merged_too() {
     for b in ["b1", "b2"] {
         assert_eq!(h.fakes[&h.id(b)].unsubscribed, [Bytes::from_static(b"#")]);
     }
+}
+
+#[test]
+fn a_subscribe_reusing_an_identifier_in_flight_is_a_protocol_error() {
+    let mut h = connected(Version::V5);
+    h.send(&wire(subscribe(7, &["sensors/+"]), Version::V5));
+    // Identifier 7 is still in flight (no broker answered yet).
+    h.send(&wire(subscribe(7, &["user1/#"]), Version::V5));
+    h.deliver();
+    let got = received(&mut h, Version::V5);
+    let Some(Packet::Disconnect(d)) = got.last() else {
+        panic!("{got:?}")
+    };
+    assert_eq!(d.reason, ReasonCode::PROTOCOL_ERROR, "0x91 is no DISCONNECT reason code");
+    assert!(h.closed);
 }
