@@ -2,6 +2,9 @@
 //! shares in the replayed CONNECTs, the proxy's window, held PUBLISHes), and a client over the
 //! Receive Maximum it was given.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use super::*;
 use crate::ReasonCode;
 

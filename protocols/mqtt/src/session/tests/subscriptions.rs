@@ -1,5 +1,8 @@
 //! Subscriptions moved by a new routing table at the client's next packet.
 
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
 use super::*;
 
 /// `user1` moves from b2 to a new broker b3; `alert` payloads stay on b2.
