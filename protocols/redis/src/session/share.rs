@@ -35,6 +35,9 @@ pub(super) fn needs_dedicated(spec: &CommandSpec) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use crate::{lookup, Command};
 
