@@ -34,7 +34,7 @@ export CARGO_INCREMENTAL ?= 0
 
 # Printed first so a CI log shows how much room the run started with (a clean run needs about
 # DISK_NEED_GB; see README "Disk").
-DISK_NEED_GB ?= 4
+DISK_NEED_GB ?= 10
 disk:
 	@avail=$$(df -Pk . | awk 'NR==2 {print int($$4/1048576)}'); \
 	  echo "disk: $${avail} GiB free on $$(df -P . | awk 'NR==2 {print $$6}'), a clean run needs about $(DISK_NEED_GB) GiB"; \
