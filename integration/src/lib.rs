@@ -56,6 +56,7 @@ pub mod relay;
 pub mod replication;
 pub mod scope;
 pub mod servers;
+pub mod sites;
 
 pub use envoy::{Envoy, EnvoyConfig, EnvoyOptions, WasmPlugin};
 pub use ports::{free_port, free_ports};

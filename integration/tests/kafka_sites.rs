@@ -1,6 +1,6 @@
 //! A Kafka shard at another site: tansu `kafka-a` at dc1 next to Envoy, tansu `kafka-b` at dc2,
 //! reached through dc1's `geomesh-bridge` and its gRPC tunnel to dc2's bridge, over a relay
-//! that adds WAN latency and can be cut (as the MQTT and Redis sites are). Clients
+//! that adds WAN latency and can be cut (`geomesh_integration::sites`, as for MQTT). Clients
 //! (confluent-kafka, raw frames) see one cluster; where each record landed is read on each
 //! broker directly; the filter's metrics are read from Envoy's stats.
 //!
@@ -16,12 +16,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use geomesh_integration::bridge::{bridge_cluster, Bridge};
-use geomesh_integration::envoy::{tcp_listener, tcp_proxy_filter, wasm_network_filter};
+use geomesh_integration::bridge::Bridge;
 use geomesh_integration::kafka_clients::KafkaClient;
 use geomesh_integration::kafka_raw::{codes, produce_request, Raw};
-use geomesh_integration::paths::wasm_path;
-use geomesh_integration::{free_port, Envoy, EnvoyConfig, Relay, Tansu, TestDir, WasmPlugin};
+use geomesh_integration::sites::{TwoSites, TwoSitesOptions};
+use geomesh_integration::{free_port, Envoy, Relay, Tansu, TestDir};
 use geomesh_kafka::codes::{NONE, NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT};
 use serde_json::{json, Value};
 
@@ -65,50 +64,28 @@ fn sites(name: &str) -> Result<Sites> {
     let dir = TestDir::new(name)?;
     let a = Tansu::start(&dir, "tansu-a")?;
     let b = Tansu::start(&dir, "tansu-b")?;
-    let grpc = free_port()?;
-    let dc2 = Bridge::start_config(
-        &dir,
-        "bridge-dc2",
-        &format!(
-            "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:{grpc}\nplaintext: true\nclusters:\n  kafka-b: {{ address: 127.0.0.1:{} }}\n",
-            b.port
-        ),
-    )?;
-    let wan = Relay::start(grpc)?;
-    wan.set_delay(WAN);
-    let dc1 = Bridge::start_config(
-        &dir,
-        "bridge-dc1",
-        &format!(
-            "site: dc1\nlisten: unix:{}\nplaintext: true\nclusters:\n  kafka-a: {{ address: 127.0.0.1:{} }}\n  kafka-b: {{ site: dc2 }}\nsites:\n  dc2: {{ grpc: \"http://127.0.0.1:{}\" }}\n",
-            dir.join("bridge-dc1.sock").display(),
-            a.port,
-            wan.port()
-        ),
-    )?;
     let port = free_port()?;
-    let plugin = WasmPlugin::new("geomesh_kafka", "", wasm_path("geomesh_filter_kafka")?, table(port));
-    let cfg = EnvoyConfig::new()?
-        .listener(tcp_listener(
-            "kafka_in",
+    let two = TwoSites::start(
+        &dir,
+        &TwoSitesOptions {
+            wasm: "geomesh_filter_kafka",
+            plugin: "geomesh_kafka",
+            config: &table(port),
             port,
-            vec![
-                wasm_network_filter(&plugin),
-                tcp_proxy_filter("kafka_in", "bridge_dc1"),
-            ],
-        ))
-        .cluster(bridge_cluster("bridge_dc1", &dc1));
-    let envoy = Envoy::start(&dir, "envoy", &cfg)?;
-    geomesh_integration::wait_tcp(port, Duration::from_secs(20))?;
+            local: ("kafka-a", a.port),
+            remote: ("kafka-b", b.port),
+            wan_delay: WAN,
+        },
+    )?;
     Ok(Sites {
         dir,
         a,
         b,
-        envoy,
+        envoy: two.envoy,
         port,
-        wan,
-        _dc1: dc1,
-        _dc2: dc2,
+        wan: two.wan,
+        _dc1: two.dc1,
+        _dc2: two.dc2,
     })
 }
 

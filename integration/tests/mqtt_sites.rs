@@ -12,12 +12,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use geomesh_integration::bridge::{bridge_cluster, Bridge};
-use geomesh_integration::envoy::{tcp_listener, tcp_proxy_filter, wasm_network_filter};
+use geomesh_integration::bridge::Bridge;
 use geomesh_integration::mosquitto::{mosquitto_pub, Mosquitto, MosquittoSub, V311, V5};
 use geomesh_integration::mqtt_client::{publish, MqttConn};
-use geomesh_integration::paths::wasm_path;
-use geomesh_integration::{free_port, Envoy, EnvoyConfig, Relay, TestDir, WasmPlugin};
+use geomesh_integration::sites::{TwoSites, TwoSitesOptions};
+use geomesh_integration::{free_port, Envoy, Relay, TestDir};
 use geomesh_mqtt::{Packet, QoS, ReasonCode, Version};
 
 /// Écharde's table: `user1` topics and `alert` payloads on mqtt2 (at dc2).
@@ -49,50 +48,27 @@ fn sites(name: &str) -> Result<Sites> {
     let dir = TestDir::new(name)?;
     let mqtt1 = Mosquitto::start(&dir, "mqtt1")?;
     let mqtt2 = Mosquitto::start(&dir, "mqtt2")?;
-    let grpc = free_port()?;
-    let dc2 = Bridge::start_config(
+    let two = TwoSites::start(
         &dir,
-        "bridge-dc2",
-        &format!(
-            "site: dc2\nlisten: 127.0.0.1:0\ngrpc_listen: 127.0.0.1:{grpc}\nplaintext: true\nclusters:\n  mqtt2: {{ address: 127.0.0.1:{} }}\n",
-            mqtt2.port
-        ),
+        &TwoSitesOptions {
+            wasm: "geomesh_filter_mqtt",
+            plugin: "geomesh_mqtt",
+            config: TABLE,
+            port: free_port()?,
+            local: ("mqtt1", mqtt1.port),
+            remote: ("mqtt2", mqtt2.port),
+            wan_delay: WAN,
+        },
     )?;
-    let wan = Relay::start(grpc)?;
-    wan.set_delay(WAN);
-    let dc1 = Bridge::start_config(
-        &dir,
-        "bridge-dc1",
-        &format!(
-            "site: dc1\nlisten: unix:{}\nplaintext: true\nclusters:\n  mqtt1: {{ address: 127.0.0.1:{} }}\n  mqtt2: {{ site: dc2 }}\nsites:\n  dc2: {{ grpc: \"http://127.0.0.1:{}\" }}\n",
-            dir.join("bridge-dc1.sock").display(),
-            mqtt1.port,
-            wan.port()
-        ),
-    )?;
-    let port = free_port()?;
-    let plugin = WasmPlugin::new("geomesh_mqtt", "", wasm_path("geomesh_filter_mqtt")?, TABLE);
-    let cfg = EnvoyConfig::new()?
-        .listener(tcp_listener(
-            "mqtt_in",
-            port,
-            vec![
-                wasm_network_filter(&plugin),
-                tcp_proxy_filter("mqtt_in", "bridge_dc1"),
-            ],
-        ))
-        .cluster(bridge_cluster("bridge_dc1", &dc1));
-    let envoy = Envoy::start(&dir, "envoy", &cfg)?;
-    geomesh_integration::wait_tcp(port, Duration::from_secs(20))?;
     Ok(Sites {
         dir,
         mqtt1,
         mqtt2,
-        envoy,
-        port,
-        _wan: wan,
-        dc1,
-        dc2,
+        envoy: two.envoy,
+        port: two.port,
+        _wan: two.wan,
+        dc1: two.dc1,
+        dc2: two.dc2,
     })
 }
 
