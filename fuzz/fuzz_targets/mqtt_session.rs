@@ -179,6 +179,15 @@ impl Target for Mqtt {
         loop {
             let before = client.len();
             let head: Vec<u8> = client.iter().take(64).copied().collect();
+            if self.v5.get() && head.starts_with(&[0x20, 0x02]) {
+                // A 2-byte CONNACK is 3.1.1's: the answer to a CONNECT whose protocol level
+                // the proxy does not take (3.1.1's return code 0x01; such a client speaks no
+                // 5.0). A 5.0 CONNACK always has a properties length, so it is longer.
+                let mut v311 = Decoder::from_server(Version::V311, Limits::default());
+                if matches!(v311.decode(client), Ok(Some(_))) {
+                    continue;
+                }
+            }
             match dec.decode(client) {
                 Ok(Some(d)) => {
                     if let Packet::SubAck(s) = d.packet {
