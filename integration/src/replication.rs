@@ -187,6 +187,7 @@ impl ReplicationPlan {
             listeners: vec![l],
             clusters: Vec::new(),
             stats_config: None,
+            extra: serde_json::Map::new(),
         };
         for (j, other) in self.sites.iter().enumerate() {
             let port = if j == i { p.instance } else { self.ports[j].listener };

@@ -237,6 +237,7 @@ impl ScopePlan {
             listeners: Vec::new(),
             clusters: Vec::new(),
             stats_config: None,
+            extra: serde_json::Map::new(),
         };
         for (service, _) in SERVICES {
             let ecds = match ecds_dir {

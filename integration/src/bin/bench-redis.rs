@@ -17,7 +17,8 @@
 //! Options for the investigation of where the time goes: `--bridge-threads N` (default 1),
 //! `--pin envoy:0,bridge:1,redis:1,client:0` (taskset CPU lists per process kind),
 //! `--keyspace N` (`-r N`, 0 = no `-r`), `--workloads ...,MSETB` (redis-benchmark's own
-//! `-t mset`: ten times the same key placeholder), `--tcp-bridge`, `--perf`,
+//! `-t mset`: ten times the same key placeholder), `--tcp-bridge`, `--io-uring`
+//! (Envoy's io_uring socket interface for all paths), `--perf`,
 //! `--baseline-wasm FILE` (a fifth path, `geomesh_before`: the same bridge behind another build
 //! of the filter, for a before/after comparison in one run).
 //!
@@ -47,6 +48,10 @@ use geomesh_integration::{
     free_port, Envoy, EnvoyConfig, EnvoyOptions, Redis, TestDir, WasmPlugin,
 };
 
+const DEFAULT_SOCKET_INTERFACE: &str =
+    "envoy.extensions.network.socket_interface.default_socket_interface";
+const IO_URING_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.network.socket_interface.v3.DefaultSocketInterface";
 const REDIS_PROXY_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy";
 
@@ -68,6 +73,7 @@ fn main() -> Result<()> {
     let mut only_workloads: Vec<String> = Vec::new();
     let mut perf = false;
     let mut unix = true;
+    let mut io_uring = false;
     let mut bridge_threads: usize = 1;
     let mut pins: Vec<(String, String)> = Vec::new();
     let mut keyspace: u64 = 1000;
@@ -85,6 +91,7 @@ fn main() -> Result<()> {
             "--perf" => perf = true,
             "--baseline-wasm" => baseline_wasm = Some(args.next().context("--baseline-wasm FILE")?),
             "--tcp-bridge" => unix = false,
+            "--io-uring" => io_uring = true,
             "--bridge-threads" => bridge_threads = args.next().context("--bridge-threads N")?.parse()?,
             "--keyspace" => keyspace = args.next().context("--keyspace N")?.parse()?,
             "--envoy-log" => envoy_log = Some(args.next().context("--envoy-log wasm:trace")?),
@@ -98,7 +105,7 @@ fn main() -> Result<()> {
             other => bail!(
                 "unknown argument {other} (--requests N, --clients N, --out FILE, --paths direct,tcp_proxy,native,geomesh, \
                  --workloads SET,GET,MSET,MGET[,MSETB], --perf: perf record Envoy and the bridge during the geomesh runs, \
-                 --tcp-bridge, --bridge-threads N, --keyspace N, --pin envoy:0,bridge:1,redis:1,client:0, \
+                 --tcp-bridge, --io-uring, --bridge-threads N, --keyspace N, --pin envoy:0,bridge:1,redis:1,client:0, \
                  --repeat N: N interleaved rounds, medians reported, \
                  --envoy-log wasm:trace: Envoy's --component-log-level, the test dir is kept)"
             ),
@@ -164,6 +171,16 @@ fn main() -> Result<()> {
             base_port,
             vec![wasm_network_filter(&base), tcp_proxy_filter("geomesh_before_in", "geomesh_bridge")],
         ));
+    }
+    if io_uring {
+        // Envoy's experimental io_uring socket interface (TCP sockets only: a Unix socket to
+        // the bridge stays on epoll), for every path of the run.
+        cfg = cfg
+            .bootstrap_field("bootstrap_extensions", json!([{
+                "name": DEFAULT_SOCKET_INTERFACE,
+                "typed_config": { "@type": IO_URING_TYPE, "io_uring_options": {} },
+            }]))
+            .bootstrap_field("default_socket_interface", json!(DEFAULT_SOCKET_INTERFACE));
     }
     let opts = EnvoyOptions {
         concurrency: 1,
