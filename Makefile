@@ -52,6 +52,7 @@ wasm: bootstrap
 # profile and target dir as `cargo test` so the harness finds them.
 native: bootstrap
 	$(CARGO) build --workspace --bins
+	$(CARGO) build -p geomesh-native
 
 build: wasm native
 

@@ -425,6 +425,15 @@ impl Bridge {
         })
     }
 
+    /// Serves one filter connection that is not a socket (the native shell's in-process
+    /// stream, `native/`), on the runtime of `handle`, exactly as an accepted one.
+    pub fn serve_stream<S>(&self, handle: &tokio::runtime::Handle, io: S, peer: String) -> JoinHandle<()>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        handle.spawn(conn::serve(io, peer, self.shared.clone()))
+    }
+
     /// Puts a new configuration in force: new channels use it. Listener addresses cannot change
     /// without a restart (a warning says so).
     pub fn reload(&self, config: Config) -> anyhow::Result<()> {

@@ -42,6 +42,8 @@ pub struct EnvoyOptions {
     /// How long [`Envoy::start`] waits for `/ready`, default 30 s (V8 compiles each .wasm).
     pub ready_timeout: Duration,
     pub extra_args: Vec<String>,
+    /// Environment variables for the Envoy process (e.g. [`crate::native::SEARCH_PATH_ENV`]).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for EnvoyOptions {
@@ -52,6 +54,7 @@ impl Default for EnvoyOptions {
             component_log_level: None,
             ready_timeout: Duration::from_secs(30),
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -108,6 +111,7 @@ impl Envoy {
             cmd.args(["--component-log-level", c]);
         }
         cmd.args(&opts.extra_args);
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let mut proc = Proc::spawn(dir, name, cmd)?;
         proc.wait_until(
             opts.ready_timeout,

@@ -45,6 +45,7 @@ pub mod envoy;
 pub mod influx;
 pub mod mosquitto;
 pub mod mqtt_client;
+pub mod native;
 pub mod kafka_clients;
 pub mod kafka_raw;
 pub mod paths;

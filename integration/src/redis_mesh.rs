@@ -48,6 +48,19 @@ pub struct MeshOptions {
     pub envoy: EnvoyOptions,
     /// Bootstrap `stats_config` (e.g. [`crate::envoy::geomesh_stats_tags`]).
     pub stats_config: Option<serde_json::Value>,
+    /// Which filter serves the listener.
+    pub shell: Shell,
+}
+
+/// The filter a [`RedisMesh`] runs: the Wasm filter in V8 with `tcp_proxy` to the bridge
+/// process, or the native shell (`native/`, an Envoy dynamic module) with its bridge
+/// in-process (started from a bridge configuration of the same shards; the bridge process is
+/// started too, and unused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Shell {
+    #[default]
+    Wasm,
+    Native,
 }
 
 impl MeshOptions {
@@ -60,7 +73,14 @@ impl MeshOptions {
             shard_args: Vec::new(),
             envoy: EnvoyOptions::default(),
             stats_config: None,
+            shell: Shell::Wasm,
         }
+    }
+
+    /// The same mesh with the native shell.
+    pub fn native(mut self) -> Self {
+        self.shell = Shell::Native;
+        self
     }
 }
 
@@ -115,18 +135,25 @@ impl RedisMesh {
         } else {
             wasm_network_filter(&plugin)
         };
+        let filters = match opts.shell {
+            Shell::Wasm => vec![filter, tcp_proxy_filter("redis_in", "geomesh_bridge")],
+            Shell::Native => {
+                let bridge_config = crate::native::bridge_config(&dir, "native-bridge", &clusters)?;
+                vec![crate::native::network_filter(&bridge_config, &opts.filter_config)]
+            }
+        };
         let mut cfg = EnvoyConfig::new()?
-            .listener(tcp_listener(
-                "redis_in",
-                port,
-                vec![filter, tcp_proxy_filter("redis_in", "geomesh_bridge")],
-            ))
+            .listener(tcp_listener("redis_in", port, filters))
             .cluster(bridge_cluster("geomesh_bridge", &bridge));
         for (n, r) in &shards {
             cfg = cfg.cluster(static_cluster(n, &[r.port]));
         }
         cfg.stats_config = opts.stats_config.clone();
-        let envoy = Envoy::start_with(&dir, "envoy", &cfg, &opts.envoy)?;
+        let envoy_opts = match opts.shell {
+            Shell::Wasm => opts.envoy.clone(),
+            Shell::Native => crate::native::with_module(opts.envoy.clone())?,
+        };
+        let envoy = Envoy::start_with(&dir, "envoy", &cfg, &envoy_opts)?;
         let mesh = RedisMesh {
             envoy,
             bridge,

@@ -128,6 +128,7 @@ fn main() -> Result<()> {
     )?;
 
     let (tcp_port, native_port, ours_port, base_port) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let native_mod_port = free_port()?;
     let ours_cfg = "workload_type: redis\ndefault_cluster: shard_a\nupstream_timeout_ms: 5000\nrouting_table:\n  '*': { type: hash, clusters: [shard_a, shard_b] }\n";
     let plugin = WasmPlugin::new(
         "geomesh_redis",
@@ -164,6 +165,16 @@ fn main() -> Result<()> {
         .cluster(unlimited(static_cluster("shard_a", &[a.port])))
         .cluster(unlimited(bridge_cluster("geomesh_bridge", &bridge)))
         .cluster(unlimited(ring));
+    let native_bridge = geomesh_integration::native::bridge_config(
+        &dir,
+        "native-bridge",
+        &[("shard_a", a.port), ("shard_b", b.port)],
+    )?;
+    cfg = cfg.listener(tcp_listener(
+        "geomesh_native_in",
+        native_mod_port,
+        vec![geomesh_integration::native::network_filter(&native_bridge, ours_cfg)],
+    ));
     if let Some(w) = &baseline_wasm {
         let base = WasmPlugin::new("geomesh_redis_before", "", std::path::PathBuf::from(w), ours_cfg);
         cfg = cfg.listener(tcp_listener(
@@ -182,18 +193,18 @@ fn main() -> Result<()> {
             }]))
             .bootstrap_field("default_socket_interface", json!(DEFAULT_SOCKET_INTERFACE));
     }
-    let opts = EnvoyOptions {
+    let opts = geomesh_integration::native::with_module(EnvoyOptions {
         concurrency: 1,
         log_level: "warning".into(),
         component_log_level: envoy_log.clone(),
         ..EnvoyOptions::default()
-    };
+    })?;
     if envoy_log.is_some() {
         dir.keep();
         eprintln!("Envoy log in {}", dir.path().display());
     }
     let mut envoy = Envoy::start_with(&dir, "envoy", &cfg, &opts)?;
-    for p in [tcp_port, native_port, ours_port] {
+    for p in [tcp_port, native_port, ours_port, native_mod_port] {
         geomesh_integration::wait_tcp(p, Duration::from_secs(20))?;
     }
     if baseline_wasm.is_some() {
@@ -244,6 +255,12 @@ fn main() -> Result<()> {
             pids: vec![envoy_pid, bridge.proc.pid()],
         },
     ];
+    // The native shell's bridge runs inside Envoy: its CPU is in Envoy's column.
+    paths.push(BenchPath {
+        name: "geomesh_native",
+        port: native_mod_port,
+        pids: vec![envoy_pid],
+    });
     if baseline_wasm.is_some() {
         paths.push(BenchPath {
             name: "geomesh_before",
