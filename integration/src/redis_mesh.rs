@@ -9,6 +9,7 @@
 //! shard names given to [`RedisMesh::start`]. With [`MeshOptions::ecds`] the filter's
 //! configuration comes from an ECDS file, which [`RedisMesh::set_filter_config`] rewrites.
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -52,6 +53,34 @@ pub struct MeshOptions {
     pub shell: Shell,
 }
 
+thread_local! {
+    /// The shell of the meshes made on this thread (a test runs on its own thread).
+    static TEST_SHELL: Cell<Shell> = const { Cell::new(Shell::Wasm) };
+}
+
+/// Makes the meshes this thread starts from now on use `shell` (see [`native_shell_too!`]).
+pub fn set_test_shell(shell: Shell) {
+    TEST_SHELL.with(|s| s.set(shell));
+}
+
+/// Runs the named tests of this file a second time through the native shell, as
+/// `native_shell::<name>`: each sets [`Shell::Native`] on its thread, then calls the test.
+#[macro_export]
+macro_rules! native_shell_too {
+    ($($test:ident),* $(,)?) => {
+        /// The same tests through the native shell (`native/`, the bridge in-process).
+        mod native_shell {
+            $(
+                #[test]
+                fn $test() {
+                    $crate::redis_mesh::set_test_shell($crate::redis_mesh::Shell::Native);
+                    super::$test();
+                }
+            )*
+        }
+    };
+}
+
 /// The filter a [`RedisMesh`] runs: the Wasm filter in V8 with `tcp_proxy` to the bridge
 /// process, or the native shell (`native/`, an Envoy dynamic module) with its bridge
 /// in-process (started from a bridge configuration of the same shards; the bridge process is
@@ -73,7 +102,7 @@ impl MeshOptions {
             shard_args: Vec::new(),
             envoy: EnvoyOptions::default(),
             stats_config: None,
-            shell: Shell::Wasm,
+            shell: TEST_SHELL.with(Cell::get),
         }
     }
 

@@ -777,3 +777,15 @@ fn redis_py_with_its_default_hello_3() {
     let keys: Vec<String> = scan;
     assert_placement(&mesh, &t, &keys, 0);
 }
+
+geomesh_integration::native_shell_too!(
+    command_families_with_the_redis_crate,
+    large_values_pass_whole,
+    session_state_is_replayed_on_every_shard,
+    auth_password_and_acl_forms,
+    resp3_with_the_redis_crate,
+    pubsub_through_the_proxy,
+    echarde_example_table_as_written,
+    redis_cli_families_and_mass_insertion,
+    redis_py_with_its_default_hello_3,
+);

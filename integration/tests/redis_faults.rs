@@ -505,3 +505,13 @@ fn a_select_one_open_shard_refuses_resets_that_shard_connection() {
             .unwrap();
     assert_eq!(out.trim(), "x", "DB 0 untouched");
 }
+
+geomesh_integration::native_shell_too!(
+    a_shard_killed_mid_pipeline,
+    a_stalled_shard_gets_an_error_within_the_timeout,
+    garbage_huge_headers_and_deep_nesting_close_only_that_client,
+    a_server_reply_nested_too_deep_fails_that_cluster_only,
+    large_values_cross_in_pieces,
+    a_subscriber_is_disconnected_when_its_shard_dies_and_resubscribes,
+    a_select_one_open_shard_refuses_resets_that_shard_connection,
+);

@@ -1,7 +1,7 @@
 //! Shared, pipelined backend connections (docs/bridge-protocol.md "Shared channels"), end to end
 //! through real Envoy, real redis-servers and either shell: the Redis filter in V8 with a real
-//! geomesh-bridge process, or the native shell (`native/`, a dynamic module) with the bridge
-//! in-process (the `native_shell_` tests):
+//! geomesh-bridge process, or (`native_shell::`) the native shell (`native/`, a dynamic module)
+//! with the bridge in-process:
 //!
 //! * 200 clients at once mix stateless commands with SELECT, MULTI/EXEC, SUBSCRIBE and BLPOP
 //!   on the same shards; every client's answers are checked for order (a per-client INCR
@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use geomesh_integration::redis_mesh::{MeshOptions, RedisMesh, Shell};
+use geomesh_integration::redis_mesh::RedisMesh;
 use geomesh_redis::{BytesMut, Frame, Limits, ReplyDecoder};
 
 const TABLE: &str = "\
@@ -152,25 +152,9 @@ fn stateless(c: &mut Client, i: usize, seq: &mut i64, db: u8) {
     assert_eq!(r[5], Frame::SimpleString("PONG".into()), "client {i}");
 }
 
-/// The mesh of these tests: shards redis1 and redis2 behind `shell`.
-fn mesh(name: &str, shell: Shell) -> RedisMesh {
-    let mut opts = MeshOptions::new(&["redis1", "redis2"], TABLE);
-    opts.shell = shell;
-    RedisMesh::start_with(name, opts).unwrap()
-}
-
 #[test]
 fn two_hundred_clients_mix_stateless_and_stateful_commands() {
-    mix(Shell::Wasm);
-}
-
-#[test]
-fn native_shell_two_hundred_clients_mix_stateless_and_stateful_commands() {
-    mix(Shell::Native);
-}
-
-fn mix(shell: Shell) {
-    let mesh = mesh("redis-pool-mix", shell);
+    let mesh = RedisMesh::start("redis-pool-mix", &["redis1", "redis2"], TABLE).unwrap();
     seed_markers(&mesh);
     let port = mesh.port;
     let n = 200;
@@ -306,16 +290,7 @@ fn server_clients(mesh: &RedisMesh, shard: &str) -> Vec<String> {
 
 #[test]
 fn a_pooled_connection_killed_mid_flight_fails_only_its_requests() {
-    killed_mid_flight(Shell::Wasm);
-}
-
-#[test]
-fn native_shell_a_pooled_connection_killed_mid_flight_fails_only_its_requests() {
-    killed_mid_flight(Shell::Native);
-}
-
-fn killed_mid_flight(shell: Shell) {
-    let mesh = mesh("redis-pool-kill", shell);
+    let mesh = RedisMesh::start("redis-pool-kill", &["redis1", "redis2"], TABLE).unwrap();
     let port = mesh.port;
     // Warm up: eight clients, their channels spread over the pool's connections.
     let mut clients: Vec<Client> = (0..8).map(|_| Client::connect(port)).collect();
@@ -433,16 +408,7 @@ fn killed_mid_flight(shell: Shell) {
 
 #[test]
 fn a_restarted_shard_gets_pooled_connections_again_and_nothing_hangs() {
-    restarted_shard(Shell::Wasm);
-}
-
-#[test]
-fn native_shell_a_restarted_shard_gets_pooled_connections_again_and_nothing_hangs() {
-    restarted_shard(Shell::Native);
-}
-
-fn restarted_shard(shell: Shell) {
-    let mut mesh = mesh("redis-pool-restart", shell);
+    let mut mesh = RedisMesh::start("redis-pool-restart", &["redis1", "redis2"], TABLE).unwrap();
     let port = mesh.port;
     let mut clients: Vec<Client> = (0..6).map(|_| Client::connect(port)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
@@ -488,3 +454,9 @@ fn restarted_shard(shell: Shell) {
         "the pool connected again: {conns:?}"
     );
 }
+
+geomesh_integration::native_shell_too!(
+    two_hundred_clients_mix_stateless_and_stateful_commands,
+    a_pooled_connection_killed_mid_flight_fails_only_its_requests,
+    a_restarted_shard_gets_pooled_connections_again_and_nothing_hangs,
+);
