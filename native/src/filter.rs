@@ -22,8 +22,18 @@ pub struct Filter {
     mux: Mux,
     session: RedisSession,
     end: FilterEnd,
+    /// The filter's own scheduler for "close later" (the stream's is the bridge side's).
     scheduler: abi::SchedulerPtr,
     closed: bool,
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if !self.scheduler.is_null() {
+            // SAFETY: created by scheduler_new for this filter, deleted once.
+            unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_delete(self.scheduler) };
+        }
+    }
 }
 
 /// Wall-clock milliseconds, as the Wasm shell's clock (the mux's deadlines are in ms).
@@ -35,9 +45,15 @@ impl Filter {
     /// A filter for a new connection; `None` when the bridge runtime is not running.
     pub fn new(config: &FilterConfig, envoy: FilterEnvoyPtr, id: u64) -> Option<Filter> {
         let table = config.table()?;
-        // SAFETY: called from `on_network_filter_new` with Envoy's live filter pointer.
-        let scheduler = unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_new(envoy) };
-        let (end, bridge_end) = stream::pair(scheduler);
+        // SAFETY: called from `on_network_filter_new` with Envoy's live filter pointer; the
+        // two schedulers are this filter's, deleted when it is dropped.
+        let (scheduler, wakeup) = unsafe {
+            (
+                abi::envoy_dynamic_module_callback_network_filter_scheduler_new(envoy),
+                stream::Scheduler::new(abi::envoy_dynamic_module_callback_network_filter_scheduler_new(envoy)),
+            )
+        };
+        let (end, bridge_end) = stream::pair(wakeup.map(|w| Box::new(w) as Box<dyn stream::Wakeup>));
         config.serve(bridge_end, id)?;
         let label = format!("{}#{id}", config.name);
         let session = RedisSession::new(table.clone(), config.geomesh.upstream_timeout_ms, &config.settings);

@@ -20,7 +20,7 @@
 mod abi;
 mod config;
 mod filter;
-mod stream;
+pub mod stream;
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};

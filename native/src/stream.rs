@@ -12,6 +12,8 @@
 //! * End: the filter dropping its sender is the bridge's end of stream; the bridge shutting its
 //!   write side is the filter's. The scheduler is deleted by the filter when Envoy destroys it,
 //!   under the lock the bridge side commits under, so no commit reaches a deleted scheduler.
+//!
+//! Tests: `tests/stream.rs` (with a counting [`Wakeup`] in place of Envoy's scheduler).
 
 use std::io;
 use std::pin::Pin;
@@ -28,11 +30,39 @@ pub const INBOX_LIMIT: usize = 8 << 20;
 /// The scheduler event that says "the inbox has bytes (or the end)".
 pub const EVENT_INBOX: u64 = 1;
 
-/// Envoy's scheduler for one filter. Its pointer may be used from any thread (Envoy's ABI:
-/// `scheduler_commit` is thread-safe) until the filter deletes it.
-struct Scheduler(abi::SchedulerPtr);
-// SAFETY: the ABI allows commit from any thread; deletion is under the same mutex.
+/// How the bridge's side tells the filter's worker that the inbox changed. Dropped by the
+/// filter's side when Envoy destroys the filter, under the lock that every `wake` holds.
+pub trait Wakeup: Send {
+    fn wake(&self);
+}
+
+/// Envoy's scheduler for one filter: `wake` commits [`EVENT_INBOX`]; dropping it deletes it.
+pub struct Scheduler(abi::SchedulerPtr);
+// SAFETY: the ABI allows commit from any thread; deletion (drop) is under the same mutex as
+// every commit (`Shared::wakeup`).
 unsafe impl Send for Scheduler {}
+
+impl Scheduler {
+    /// # Safety
+    /// `ptr` comes from `scheduler_new` and is deleted by no one else.
+    pub unsafe fn new(ptr: abi::SchedulerPtr) -> Option<Scheduler> {
+        (!ptr.is_null()).then_some(Scheduler(ptr))
+    }
+}
+
+impl Wakeup for Scheduler {
+    fn wake(&self) {
+        // SAFETY: live until dropped (see the type's documentation).
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_commit(self.0, EVENT_INBOX) };
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // SAFETY: created by scheduler_new for this filter, deleted once.
+        unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_delete(self.0) };
+    }
+}
 
 #[derive(Default)]
 struct Inbox {
@@ -46,7 +76,7 @@ struct Inbox {
 
 struct Shared {
     inbox: Mutex<Inbox>,
-    scheduler: Mutex<Option<Scheduler>>,
+    wakeup: Mutex<Option<Box<dyn Wakeup>>>,
 }
 
 impl Shared {
@@ -62,10 +92,8 @@ impl Shared {
             return;
         }
         inbox.committed = true;
-        let sched = self.scheduler.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = sched.as_ref() {
-            // SAFETY: the scheduler is live while it is in the slot (deleted under this lock).
-            unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_commit(s.0, EVENT_INBOX) };
+        if let Some(w) = self.wakeup.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            w.wake();
         }
     }
 }
@@ -84,12 +112,12 @@ pub struct BridgeEnd {
     shared: Arc<Shared>,
 }
 
-/// A connected pair; `scheduler` is the filter's (created by the filter from a callback).
-pub fn pair(scheduler: abi::SchedulerPtr) -> (FilterEnd, BridgeEnd) {
+/// A connected pair; `wakeup` tells the filter's worker (its Envoy [`Scheduler`]).
+pub fn pair(wakeup: Option<Box<dyn Wakeup>>) -> (FilterEnd, BridgeEnd) {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         inbox: Mutex::new(Inbox::default()),
-        scheduler: Mutex::new((!scheduler.is_null()).then_some(Scheduler(scheduler))),
+        wakeup: Mutex::new(wakeup),
     });
     (
         FilterEnd { tx: Some(tx), shared: shared.clone() },
@@ -126,12 +154,8 @@ impl FilterEnd {
 impl Drop for FilterEnd {
     fn drop(&mut self) {
         self.tx = None;
-        let taken = self.shared.scheduler.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(s) = taken {
-            // SAFETY: created by scheduler_new for this filter, deleted once, and no commit can
-            // use it any more (it left the slot under the lock).
-            unsafe { abi::envoy_dynamic_module_callback_network_filter_scheduler_delete(s.0) };
-        }
+        // Dropped under the lock: no wake can be running or start with it.
+        drop(self.shared.wakeup.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 
