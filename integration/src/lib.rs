@@ -53,6 +53,7 @@ pub mod ports;
 pub mod process;
 pub mod prometheus;
 pub mod redis_mesh;
+pub mod resp_client;
 pub mod relay;
 pub mod replication;
 pub mod scope;

@@ -11,13 +11,13 @@
 //!   flight on it fail, with the cluster named; the others are untouched;
 //! * a shard restarted: nothing hangs, errors name the cluster, and the pool reconnects.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use geomesh_integration::redis_mesh::RedisMesh;
-use geomesh_redis::{BytesMut, Frame, Limits, ReplyDecoder};
+use geomesh_integration::resp_client::RespClient as Client;
+use geomesh_redis::Frame;
 
 const TABLE: &str = "\
 workload_type: redis
@@ -26,63 +26,6 @@ upstream_timeout_ms: 10000
 routing_table:
   user1: redis2
 ";
-
-/// A raw RESP client: commands out, decoded replies in.
-struct Client {
-    s: TcpStream,
-    dec: ReplyDecoder,
-    buf: BytesMut,
-}
-
-impl Client {
-    fn connect(port: u16) -> Client {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.set_nodelay(true).unwrap();
-        Client {
-            s,
-            dec: ReplyDecoder::new(Limits::default()),
-            buf: BytesMut::new(),
-        }
-    }
-
-    fn send(&mut self, cmds: &[&[&str]]) {
-        let mut out = Vec::new();
-        for args in cmds {
-            out.extend(format!("*{}\r\n", args.len()).bytes());
-            for a in *args {
-                out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
-            }
-        }
-        self.s.write_all(&out).unwrap();
-    }
-
-    fn read(&mut self, n: usize) -> Vec<Frame> {
-        let mut out = Vec::new();
-        let mut chunk = [0u8; 65536];
-        loop {
-            while out.len() < n {
-                match self.dec.decode(&mut self.buf).unwrap() {
-                    Some(r) => out.push(r.to_frame()),
-                    None => break,
-                }
-            }
-            if out.len() >= n {
-                return out;
-            }
-            match self.s.read(&mut chunk) {
-                Ok(0) => panic!("EOF after {} of {n} replies: {out:?}", out.len()),
-                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
-                Err(e) => panic!("read after {} of {n} replies: {e}", out.len()),
-            }
-        }
-    }
-
-    fn call(&mut self, args: &[&str]) -> Frame {
-        self.send(&[args]);
-        self.read(1).remove(0)
-    }
-}
 
 fn bulk(s: &str) -> Frame {
     Frame::bulk(s.to_owned())
