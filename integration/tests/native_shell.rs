@@ -6,7 +6,9 @@
 //! * two Envoy workers: every worker's connections route by the same table and share the one
 //!   in-process bridge (its pooled connections: a few per shard, not one per client);
 //! * a configuration the filter refuses keeps Envoy from starting, with the reason in its log;
-//! * two listeners naming the same bridge configuration share one bridge.
+//! * two listeners naming the same bridge configuration share one bridge;
+//! * the session's metrics are Envoy stats, named as the Wasm filter's under the dynamic-module
+//!   scope (`dynamicmodulescustom.redis.<stat_prefix>.…`).
 
 use std::time::Duration;
 
@@ -126,4 +128,23 @@ fn two_listeners_share_one_bridge() {
     assert_eq!(v, "1");
     let (ca, cb) = (connections(s.a.port), connections(s.b.port));
     assert!(ca + cb <= 4, "one bridge's pool, not one per listener: {ca} + {cb}");
+}
+
+#[test]
+fn the_session_metrics_are_envoy_stats() {
+    let table = format!("{TABLE}stat_prefix: shop\n");
+    let s = setup("native-metrics", 1, 1, &table).unwrap();
+    let mut c = RespClient::connect(s.ports[0]);
+    c.send(&[&["SET", "k1", "v"], &["GET", "k1"], &["MGET", "a", "b", "c", "d", "e", "f"], &["NOSUCHCOMMAND"]]);
+    let r = c.read(4);
+    assert_eq!(r[0], Frame::ok());
+    let stat = |name: &str| s.envoy.stat(&format!("dynamicmodulescustom.redis.shop.{name}")).unwrap();
+    assert_eq!(stat("command.set.total"), Some(1));
+    assert_eq!(stat("command.get.success"), Some(1));
+    assert_eq!(stat("command.mget.total"), Some(1));
+    assert_eq!(stat("splitter.split"), Some(1), "the MGET over both shards was split");
+    assert_eq!(stat("command.unknown.total"), Some(1));
+    let a = stat("upstream.shard_a.rq_total").unwrap_or(0);
+    let b = stat("upstream.shard_b.rq_total").unwrap_or(0);
+    assert!(a >= 1 && b >= 1 && a + b >= 4, "requests per shard: {a} / {b}");
 }

@@ -38,6 +38,18 @@ impl EnvoyBuffer {
     }
 }
 
+/// `envoy_dynamic_module_type_module_buffer`: bytes owned by the module, lent for one call.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ModuleBuffer {
+    pub ptr: *const u8,
+    pub length: usize,
+}
+
+/// `envoy_dynamic_module_type_metrics_result_Success` (then MetricNotFound, InvalidLabels,
+/// Frozen: a stat defined after the configuration was built).
+pub const METRICS_SUCCESS: u32 = 0;
+
 /// `envoy_dynamic_module_type_on_network_filter_data_status`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,4 +90,23 @@ extern "C" {
     /// filter's worker thread.
     pub fn envoy_dynamic_module_callback_network_filter_scheduler_commit(scheduler: SchedulerPtr, event_id: u64);
     pub fn envoy_dynamic_module_callback_network_filter_scheduler_delete(scheduler: SchedulerPtr);
+
+    /// Defines a counter of the configuration (only during `on_network_filter_config_new`);
+    /// ids start at 1.
+    pub fn envoy_dynamic_module_callback_network_filter_config_define_counter(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        id: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_network_filter_config_define_histogram(
+        config: *mut c_void,
+        name: ModuleBuffer,
+        id: *mut usize,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_network_filter_increment_counter(filter: FilterEnvoyPtr, id: usize, value: u64) -> u32;
+    pub fn envoy_dynamic_module_callback_network_filter_record_histogram_value(
+        filter: FilterEnvoyPtr,
+        id: usize,
+        value: u64,
+    ) -> u32;
 }

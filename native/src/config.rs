@@ -28,6 +28,7 @@ use geomesh_bridge::Bridge;
 use geomesh_core::{Config, RoutingTable, WorkloadType};
 use geomesh_redis::Settings;
 
+use crate::metrics::MetricIds;
 use crate::stream::BridgeEnd;
 
 /// A running in-process bridge.
@@ -44,6 +45,8 @@ pub struct FilterConfig {
     /// Distinguishes configurations in the per-thread table cache.
     id: u64,
     bridge: Arc<BridgeHost>,
+    /// The Envoy stats of this configuration.
+    pub metrics: Arc<MetricIds>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -56,8 +59,11 @@ thread_local! {
 }
 
 impl FilterConfig {
-    /// Parses `filter_config` (JSON) and starts (or finds) its bridge.
-    pub fn new(name: &str, json: &[u8]) -> Result<FilterConfig, String> {
+    /// Parses `filter_config` (JSON), starts (or finds) its bridge and defines its stats.
+    ///
+    /// # Safety
+    /// `envoy_config` is the pointer `on_network_filter_config_new` received, during that call.
+    pub unsafe fn new(envoy_config: *mut std::ffi::c_void, name: &str, json: &[u8]) -> Result<FilterConfig, String> {
         let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| format!("filter_config is not JSON: {e}"))?;
         let bridge_path = v
             .get("bridge_config")
@@ -72,10 +78,18 @@ impl FilterConfig {
             ));
         }
         let settings = Settings::from_config(&geomesh).map_err(|e| format!("filter: {e}"))?;
-        // Checked here so that a worker's compile cannot fail later.
-        RoutingTable::new(&geomesh).map_err(|e| format!("filter: {e}"))?;
+        // Compiled here so that a worker's compile cannot fail later.
+        let table = RoutingTable::new(&geomesh).map_err(|e| format!("filter: {e}"))?;
         let bridge = bridge_for(Path::new(bridge_path))?;
-        Ok(FilterConfig { name: name.to_owned(), geomesh, settings, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), bridge })
+        let metrics = Arc::new(MetricIds::define(envoy_config, &geomesh.stat_prefix, &table));
+        Ok(FilterConfig {
+            name: name.to_owned(),
+            geomesh,
+            settings,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            bridge,
+            metrics,
+        })
     }
 
     /// This worker's routing table for this configuration (compiled in `new` already, so

@@ -13,12 +13,14 @@ use geomesh_redis::RedisSession;
 
 use crate::abi::{self, FilterEnvoyPtr};
 use crate::config::FilterConfig;
+use crate::metrics::MetricIds;
 use crate::stream::{self, FilterEnd};
 
 /// The scheduler event that closes the connection after the last answer was written.
 pub const EVENT_CLOSE_LATER: u64 = 2;
 
 pub struct Filter {
+    metrics: std::sync::Arc<MetricIds>,
     mux: Mux,
     session: RedisSession,
     end: FilterEnd,
@@ -58,7 +60,7 @@ impl Filter {
         let label = format!("{}#{id}", config.name);
         let session = RedisSession::new(table.clone(), config.geomesh.upstream_timeout_ms, &config.settings);
         let mux = Mux::new(&label, table, 0, config.geomesh.upstream_timeout_ms.min(10_000));
-        Some(Filter { mux, session, end, scheduler, closed: false })
+        Some(Filter { metrics: config.metrics.clone(), mux, session, end, scheduler, closed: false })
     }
 
     /// Client bytes: all of Envoy's read buffer, drained.
@@ -89,10 +91,10 @@ impl Filter {
     }
 
     /// The client connection closed (either side).
-    pub fn on_closed(&mut self) {
+    pub fn on_closed(&mut self, envoy: FilterEnvoyPtr) {
         self.closed = true;
         self.mux.on_downstream_closed(&mut self.session, now_ms());
-        self.drain_meter();
+        self.drain_meter(envoy);
         self.end.close();
     }
 
@@ -102,7 +104,7 @@ impl Filter {
     }
 
     fn finish(&mut self, envoy: FilterEnvoyPtr, out: &MuxOutput) {
-        self.drain_meter();
+        self.drain_meter(envoy);
         if out.close_downstream {
             self.close(envoy);
         } else if out.close_later && !self.scheduler.is_null() {
@@ -119,11 +121,11 @@ impl Filter {
         }
     }
 
-    /// The native shell does not export the session's metrics yet: they are dropped here so
-    /// that the meter's bounds are never reached.
-    fn drain_meter(&mut self) {
+    /// Hands the session's metrics to Envoy's stats.
+    fn drain_meter(&mut self, envoy: FilterEnvoyPtr) {
         if let Some(m) = self.session.meter() {
-            m.drain().for_each(drop);
+            // SAFETY: Envoy's live filter pointer, from a callback.
+            unsafe { self.metrics.drain(envoy, m) };
         }
     }
 }

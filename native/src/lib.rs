@@ -12,14 +12,14 @@
 //! Every entry point catches panics (a panic must not cross into Envoy, which would abort the
 //! process): a panicking callback closes its connection, nothing else.
 //!
-//! Not yet in this shell (the Wasm filter has them): metrics (the session's meter is drained
-//! and dropped), live reconfiguration (a new `filter_config` applies to new connections only),
-//! and protocols other than Redis.
+//! Not yet in this shell (the Wasm filter has them): live reconfiguration (a new
+//! `filter_config` applies to new connections only) and protocols other than Redis.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod abi;
 mod config;
 mod filter;
+mod metrics;
 pub mod stream;
 
 use std::ffi::c_void;
@@ -49,13 +49,13 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
 /// `name` and `config` are Envoy's buffers, valid for this call.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_config_new(
-    _envoy_config: *mut c_void,
+    envoy_config: *mut c_void,
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
     let made = catch_unwind(AssertUnwindSafe(|| {
         let name = String::from_utf8_lossy(name.as_slice()).into_owned();
-        FilterConfig::new(&name, config.as_slice())
+        FilterConfig::new(envoy_config, &name, config.as_slice())
     }));
     match made {
         Ok(Ok(c)) => Box::into_raw(Box::new(c)) as *const c_void,
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_write(
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_event(envoy: FilterEnvoyPtr, filter: *mut c_void, event: u32) {
     if event == abi::EVENT_REMOTE_CLOSE || event == abi::EVENT_LOCAL_CLOSE {
-        with_filter(envoy, filter, |f| f.on_closed());
+        with_filter(envoy, filter, |f| f.on_closed(envoy));
     }
 }
 

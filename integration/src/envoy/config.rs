@@ -302,14 +302,15 @@ pub struct EnvoyConfig {
 }
 
 /// The `stats_config` that names geomesh's metrics as Envoy's own (filters/shell/README.md,
-/// "Metrics"): `stat_namespace` takes `wasmcustom.` out of the tag-extracted name (so Prometheus
+/// "Metrics"): `stat_namespace` takes `wasmcustom.` (the native shell's `dynamicmodulescustom.`)
+/// out of the tag-extracted name (so Prometheus
 /// shows `envoy_redis_...`), and `envoy.redis_prefix` takes the Redis filter's `stat_prefix` out
 /// as native `redis_proxy`'s does: `envoy_redis_command_get_total{envoy_redis_prefix="shop",
 /// stat_namespace="wasmcustom"}`.
 pub fn geomesh_stats_tags() -> Value {
     json!({ "stats_tags": [
-        { "tag_name": "stat_namespace", "regex": "^((wasmcustom)\\.)(?:redis|mqtt|kafka|influxdb|http)\\." },
-        { "tag_name": "envoy.redis_prefix", "regex": "^wasmcustom\\.redis\\.((.+?)\\.)" },
+        { "tag_name": "stat_namespace", "regex": "^((wasmcustom|dynamicmodulescustom)\\.)(?:redis|mqtt|kafka|influxdb|http)\\." },
+        { "tag_name": "envoy.redis_prefix", "regex": "^(?:wasmcustom|dynamicmodulescustom)\\.redis\\.((.+?)\\.)" },
     ] })
 }
 

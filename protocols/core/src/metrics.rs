@@ -36,6 +36,9 @@ pub enum CommandStat {
 }
 
 impl CommandStat {
+    /// Every stat (a host that must define its stats up front lists them from here).
+    pub const ALL: [CommandStat; 4] = [Self::Total, Self::Success, Self::Error, Self::Latency];
+
     fn name(self) -> &'static str {
         match self {
             Self::Total => "total",
@@ -58,6 +61,22 @@ pub enum UpstreamStat {
 }
 
 impl UpstreamStat {
+    /// Every stat (a host that must define its stats up front lists them from here).
+    pub const ALL: [UpstreamStat; 12] = [
+        Self::Requests,
+        Self::Timeouts,
+        Self::Failure(UpstreamFailureKind::Local),
+        Self::Failure(UpstreamFailureKind::Eof),
+        Self::Failure(UpstreamFailureKind::Refused),
+        Self::Failure(UpstreamFailureKind::ConnectTimeout),
+        Self::Failure(UpstreamFailureKind::Stalled),
+        Self::Failure(UpstreamFailureKind::UnknownTarget),
+        Self::Failure(UpstreamFailureKind::SiteUnreachable),
+        Self::Failure(UpstreamFailureKind::Io),
+        Self::Failure(UpstreamFailureKind::Overflow),
+        Self::Failure(UpstreamFailureKind::BridgeLost),
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Self::Requests => "rq_total",
@@ -98,6 +117,10 @@ pub enum PipelineStat {
 }
 
 impl PipelineStat {
+    /// Every stat (a host that must define its stats up front lists them from here).
+    pub const ALL: [PipelineStat; 7] =
+        [Self::Split, Self::Broadcast, Self::Replayed, Self::Local, Self::InvalidRequest, Self::Unsupported, Self::Pushed];
+
     fn name(self) -> &'static str {
         match self {
             Self::Split => "split",
