@@ -135,3 +135,10 @@ fn bridge_for(path: &Path) -> Result<Arc<BridgeHost>, String> {
     bridges.insert(path.to_owned(), host.clone());
     Ok(host)
 }
+
+/// Envoy's workers share one `FilterConfig` (and the main thread builds it): it must be
+/// `Send + Sync`, which this checks at compile time.
+const _: () = {
+    const fn shared_by_threads<T: Send + Sync>() {}
+    shared_by_threads::<FilterConfig>();
+};
