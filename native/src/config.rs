@@ -17,11 +17,9 @@
 //! runtime thread, with every listener its file names (so Wasm filters of the same Envoy can
 //! still reach it over a socket); the native filters reach it in-process.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use geomesh_bridge::Bridge;
@@ -42,21 +40,12 @@ pub struct FilterConfig {
     pub name: String,
     pub geomesh: Config,
     pub settings: Settings,
-    /// Distinguishes configurations in the per-thread table cache.
-    id: u64,
     bridge: Arc<BridgeHost>,
     /// The Envoy stats of this configuration.
     pub metrics: Arc<MetricIds>,
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static BRIDGES: OnceLock<Mutex<HashMap<PathBuf, Arc<BridgeHost>>>> = OnceLock::new();
-
-thread_local! {
-    /// Routing tables are `Rc` (the protocol crates are single-threaded, as a Wasm VM is): each
-    /// Envoy worker compiles its own once per configuration.
-    static TABLES: RefCell<HashMap<u64, Rc<RoutingTable>>> = RefCell::new(HashMap::new());
-}
 
 impl FilterConfig {
     /// Parses `filter_config` (JSON), starts (or finds) its bridge and defines its stats.
@@ -86,24 +75,17 @@ impl FilterConfig {
             name: name.to_owned(),
             geomesh,
             settings,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             bridge,
             metrics,
         })
     }
 
-    /// This worker's routing table for this configuration (compiled in `new` already, so
-    /// `None` is not expected).
+    /// A routing table of this configuration for one connection (compiled in `new` already,
+    /// so `None` is not expected). Each connection compiles its own: the protocol crates hold
+    /// it in an `Rc`, and a connection's objects may be dropped on another thread than its
+    /// worker (`stream.rs`, `IN_WAKE`), so no `Rc` is shared between connections.
     pub fn table(&self) -> Option<Rc<RoutingTable>> {
-        TABLES.with(|t| {
-            let mut t = t.borrow_mut();
-            if let Some(table) = t.get(&self.id) {
-                return Some(table.clone());
-            }
-            let table = Rc::new(RoutingTable::new(&self.geomesh).ok()?);
-            t.insert(self.id, table.clone());
-            Some(table)
-        })
+        RoutingTable::new(&self.geomesh).ok().map(Rc::new)
     }
 
     /// Serves one filter connection's stream on the bridge.

@@ -95,6 +95,7 @@ impl Filter {
         self.closed = true;
         self.mux.on_downstream_closed(&mut self.session, now_ms());
         self.drain_meter(envoy);
+        self.end.detach();
         self.end.close();
     }
 

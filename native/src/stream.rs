@@ -17,6 +17,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -77,6 +79,17 @@ struct Inbox {
 struct Shared {
     inbox: Mutex<Inbox>,
     wakeup: Mutex<Option<Box<dyn Wakeup>>>,
+    /// The filter left while this thread was inside `wake` (below): the waker drops the
+    /// wakeup once `wake` returns.
+    detached: AtomicBool,
+}
+
+thread_local! {
+    /// This thread is inside a `Wakeup::wake` (holding `Shared::wakeup`). Envoy's scheduler
+    /// commit can destroy the filter on the committing thread: it takes a strong reference to
+    /// the filter, and if the worker dropped its own meanwhile, the commit's is the last. The
+    /// filter's end then must not take the lock this thread holds.
+    static IN_WAKE: Cell<bool> = const { Cell::new(false) };
 }
 
 impl Shared {
@@ -92,8 +105,14 @@ impl Shared {
             return;
         }
         inbox.committed = true;
-        if let Some(w) = self.wakeup.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let mut slot = self.wakeup.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = slot.as_ref() {
+            IN_WAKE.with(|f| f.set(true));
             w.wake();
+            IN_WAKE.with(|f| f.set(false));
+        }
+        if self.detached.load(Ordering::Acquire) {
+            drop(slot.take());
         }
     }
 }
@@ -118,6 +137,7 @@ pub fn pair(wakeup: Option<Box<dyn Wakeup>>) -> (FilterEnd, BridgeEnd) {
     let shared = Arc::new(Shared {
         inbox: Mutex::new(Inbox::default()),
         wakeup: Mutex::new(wakeup),
+        detached: AtomicBool::new(false),
     });
     (
         FilterEnd { tx: Some(tx), shared: shared.clone() },
@@ -149,13 +169,25 @@ impl FilterEnd {
     pub fn close(&mut self) {
         self.tx = None;
     }
+
+    /// Drops the wakeup: nothing wakes the filter any more. Called when its connection closes
+    /// (from Envoy's close event, while the worker still holds the filter, so that no later
+    /// commit can hold the last reference to it), and when it is dropped.
+    pub fn detach(&mut self) {
+        self.shared.detached.store(true, Ordering::Release);
+        if IN_WAKE.with(Cell::get) {
+            // Destroyed from inside our own `wake`: that call drops the wakeup when it returns.
+            return;
+        }
+        // Dropped under the lock: no wake can be running or start with it.
+        drop(self.shared.wakeup.lock().unwrap_or_else(|p| p.into_inner()).take());
+    }
 }
 
 impl Drop for FilterEnd {
     fn drop(&mut self) {
         self.tx = None;
-        // Dropped under the lock: no wake can be running or start with it.
-        drop(self.shared.wakeup.lock().unwrap_or_else(|p| p.into_inner()).take());
+        self.detach();
     }
 }
 

@@ -86,3 +86,47 @@ async fn the_filter_leaving_drops_its_wakeup_and_the_bridge_dying_ends_the_filte
     assert_eq!(filter.take(), (Vec::new(), true));
     assert_eq!(w.wakes(), 1);
 }
+
+/// Envoy's commit can destroy the filter on the committing thread (it held the last reference):
+/// the filter's end is then dropped from inside `wake`, which must neither deadlock nor use the
+/// wakeup after it.
+struct DropsFilter {
+    filter: Arc<std::sync::Mutex<Option<geomesh_native::stream::FilterEnd>>>,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Wakeup for DropsFilter {
+    fn wake(&self) {
+        let end = self.filter.lock().unwrap().take();
+        drop(end);
+    }
+}
+
+impl Drop for DropsFilter {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_filter_destroyed_inside_the_wake_neither_deadlocks_nor_outlives_it() {
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let w = DropsFilter { filter: slot.clone(), dropped: dropped.clone() };
+    let (filter, mut bridge) = pair(Some(Box::new(w)));
+    *slot.lock().unwrap() = Some(filter);
+    let wrote = tokio::time::timeout(Duration::from_secs(5), bridge.write_all(b"+OK\r\n")).await;
+    assert!(wrote.is_ok(), "the write returned (no deadlock)");
+    assert!(slot.lock().unwrap().is_none(), "the filter's end was dropped inside the wake");
+    assert_eq!(dropped.load(Ordering::SeqCst), 1, "the wakeup was dropped once the wake returned");
+}
+
+#[tokio::test]
+async fn a_closed_filter_is_never_woken_again() {
+    let w = Count::default();
+    let (mut filter, mut bridge) = pair(Some(Box::new(w.clone())));
+    filter.detach();
+    assert_eq!(w.1.load(Ordering::SeqCst), 1);
+    bridge.write_all(b"+OK\r\n").await.unwrap();
+    assert_eq!(w.wakes(), 0);
+}
