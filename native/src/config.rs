@@ -89,10 +89,9 @@ impl FilterConfig {
     }
 
     /// Serves one filter connection's stream on the bridge.
-    pub fn serve(&self, end: BridgeEnd, id: u64) -> Option<()> {
+    pub fn serve(&self, end: BridgeEnd, id: u64) {
         let host = &self.bridge;
         host.bridge.serve_stream(host.runtime.handle(), end, format!("native#{id}"));
-        Some(())
     }
 }
 

@@ -56,7 +56,7 @@ impl Filter {
             )
         };
         let (end, bridge_end) = stream::pair(wakeup.map(|w| Box::new(w) as Box<dyn stream::Wakeup>));
-        config.serve(bridge_end, id)?;
+        config.serve(bridge_end, id);
         let label = format!("{}#{id}", config.name);
         let session = RedisSession::new(table.clone(), config.geomesh.upstream_timeout_ms, &config.settings);
         let mux = Mux::new(&label, table, 0, config.geomesh.upstream_timeout_ms.min(10_000));
@@ -66,8 +66,9 @@ impl Filter {
     /// Client bytes: all of Envoy's read buffer, drained.
     pub fn on_read(&mut self, envoy: FilterEnvoyPtr, end_of_stream: bool) {
         let data = read_all(envoy);
-        let out = self.mux.on_downstream(&mut self.session, &data, end_of_stream, now_ms());
-        if !out.bytes.is_empty() && !self.end.send(out.bytes.clone()) {
+        let mut out = self.mux.on_downstream(&mut self.session, &data, end_of_stream, now_ms());
+        let frames = std::mem::take(&mut out.bytes);
+        if !frames.is_empty() && !self.end.send(frames) {
             self.close(envoy);
             return;
         }

@@ -216,7 +216,7 @@ impl AsyncRead for BridgeEnd {
 
 impl AsyncWrite for BridgeEnd {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let shared = self.shared.clone();
+        let shared = &self.get_mut().shared;
         let mut inbox = shared.inbox();
         if inbox.eof {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
@@ -236,7 +236,7 @@ impl AsyncWrite for BridgeEnd {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let shared = self.shared.clone();
+        let shared = &self.get_mut().shared;
         let mut inbox = shared.inbox();
         inbox.eof = true;
         shared.notify(&mut inbox);
@@ -247,11 +247,10 @@ impl AsyncWrite for BridgeEnd {
 impl Drop for BridgeEnd {
     fn drop(&mut self) {
         // The bridge's task ended without shutting down (e.g. a failure): the filter sees the end.
-        let shared = self.shared.clone();
-        let mut inbox = shared.inbox();
+        let mut inbox = self.shared.inbox();
         if !inbox.eof {
             inbox.eof = true;
-            shared.notify(&mut inbox);
+            self.shared.notify(&mut inbox);
         }
     }
 }
